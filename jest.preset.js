@@ -1,0 +1,12 @@
+// Shared jest settings for every project. @swc/jest strips types (fast); `npm run typecheck` checks them.
+const path = require('node:path');
+module.exports = {
+  testEnvironment: 'node',
+  transform: {
+    '^.+\\.ts$': [require.resolve('@swc/jest'), { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }],
+  },
+  moduleFileExtensions: ['ts', 'js', 'json'],
+  testMatch: ['<rootDir>/src/**/*.test.ts', '<rootDir>/test/**/*.test.ts'],
+  testTimeout: 60000,
+  setupFiles: [path.join(__dirname, 'tools/test/jest-setup.js')],
+};

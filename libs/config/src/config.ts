@@ -1,0 +1,153 @@
+import { cpus } from 'node:os';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { CmError } from '@cm/core';
+
+/**
+ * The one configuration module. Every setting is an environment variable with a default for local
+ * use; commands may override single values from flags. `loadConfig` validates everything at start
+ * and reports every problem at once, naming the variable.
+ *
+ * Add a setting: one line in ENV (variable -> path) and one in the schema below.
+ */
+const port = z.coerce.number().int().min(1).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const fraction = z.coerce.number().min(0).max(1);
+const url = z.string().url();
+
+export const configSchema = z.object({
+  log: z.object({
+    level: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+    format: z.enum(['text', 'json']).default('text'),
+  }),
+  /** Where local state lives (stack data, embedded store, bundles), relative to the working directory. */
+  home: z.string().default('.cm'),
+  nats: z.object({
+    url: z.string().default('nats://127.0.0.1:4222'),
+    user: z.string().optional(),
+    password: z.string().optional(),
+    /** JetStream stream replicas (1 locally, 3 in a NATS cluster). */
+    replicas: positiveInt.default(1),
+  }),
+  clickhouse: z.object({
+    url: url.default('http://127.0.0.1:8123'),
+    user: z.string().default('default'),
+    password: z.string().default(''),
+    database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).default('concept_monitor'),
+  }),
+  /** Embedded chDB store folder (all-in-one mode and the demo). */
+  chdbPath: z.string().default('.cm/store'),
+  grpc: z.object({
+    /** Address the concept service listens on. */
+    listen: z.string().default('127.0.0.1:50051'),
+    /** Address trainers connect to. */
+    target: z.string().default('127.0.0.1:50051'),
+    maxMessageBytes: positiveInt.default(4 * 1024 * 1024),
+  }),
+  bundles: z.object({ dir: z.string().default('.cm/bundles') }),
+  stack: z.object({
+    dir: z.string().default('.cm/stack'),
+    natsPort: port.default(4222),
+    natsMonitorPort: port.default(8222),
+    clickhouseHttpPort: port.default(8123),
+    clickhouseTcpPort: port.default(9000),
+  }),
+  dissect: z.object({
+    workers: positiveInt.default(Math.max(1, cpus().length)),
+    method: z.enum(['soft_wpmi', 'wpmi', 'cos', 'cos_cubed', 'rank_reorder']).default('soft_wpmi'),
+  }),
+  alerts: z.object({
+    webhookUrl: url.optional(),
+    /** Diversity below this share of the layer's recent median fires `diversity_drop`. */
+    diversityDropRatio: fraction.default(0.5),
+    /** Absolute floor of the distinct-concept share. */
+    diversityFloor: fraction.default(0.05),
+    /** One concept holding more than this share of a layer fires `concept_dominance`. */
+    dominanceShare: fraction.default(0.6),
+    /** Recent-history window (checkpoints) for `diversity_drop`. */
+    window: positiveInt.default(5),
+    /** Checkpoints a condition must hold (or be clear) before firing (or resolving). */
+    hysteresis: positiveInt.default(2),
+  }),
+});
+
+export type CmConfig = z.infer<typeof configSchema>;
+
+/** Environment variable -> dotted config path. */
+export const ENV: Record<string, string> = {
+  CM_LOG_LEVEL: 'log.level',
+  CM_LOG_FORMAT: 'log.format',
+  CM_HOME: 'home',
+  CM_NATS_URL: 'nats.url',
+  CM_NATS_USER: 'nats.user',
+  CM_NATS_PASSWORD: 'nats.password',
+  CM_NATS_REPLICAS: 'nats.replicas',
+  CM_CLICKHOUSE_URL: 'clickhouse.url',
+  CM_CLICKHOUSE_USER: 'clickhouse.user',
+  CM_CLICKHOUSE_PASSWORD: 'clickhouse.password',
+  CM_CLICKHOUSE_DATABASE: 'clickhouse.database',
+  CM_CHDB_PATH: 'chdbPath',
+  CM_GRPC_LISTEN: 'grpc.listen',
+  CM_GRPC_TARGET: 'grpc.target',
+  CM_GRPC_MAX_MESSAGE_BYTES: 'grpc.maxMessageBytes',
+  CM_BUNDLE_DIR: 'bundles.dir',
+  CM_STACK_DIR: 'stack.dir',
+  CM_NATS_PORT: 'stack.natsPort',
+  CM_NATS_MONITOR_PORT: 'stack.natsMonitorPort',
+  CM_CLICKHOUSE_HTTP_PORT: 'stack.clickhouseHttpPort',
+  CM_CLICKHOUSE_TCP_PORT: 'stack.clickhouseTcpPort',
+  CM_DISSECT_WORKERS: 'dissect.workers',
+  CM_DISSECT_METHOD: 'dissect.method',
+  CM_ALERT_WEBHOOK_URL: 'alerts.webhookUrl',
+  CM_ALERT_DIVERSITY_DROP_RATIO: 'alerts.diversityDropRatio',
+  CM_ALERT_DIVERSITY_FLOOR: 'alerts.diversityFloor',
+  CM_ALERT_DOMINANCE_SHARE: 'alerts.dominanceShare',
+  CM_ALERT_WINDOW: 'alerts.window',
+  CM_ALERT_HYSTERESIS: 'alerts.hysteresis',
+};
+
+type Tree = { [key: string]: Tree | string | number | boolean | undefined };
+
+function setPath(tree: Tree, path: string, value: string | number | boolean): void {
+  const keys = path.split('.');
+  let node = tree;
+  for (const k of keys.slice(0, -1)) {
+    if (typeof node[k] !== 'object' || node[k] === null) node[k] = {};
+    node = node[k] as Tree;
+  }
+  node[keys[keys.length - 1]] = value;
+}
+
+/**
+ * Build the validated configuration from the environment and flag overrides
+ * (`{ 'grpc.listen': '0.0.0.0:50051' }`). Throws CmError('CONFIG') naming every bad variable.
+ */
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  overrides: Record<string, string | number | boolean | undefined> = {},
+): CmConfig {
+  const tree: Tree = { log: {}, nats: {}, clickhouse: {}, grpc: {}, bundles: {}, stack: {}, dissect: {}, alerts: {} };
+  for (const [name, path] of Object.entries(ENV)) {
+    const v = env[name];
+    if (v !== undefined && v !== '') setPath(tree, path, v);
+  }
+  for (const [path, v] of Object.entries(overrides)) if (v !== undefined) setPath(tree, path, v);
+  const parsed = configSchema.safeParse(tree);
+  if (!parsed.success) {
+    const byPath = Object.fromEntries(Object.entries(ENV).map(([k, v]) => [v, k]));
+    const problems = parsed.error.issues.map((i) => {
+      const path = i.path.join('.');
+      return `${byPath[path] ?? path}: ${i.message}`;
+    });
+    throw new CmError('CONFIG', `invalid configuration: ${problems.join('; ')}`, {
+      context: { problems },
+      hint: 'fix the environment variables named above (see README, Configuration)',
+    });
+  }
+  return parsed.data;
+}
+
+/** Resolve a configured path against the working directory. */
+export function resolvePath(p: string, cwd = process.cwd()): string {
+  return resolve(cwd, p);
+}

@@ -1,0 +1,47 @@
+import { loadConfig, ENV } from '../src';
+import { CmError } from '@cm/core';
+
+describe('loadConfig', () => {
+  it('has defaults for local use', () => {
+    const c = loadConfig({});
+    expect(c.nats.url).toBe('nats://127.0.0.1:4222');
+    expect(c.clickhouse.database).toBe('concept_monitor');
+    expect(c.grpc.maxMessageBytes).toBe(4 * 1024 * 1024);
+  });
+
+  it('reads and coerces environment variables', () => {
+    const c = loadConfig({ CM_NATS_PORT: '14222', CM_CLICKHOUSE_URL: 'http://127.0.0.1:18123', CM_ALERT_HYSTERESIS: '3' });
+    expect(c.stack.natsPort).toBe(14222);
+    expect(c.clickhouse.url).toBe('http://127.0.0.1:18123');
+    expect(c.alerts.hysteresis).toBe(3);
+  });
+
+  it('lets flag overrides win over the environment', () => {
+    const c = loadConfig({ CM_GRPC_LISTEN: '127.0.0.1:1' }, { 'grpc.listen': '127.0.0.1:2' });
+    expect(c.grpc.listen).toBe('127.0.0.1:2');
+  });
+
+  it('names every bad variable in one error', () => {
+    let err: unknown;
+    try {
+      loadConfig({ CM_NATS_PORT: 'abc', CM_CLICKHOUSE_URL: 'not a url', CM_CLICKHOUSE_DATABASE: 'x;drop' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(CmError);
+    const msg = (err as CmError).message;
+    expect(msg).toContain('CM_NATS_PORT');
+    expect(msg).toContain('CM_CLICKHOUSE_URL');
+    expect(msg).toContain('CM_CLICKHOUSE_DATABASE');
+    expect((err as CmError).code).toBe('CONFIG');
+  });
+
+  it('maps every variable to a real setting', () => {
+    for (const path of Object.values(ENV)) {
+      const keys = path.split('.');
+      let node: unknown = loadConfig({});
+      for (const k of keys.slice(0, -1)) node = (node as Record<string, unknown>)[k];
+      expect(Object.keys(node as object).concat(['user', 'password', 'webhookUrl'])).toContain(keys[keys.length - 1]);
+    }
+  });
+});

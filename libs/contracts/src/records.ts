@@ -1,0 +1,140 @@
+/**
+ * Records: what the concept engine produces, what travels through JetStream (as JSON) and what the
+ * recorder writes into ClickHouse, one shape end to end. Times are ISO-8601 strings in UTC.
+ * `validateRecord` checks a decoded message before it is stored.
+ */
+export interface RunRecord {
+  kind: 'run';
+  runId: string;
+  model: string;
+  paradigm: string;
+  bundleId: string;
+  layers: { name: string; width: number }[];
+  tags: Record<string, string>;
+  status: 'running' | 'completed' | 'failed';
+  startedAt: string;
+  /** Set when status is completed or failed. */
+  endedAt?: string;
+  time: string;
+}
+
+export interface CheckpointRecord {
+  kind: 'checkpoint';
+  runId: string;
+  step: number;
+  /** Training metrics: loss, accuracy, learningRate, sparsity, ... */
+  metrics: Record<string, number>;
+  time: string;
+}
+
+export interface NeuronLabelRow {
+  neuron: number;
+  concept: string;
+  category: string;
+  score: number;
+  interpretable: boolean;
+  dead: boolean;
+  topConcepts: string[];
+  topScores: number[];
+  x: number;
+  y: number;
+}
+
+/** One layer's neuron labels at one step; large layers are split into parts (each < 1 MB). */
+export interface LabelsRecord {
+  kind: 'labels';
+  runId: string;
+  layer: string;
+  step: number;
+  part: number;
+  parts: number;
+  labels: NeuronLabelRow[];
+  time: string;
+}
+
+export interface LayerSnapshotRecord {
+  kind: 'snapshot';
+  runId: string;
+  layer: string;
+  step: number;
+  neurons: number;
+  interpretableFraction: number;
+  meanTopScore: number;
+  distinctConceptShare: number;
+  labelEntropy: number;
+  embeddingSpread: number;
+  deadFraction: number;
+  switches: number;
+  switchFraction: number;
+  threshold: number;
+  categoryShares: Record<string, number>;
+  topConcepts: { concept: string; count: number }[];
+  time: string;
+}
+
+export interface AlertRecord {
+  kind: 'alert';
+  /** Stable id of the episode: the firing and its resolution share it. */
+  alertId: string;
+  runId: string;
+  layer: string;
+  step: number;
+  rule: string;
+  state: 'firing' | 'resolved';
+  severity: 'warning' | 'critical';
+  value: number;
+  threshold: number;
+  message: string;
+  time: string;
+}
+
+export type CmRecord = RunRecord | CheckpointRecord | LabelsRecord | LayerSnapshotRecord | AlertRecord;
+
+export class RecordValidationError extends Error {
+  constructor(readonly problem: string) {
+    super(`invalid record: ${problem}`);
+    this.name = 'RecordValidationError';
+  }
+}
+
+const isStr = (v: unknown): v is string => typeof v === 'string';
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const isInt = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0;
+
+/**
+ * Structural check of a decoded message (hand-written rather than a schema library: it runs on every
+ * record in the recorder's hot path, and only a handful of fields decide whether a row can be stored).
+ */
+export function validateRecord(value: unknown): CmRecord {
+  const fail = (p: string): never => {
+    throw new RecordValidationError(p);
+  };
+  if (typeof value !== 'object' || value === null) return fail('not an object');
+  const r = value as Record<string, unknown>;
+  if (!isStr(r.runId) || r.runId.length === 0) fail('runId missing');
+  if (!isStr(r.time) || Number.isNaN(Date.parse(r.time))) fail('time is not an ISO date');
+  switch (r.kind) {
+    case 'run':
+      if (!isStr(r.bundleId) || !Array.isArray(r.layers)) fail('run: bundleId or layers missing');
+      break;
+    case 'checkpoint':
+      if (!isInt(r.step) || typeof r.metrics !== 'object' || r.metrics === null) fail('checkpoint: step or metrics');
+      break;
+    case 'labels':
+      if (!isStr(r.layer) || !isInt(r.step) || !Array.isArray(r.labels)) fail('labels: layer, step or labels');
+      for (const l of r.labels as unknown[]) {
+        const row = l as Record<string, unknown>;
+        if (!isInt(row.neuron) || !isStr(row.concept) || !isNum(row.score)) fail('labels: bad neuron row');
+      }
+      break;
+    case 'snapshot':
+      if (!isStr(r.layer) || !isInt(r.step) || !isNum(r.interpretableFraction)) fail('snapshot: layer, step or metrics');
+      break;
+    case 'alert':
+      if (!isStr(r.alertId) || !isStr(r.rule) || (r.state !== 'firing' && r.state !== 'resolved')) fail('alert: id, rule or state');
+      break;
+    default:
+      fail(`unknown kind ${String(r.kind)}`);
+  }
+  return value as CmRecord;
+}

@@ -1,0 +1,11 @@
+/** ClickHouse table names, in one place (the database name comes from configuration). */
+export const TABLES = {
+  runs: 'runs',
+  checkpoints: 'checkpoints',
+  neuronLabels: 'neuron_labels',
+  layerMetrics: 'layer_metrics',
+  alerts: 'alerts',
+  concepts: 'concepts',
+  migrations: 'schema_migrations',
+} as const;
+export type TableName = (typeof TABLES)[keyof typeof TABLES];

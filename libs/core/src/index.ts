@@ -1,0 +1,5 @@
+export * from './errors';
+export * from './log';
+export * from './worker';
+export * from './net';
+export * from './npy';

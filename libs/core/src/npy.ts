@@ -1,0 +1,163 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { CmError } from './errors';
+
+/**
+ * NumPy .npy reader and writer (format versions 1.0-3.0, little-endian, C order).
+ * Hand-written because the npm readers (npyjs and friends) neither write files nor report
+ * malformed headers with a usable message, and the format is a 10-byte preamble, a Python-dict
+ * header and raw data: https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html
+ */
+export type NpyDtype = 'float32' | 'float64' | 'uint8' | 'int32' | 'int64' | 'float16';
+export type NpyData = Float32Array | Float64Array | Uint8Array | Int32Array | BigInt64Array | Uint16Array;
+
+export interface NpyArray {
+  dtype: NpyDtype;
+  shape: number[];
+  data: NpyData;
+}
+
+const DESCR_TO_DTYPE: Record<string, NpyDtype> = {
+  '<f4': 'float32',
+  '<f8': 'float64',
+  '|u1': 'uint8',
+  '<u1': 'uint8',
+  '<i4': 'int32',
+  '<i8': 'int64',
+  '<f2': 'float16',
+};
+const DTYPE_TO_DESCR: Record<NpyDtype, string> = {
+  float32: '<f4',
+  float64: '<f8',
+  uint8: '|u1',
+  int32: '<i4',
+  int64: '<i8',
+  float16: '<f2',
+};
+const BYTES: Record<NpyDtype, number> = { float32: 4, float64: 8, uint8: 1, int32: 4, int64: 8, float16: 2 };
+const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
+
+function corrupt(source: string, why: string): CmError {
+  return new CmError('INVALID_ARGUMENT', `${source}: not a readable .npy file: ${why}`, {
+    context: { file: source },
+    hint: 'write it with numpy.save (little-endian, C order)',
+  });
+}
+
+/** Parse .npy bytes. `source` names the file in error messages. */
+export function parseNpy(buf: Uint8Array, source = '<buffer>'): NpyArray {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (b.length < 10 || !b.subarray(0, 6).equals(MAGIC)) throw corrupt(source, 'missing \\x93NUMPY magic');
+  const major = b[6];
+  let headerLen: number;
+  let offset: number;
+  if (major === 1) {
+    headerLen = b.readUInt16LE(8);
+    offset = 10;
+  } else if (major === 2 || major === 3) {
+    if (b.length < 12) throw corrupt(source, 'truncated header');
+    headerLen = b.readUInt32LE(8);
+    offset = 12;
+  } else {
+    throw corrupt(source, `unsupported format version ${major}`);
+  }
+  if (offset + headerLen > b.length) throw corrupt(source, 'truncated header');
+  const header = b.subarray(offset, offset + headerLen).toString(major === 3 ? 'utf8' : 'latin1');
+  const descr = /'descr'\s*:\s*'([^']+)'/.exec(header)?.[1];
+  const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(header)?.[1];
+  const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)?.[1];
+  if (descr === undefined || fortran === undefined || shapeText === undefined) {
+    throw corrupt(source, `header is not a numpy dict: ${header.trim()}`);
+  }
+  const dtype = DESCR_TO_DTYPE[descr];
+  if (!dtype) throw corrupt(source, `dtype ${descr} is not supported (float32, float64, float16, uint8, int32, int64)`);
+  if (fortran === 'True') throw corrupt(source, 'Fortran-ordered arrays are not supported (use np.ascontiguousarray)');
+  const shape = shapeText
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0)
+    .map((s) => Number(s));
+  if (shape.some((n) => !Number.isInteger(n) || n < 0)) throw corrupt(source, `bad shape (${shapeText})`);
+  const count = shape.reduce((a, n) => a * n, 1);
+  const dataStart = offset + headerLen;
+  const need = count * BYTES[dtype];
+  if (b.length - dataStart < need) {
+    throw corrupt(source, `truncated data: shape (${shape.join(', ')}) needs ${need} bytes, file has ${b.length - dataStart}`);
+  }
+  // Copy into a fresh, aligned buffer: typed arrays need offsets that are multiples of the item size.
+  const bytes = new Uint8Array(need);
+  bytes.set(b.subarray(dataStart, dataStart + need));
+  const ab = bytes.buffer;
+  const data: NpyData =
+    dtype === 'float32'
+      ? new Float32Array(ab)
+      : dtype === 'float64'
+        ? new Float64Array(ab)
+        : dtype === 'uint8'
+          ? bytes
+          : dtype === 'int32'
+            ? new Int32Array(ab)
+            : dtype === 'int64'
+              ? new BigInt64Array(ab)
+              : new Uint16Array(ab);
+  return { dtype, shape, data };
+}
+
+export function readNpy(file: string): NpyArray {
+  let buf: Buffer;
+  try {
+    buf = readFileSync(file);
+  } catch (e) {
+    throw new CmError('NOT_FOUND', `cannot read ${file}: ${(e as Error).message}`, { context: { file }, cause: e });
+  }
+  return parseNpy(buf, file);
+}
+
+export function dtypeOf(data: NpyData): NpyDtype {
+  if (data instanceof Float32Array) return 'float32';
+  if (data instanceof Float64Array) return 'float64';
+  if (data instanceof Uint8Array) return 'uint8';
+  if (data instanceof Int32Array) return 'int32';
+  if (data instanceof BigInt64Array) return 'int64';
+  return 'float16';
+}
+
+/** Serialise to .npy (version 1.0). Deterministic: same input, same bytes. */
+export function encodeNpy(data: NpyData, shape: readonly number[], dtype: NpyDtype = dtypeOf(data)): Buffer {
+  const count = shape.reduce((a, n) => a * n, 1);
+  if (count !== data.length) {
+    throw new CmError('INVALID_ARGUMENT', `encodeNpy: shape (${shape.join(', ')}) holds ${count} values, data has ${data.length}`);
+  }
+  const shapeText = shape.length === 1 ? `${shape[0]},` : shape.join(', ');
+  let header = `{'descr': '${DTYPE_TO_DESCR[dtype]}', 'fortran_order': False, 'shape': (${shapeText}), }`;
+  // Pad so that magic + length + header + '\n' is a multiple of 64 bytes, as numpy does.
+  const total = 10 + header.length + 1;
+  header += ' '.repeat((64 - (total % 64)) % 64) + '\n';
+  const pre = Buffer.alloc(10);
+  MAGIC.copy(pre, 0);
+  pre[6] = 1;
+  pre[7] = 0;
+  pre.writeUInt16LE(header.length, 8);
+  return Buffer.concat([pre, Buffer.from(header, 'latin1'), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]);
+}
+
+export function writeNpy(file: string, data: NpyData, shape: readonly number[]): void {
+  writeFileSync(file, encodeNpy(data, shape));
+}
+
+/** Read a 2-D float matrix (float32, or float64 converted), naming the file and the expected role in errors. */
+export function readFloatMatrix(file: string, role: string): { rows: number; cols: number; data: Float32Array } {
+  const arr = readNpy(file);
+  if (arr.shape.length !== 2) {
+    throw new CmError('INVALID_ARGUMENT', `${file}: ${role} must be 2-D, got shape (${arr.shape.join(', ')})`, { context: { file } });
+  }
+  let data: Float32Array;
+  if (arr.dtype === 'float32') data = arr.data as Float32Array;
+  else if (arr.dtype === 'float64') data = Float32Array.from(arr.data as Float64Array);
+  else {
+    throw new CmError('INVALID_ARGUMENT', `${file}: ${role} must be float32 or float64, got ${arr.dtype}`, {
+      context: { file },
+      hint: 'convert with arr.astype(numpy.float32)',
+    });
+  }
+  return { rows: arr.shape[0], cols: arr.shape[1], data };
+}
