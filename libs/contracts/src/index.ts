@@ -1,3 +1,4 @@
 export * from './subjects';
 export * from './tables';
 export * from './records';
+export * from './monitor';

@@ -1,0 +1,64 @@
+/**
+ * The seam between a training loop and Concept-Monitor. A trainer codes against `Monitor`;
+ * libs/monitor-client implements it over gRPC (to a concept service), libs/engine implements it
+ * in-process (all-in-one mode, the demo). Same calls, same results, either way.
+ */
+export interface MonitoredLayer {
+  name: string;
+  /** Number of neurons (channels of a conv layer, units of a dense layer). */
+  width: number;
+  kind: 'conv' | 'dense';
+}
+
+export interface RunSpec {
+  runId: string;
+  model: string;
+  /** standard | finetune | adversarial | lottery (free text for other trainers). */
+  paradigm: string;
+  /** Id of the probe bundle whose images the activations were computed on. */
+  bundleId: string;
+  layers: MonitoredLayer[];
+  tags: Record<string, string>;
+}
+
+/** Activations of one layer on the whole probe set. */
+export interface LayerActivations {
+  layer: string;
+  /**
+   * [D, N] already pooled, or raw [D, H, W, C] (NHWC) which the service pools with `pooling`.
+   */
+  shape: number[];
+  data: Float32Array;
+  pooling?: 'avg' | 'max';
+}
+
+export interface CheckpointData {
+  step: number;
+  layers: LayerActivations[];
+  /** Training metrics: loss, accuracy, learningRate, ... */
+  metrics: Record<string, number>;
+}
+
+/** What the monitor learned from a checkpoint (per layer summary + any alerts), once it is durable. */
+export interface CheckpointResult {
+  step: number;
+  layers: {
+    layer: string;
+    interpretableFraction: number;
+    distinctConceptShare: number;
+    labelEntropy: number;
+    topConcepts: { concept: string; count: number }[];
+  }[];
+  alerts: { layer: string; rule: string; state: 'firing' | 'resolved'; message: string }[];
+}
+
+export interface Monitor {
+  startRun(spec: RunSpec): Promise<void>;
+  /**
+   * Resolves when the checkpoint's results are durable (JetStream ack or store insert), or, under a
+   * drop policy with the service down, with `undefined` after counting the drop.
+   */
+  sendCheckpoint(checkpoint: CheckpointData): Promise<CheckpointResult | undefined>;
+  endRun(status: 'completed' | 'failed'): Promise<void>;
+  close(): Promise<void>;
+}
