@@ -45,6 +45,9 @@ export const configSchema = z.object({
     maxMessageBytes: positiveInt.default(4 * 1024 * 1024),
   }),
   bundles: z.object({ dir: z.string().default('.cm/bundles') }),
+  /** HTTP health endpoints (GET /healthz) of the two app services. */
+  service: z.object({ healthPort: port.default(8081) }),
+  recorder: z.object({ healthPort: port.default(8082) }),
   stack: z.object({
     dir: z.string().default('.cm/stack'),
     natsPort: port.default(4222),
@@ -68,6 +71,14 @@ export const configSchema = z.object({
     window: positiveInt.default(5),
     /** Checkpoints a condition must hold (or be clear) before firing (or resolving). */
     hysteresis: positiveInt.default(2),
+    /** Interpretable share below this share of the layer's recent median fires `interpretable_vanish`. */
+    interpretableVanishRatio: fraction.default(0.5),
+    /** Share of dead neurons (never active on the probe set) above which `dead_neurons` fires. */
+    deadShare: fraction.default(0.5),
+    /** Webhook delivery: attempts after the first, first backoff, per-request timeout. */
+    webhookRetries: z.coerce.number().int().min(0).default(3),
+    webhookBackoffMs: positiveInt.default(500),
+    webhookTimeoutMs: positiveInt.default(5000),
   }),
 });
 
@@ -91,6 +102,8 @@ export const ENV: Record<string, string> = {
   CM_GRPC_TARGET: 'grpc.target',
   CM_GRPC_MAX_MESSAGE_BYTES: 'grpc.maxMessageBytes',
   CM_BUNDLE_DIR: 'bundles.dir',
+  CM_SERVICE_HEALTH_PORT: 'service.healthPort',
+  CM_RECORDER_HEALTH_PORT: 'recorder.healthPort',
   CM_STACK_DIR: 'stack.dir',
   CM_NATS_PORT: 'stack.natsPort',
   CM_NATS_MONITOR_PORT: 'stack.natsMonitorPort',
@@ -104,6 +117,11 @@ export const ENV: Record<string, string> = {
   CM_ALERT_DOMINANCE_SHARE: 'alerts.dominanceShare',
   CM_ALERT_WINDOW: 'alerts.window',
   CM_ALERT_HYSTERESIS: 'alerts.hysteresis',
+  CM_ALERT_INTERPRETABLE_VANISH_RATIO: 'alerts.interpretableVanishRatio',
+  CM_ALERT_DEAD_SHARE: 'alerts.deadShare',
+  CM_ALERT_WEBHOOK_RETRIES: 'alerts.webhookRetries',
+  CM_ALERT_WEBHOOK_BACKOFF_MS: 'alerts.webhookBackoffMs',
+  CM_ALERT_WEBHOOK_TIMEOUT_MS: 'alerts.webhookTimeoutMs',
 };
 
 type Tree = { [key: string]: Tree | string | number | boolean | undefined };
@@ -126,7 +144,7 @@ export function loadConfig(
   env: NodeJS.ProcessEnv = process.env,
   overrides: Record<string, string | number | boolean | undefined> = {},
 ): CmConfig {
-  const tree: Tree = { log: {}, nats: {}, clickhouse: {}, grpc: {}, bundles: {}, stack: {}, dissect: {}, alerts: {} };
+  const tree: Tree = { log: {}, nats: {}, clickhouse: {}, grpc: {}, bundles: {}, service: {}, recorder: {}, stack: {}, dissect: {}, alerts: {} };
   for (const [name, path] of Object.entries(ENV)) {
     const v = env[name];
     if (v !== undefined && v !== '') setPath(tree, path, v);

@@ -1,1 +1,3 @@
-export {};
+export * from './process';
+export * from './servers';
+export * from './stack';

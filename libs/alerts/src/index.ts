@@ -1,0 +1,3 @@
+export * from './collapse';
+export * from './webhook';
+export * from './replay';
