@@ -1,0 +1,83 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { freePort } from '@cm/core';
+import { isAlive, readPid } from '@cm/stack';
+
+const CM = join(__dirname, '..', 'bin', 'cm.js');
+const run = promisify(execFile);
+
+async function cm(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CM, ...args], { env: { ...process.env, ...env }, timeout: 120_000 });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+describe('cm (subprocess)', () => {
+  it('lists its commands with one line each', async () => {
+    const r = await cm(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Usage: cm/);
+    expect(r.stdout).toMatch(/^\s+stack\s+\S/m);
+  });
+
+  it('prints one clear line and exits non-zero on a configuration error', async () => {
+    const r = await cm(['stack', 'status'], { CM_NATS_PORT: 'not-a-port' });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/^cm: error: invalid configuration: CM_NATS_PORT/);
+  });
+
+  it('adds the stack trace with --verbose', async () => {
+    const r = await cm(['--verbose', 'stack', 'status'], { CM_NATS_PORT: 'not-a-port' });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/at .*config\.ts/);
+  });
+
+  it('rejects an unknown command', async () => {
+    const r = await cm(['no-such-command']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/unknown command/);
+  });
+
+  describe('stack up | status | down', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cm-clistack-'));
+    const env: NodeJS.ProcessEnv = { CM_STACK_DIR: dir, CM_HOME: dir, CM_BUNDLE_DIR: join(dir, 'bundles'), CM_CHDB_PATH: join(dir, 'store') };
+    beforeAll(async () => {
+      for (const k of ['CM_NATS_PORT', 'CM_NATS_MONITOR_PORT', 'CM_CLICKHOUSE_HTTP_PORT', 'CM_CLICKHOUSE_TCP_PORT', 'CM_SERVICE_HEALTH_PORT', 'CM_RECORDER_HEALTH_PORT']) {
+        env[k] = String(await freePort());
+      }
+      env.CM_GRPC_LISTEN = `127.0.0.1:${await freePort()}`;
+    });
+    afterAll(async () => {
+      await cm(['stack', 'down'], env);
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('starts, reports and stops every service, leaving no process behind', async () => {
+      const up = await cm(['stack', 'up'], env);
+      expect(up.stderr).toBe('');
+      expect(up.code).toBe(0);
+      expect(up.stdout).toMatch(/stack up: nats, clickhouse/);
+      const names = ['nats', 'clickhouse', 'concept-service', 'recorder'].filter((n) => readPid(dir, n) !== undefined);
+      const pids = names.map((n) => readPid(dir, n)!);
+      expect(pids.every(isAlive)).toBe(true);
+
+      const status = await cm(['stack', 'status'], env);
+      expect(status.code).toBe(0);
+      for (const n of names) expect(status.stdout).toMatch(new RegExp(`^${n}\\s+\\d+\\s+healthy`, 'm'));
+
+      const down = await cm(['stack', 'down'], env);
+      expect(down.code).toBe(0);
+      expect(down.stdout).toMatch(/stopped:/);
+      expect(pids.filter(isAlive)).toEqual([]);
+      expect((await cm(['stack', 'status'], env)).stdout).toMatch(/stack is down/);
+    }, 180_000);
+  });
+});

@@ -1,0 +1,47 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const ROOT = join(__dirname, '..', '..', '..');
+
+interface NxGraph {
+  graph: {
+    nodes: Record<string, { type: string; data: { root: string } }>;
+    dependencies: Record<string, { target: string }[]>;
+  };
+}
+
+/** The architecture rule, checked on Nx's own project graph: apps depend on libs, never libs on apps. */
+describe('workspace project graph', () => {
+  let graph: NxGraph['graph'];
+  beforeAll(() => {
+    const dir = mkdtempSync(join(tmpdir(), 'cm-graph-'));
+    const file = join(dir, 'graph.json');
+    execFileSync(process.execPath, [require.resolve('nx/bin/nx'), 'graph', `--file=${file}`], {
+      cwd: ROOT,
+      env: { ...process.env, NX_DAEMON: 'false', NX_NO_CLOUD: 'true' },
+      stdio: 'ignore',
+    });
+    graph = (JSON.parse(readFileSync(file, 'utf8')) as NxGraph).graph;
+    rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('knows the apps and libs by their folders', () => {
+    const roots = Object.values(graph.nodes).map((n) => n.data.root);
+    expect(roots).toEqual(expect.arrayContaining(['apps/cli', 'libs/dissect', 'libs/store', 'libs/core']));
+    for (const n of Object.values(graph.nodes)) {
+      expect(n.type).toBe(n.data.root.startsWith('apps/') ? 'app' : 'lib');
+    }
+  });
+
+  it('has apps depending on libs and no lib depending on an app', () => {
+    const isApp = (name: string): boolean => graph.nodes[name]?.data.root.startsWith('apps/') ?? false;
+    const appToLib = Object.entries(graph.dependencies).filter(([src, deps]) => isApp(src) && deps.some((d) => !isApp(d.target)));
+    expect(appToLib.length).toBeGreaterThan(0);
+    const libToApp = Object.entries(graph.dependencies).flatMap(([src, deps]) =>
+      isApp(src) ? [] : deps.filter((d) => isApp(d.target)).map((d) => `${src} -> ${d.target}`),
+    );
+    expect(libToApp).toEqual([]);
+  });
+});

@@ -1,0 +1,140 @@
+/**
+ * Checks of what a trainer sends, against the run it declared and the probe bundle. Pure functions:
+ * each returns normalised data or throws CmError('INVALID_ARGUMENT') naming the run, layer, step and
+ * the offending value, so the gRPC boundary can pass the message to the trainer unchanged.
+ */
+import { invalidArgument } from '@cm/core';
+import type { CheckpointData, LayerActivations, MonitoredLayer, RunSpec } from '@cm/contracts';
+
+export const MAX_RUN_ID_LENGTH = 256;
+export const MAX_LAYER_NAME_LENGTH = 256;
+
+export function validateRunSpec(spec: RunSpec): void {
+  const ctx = { runId: spec.runId };
+  if (typeof spec.runId !== 'string' || spec.runId.trim().length === 0) throw invalidArgument('run id must be a non-empty string', ctx);
+  if (spec.runId.length > MAX_RUN_ID_LENGTH) throw invalidArgument(`run id is longer than ${MAX_RUN_ID_LENGTH} characters`, ctx);
+  if (typeof spec.bundleId !== 'string' || spec.bundleId.length === 0) {
+    throw invalidArgument(`run ${spec.runId}: probe bundle id is empty`, ctx, 'pass the id printed by `cm probe build`');
+  }
+  if (!Array.isArray(spec.layers) || spec.layers.length === 0) {
+    throw invalidArgument(`run ${spec.runId}: declares no monitored layers`, ctx, 'list at least one layer with its width');
+  }
+  const seen = new Set<string>();
+  for (const l of spec.layers) {
+    if (typeof l.name !== 'string' || l.name.length === 0 || l.name.length > MAX_LAYER_NAME_LENGTH) {
+      throw invalidArgument(`run ${spec.runId}: layer name must be 1..${MAX_LAYER_NAME_LENGTH} characters`, { ...ctx, layer: l.name });
+    }
+    if (seen.has(l.name)) throw invalidArgument(`run ${spec.runId}: layer ${l.name} is declared twice`, { ...ctx, layer: l.name });
+    seen.add(l.name);
+    if (!Number.isInteger(l.width) || l.width < 1) {
+      throw invalidArgument(`run ${spec.runId}: layer ${l.name} has width ${l.width}; it must be a positive integer`, { ...ctx, layer: l.name });
+    }
+    if (l.kind !== 'conv' && l.kind !== 'dense') {
+      throw invalidArgument(`run ${spec.runId}: layer ${l.name} has kind ${String(l.kind)}; expected conv or dense`, { ...ctx, layer: l.name });
+    }
+  }
+  for (const [k, v] of Object.entries(spec.tags ?? {})) {
+    if (typeof v !== 'string') throw invalidArgument(`run ${spec.runId}: tag ${k} must be a string`, ctx);
+  }
+}
+
+/** Two specs describe the same run (a reconnecting client resends its RunStart). */
+export function sameRunSpec(a: RunSpec, b: RunSpec): boolean {
+  const layers = (s: RunSpec): string => JSON.stringify(s.layers.map((l) => [l.name, l.width, l.kind]));
+  return a.runId === b.runId && a.bundleId === b.bundleId && a.model === b.model && a.paradigm === b.paradigm && layers(a) === layers(b);
+}
+
+/**
+ * Check a checkpoint against the run's declared layers: every declared layer exactly once, shape
+ * [D, N] or [D, H, W, C] with D = the bundle's probe images and N/C = the declared width, data
+ * length = product of the shape, every value finite.
+ */
+export function validateCheckpoint(
+  runId: string,
+  declared: ReadonlyMap<string, MonitoredLayer>,
+  probeImages: number,
+  cp: CheckpointData,
+): void {
+  if (!Number.isInteger(cp.step) || cp.step < 0) {
+    throw invalidArgument(`run ${runId}: checkpoint step must be a non-negative integer, got ${cp.step}`, { runId, step: cp.step });
+  }
+  const ctx = { runId, step: cp.step };
+  for (const [k, v] of Object.entries(cp.metrics ?? {})) {
+    if (typeof v !== 'number' || !Number.isFinite(v)) {
+      throw invalidArgument(`run ${runId} step ${cp.step}: training metric ${k} is ${String(v)}; metrics must be finite numbers`, ctx);
+    }
+  }
+  const seen = new Set<string>();
+  for (const layer of cp.layers) {
+    const decl = declared.get(layer.layer);
+    if (!decl) {
+      throw invalidArgument(
+        `run ${runId} step ${cp.step}: layer ${layer.layer} was not declared at run start`,
+        { ...ctx, layer: layer.layer },
+        `declared layers: ${[...declared.keys()].join(', ')}`,
+      );
+    }
+    if (seen.has(layer.layer)) throw invalidArgument(`run ${runId} step ${cp.step}: layer ${layer.layer} sent twice`, { ...ctx, layer: layer.layer });
+    seen.add(layer.layer);
+    validateLayerShape(runId, cp.step, decl, probeImages, layer);
+    assertFinite(runId, cp.step, layer);
+  }
+  const missing = [...declared.keys()].filter((n) => !seen.has(n));
+  if (missing.length) {
+    throw invalidArgument(`run ${runId} step ${cp.step}: missing activations of declared layer(s) ${missing.join(', ')}`, { ...ctx, missing });
+  }
+}
+
+export function validateLayerShape(runId: string, step: number, decl: MonitoredLayer, probeImages: number, layer: LayerActivations): void {
+  const ctx = { runId, step, layer: layer.layer, shape: layer.shape };
+  const shape = layer.shape;
+  const where = `run ${runId} step ${step} layer ${layer.layer}`;
+  if (!Array.isArray(shape) || (shape.length !== 2 && shape.length !== 4) || shape.some((n) => !Number.isInteger(n) || n < 1)) {
+    throw invalidArgument(`${where}: shape [${String(shape)}] must be [D, N] (pooled) or [D, H, W, C] (raw NHWC)`, ctx);
+  }
+  if (shape[0] !== probeImages) {
+    throw invalidArgument(
+      `${where}: first dimension ${shape[0]} must equal the probe bundle's ${probeImages} images`,
+      ctx,
+      'compute activations on every probe image of the bundle, in bundle order',
+    );
+  }
+  const width = shape[shape.length - 1];
+  if (width !== decl.width) {
+    throw invalidArgument(`${where}: last dimension ${width} does not match the declared width ${decl.width}`, ctx);
+  }
+  const count = shape.reduce((a, n) => a * n, 1);
+  if (!(layer.data instanceof Float32Array) || layer.data.length !== count) {
+    throw invalidArgument(`${where}: shape [${shape.join(', ')}] holds ${count} values, data has ${layer.data?.length ?? 0}`, ctx);
+  }
+  if (layer.pooling !== undefined && layer.pooling !== 'avg' && layer.pooling !== 'max') {
+    throw invalidArgument(`${where}: pooling ${String(layer.pooling)} must be avg or max`, ctx);
+  }
+}
+
+/** NaN or +-Inf anywhere -> an error naming the layer, the flat index and the index per dimension. */
+export function assertFinite(runId: string, step: number, layer: LayerActivations): void {
+  const d = layer.data;
+  for (let i = 0; i < d.length; i++) {
+    const v = d[i];
+    // v - v is NaN for NaN and +-Inf: one comparison per value in the hot loop.
+    if (v - v !== 0) {
+      const index = unravel(i, layer.shape);
+      throw invalidArgument(
+        `run ${runId} step ${step} layer ${layer.layer}: value ${v} at index ${i} ([${index.join(', ')}]) is not finite`,
+        { runId, step, layer: layer.layer, index: i, position: index },
+        'check the training loss for divergence; activations must be finite',
+      );
+    }
+  }
+}
+
+function unravel(flat: number, shape: readonly number[]): number[] {
+  const out = new Array<number>(shape.length).fill(0);
+  let rest = flat;
+  for (let k = shape.length - 1; k >= 0; k--) {
+    out[k] = rest % shape[k];
+    rest = Math.floor(rest / shape[k]);
+  }
+  return out;
+}

@@ -1,0 +1,61 @@
+/**
+ * Seeded pseudo-random numbers for the synthetic world.
+ *
+ * Hand-written because the world must be byte-identical for a given seed on every machine and
+ * Node version, and the generator is a handful of 32-bit integer operations: mulberry32
+ * (Tommy Ettinger, public domain), a 32-bit state advanced by a Weyl increment and mixed by two
+ * multiply-xorshift rounds. Period 2^32, which is ample for a few thousand small images.
+ */
+export interface Rng {
+  /** Uniform in [0, 1). */
+  next(): number;
+  /** Uniform integer in [0, n). */
+  int(n: number): number;
+  /** Uniform in [lo, hi). */
+  range(lo: number, hi: number): number;
+  /** One element of a non-empty list, uniformly. */
+  pick<T>(items: readonly T[]): T;
+}
+
+export function mulberry32(seed: number): Rng {
+  let state = seed >>> 0;
+  const next = (): number => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return {
+    next,
+    int: (n) => Math.floor(next() * n),
+    range: (lo, hi) => lo + (hi - lo) * next(),
+    pick: (items) => items[Math.floor(next() * items.length)],
+  };
+}
+
+/**
+ * Derive an independent 32-bit seed from a user seed and a purpose label (FNV-1a over both), so
+ * that the probe set, training sets and test sets drawn from the same user seed do not share a
+ * random stream.
+ */
+export function deriveSeed(seed: number, purpose: string): number {
+  let h = 0x811c9dc5;
+  const text = `${seed >>> 0}:${purpose}`;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h >>> 0;
+}
+
+/** Fisher-Yates shuffle in place. */
+export function shuffleInPlace<T>(items: T[], rng: Rng): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    const t = items[i];
+    items[i] = items[j];
+    items[j] = t;
+  }
+  return items;
+}
