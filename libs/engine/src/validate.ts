@@ -86,9 +86,38 @@ export function validateCheckpoint(
 }
 
 export function validateLayerShape(runId: string, step: number, decl: MonitoredLayer, probeImages: number, layer: LayerActivations): void {
-  const ctx = { runId, step, layer: layer.layer, shape: layer.shape };
+  validateLayerHeader(runId, step, decl, probeImages, layer.layer, layer.shape);
   const shape = layer.shape;
-  const where = `run ${runId} step ${step} layer ${layer.layer}`;
+  const count = shape.reduce((a, n) => a * n, 1);
+  if (!(layer.data instanceof Float32Array) || layer.data.length !== count) {
+    throw invalidArgument(
+      `run ${runId} step ${step} layer ${layer.layer}: shape [${shape.join(', ')}] holds ${count} values, data has ${layer.data?.length ?? 0}`,
+      { runId, step, layer: layer.layer, shape },
+    );
+  }
+  if (layer.pooling !== undefined && layer.pooling !== 'avg' && layer.pooling !== 'max') {
+    throw invalidArgument(`run ${runId} step ${step} layer ${layer.layer}: pooling ${String(layer.pooling)} must be avg or max`, {
+      runId,
+      step,
+      layer: layer.layer,
+    });
+  }
+}
+
+/**
+ * The shape checks alone, before any data arrives: the gRPC boundary runs them on a layer's first
+ * chunk so that a wrong shape is refused before the service buffers the tensor.
+ */
+export function validateLayerHeader(
+  runId: string,
+  step: number,
+  decl: MonitoredLayer,
+  probeImages: number,
+  layerName: string,
+  shape: readonly number[],
+): void {
+  const ctx = { runId, step, layer: layerName, shape };
+  const where = `run ${runId} step ${step} layer ${layerName}`;
   if (!Array.isArray(shape) || (shape.length !== 2 && shape.length !== 4) || shape.some((n) => !Number.isInteger(n) || n < 1)) {
     throw invalidArgument(`${where}: shape [${String(shape)}] must be [D, N] (pooled) or [D, H, W, C] (raw NHWC)`, ctx);
   }
@@ -102,13 +131,6 @@ export function validateLayerShape(runId: string, step: number, decl: MonitoredL
   const width = shape[shape.length - 1];
   if (width !== decl.width) {
     throw invalidArgument(`${where}: last dimension ${width} does not match the declared width ${decl.width}`, ctx);
-  }
-  const count = shape.reduce((a, n) => a * n, 1);
-  if (!(layer.data instanceof Float32Array) || layer.data.length !== count) {
-    throw invalidArgument(`${where}: shape [${shape.join(', ')}] holds ${count} values, data has ${layer.data?.length ?? 0}`, ctx);
-  }
-  if (layer.pooling !== undefined && layer.pooling !== 'avg' && layer.pooling !== 'max') {
-    throw invalidArgument(`${where}: pooling ${String(layer.pooling)} must be avg or max`, ctx);
   }
 }
 

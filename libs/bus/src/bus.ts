@@ -1,0 +1,170 @@
+import {
+  connect,
+  nanos,
+  RetentionPolicy,
+  StorageType,
+  DiscardPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  type NatsConnection,
+  type StreamConfig,
+  type PubAck,
+} from 'nats';
+import { ALERT_SUBJECT_WILDCARD, STREAM, subjectFor, validateRecord, type AlertRecord, type CmRecord } from '@cm/contracts';
+import { CmError, createLogger, errorMessage } from '@cm/core';
+import { toMessages } from './split';
+
+const log = createLogger('bus');
+
+export interface BusOptions {
+  url: string;
+  user?: string;
+  password?: string;
+  /** Connection name shown by the NATS server (monitoring, `nats server report connections`). */
+  name?: string;
+}
+
+export interface Bus {
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  /** Create the stream, or bring an existing one to our subjects and duplicate window. Idempotent. */
+  ensureStream(replicas?: number): Promise<void>;
+  /**
+   * Publish records as JSON on `subjectFor(kind, runId)` with a Nats-Msg-Id, and resolve once every
+   * message is acknowledged by JetStream (stored, replicated). A resend inside the duplicate window is
+   * acknowledged as a duplicate and not stored twice.
+   */
+  publishRecords(records: CmRecord[]): Promise<void>;
+  /** Live alerts (core NATS subscription, no replay); returns the unsubscribe function. */
+  subscribeAlerts(onAlert: (alert: AlertRecord) => void): () => void;
+  close(): Promise<void>;
+}
+
+/** Messages in flight at once while publishing: enough to fill the pipe, bounded in memory. */
+const PUBLISH_WINDOW = 256;
+
+export function streamConfig(replicas = 1): Partial<StreamConfig> & { name: string } {
+  return {
+    name: STREAM.name,
+    subjects: [...STREAM.subjects],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    num_replicas: replicas,
+    duplicate_window: nanos(STREAM.duplicateWindowMs),
+    // a week of history for replays; the recorder keeps ClickHouse as the system of record
+    max_age: nanos(7 * 24 * 3600 * 1000),
+  };
+}
+
+export async function connectBus(opts: BusOptions): Promise<Bus> {
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      servers: opts.url,
+      user: opts.user,
+      pass: opts.password,
+      name: opts.name,
+      // keep trying forever once connected: services outlive a NATS restart
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 500,
+    });
+  } catch (e) {
+    throw new CmError('UNAVAILABLE', `cannot connect to NATS at ${opts.url}: ${errorMessage(e)}`, {
+      context: { url: opts.url },
+      cause: e,
+      hint: 'start it with `cm stack up` or set CM_NATS_URL',
+    });
+  }
+  const jsm = await nc.jetstreamManager().catch((e: unknown) => {
+    void nc.close();
+    throw new CmError('UNAVAILABLE', `NATS at ${opts.url} has no JetStream: ${errorMessage(e)}`, {
+      context: { url: opts.url },
+      cause: e,
+      hint: 'run nats-server with -js',
+    });
+  });
+  const js = nc.jetstream();
+
+  async function ensureStream(replicas = 1): Promise<void> {
+    const wanted = streamConfig(replicas);
+    try {
+      const info = await jsm.streams.info(STREAM.name);
+      const c = info.config;
+      const same =
+        c.duplicate_window === wanted.duplicate_window &&
+        c.subjects.length === wanted.subjects!.length &&
+        c.subjects.every((s, i) => s === wanted.subjects![i]);
+      if (!same) {
+        await jsm.streams.update(STREAM.name, { subjects: wanted.subjects, duplicate_window: wanted.duplicate_window });
+        log.info('stream updated', { stream: STREAM.name });
+      }
+    } catch (e) {
+      if (!/stream not found/i.test(errorMessage(e))) throw e;
+      try {
+        await jsm.streams.add(wanted);
+        log.info('stream created', { stream: STREAM.name, replicas });
+      } catch (addError) {
+        // another process created it between our info and add: fine, that is the point of idempotence
+        if (!/already in use|already exists/i.test(errorMessage(addError))) throw addError;
+      }
+    }
+  }
+
+  async function publishRecords(records: CmRecord[]): Promise<void> {
+    const messages = toMessages(records);
+    const inFlight = new Set<Promise<PubAck>>();
+    const failures: unknown[] = [];
+    for (const m of messages) {
+      const p = js.publish(subjectFor(m.record.kind, m.record.runId), m.body, { msgID: m.msgId });
+      inFlight.add(p);
+      p.then(
+        () => inFlight.delete(p),
+        (e: unknown) => {
+          inFlight.delete(p);
+          failures.push(e);
+        },
+      );
+      if (inFlight.size >= PUBLISH_WINDOW) await Promise.race(inFlight).catch(() => undefined);
+    }
+    await Promise.allSettled([...inFlight]);
+    if (failures.length) {
+      throw new CmError('UNAVAILABLE', `${failures.length} of ${messages.length} messages were not acknowledged by JetStream: ${errorMessage(failures[0])}`, {
+        context: { failed: failures.length, total: messages.length },
+        cause: failures[0],
+        hint: 'is the stream created (ensureStream) and NATS reachable? resending is safe',
+      });
+    }
+  }
+
+  function subscribeAlerts(onAlert: (alert: AlertRecord) => void): () => void {
+    const sub = nc.subscribe(ALERT_SUBJECT_WILDCARD, {
+      callback: (err, msg) => {
+        if (err) {
+          log.warn('alert subscription error', { error: errorMessage(err) });
+          return;
+        }
+        try {
+          const record = validateRecord(msg.json());
+          if (record.kind === 'alert') onAlert(record);
+        } catch (e) {
+          log.warn('ignoring malformed alert message', { subject: msg.subject, error: errorMessage(e) });
+        }
+      },
+    });
+    return () => sub.unsubscribe();
+  }
+
+  return {
+    nc,
+    js,
+    jsm,
+    ensureStream,
+    publishRecords,
+    subscribeAlerts,
+    close: async () => {
+      if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
+    },
+  };
+}

@@ -1,0 +1,5 @@
+export * from './engine';
+export * from './validate';
+export * from './records';
+export * from './sink';
+export * from './local';

@@ -1,0 +1,67 @@
+/**
+ * All-in-one mode: the Monitor a trainer gets when everything runs in one process (the laptop and
+ * the demo, like Jaeger's all-in-one). The same engine and dissection as the concept service, no
+ * gRPC and no NATS: records go straight into a store, normally the embedded chDB one.
+ */
+import { CmError } from '@cm/core';
+import type { CheckpointData, CheckpointResult, Monitor, RunSpec } from '@cm/contracts';
+import type { CollapseRulesConfig } from '@cm/alerts';
+import { DissectPool } from '@cm/dissect';
+import { ConceptEngine, type BundleSource, type LayerDissector } from './engine';
+import { storeSink, type RecordSink, type RecordStore } from './sink';
+
+export interface LocalMonitorOptions {
+  bundles: BundleSource;
+  store: RecordStore;
+  /** Dissection worker threads (ignored when `dissector` is given). */
+  workers?: number;
+  /** Use this dissector instead of a worker pool owned by the monitor. */
+  dissector?: LayerDissector;
+  alertRules?: CollapseRulesConfig;
+  /** Replace the store sink (tests). */
+  sink?: RecordSink;
+}
+
+export interface LocalMonitor extends Monitor {
+  readonly engine: ConceptEngine;
+}
+
+export function createLocalMonitor(opts: LocalMonitorOptions): LocalMonitor {
+  const pool = opts.dissector ? undefined : new DissectPool({ workers: opts.workers ?? 1 });
+  const dissector: LayerDissector = opts.dissector ?? (pool as unknown as LayerDissector);
+  const engine = new ConceptEngine({ bundles: opts.bundles, dissector, alertRules: opts.alertRules });
+  const sink = opts.sink ?? storeSink(opts.store);
+  let runId: string | undefined;
+
+  const current = (): string => {
+    if (runId === undefined) throw new CmError('NOT_FOUND', 'no run started on this monitor', { hint: 'call startRun first' });
+    return runId;
+  };
+
+  return {
+    engine,
+    async startRun(spec: RunSpec): Promise<void> {
+      if (runId !== undefined && runId !== spec.runId) {
+        throw new CmError('INVALID_ARGUMENT', `this monitor is running ${runId}; end it before starting ${spec.runId}`, {
+          context: { runId, next: spec.runId },
+        });
+      }
+      const started = await engine.startRun(spec);
+      await sink.write(started.records);
+      runId = spec.runId;
+    },
+    async sendCheckpoint(cp: CheckpointData): Promise<CheckpointResult> {
+      const processed = await engine.processCheckpoint(current(), cp);
+      await sink.write(processed.records);
+      return processed.result;
+    },
+    async endRun(status): Promise<void> {
+      const record = engine.endRun(current(), status);
+      await sink.write([record]);
+      runId = undefined;
+    },
+    async close(): Promise<void> {
+      await pool?.close();
+    },
+  };
+}

@@ -1,0 +1,105 @@
+import { TABLES } from '@cm/contracts';
+import { sqlIdentifier } from './sql';
+import type { StoreFeatures } from './version';
+
+/**
+ * The schema, as versioned migrations. Applied versions are recorded in TABLES.migrations; every
+ * statement is also idempotent on its own (IF NOT EXISTS), so a migration interrupted half way is
+ * simply applied again.
+ *
+ * Exactly-once: every table is a ReplacingMergeTree whose ORDER BY is the record's natural key
+ * (neuron_labels: run_id, layer, step, neuron) with `time_ms` as the version. A redelivered or
+ * re-published record inserts the same key again; background merges keep one row per key (the
+ * newest), and every query we ship reads with FINAL so the answer is exact before merges run.
+ * There is no PARTITION BY: ReplacingMergeTree de-duplicates only inside a partition, and a
+ * partition key outside the natural key (month of `time`) could put a recomputed row into
+ * another partition than the original.
+ */
+export interface SchemaContext {
+  database: string;
+  features: StoreFeatures;
+  /** Drop time-series rows older than this many days (TTL; only where features.ttl). 0 = keep. */
+  retentionDays: number;
+}
+
+export interface Migration {
+  version: number;
+  name: string;
+  statements(ctx: SchemaContext): string[];
+}
+
+export function qualified(database: string, table: string): string {
+  return `${sqlIdentifier(database)}.${sqlIdentifier(table)}`;
+}
+
+function types(f: StoreFeatures) {
+  const codec = (c: string): string => (f.codecs ? ` CODEC(${c})` : '');
+  return {
+    /** a string with few distinct values (layer, concept, category, status...) */
+    label: f.lowCardinality ? 'LowCardinality(String)' : 'String',
+    labelArray: f.lowCardinality ? 'Array(LowCardinality(String))' : 'Array(String)',
+    time: `DateTime${codec('Delta, ZSTD(1)')}`,
+    timeMs: `UInt64${codec('Delta, ZSTD(1)')}`,
+    f32: `Float32${codec('ZSTD(1)')}`,
+    f64: `Float64${codec('ZSTD(1)')}`,
+  };
+}
+
+function ttl(ctx: SchemaContext): string {
+  return ctx.features.ttl && ctx.retentionDays > 0 ? ` TTL time + toIntervalDay(${Math.floor(ctx.retentionDays)})` : '';
+}
+
+export const MIGRATIONS_TABLE_DDL = (database: string): string =>
+  `CREATE TABLE IF NOT EXISTS ${qualified(database, TABLES.migrations)} (version UInt32, name String, applied_at DateTime) ENGINE = ReplacingMergeTree() ORDER BY version`;
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'runs, checkpoints, neuron_labels, layer_metrics, alerts, concepts',
+    statements: (ctx) => {
+      const t = types(ctx.features);
+      const q = (table: string): string => qualified(ctx.database, table);
+      return [
+        `CREATE TABLE IF NOT EXISTS ${q(TABLES.runs)} (
+  run_id String, model String, paradigm ${t.label}, bundle_id String,
+  layers Nested(name String, width UInt32),
+  tags Nested(key String, value String),
+  status ${t.label}, started_at DateTime, ended_at DateTime,
+  time ${t.time}, time_ms ${t.timeMs}
+) ENGINE = ReplacingMergeTree(time_ms) ORDER BY run_id`,
+        `CREATE TABLE IF NOT EXISTS ${q(TABLES.checkpoints)} (
+  run_id String, step UInt32,
+  metrics Nested(name String, value Float64),
+  time ${t.time}, time_ms ${t.timeMs}
+) ENGINE = ReplacingMergeTree(time_ms) ORDER BY (run_id, step)${ttl(ctx)}`,
+        `CREATE TABLE IF NOT EXISTS ${q(TABLES.neuronLabels)} (
+  run_id String, layer ${t.label}, step UInt32, neuron UInt32,
+  concept ${t.label}, category ${t.label}, score ${t.f32},
+  interpretable UInt8, dead UInt8,
+  top_concepts ${t.labelArray}, top_scores Array(Float32),
+  x ${t.f32}, y ${t.f32},
+  time ${t.time}, time_ms ${t.timeMs}
+) ENGINE = ReplacingMergeTree(time_ms) ORDER BY (run_id, layer, step, neuron)${ttl(ctx)}`,
+        `CREATE TABLE IF NOT EXISTS ${q(TABLES.layerMetrics)} (
+  run_id String, layer ${t.label}, step UInt32, neurons UInt32,
+  interpretable_fraction Float64, mean_top_score Float64, distinct_concept_share Float64,
+  label_entropy Float64, embedding_spread Float64, dead_fraction Float64,
+  switches UInt32, switch_fraction Float64, threshold Float64,
+  category_shares Nested(category String, share Float64),
+  top_concepts Nested(concept String, count UInt32),
+  time ${t.time}, time_ms ${t.timeMs}
+) ENGINE = ReplacingMergeTree(time_ms) ORDER BY (run_id, layer, step)${ttl(ctx)}`,
+        `CREATE TABLE IF NOT EXISTS ${q(TABLES.alerts)} (
+  alert_id String, run_id String, layer ${t.label}, step UInt32,
+  rule ${t.label}, state ${t.label}, severity ${t.label},
+  value Float64, threshold Float64, message String,
+  time ${t.time}, time_ms ${t.timeMs}
+) ENGINE = ReplacingMergeTree(time_ms) ORDER BY (run_id, alert_id, state)`,
+        `CREATE TABLE IF NOT EXISTS ${q(TABLES.concepts)} (
+  bundle_id String, concept String, category ${t.label},
+  time_ms ${t.timeMs}
+) ENGINE = ReplacingMergeTree(time_ms) ORDER BY (bundle_id, concept)`,
+      ];
+    },
+  },
+];
