@@ -1,3 +1,4 @@
 export * from './collapse';
 export * from './webhook';
 export * from './replay';
+export * from './delivery';

@@ -43,11 +43,13 @@ export const configSchema = z.object({
     /** Address trainers connect to. */
     target: z.string().default('127.0.0.1:50051'),
     maxMessageBytes: positiveInt.default(4 * 1024 * 1024),
+    /** Concept service: bound on one checkpoint's activation bytes (all layers). */
+    maxCheckpointBytes: positiveInt.default(2 * 1024 * 1024 * 1024),
   }),
   bundles: z.object({ dir: z.string().default('.cm/bundles') }),
   /** HTTP health endpoints (GET /healthz) of the two app services. */
   service: z.object({ healthPort: port.default(8081) }),
-  recorder: z.object({ healthPort: port.default(8082) }),
+  recorder: z.object({ healthPort: port.default(8082), batchMessages: positiveInt.default(500), ackWaitMs: positiveInt.default(30_000) }),
   stack: z.object({
     dir: z.string().default('.cm/stack'),
     natsPort: port.default(4222),
@@ -101,9 +103,12 @@ export const ENV: Record<string, string> = {
   CM_GRPC_LISTEN: 'grpc.listen',
   CM_GRPC_TARGET: 'grpc.target',
   CM_GRPC_MAX_MESSAGE_BYTES: 'grpc.maxMessageBytes',
+  CM_SERVICE_MAX_CHECKPOINT_BYTES: 'grpc.maxCheckpointBytes',
   CM_BUNDLE_DIR: 'bundles.dir',
   CM_SERVICE_HEALTH_PORT: 'service.healthPort',
   CM_RECORDER_HEALTH_PORT: 'recorder.healthPort',
+  CM_RECORDER_BATCH_MESSAGES: 'recorder.batchMessages',
+  CM_RECORDER_ACK_WAIT_MS: 'recorder.ackWaitMs',
   CM_STACK_DIR: 'stack.dir',
   CM_NATS_PORT: 'stack.natsPort',
   CM_NATS_MONITOR_PORT: 'stack.natsMonitorPort',

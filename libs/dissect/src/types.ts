@@ -56,6 +56,8 @@ export interface NeuronLabel {
   y: number;
   /** Never active on the probe set (all activations equal). */
   dead: boolean;
+  /** Top-1 concept differs from the previous checkpoint's (only when one was given). */
+  switched?: boolean;
 }
 
 export interface LayerMetrics {

@@ -13,7 +13,7 @@
 import { CmError, invalidArgument, isCmError, notFound } from '@cm/core';
 import type { AlertRecord, CheckpointData, CheckpointResult, CmRecord, LayerSnapshotRecord, MonitoredLayer, RunRecord, RunSpec } from '@cm/contracts';
 import { CollapseDetector, rulesFromConfig, type CollapseRulesConfig } from '@cm/alerts';
-import { poolLayer, type ConceptSpace, type LayerDissection, type Matrix } from '@cm/dissect';
+import { poolLayer, type ConceptSpace, type DissectOptions, type LayerDissection, type Matrix } from '@cm/dissect';
 import { checkpointRecord, checkpointResult, labelRow, labelsRecords, snapshotRecord } from './records';
 import { sameRunSpec, validateCheckpoint, validateRunSpec } from './validate';
 
@@ -28,15 +28,10 @@ export interface BundleSource {
   get(id: string): EngineBundle | Promise<EngineBundle>;
 }
 
-/** Per-layer options the engine passes to the dissector. */
-export interface DissectOptions {
-  /** Top-1 concept index per neuron at the previous checkpoint (for label switches). */
-  previousTop1?: Int32Array;
-}
 
 export type LayerResult = LayerDissection & { top1: Int32Array };
 
-/** DissectPool from @cm/dissect (worker threads) or an in-thread adapter of dissectLayer. */
+/** DissectPool from @cm/dissect (worker threads) or `inlineDissector` (dissectLayer in this thread). */
 export interface LayerDissector {
   dissect(space: ConceptSpace, activations: Matrix, opts: DissectOptions): Promise<LayerResult>;
 }
@@ -53,6 +48,8 @@ export interface ConceptEngineOptions {
   alertRules?: CollapseRulesConfig;
   /** Replace the detector (tests). */
   detectorFactory?: (runId: string) => SnapshotObserver;
+  /** Similarity method, parameters, top-k... passed to every dissection (previousTop1 is the engine's). */
+  dissectOptions?: Omit<DissectOptions, 'previousTop1'>;
   /** Clock for record times (tests). */
   now?: () => Date;
   /** Processed checkpoints kept per run to answer resends identically. */
@@ -204,7 +201,7 @@ export class ConceptEngine {
           layer.shape.length === 2
             ? { rows: layer.shape[0], cols: layer.shape[1], data: layer.data }
             : poolLayer({ shape: layer.shape, data: layer.data }, layer.pooling ?? 'avg');
-        return this.opts.dissector.dissect(run.space, q, { previousTop1: run.previousTop1.get(layer.layer) });
+        return this.opts.dissector.dissect(run.space, q, { ...this.opts.dissectOptions, previousTop1: run.previousTop1.get(layer.layer) });
       }),
     );
     const labels: CmRecord[] = [];

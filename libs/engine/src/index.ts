@@ -3,3 +3,4 @@ export * from './validate';
 export * from './records';
 export * from './sink';
 export * from './local';
+export * from './dissectors';

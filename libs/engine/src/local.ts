@@ -6,7 +6,7 @@
 import { CmError } from '@cm/core';
 import type { CheckpointData, CheckpointResult, Monitor, RunSpec } from '@cm/contracts';
 import type { CollapseRulesConfig } from '@cm/alerts';
-import { DissectPool } from '@cm/dissect';
+import { DissectPool, type DissectOptions } from '@cm/dissect';
 import { ConceptEngine, type BundleSource, type LayerDissector } from './engine';
 import { storeSink, type RecordSink, type RecordStore } from './sink';
 
@@ -18,6 +18,7 @@ export interface LocalMonitorOptions {
   /** Use this dissector instead of a worker pool owned by the monitor. */
   dissector?: LayerDissector;
   alertRules?: CollapseRulesConfig;
+  dissectOptions?: Omit<DissectOptions, 'previousTop1'>;
   /** Replace the store sink (tests). */
   sink?: RecordSink;
 }
@@ -28,8 +29,8 @@ export interface LocalMonitor extends Monitor {
 
 export function createLocalMonitor(opts: LocalMonitorOptions): LocalMonitor {
   const pool = opts.dissector ? undefined : new DissectPool({ workers: opts.workers ?? 1 });
-  const dissector: LayerDissector = opts.dissector ?? (pool as unknown as LayerDissector);
-  const engine = new ConceptEngine({ bundles: opts.bundles, dissector, alertRules: opts.alertRules });
+  const dissector: LayerDissector = opts.dissector ?? (pool as DissectPool);
+  const engine = new ConceptEngine({ bundles: opts.bundles, dissector, alertRules: opts.alertRules, dissectOptions: opts.dissectOptions });
   const sink = opts.sink ?? storeSink(opts.store);
   let runId: string | undefined;
 

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, s
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { CmError, encodeNpy, notFound, parseNpy, type NpyArray, type NpyDtype } from '@cm/core';
-import type { ConceptSpace, Matrix } from '@cm/dissect/src/types';
+import type { ConceptSpace, Matrix } from '@cm/dissect';
 
 /**
  * The probe bundle on disk: one folder holding manifest.json and five .npy arrays.
@@ -60,7 +60,7 @@ const manifestSchema = z.object({
   formatVersion: z.literal(BUNDLE_FORMAT_VERSION),
   id: z.string().regex(/^[0-9a-f]{16}$/),
   source: sourceSchema,
-  imageShape: z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive(), z.literal(3)]),
+  imageShape: z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive(), z.number().int().positive()]),
   concepts: z.array(z.object({ name: z.string().min(1), category: z.string().min(1) })).min(1),
   /** How each derived array was made, in words (shown by `cm probe inspect`). */
   provenance: z.object({ probeScores: z.string(), conceptEmbeddings: z.string(), projection: z.string() }),
@@ -159,7 +159,9 @@ export function encodeBundle(data: ProbeBundleData): { id: string; manifest: Bun
     arrays: entries,
   };
   const id = bundleIdOf(withoutId);
-  const manifest: BundleManifest = { format: BUNDLE_FORMAT, formatVersion: BUNDLE_FORMAT_VERSION, id, ...withoutId };
+  const { format, formatVersion, ...rest } = withoutId;
+  // Field order of the written file: format, version, id first.
+  const manifest: BundleManifest = { format, formatVersion, id, ...rest };
   files.set(MANIFEST_FILE, Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`, 'utf8'));
   return { id, manifest, files };
 }

@@ -1,3 +1,7 @@
+// Module-level aliases: looking up the global `Math` in a hot loop costs microseconds per call
+// inside vm contexts (jest), which made rendering 30x slower there.
+const { floor, imul } = Math;
+
 /**
  * Seeded pseudo-random numbers for the synthetic world.
  *
@@ -22,15 +26,15 @@ export function mulberry32(seed: number): Rng {
   const next = (): number => {
     state = (state + 0x6d2b79f5) >>> 0;
     let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    t = imul(t ^ (t >>> 15), t | 1);
+    t ^= t + imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
   return {
     next,
-    int: (n) => Math.floor(next() * n),
+    int: (n) => floor(next() * n),
     range: (lo, hi) => lo + (hi - lo) * next(),
-    pick: (items) => items[Math.floor(next() * items.length)],
+    pick: (items) => items[floor(next() * items.length)],
   };
 }
 
@@ -44,7 +48,7 @@ export function deriveSeed(seed: number, purpose: string): number {
   const text = `${seed >>> 0}:${purpose}`;
   for (let i = 0; i < text.length; i++) {
     h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
+    h = imul(h, 0x01000193) >>> 0;
   }
   return h >>> 0;
 }

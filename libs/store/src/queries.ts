@@ -16,18 +16,18 @@ export function runsOverviewSql(database: string): string {
   if(firing_alerts > 0, 'alerting', 'ok') AS health
 FROM (
   SELECT run_id, model, paradigm, bundle_id, status, started_at, checkpoints, last_step
-  FROM (SELECT run_id, model, paradigm, bundle_id, status, started_at FROM ${q(TABLES.runs)} FINAL)
-  ANY LEFT JOIN (SELECT run_id, count() AS checkpoints, max(step) AS last_step FROM ${q(TABLES.checkpoints)} FINAL GROUP BY run_id)
+  FROM (SELECT run_id, model, paradigm, bundle_id, status, started_at FROM ${q(TABLES.runs)} FINAL) AS r
+  ANY LEFT JOIN (SELECT run_id, count() AS checkpoints, max(step) AS last_step FROM ${q(TABLES.checkpoints)} FINAL GROUP BY run_id) AS c
   USING run_id
-)
+) AS rc
 ANY LEFT JOIN (
   SELECT run_id, count() AS firing_alerts, arrayStringConcat(groupUniqArray(rule), ',') AS firing_rules
   FROM (
     SELECT run_id, alert_id, any(rule) AS rule, max(state = 'resolved') AS resolved
     FROM ${q(TABLES.alerts)} FINAL GROUP BY run_id, alert_id
-  )
+  ) AS episodes
   WHERE resolved = 0 GROUP BY run_id
-) USING run_id
+) AS a USING run_id
 ORDER BY started_at DESC, run_id`;
 }
 

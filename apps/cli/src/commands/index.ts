@@ -1,5 +1,8 @@
 import type { Command } from 'commander';
 import { registerStack } from './stack';
+import { registerProbe } from './probe';
+import { registerSql } from './sql';
+import { registerRuns } from './runs';
 
 /** Every subcommand registers itself here: one line per command module. */
-export const commands: Array<(program: Command) => void> = [registerStack];
+export const commands: Array<(program: Command) => void> = [registerStack, registerProbe, registerSql, registerRuns];

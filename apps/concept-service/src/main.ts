@@ -1,0 +1,112 @@
+/**
+ * The concept service process: `npx tsx apps/concept-service/src/main.ts`.
+ * Configuration from the environment (libs/config): CM_GRPC_LISTEN, CM_NATS_URL, CM_BUNDLE_DIR,
+ * CM_DISSECT_WORKERS, CM_SERVICE_HEALTH_PORT (HTTP GET /healthz), CM_GRPC_MAX_MESSAGE_BYTES,
+ * CM_SERVICE_MAX_CHECKPOINT_BYTES. SIGTERM/SIGINT: drain streams (ack what was received), stop.
+ */
+import { createServer, type Server } from 'node:http';
+import { createLogger, errorMessage, setLogFormat, setLogLevel } from '@cm/core';
+import { loadConfig, resolvePath, type CmConfig } from '@cm/config';
+import { connectBus } from '@cm/bus';
+import { DissectPool } from '@cm/dissect';
+import { BundleDirectory } from '@cm/probe';
+import { rulesFromConfig } from '@cm/alerts';
+import { ConceptEngine } from '@cm/engine';
+import { createConceptServer, type ConceptServer } from './server';
+import { busSink } from './publisher';
+
+const log = createLogger('concept-service');
+
+export interface RunningService {
+  grpcPort: number;
+  healthPort?: number;
+  server: ConceptServer;
+  stop(): Promise<void>;
+}
+
+/** Start the service from a configuration (main() and tests). */
+export async function startConceptService(cfg: CmConfig): Promise<RunningService> {
+  const bus = await connectBus({ url: cfg.nats.url, user: cfg.nats.user, password: cfg.nats.password, name: 'concept-service' });
+  await bus.ensureStream(cfg.nats.replicas);
+  const pool = new DissectPool({ workers: cfg.dissect.workers });
+  const engine = new ConceptEngine({
+    bundles: new BundleDirectory(resolvePath(cfg.bundles.dir)),
+    dissector: pool,
+    dissectOptions: { method: cfg.dissect.method },
+    alertRules: rulesFromConfig(cfg.alerts),
+  });
+  const server = createConceptServer({
+    engine,
+    sink: busSink(bus),
+    maxMessageBytes: cfg.grpc.maxMessageBytes,
+    maxCheckpointBytes: cfg.grpc.maxCheckpointBytes,
+    ready: async () => {
+      if (bus.nc.isClosed()) throw new Error(`NATS connection to ${cfg.nats.url} is closed`);
+    },
+    log,
+  });
+  const grpcPort = await server.listen(cfg.grpc.listen);
+  let http: Server | undefined;
+  if (cfg.service.healthPort) {
+    http = createServer((req, res) => {
+      if (req.url?.startsWith('/healthz')) {
+        void server.health().then((h) => {
+          res.writeHead(h.status === 'SERVING' ? 200 : 503, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(h));
+        });
+      } else {
+        res.writeHead(404).end();
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      http!.once('error', reject);
+      http!.listen(cfg.service.healthPort, '127.0.0.1', () => resolve());
+    });
+  }
+  log.info(`listening on ${cfg.grpc.listen.replace(/:\d+$/, '')}:${grpcPort}`, {
+    nats: cfg.nats.url,
+    bundles: cfg.bundles.dir,
+    workers: cfg.dissect.workers,
+    healthPort: cfg.service.healthPort,
+  });
+  return {
+    grpcPort,
+    healthPort: cfg.service.healthPort,
+    server,
+    async stop() {
+      await server.stop();
+      await new Promise<void>((r) => (http ? http.close(() => r()) : r()));
+      await pool.close();
+      await bus.close();
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const cfg = loadConfig();
+  setLogLevel(cfg.log.level);
+  setLogFormat(cfg.log.format);
+  const svc = await startConceptService(cfg);
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info(`${signal}: draining streams and stopping`);
+    svc.stop().then(
+      () => process.exit(0),
+      (e) => {
+        log.error(`stop failed: ${errorMessage(e)}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+if (require.main === module) {
+  main().catch((e) => {
+    log.error(`concept service failed to start: ${errorMessage(e)}`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,321 @@
+/**
+ * One trainer stream (one run, or one reconnect of a run). Reassembles activation chunks into
+ * layer tensors, hands complete checkpoints to the engine, writes the records to the sink and acks
+ * each checkpoint once the sink (JetStream) has them. Anything wrong ends this stream, and only this
+ * stream, with a gRPC status naming the problem.
+ *
+ * Flow control: while the run is being registered, or while `maxInFlight` checkpoints are being
+ * dissected/published, the session pauses reading; HTTP/2 flow control then holds the trainer's
+ * writes (its write() returns false), which is how backpressure reaches the training loop.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { CmError, invalidArgument, notFound, type Logger } from '@cm/core';
+import type { CheckpointData, LayerActivations } from '@cm/contracts';
+import { validateLayerHeader, type ConceptEngine, type RecordSink } from '@cm/engine';
+import {
+  bytesPerValue,
+  decodeFloats,
+  resultToWire,
+  runStartFromWire,
+  type ServiceMessage,
+  type TrainerMessage,
+  type WireActivationChunk,
+  type WireCheckpointEnd,
+  type WireRunStart,
+} from '@cm/monitor-client';
+import { toGrpcStatus } from './status';
+
+/** Set by the wrapped deserializer when bytes are not a TrainerMessage. */
+export interface MalformedMessage {
+  malformed: string;
+}
+
+export interface SessionOptions {
+  engine: ConceptEngine;
+  sink: RecordSink;
+  log: Logger;
+  /** Largest single message the server accepts (reported to the client in RunAccepted). */
+  maxMessageBytes: number;
+  /** Bound on one checkpoint's activation bytes (all layers). */
+  maxCheckpointBytes: number;
+  /** Checkpoints dissected/published concurrently before the session stops reading. */
+  maxInFlight: number;
+  onCheckpoint?: (info: CheckpointInfo) => void;
+}
+
+export interface CheckpointInfo {
+  runId: string;
+  step: number;
+  layers: number;
+  bytes: number;
+  records: number;
+  receiveMs: number;
+  processMs: number;
+  replayed: boolean;
+}
+
+interface Assembly {
+  header: WireActivationChunk;
+  buffer: Buffer;
+  received: number;
+}
+
+type Call = grpc.ServerDuplexStream<TrainerMessage | MalformedMessage, ServiceMessage>;
+
+export class StreamSession {
+  private runId?: string;
+  private closed = false;
+  private step?: number;
+  private firstChunkAt = 0;
+  private checkpointBytes = 0;
+  private readonly assembling = new Map<string, Assembly>();
+  private readonly complete = new Map<string, LayerActivations>();
+  private inFlight = 0;
+  private pauses = 0;
+  private halfClosed = false;
+  private draining = false;
+  /** Acks are written in checkpoint order. */
+  private tail: Promise<void> = Promise.resolve();
+  /** Resolves once this stream is over (ended, failed or cancelled). */
+  readonly done: Promise<void>;
+  private resolveDone: () => void = () => undefined;
+
+  constructor(
+    private readonly call: Call,
+    private readonly opts: SessionOptions,
+  ) {
+    this.done = new Promise<void>((resolve) => (this.resolveDone = resolve));
+    call.on('data', (m: TrainerMessage | MalformedMessage) => this.onMessage(m));
+    call.on('end', () => this.onHalfClose());
+    call.on('cancelled', () => this.abandon('cancelled by the client'));
+    call.on('error', () => this.abandon('stream error'));
+  }
+
+
+  private onMessage(m: TrainerMessage | MalformedMessage): void {
+    if (this.closed) return;
+    try {
+      if ('malformed' in m) throw invalidArgument(`malformed TrainerMessage: ${m.malformed}`);
+      if ('runStart' in m && m.runStart) this.onRunStart(m.runStart);
+      else if ('chunk' in m && m.chunk) this.onChunk(m.chunk);
+      else if ('checkpointEnd' in m && m.checkpointEnd) this.onCheckpointEnd(m.checkpointEnd);
+      else if ('runEnd' in m && m.runEnd) this.onRunEnd(m.runEnd.status === 'RUN_STATUS_FAILED' ? 'failed' : 'completed');
+      else throw invalidArgument('TrainerMessage carries none of run_start, chunk, checkpoint_end, run_end');
+    } catch (e) {
+      this.fail(e, this.step);
+    }
+  }
+
+  private onRunStart(m: WireRunStart): void {
+    if (this.runId !== undefined) throw invalidArgument(`stream already carries run ${this.runId}; open a new stream for another run`);
+    const spec = runStartFromWire(m);
+    this.runId = spec.runId;
+    // Hold the stream until the run is registered: its chunks are validated against the run.
+    this.pause();
+    this.enqueue(async () => {
+      try {
+        const started = await this.opts.engine.startRun(spec);
+        await this.writeToSink(started.records);
+        this.opts.log.info(`run ${spec.runId} ${started.resumed ? 'resumed' : m.resume ? 'resumed on a fresh service' : 'started'}`, {
+          runId: spec.runId,
+          bundleId: spec.bundleId,
+          layers: spec.layers.length,
+        });
+        this.send({ runAccepted: { runId: spec.runId, probeImages: started.probeImages, maxMessageBytes: this.opts.maxMessageBytes } });
+      } finally {
+        this.resume();
+      }
+    }, undefined);
+  }
+
+  private onChunk(c: WireActivationChunk): void {
+    const runId = this.requireRun();
+    if (this.step === undefined) {
+      this.step = c.step;
+      this.firstChunkAt = performance.now();
+    } else if (c.step !== this.step) {
+      throw invalidArgument(`run ${runId}: chunk of step ${c.step} arrived before checkpoint ${this.step} ended`, { runId, step: this.step });
+    }
+    const where = `run ${runId} step ${c.step} layer ${c.layer}`;
+    let a = this.assembling.get(c.layer);
+    if (!a) {
+      if (this.complete.has(c.layer)) throw invalidArgument(`${where}: layer sent twice in one checkpoint`, { runId, layer: c.layer });
+      const decl = this.opts.engine.declaredLayer(runId, c.layer);
+      if (!decl) throw invalidArgument(`${where}: layer was not declared at run start`, { runId, layer: c.layer });
+      validateLayerHeader(runId, c.step, decl, this.opts.engine.probeImages(runId), c.layer, c.shape);
+      if (c.dtype !== 'DTYPE_FLOAT32' && c.dtype !== 'DTYPE_FLOAT16' && c.dtype !== 'DTYPE_UNSPECIFIED') {
+        throw invalidArgument(`${where}: dtype ${String(c.dtype)} is not float32 or float16`);
+      }
+      const expected = c.shape.reduce((x, n) => x * n, 1) * bytesPerValue(c.dtype);
+      if (c.totalBytes !== expected) {
+        throw invalidArgument(`${where}: total_bytes ${c.totalBytes} does not match shape [${c.shape.join(', ')}] (${expected} bytes)`);
+      }
+      if (this.checkpointBytes + expected > this.opts.maxCheckpointBytes) {
+        throw new CmError('RESOURCE_EXHAUSTED', `${where}: checkpoint exceeds the service's bound of ${this.opts.maxCheckpointBytes} bytes`, {
+          context: { runId, step: c.step },
+          hint: 'send pooled [D, N] activations or raise CM_SERVICE_MAX_CHECKPOINT_BYTES',
+        });
+      }
+      this.checkpointBytes += expected;
+      a = { header: c, buffer: Buffer.allocUnsafe(expected), received: 0 };
+      this.assembling.set(c.layer, a);
+    } else if (
+      c.totalBytes !== a.header.totalBytes ||
+      c.dtype !== a.header.dtype ||
+      c.pooling !== a.header.pooling ||
+      c.shape.join(',') !== a.header.shape.join(',')
+    ) {
+      throw invalidArgument(`${where}: chunk header (shape, dtype, pooling, total_bytes) changed within the layer`);
+    }
+    if (c.offset !== a.received) throw invalidArgument(`${where}: chunk offset ${c.offset}, expected ${a.received} (chunks must be sent in order)`);
+    if (a.received + c.data.length > a.header.totalBytes) throw invalidArgument(`${where}: chunks exceed total_bytes ${a.header.totalBytes}`);
+    c.data.copy(a.buffer, a.received);
+    a.received += c.data.length;
+    if (a.received === a.header.totalBytes) {
+      this.assembling.delete(c.layer);
+      this.complete.set(c.layer, {
+        layer: c.layer,
+        shape: [...a.header.shape],
+        data: decodeFloats(a.buffer, a.header.dtype),
+        pooling: a.header.pooling === 'POOLING_MAX' ? 'max' : 'avg',
+      });
+    }
+  }
+
+  private onCheckpointEnd(m: WireCheckpointEnd): void {
+    const runId = this.requireRun();
+    if (this.step !== undefined && m.step !== this.step) {
+      throw invalidArgument(`run ${runId}: checkpoint_end for step ${m.step}, but the chunks were for step ${this.step}`, { runId, step: m.step });
+    }
+    if (this.assembling.size > 0) {
+      const [layer, a] = [...this.assembling.entries()][0];
+      throw invalidArgument(`run ${runId} step ${m.step} layer ${layer}: checkpoint ended after ${a.received} of ${a.header.totalBytes} bytes`, {
+        runId,
+        step: m.step,
+        layer,
+      });
+    }
+    const cp: CheckpointData = { step: m.step, layers: [...this.complete.values()], metrics: { ...m.metrics } };
+    const bytes = this.checkpointBytes;
+    const receiveMs = this.step === undefined ? 0 : performance.now() - this.firstChunkAt;
+    this.step = undefined;
+    this.checkpointBytes = 0;
+    this.complete.clear();
+    this.enqueue(async () => {
+      const t0 = performance.now();
+      const processed = await this.opts.engine.processCheckpoint(runId, cp);
+      await this.writeToSink(processed.records);
+      this.send({ checkpointAck: resultToWire(processed.result) });
+      const info: CheckpointInfo = {
+        runId,
+        step: cp.step,
+        layers: cp.layers.length,
+        bytes,
+        records: processed.records.length,
+        receiveMs: Math.round(receiveMs),
+        processMs: Math.round(performance.now() - t0),
+        replayed: processed.replayed,
+      };
+      this.opts.log.info(`checkpoint run=${runId} step=${cp.step} acked`, { ...info });
+      this.opts.onCheckpoint?.(info);
+    }, cp.step);
+  }
+
+  private onRunEnd(status: 'completed' | 'failed'): void {
+    const runId = this.requireRun();
+    this.enqueue(async () => {
+      await this.writeToSink([this.opts.engine.endRun(runId, status)]);
+      this.opts.log.info(`run ${runId} ended (${status})`, { runId, status });
+      this.send({ runEnded: { runId } });
+    }, undefined);
+  }
+
+  private onHalfClose(): void {
+    this.halfClosed = true;
+    // Finish what was received, then close with OK.
+    void this.tail.then(() => {
+      if (!this.closed) {
+        this.closed = true;
+        this.call.end();
+        this.resolveDone();
+      }
+    });
+  }
+
+  /** Run `task` after the earlier ones (acks stay in order); pause reading while too much is queued. */
+  private enqueue(task: () => Promise<void>, step: number | undefined): void {
+    this.inFlight++;
+    if (this.inFlight >= this.opts.maxInFlight) this.pause();
+    const run = this.tail.then(async () => {
+      if (this.closed) return;
+      try {
+        await task();
+      } catch (e) {
+        this.fail(e, step);
+      }
+    });
+    this.tail = run.finally(() => {
+      this.inFlight--;
+      if (this.inFlight < this.opts.maxInFlight) this.resume();
+    });
+  }
+
+  /**
+   * Graceful stop: read no more, finish and ack the checkpoints already received, then end the
+   * stream with UNAVAILABLE so the client reconnects (elsewhere or later) and resends the rest.
+   */
+  async drain(): Promise<void> {
+    this.draining = true;
+    this.pause();
+    await this.tail;
+    this.fail(
+      new CmError('UNAVAILABLE', 'concept service is shutting down', {
+        hint: 'the client reconnects and resends unacknowledged checkpoints',
+      }),
+      undefined,
+    );
+  }
+
+  private pause(): void {
+    if (this.pauses++ === 0) this.call.pause();
+  }
+  private resume(): void {
+    if (this.pauses > 0 && --this.pauses === 0 && !this.closed && !this.halfClosed && !this.draining) this.call.resume();
+  }
+
+  private async writeToSink(records: Parameters<RecordSink['write']>[0]): Promise<void> {
+    try {
+      await this.opts.sink.write(records);
+    } catch (e) {
+      throw new CmError('UNAVAILABLE', `could not publish records: ${e instanceof Error ? e.message : String(e)}`, {
+        cause: e,
+        hint: 'the message bus is unreachable; the client resends unacknowledged checkpoints',
+      });
+    }
+  }
+
+  private requireRun(): string {
+    if (this.runId === undefined) throw notFound('stream sent activations before RunStart: no run on this stream', {}, 'send run_start first');
+    return this.runId;
+  }
+
+  private send(m: ServiceMessage): void {
+    if (!this.closed) this.call.write(m);
+  }
+
+  private fail(e: unknown, step: number | undefined): void {
+    if (this.closed) return;
+    this.closed = true;
+    const status = toGrpcStatus(e, step);
+    this.opts.log.warn(`stream of run ${this.runId ?? '(none)'} failed: ${status.details}`, { runId: this.runId, step, code: status.code });
+    this.call.emit('error', status);
+    this.resolveDone();
+  }
+
+  private abandon(why: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.opts.log.info(`stream of run ${this.runId ?? '(none)'} ${why}`, { runId: this.runId });
+    this.resolveDone();
+  }
+}

@@ -1,0 +1,218 @@
+/**
+ * Bad input at the gRPC boundary: each problem ends its own stream with a clear status, and the
+ * service keeps serving other runs (checked after every case).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { CmError } from '@cm/core';
+import { createMonitorClient, serviceDefinition, runStartToWire, type TrainerMessage } from '@cm/monitor-client';
+import { makeTestBundles, plantedActivations, testCheckpoint, testRunSpec, type TestBundles } from '@cm/engine/src/testing';
+import { startTestService, type TestService } from './helpers';
+
+let bundles: TestBundles;
+let svc: TestService;
+beforeAll(async () => {
+  bundles = await makeTestBundles();
+  svc = await startTestService({ bundles, maxMessageBytes: 256 * 1024 });
+});
+afterAll(async () => {
+  await svc.stop();
+  bundles.cleanup();
+});
+
+const fast = { reconnect: { initialDelayMs: 20, maxDelayMs: 200 }, chunkBytes: 128 * 1024 };
+let runSeq = 0;
+
+/** The service still accepts and acks a good run. */
+async function serviceStillServes(): Promise<void> {
+  const client = createMonitorClient({ target: svc.target, ...fast });
+  try {
+    await client.startRun(testRunSpec(`healthy-${runSeq++}`, bundles.bundleId));
+    expect((await client.sendCheckpoint(testCheckpoint(bundles.space, 0)))?.step).toBe(0);
+  } finally {
+    await client.close();
+  }
+}
+
+async function rejection(p: Promise<unknown>): Promise<CmError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(CmError);
+    return e as CmError;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('through the client', () => {
+  it('wrong first dimension -> INVALID_ARGUMENT naming the layer; the run goes on', async () => {
+    const client = createMonitorClient({ target: svc.target, ...fast });
+    try {
+      await client.startRun(testRunSpec(`bad-d-${runSeq++}`, bundles.bundleId));
+      const cp = testCheckpoint(bundles.space, 0);
+      const good = cp.layers[1];
+      cp.layers[1] = { layer: good.layer, shape: [good.shape[0] - 1, good.shape[1]], data: good.data.subarray(0, (good.shape[0] - 1) * good.shape[1]) };
+      const e = await rejection(client.sendCheckpoint(cp));
+      expect(e.code).toBe('INVALID_ARGUMENT');
+      expect(e.message).toMatch(/layer conv2: first dimension 119 must equal the probe bundle's 120 images/);
+      // the same run continues with the next (good) checkpoint
+      expect((await client.sendCheckpoint(testCheckpoint(bundles.space, 1)))?.step).toBe(1);
+    } finally {
+      await client.close();
+    }
+    await serviceStillServes();
+  });
+
+  it('width other than declared -> INVALID_ARGUMENT', async () => {
+    const client = createMonitorClient({ target: svc.target, ...fast });
+    try {
+      await client.startRun(testRunSpec(`bad-w-${runSeq++}`, bundles.bundleId));
+      const cp = testCheckpoint(bundles.space, 0);
+      cp.layers[2] = plantedActivations(bundles.space, 'fc', 5, 0);
+      const e = await rejection(client.sendCheckpoint(cp));
+      expect(e.message).toMatch(/layer fc: last dimension 5 does not match the declared width 6/);
+    } finally {
+      await client.close();
+    }
+    await serviceStillServes();
+  });
+
+  it('NaN -> INVALID_ARGUMENT naming layer and index', async () => {
+    const client = createMonitorClient({ target: svc.target, ...fast });
+    try {
+      await client.startRun(testRunSpec(`nan-${runSeq++}`, bundles.bundleId));
+      const cp = testCheckpoint(bundles.space, 0);
+      cp.layers[0].data[5 * 8 + 3] = NaN;
+      const e = await rejection(client.sendCheckpoint(cp));
+      expect(e.code).toBe('INVALID_ARGUMENT');
+      expect(e.message).toMatch(/layer conv1: value NaN at index 43 \(\[5, 3\]\) is not finite/);
+    } finally {
+      await client.close();
+    }
+    await serviceStillServes();
+  });
+
+  it('undeclared layer -> INVALID_ARGUMENT', async () => {
+    const client = createMonitorClient({ target: svc.target, ...fast });
+    try {
+      await client.startRun(testRunSpec(`undeclared-${runSeq++}`, bundles.bundleId));
+      const cp = testCheckpoint(bundles.space, 0);
+      cp.layers.push(plantedActivations(bundles.space, 'head', 4, 0));
+      const e = await rejection(client.sendCheckpoint(cp));
+      expect(e.message).toMatch(/layer head: layer was not declared at run start/);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('unknown bundle -> NOT_FOUND from startRun', async () => {
+    const client = createMonitorClient({ target: svc.target, ...fast });
+    try {
+      const e = await rejection(client.startRun(testRunSpec(`nobundle-${runSeq++}`, 'ffffffffffffffff')));
+      expect(e.code).toBe('NOT_FOUND');
+      expect(e.message).toMatch(/probe bundle ffffffffffffffff is not in/);
+      const e2 = await rejection(client.startRun(testRunSpec(`badid-${runSeq++}`, 'not-an-id')));
+      expect(e2.code).toBe('INVALID_ARGUMENT');
+    } finally {
+      await client.close();
+    }
+    await serviceStillServes();
+  });
+});
+
+describe('raw streams', () => {
+  const def = serviceDefinition().Monitor;
+  /** A client that sends raw bytes, to reach the server with what our client would never send. */
+  function rawCall(): grpc.ClientDuplexStream<Buffer, Buffer> {
+    const Raw = grpc.makeGenericClientConstructor(
+      {
+        Monitor: {
+          path: def.path,
+          requestStream: true,
+          responseStream: true,
+          requestSerialize: (b: Buffer) => b,
+          requestDeserialize: (b: Buffer) => b,
+          responseSerialize: (b: Buffer) => b,
+          responseDeserialize: (b: Buffer) => b,
+        },
+      },
+      'Raw',
+    );
+    const client = new Raw(svc.target, grpc.credentials.createInsecure());
+    const call = (client as unknown as { Monitor: () => grpc.ClientDuplexStream<Buffer, Buffer> }).Monitor();
+    call.on('data', () => undefined);
+    call.on('error', () => undefined);
+    return call;
+  }
+  function statusOf(call: grpc.ClientDuplexStream<Buffer, Buffer>): Promise<grpc.StatusObject> {
+    return new Promise((resolve) => call.on('status', resolve));
+  }
+  const encode = (m: TrainerMessage): Buffer => def.requestSerialize(m);
+
+  it('malformed bytes -> INVALID_ARGUMENT', async () => {
+    const call = rawCall();
+    const status = statusOf(call);
+    call.write(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01])); // field 1, length far beyond the message
+    const s = await status;
+    expect(grpc.status[s.code]).toBe('INVALID_ARGUMENT');
+    expect(s.details).toMatch(/malformed TrainerMessage/);
+    await serviceStillServes();
+  });
+
+  it('an empty message -> INVALID_ARGUMENT', async () => {
+    const call = rawCall();
+    const status = statusOf(call);
+    call.write(Buffer.alloc(0));
+    const s = await status;
+    expect(grpc.status[s.code]).toBe('INVALID_ARGUMENT');
+    expect(s.details).toMatch(/carries none of run_start, chunk/);
+  });
+
+  it('a message over the size limit -> RESOURCE_EXHAUSTED', async () => {
+    const call = rawCall();
+    const status = statusOf(call);
+    call.write(encode(runStartToWire(testRunSpec(`big-${runSeq++}`, bundles.bundleId), false)));
+    call.write(
+      encode({
+        chunk: { step: 0, layer: 'fc', shape: [120, 6], dtype: 'DTYPE_FLOAT32', pooling: 'POOLING_AVG', offset: 0, totalBytes: 120 * 6 * 4, data: Buffer.alloc(300 * 1024) },
+      }),
+    );
+    const s = await status;
+    expect(grpc.status[s.code]).toBe('RESOURCE_EXHAUSTED');
+    await serviceStillServes();
+  });
+
+  it('activations before RunStart -> NOT_FOUND (unknown run)', async () => {
+    const call = rawCall();
+    const status = statusOf(call);
+    call.write(encode({ chunk: { step: 0, layer: 'fc', shape: [120, 6], dtype: 'DTYPE_FLOAT32', pooling: 'POOLING_AVG', offset: 0, totalBytes: 2880, data: Buffer.alloc(2880) } }));
+    const s = await status;
+    expect(grpc.status[s.code]).toBe('NOT_FOUND');
+    expect(s.details).toMatch(/before RunStart/);
+  });
+
+  it('chunks out of order -> INVALID_ARGUMENT', async () => {
+    const call = rawCall();
+    const status = statusOf(call);
+    call.write(encode(runStartToWire(testRunSpec(`order-${runSeq++}`, bundles.bundleId), false)));
+    call.write(encode({ chunk: { step: 0, layer: 'fc', shape: [120, 6], dtype: 'DTYPE_FLOAT32', pooling: 'POOLING_AVG', offset: 1024, totalBytes: 2880, data: Buffer.alloc(1024) } }));
+    const s = await status;
+    expect(grpc.status[s.code]).toBe('INVALID_ARGUMENT');
+    expect(s.details).toMatch(/chunk offset 1024, expected 0/);
+  });
+
+  it('checkpoint ended before its layer was complete -> INVALID_ARGUMENT', async () => {
+    const call = rawCall();
+    const status = statusOf(call);
+    call.write(encode(runStartToWire(testRunSpec(`short-${runSeq++}`, bundles.bundleId), false)));
+    call.write(encode({ chunk: { step: 0, layer: 'fc', shape: [120, 6], dtype: 'DTYPE_FLOAT32', pooling: 'POOLING_AVG', offset: 0, totalBytes: 2880, data: Buffer.alloc(1000) } }));
+    call.write(encode({ checkpointEnd: { step: 0, metrics: {} } }));
+    const s = await status;
+    expect(grpc.status[s.code]).toBe('INVALID_ARGUMENT');
+    expect(s.details).toMatch(/checkpoint ended after 1000 of 2880 bytes/);
+  });
+});
+
+it('Health answers SERVING with the number of open streams', async () => {
+  const h = await svc.server.health();
+  expect(h.status).toBe('SERVING');
+});

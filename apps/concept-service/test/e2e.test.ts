@@ -1,0 +1,196 @@
+/**
+ * End to end on real servers: trainer SDK -> gRPC -> concept service (own process) -> nats-server
+ * JetStream -> recorder (own process) -> clickhouse-server. Every neuron of every checkpoint must be
+ * in ClickHouse exactly once with the labels libs/dissect computes directly, also when the recorder
+ * or the concept service is killed mid-run.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { freePort, waitFor } from '@cm/core';
+import { dissectLayer } from '@cm/dissect';
+import { createMonitorClient } from '@cm/monitor-client';
+import { startClickHouse, startNats, type ManagedServer } from '@cm/stack';
+import { neuronLabelsSql, openStore, sqlString, type Store } from '@cm/store';
+import { makeTestBundles, testCheckpoint, testRunSpec, TEST_LAYERS, type TestBundles } from '@cm/engine/src/testing';
+
+const DB = 'cm_pipeline_e2e';
+const ROOT = resolve(__dirname, '../../..');
+const dir = mkdtempSync(join(tmpdir(), 'cm-e2e-'));
+const NEURONS = TEST_LAYERS.reduce((a, l) => a + l.width, 0);
+let nats: ManagedServer;
+let clickhouse: ManagedServer;
+let store: Store;
+let bundles: TestBundles;
+let grpcPort: number;
+const children = new Set<ChildProcess>();
+
+function startProcess(entry: string, env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', resolve(ROOT, entry)], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, CM_LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
+  child.once('exit', (code, signal) => {
+    children.delete(child);
+    if (code && code !== 0 && signal === null) process.stderr.write(`${entry} exited ${code}: ${stderr}\n`);
+  });
+  children.add(child);
+  return child;
+}
+
+async function startService(): Promise<ChildProcess> {
+  const healthPort = await freePort();
+  const child = startProcess('apps/concept-service/src/main.ts', {
+    CM_NATS_URL: nats.url,
+    CM_GRPC_LISTEN: `127.0.0.1:${grpcPort}`,
+    CM_BUNDLE_DIR: bundles.root,
+    CM_DISSECT_WORKERS: '1',
+    CM_SERVICE_HEALTH_PORT: String(healthPort),
+  });
+  const up = await waitFor(async () => (await fetch(`http://127.0.0.1:${healthPort}/healthz`)).ok, 60_000, 200);
+  if (!up) throw new Error('concept service did not become healthy');
+  return child;
+}
+
+async function startRecorder(): Promise<ChildProcess> {
+  const healthPort = await freePort();
+  const child = startProcess('apps/recorder/src/main.ts', {
+    CM_NATS_URL: nats.url,
+    CM_CLICKHOUSE_URL: clickhouse.url,
+    CM_CLICKHOUSE_DATABASE: DB,
+    CM_RECORDER_HEALTH_PORT: String(healthPort),
+    CM_RECORDER_BATCH_MESSAGES: '5',
+    CM_RECORDER_ACK_WAIT_MS: '2000',
+  });
+  const up = await waitFor(async () => (await fetch(`http://127.0.0.1:${healthPort}/healthz`)).ok, 60_000, 200);
+  if (!up) throw new Error('recorder did not become healthy');
+  return child;
+}
+
+async function kill(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill(signal);
+  await exited;
+}
+
+async function labelCounts(runId: string): Promise<{ raw: number; final: number; distinct: number }> {
+  const [row] = await store.query<Record<string, string | number>>(
+    `SELECT (SELECT count() FROM neuron_labels WHERE run_id = ${sqlString(runId)}) AS raw,
+            (SELECT count() FROM neuron_labels FINAL WHERE run_id = ${sqlString(runId)}) AS final,
+            (SELECT uniqExact(layer, step, neuron) FROM neuron_labels WHERE run_id = ${sqlString(runId)}) AS distinct`,
+  );
+  return { raw: Number(row.raw), final: Number(row.final), distinct: Number(row.distinct) };
+}
+
+async function waitForRows(runId: string, expected: number): Promise<void> {
+  const ok = await waitFor(async () => (await labelCounts(runId)).distinct >= expected, 30_000, 200);
+  if (!ok) throw new Error(`rows of ${runId}: ${JSON.stringify(await labelCounts(runId))}, expected ${expected}`);
+}
+
+/** Labels stored for a run equal dissectLayer run directly on the same activations. */
+async function expectLabelsMatchDirect(runId: string, steps: number[]): Promise<void> {
+  const stored = await store.query<{ layer: string; step: number; neuron: number; concept: string }>(neuronLabelsSql(DB, { runId }));
+  const byKey = new Map(stored.map((r) => [`${r.layer}|${Number(r.step)}|${Number(r.neuron)}`, r.concept]));
+  for (const step of steps) {
+    const cp = testCheckpoint(bundles.space, step);
+    for (const layer of cp.layers) {
+      const direct = await dissectLayer(bundles.space, { rows: layer.shape[0], cols: layer.shape[1], data: layer.data });
+      for (const l of direct.labels) expect(`${layer.layer}|${step}|${l.neuron}=${byKey.get(`${layer.layer}|${step}|${l.neuron}`)}`).toBe(`${layer.layer}|${step}|${l.neuron}=${l.concept}`);
+    }
+  }
+}
+
+let service: ChildProcess;
+let recorder: ChildProcess;
+
+beforeAll(async () => {
+  bundles = await makeTestBundles();
+  grpcPort = await freePort();
+  [nats, clickhouse] = await Promise.all([
+    (async () => startNats({ dir: join(dir, 'nats'), port: await freePort(), monitorPort: await freePort() }))(),
+    (async () => startClickHouse({ dir: join(dir, 'ch'), httpPort: await freePort(), tcpPort: await freePort() }))(),
+  ]);
+  store = await openStore({ kind: 'server', url: clickhouse.url, user: 'default', password: '', database: DB });
+  await store.migrate();
+  [service, recorder] = await Promise.all([startService(), startRecorder()]);
+}, 120_000);
+
+afterAll(async () => {
+  for (const c of [...children]) await kill(c);
+  await store?.close();
+  await nats?.stop();
+  await clickhouse?.stop();
+  bundles?.cleanup();
+  rmSync(dir, { recursive: true, force: true });
+}, 60_000);
+
+const fast = { reconnect: { initialDelayMs: 50, maxDelayMs: 500 } };
+
+it('3 checkpoints of 3 layers: every neuron in ClickHouse exactly once, labels as libs/dissect computes them', async () => {
+  const runId = 'e2e basic';
+  const client = createMonitorClient({ target: `127.0.0.1:${grpcPort}`, ...fast });
+  try {
+    await client.startRun(testRunSpec(runId, bundles.bundleId));
+    for (let step = 0; step < 3; step++) expect((await client.sendCheckpoint(testCheckpoint(bundles.space, step)))?.step).toBe(step);
+    await client.endRun('completed');
+  } finally {
+    await client.close();
+  }
+  await waitForRows(runId, 3 * NEURONS);
+  expect(await labelCounts(runId)).toEqual({ raw: 3 * NEURONS, final: 3 * NEURONS, distinct: 3 * NEURONS });
+  await expectLabelsMatchDirect(runId, [0, 1, 2]);
+  const runs = await store.query<{ status: string }>(`SELECT status FROM runs FINAL WHERE run_id = ${sqlString(runId)}`);
+  expect(runs.map((r) => r.status)).toEqual(['completed']);
+  const cps = await store.query<{ n: string | number }>(`SELECT count() AS n FROM checkpoints FINAL WHERE run_id = ${sqlString(runId)}`);
+  expect(Number(cps[0].n)).toBe(3);
+}, 120_000);
+
+it('recorder killed and restarted mid-run: no label row lost or duplicated', async () => {
+  const runId = 'e2e recorder killed';
+  const client = createMonitorClient({ target: `127.0.0.1:${grpcPort}`, ...fast });
+  const steps = [0, 1, 2, 3, 4, 5];
+  try {
+    await client.startRun(testRunSpec(runId, bundles.bundleId));
+    for (const step of steps) {
+      if (step === 2) await kill(recorder); // mid-run: JetStream keeps the records meanwhile
+      if (step === 4) recorder = await startRecorder();
+      expect((await client.sendCheckpoint(testCheckpoint(bundles.space, step)))?.step).toBe(step);
+    }
+    await client.endRun('completed');
+  } finally {
+    await client.close();
+  }
+  await waitForRows(runId, steps.length * NEURONS);
+  const counts = await labelCounts(runId);
+  expect({ final: counts.final, distinct: counts.distinct }).toEqual({ final: steps.length * NEURONS, distinct: steps.length * NEURONS });
+  await expectLabelsMatchDirect(runId, steps);
+}, 180_000);
+
+it('concept service killed mid-stream and restarted: the client resends, no label row lost or duplicated', async () => {
+  const runId = 'e2e service killed';
+  const client = createMonitorClient({ target: `127.0.0.1:${grpcPort}`, ...fast });
+  const steps = [0, 1, 2, 3, 4];
+  try {
+    await client.startRun(testRunSpec(runId, bundles.bundleId));
+    expect((await client.sendCheckpoint(testCheckpoint(bundles.space, 0)))?.step).toBe(0);
+    // 1..4 in flight; the service dies under them
+    const pending = steps.slice(1).map((step) => client.sendCheckpoint(testCheckpoint(bundles.space, step)));
+    await new Promise((r) => setTimeout(r, 30));
+    await kill(service);
+    service = await startService();
+    expect((await Promise.all(pending)).map((r) => r?.step)).toEqual([1, 2, 3, 4]);
+    await client.endRun('completed');
+    expect(client.stats().resentCheckpoints).toBeGreaterThanOrEqual(1);
+  } finally {
+    await client.close();
+  }
+  await waitForRows(runId, steps.length * NEURONS);
+  const counts = await labelCounts(runId);
+  expect({ final: counts.final, distinct: counts.distinct }).toEqual({ final: steps.length * NEURONS, distinct: steps.length * NEURONS });
+  await expectLabelsMatchDirect(runId, steps);
+}, 180_000);

@@ -1,0 +1,2 @@
+export * from './recorder';
+export { startRecorder, type RunningRecorder } from './main';

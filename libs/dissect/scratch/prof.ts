@@ -1,0 +1,12 @@
+import { computeSimilarityOn, inlineExecutor, allocSharedMatrix } from '../src';
+function fill(d: Float32Array, seed: number, scale: number, offset: number){let x=seed;for(let i=0;i<d.length;i++){x^=x<<13;x>>>=0;x^=x>>>17;x^=x<<5;x>>>=0;d[i]=offset+scale*(x/4294967296-0.5);}}
+async function main(){
+  const D=5000,S=+(process.argv[2]??2560),N=512;
+  const P=allocSharedMatrix(D,S); fill(P.data,1,0.1,0.2); const Q=allocSharedMatrix(D,N); fill(Q.data,2,2,0);
+  const Q2=allocSharedMatrix(D,N); fill(Q2.data,3,2,0);
+  let t=performance.now(); await computeSimilarityOn(inlineExecutor,'soft_wpmi',P,Q); console.log('cold',performance.now()-t);
+  t=performance.now(); await computeSimilarityOn(inlineExecutor,'soft_wpmi',P,Q2); console.log('warm',performance.now()-t);
+  t=performance.now(); await computeSimilarityOn(inlineExecutor,'cos',P,Q2); console.log('cos',performance.now()-t);
+  t=performance.now(); await computeSimilarityOn(inlineExecutor,'cos',P,Q2); console.log('cos',performance.now()-t);
+}
+main();

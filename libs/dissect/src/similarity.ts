@@ -1,0 +1,180 @@
+import { availableParallelism } from 'node:os';
+import { CmError } from '@cm/core';
+import type { Matrix, SimilarityMethod, SimilarityParams } from './types';
+import { likelihoodFactors, resolveParams, validateInputs, type ResolvedParams } from './params';
+import { slotBytesFor, type SharedMatrixRef, type SoftmaxCacheRef, type Task } from './tasks';
+import { inlineExecutor, splitRange, type Executor } from './executor';
+
+let nextId = 1;
+const sharedCopies = new WeakMap<Float32Array, SharedMatrixRef>();
+
+/**
+ * A matrix in shared memory for the workers. A matrix already backed by a whole SharedArrayBuffer
+ * is used in place; any other is copied once (cached per array, so a probe bundle's P is copied
+ * once, not per dissection). Loaders of big P should allocate with `allocSharedMatrix`.
+ */
+export function toShared(m: Matrix): SharedMatrixRef {
+  const hit = sharedCopies.get(m.data);
+  if (hit) return hit;
+  let buffer: SharedArrayBuffer;
+  if (m.data.buffer instanceof SharedArrayBuffer && m.data.byteOffset === 0 && m.data.buffer.byteLength === m.data.byteLength) {
+    buffer = m.data.buffer;
+  } else {
+    buffer = new SharedArrayBuffer(m.data.byteLength);
+    new Float32Array(buffer).set(m.data);
+  }
+  const ref: SharedMatrixRef = { id: nextId++, rows: m.rows, cols: m.cols, buffer };
+  sharedCopies.set(m.data, ref);
+  return ref;
+}
+
+/** A zero matrix backed by a SharedArrayBuffer: pools read it without copying. */
+export function allocSharedMatrix(rows: number, cols: number): Matrix {
+  return { rows, cols, data: new Float32Array(new SharedArrayBuffer(rows * cols * 4)) };
+}
+
+/** Per executor, per P: the softmax caches (most recent last); at most two kept (soft_wpmi and wpmi). */
+const softmaxCaches = new WeakMap<Executor, Map<string, Promise<SoftmaxCacheRef>>>();
+const MAX_SOFTMAX_CACHES = 2;
+
+/**
+ * softmax(a P) for this P, computed once per (executor, P, a) and kept: P is fixed per probe bundle,
+ * so a checkpoint's dissection pays only for its own activations (the "warm" figure).
+ */
+function softmaxCache(exec: Executor, p: SharedMatrixRef, a: number): Promise<SoftmaxCacheRef> {
+  let caches = softmaxCaches.get(exec);
+  if (!caches) {
+    caches = new Map();
+    softmaxCaches.set(exec, caches);
+  }
+  const key = `${p.id}:${a}`;
+  const hit = caches.get(key);
+  if (hit) {
+    caches.delete(key);
+    caches.set(key, hit);
+    return hit;
+  }
+  const created = (async () => {
+    const stride = Math.ceil(p.cols / 8) * 8;
+    const slotBytes = slotBytesFor(p.rows);
+    const smOffset = exec.size * slotBytes;
+    const bytes = smOffset + p.rows * stride * 4;
+    const pages = Math.ceil(bytes / 65536);
+    if (pages > 65536) {
+      throw new CmError('RESOURCE_EXHAUSTED', `softmax cache of ${p.rows} x ${p.cols} exceeds the 4 GiB WebAssembly memory`, {
+        context: { D: p.rows, S: p.cols },
+        hint: 'use fewer probe images or concepts',
+      });
+    }
+    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+    const sm: SoftmaxCacheRef = { id: nextId++, memory, rows: p.rows, cols: p.cols, stride, smOffset, slotBytes, a };
+    await exec.run(splitRange(p.rows, exec.size).map(([rowStart, rowEnd]): Task => ({ kind: 'softmax', p, sm, rowStart, rowEnd })));
+    return sm;
+  })();
+  caches.set(key, created);
+  created.catch(() => caches.delete(key));
+  while (caches.size > MAX_SOFTMAX_CACHES) caches.delete(caches.keys().next().value as string);
+  return created;
+}
+
+/** Top-k image indices per neuron (N x k, int32, largest activation first), computed by the executor. */
+export async function topImages(exec: Executor, q: SharedMatrixRef, k: number): Promise<Int32Array> {
+  const out = new SharedArrayBuffer(q.cols * k * 4);
+  await exec.run(splitRange(q.cols, exec.size).map(([colStart, colEnd]): Task => ({ kind: 'topk', q, k, colStart, colEnd, out })));
+  return new Int32Array(out);
+}
+
+/** The similarity of an already-validated method on an executor. */
+export async function similarityOn(exec: Executor, r: ResolvedParams, P: Matrix, Q: Matrix): Promise<Matrix> {
+  const p = toShared(P);
+  const q = toShared(Q);
+  const N = Q.cols;
+  const S = P.cols;
+  const out = new SharedArrayBuffer(N * S * 4);
+  switch (r.method) {
+    case 'soft_wpmi':
+    case 'wpmi': {
+      const f = likelihoodFactors(r);
+      const [sm, idx] = await Promise.all([softmaxCache(exec, p, f.a), topImages(exec, q, f.topK)]);
+      await exec.run(
+        splitRange(S, exec.size, 8).map(([colStart, colEnd]): Task => ({
+          kind: 'likelihood',
+          sm,
+          neurons: N,
+          topK: f.topK,
+          idx: idx.buffer as SharedArrayBuffer,
+          c: f.c,
+          p: f.p,
+          lambda: f.lambda,
+          colStart,
+          colEnd,
+          out,
+        })),
+      );
+      break;
+    }
+    case 'cos':
+    case 'cos_cubed': {
+      const cubed = r.method === 'cos_cubed';
+      const minNorm = r.method === 'cos_cubed' ? r.params.minNorm : 0;
+      await exec.run(splitRange(S, exec.size, 8).map(([colStart, colEnd]): Task => ({ kind: 'cosine', cubed, minNorm, p, q, colStart, colEnd, out })));
+      break;
+    }
+    case 'rank_reorder': {
+      const { p: power, topFraction, scaleP, seed } = r.params;
+      await exec.run(
+        splitRange(N, exec.size).map(([colStart, colEnd]): Task => ({ kind: 'rank_reorder', p, q, power, topFraction, scaleP, seed, colStart, colEnd, out })),
+      );
+      break;
+    }
+  }
+  return { rows: N, cols: S, data: new Float32Array(out) };
+}
+
+/** Work above which computeSimilarity moves to the default worker pool (about 20 ms of work inline). */
+const INLINE_WORK_LIMIT = 2e7;
+
+function workOf(r: ResolvedParams, P: Matrix, Q: Matrix): number {
+  const D = P.rows;
+  const S = P.cols;
+  const N = Q.cols;
+  switch (r.method) {
+    case 'soft_wpmi':
+    case 'wpmi':
+      return D * S + N * S * r.params.topK;
+    case 'rank_reorder':
+      return N * S * Math.max(1, Math.floor(D * r.params.topFraction)) * 8;
+    default:
+      return N * S * D;
+  }
+}
+
+let defaultPool: Executor | undefined;
+/** The process-wide pool used by computeSimilarity for big inputs (one worker per core, started on first use). */
+export function defaultExecutor(): Executor {
+  if (!defaultPool) {
+    // required lazily: pool.ts imports this module
+    const { DissectPool } = require('./pool') as typeof import('./pool');
+    defaultPool = new DissectPool({ workers: Math.max(1, availableParallelism()), unrefWhenIdle: true });
+  }
+  return defaultPool;
+}
+
+/**
+ * CLIP-Dissect similarity of every neuron with every concept: P (D x S, images x concepts) and
+ * Q (D x N, images x neurons), float32 row-major; returns N x S. Reference defaults (method.md)
+ * unless `params` overrides them. Big inputs run on the default worker pool (all cores).
+ */
+export async function computeSimilarity(method: SimilarityMethod, P: Matrix, Q: Matrix, params?: SimilarityParams): Promise<Matrix> {
+  const r = resolveParams(method, params);
+  validateInputs(r, P, Q);
+  const exec = workOf(r, P, Q) > INLINE_WORK_LIMIT ? defaultExecutor() : inlineExecutor;
+  return similarityOn(exec, r, P, Q);
+}
+
+/** Same, on a given executor (a DissectPool, or inlineExecutor to stay in this thread). */
+export async function computeSimilarityOn(exec: Executor, method: SimilarityMethod, P: Matrix, Q: Matrix, params?: SimilarityParams): Promise<Matrix> {
+  const r = resolveParams(method, params);
+  validateInputs(r, P, Q);
+  return similarityOn(exec, r, P, Q);
+}

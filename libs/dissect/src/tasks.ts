@@ -1,0 +1,342 @@
+import * as ort from 'onnxruntime-node';
+import { CmError } from '@cm/core';
+import { cosineGraph, softmaxGraph } from './graphs';
+import { instantiateLikelihood, type LikelihoodFn } from './wasm-kernel';
+
+/**
+ * The heavy steps of a dissection, as tasks that run the same way in a worker thread (pool.ts) or
+ * in the calling thread (InlineExecutor). Big arrays travel as SharedArrayBuffers, never copied.
+ * Each task covers a range (of images, neurons or concepts) so that a pool splits it across cores.
+ */
+
+/** A float32 matrix in shared memory. */
+export interface SharedMatrixRef {
+  id: number;
+  rows: number;
+  cols: number;
+  buffer: SharedArrayBuffer;
+}
+
+/**
+ * softmax(a * P) of one P, cached in a shared WebAssembly memory that the SIMD kernel reads in
+ * place: rows of `stride` floats (S padded to a multiple of 8, padding is zero) at `smOffset`,
+ * preceded by one scratch slot per worker.
+ */
+export interface SoftmaxCacheRef {
+  id: number;
+  memory: WebAssembly.Memory;
+  rows: number;
+  cols: number;
+  stride: number;
+  smOffset: number;
+  slotBytes: number;
+  a: number;
+}
+
+export type Task =
+  | { kind: 'softmax'; p: SharedMatrixRef; sm: SoftmaxCacheRef; rowStart: number; rowEnd: number }
+  | { kind: 'topk'; q: SharedMatrixRef; k: number; colStart: number; colEnd: number; out: SharedArrayBuffer }
+  | {
+      kind: 'likelihood';
+      sm: SoftmaxCacheRef;
+      neurons: number;
+      topK: number;
+      idx: SharedArrayBuffer;
+      c: Float64Array;
+      p: Float64Array;
+      lambda: number;
+      colStart: number;
+      colEnd: number;
+      out: SharedArrayBuffer;
+    }
+  | { kind: 'cosine'; cubed: boolean; minNorm: number; p: SharedMatrixRef; q: SharedMatrixRef; colStart: number; colEnd: number; out: SharedArrayBuffer }
+  | {
+      kind: 'rank_reorder';
+      p: SharedMatrixRef;
+      q: SharedMatrixRef;
+      power: number;
+      topFraction: number;
+      scaleP: number;
+      seed: number;
+      colStart: number;
+      colEnd: number;
+      out: SharedArrayBuffer;
+    };
+
+/** Concepts per block of the likelihood pass: 256 columns x D rows of Sm stay in L2 (measured best of 64..2048). */
+export const LIKELIHOOD_BLOCK = 256;
+/** A float32 chunk product must stay above float32's smallest normal number (~1.2e-38). */
+const CHUNK_FLOOR = 1e-36;
+/** A float64 product must stay above float64's smallest normal number (~2.2e-308). */
+const SEGMENT_FLOOR = 1e-300;
+
+/** Bytes of one worker's scratch slot in a softmax cache memory for a given D. */
+export function slotBytesFor(images: number): number {
+  // offsets (4 B per rank) + c/p splats (32 B per rank) + q (4 B per concept) + out (8 B per concept)
+  const bytes = images * 36 + LIKELIHOOD_BLOCK * 12;
+  return Math.ceil(bytes / 64) * 64;
+}
+
+// ---- thread-local state -------------------------------------------------------------------
+
+const sessions = new Map<string, Promise<ort.InferenceSession>>();
+function session(name: string, build: () => Uint8Array): Promise<ort.InferenceSession> {
+  let s = sessions.get(name);
+  if (!s) {
+    // One ORT thread per task: the pool already runs one task per core.
+    s = ort.InferenceSession.create(build(), { intraOpNumThreads: 1, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+    sessions.set(name, s);
+  }
+  return s;
+}
+
+/** Kernel instances per softmax cache id; only the latest few are kept so old memories can be freed. */
+const kernels = new Map<number, Promise<LikelihoodFn>>();
+function kernelFor(sm: SoftmaxCacheRef): Promise<LikelihoodFn> {
+  let k = kernels.get(sm.id);
+  if (!k) {
+    k = instantiateLikelihood(sm.memory);
+    kernels.set(sm.id, k);
+    while (kernels.size > 2) kernels.delete(kernels.keys().next().value as number);
+  }
+  return k;
+}
+
+// ---- tasks --------------------------------------------------------------------------------
+
+/** Rows of Sm = softmax(a P) per image, by onnxruntime (vectorised exp), in blocks of rows. */
+async function softmaxTask(t: Extract<Task, { kind: 'softmax' }>): Promise<void> {
+  const { p, sm } = t;
+  const S = p.cols;
+  const P = new Float32Array(p.buffer);
+  const Sm = new Float32Array(sm.memory.buffer, sm.smOffset, sm.rows * sm.stride);
+  const s = await session('softmax', softmaxGraph);
+  const a = new ort.Tensor('float32', new Float32Array([sm.a]), [1]);
+  // onnxruntime-node refuses SharedArrayBuffer-backed inputs, so each block is copied to a private buffer.
+  const blockRows = Math.max(1, Math.min(t.rowEnd - t.rowStart, Math.floor((8 << 20) / S)));
+  const block = new Float32Array(blockRows * S);
+  for (let r0 = t.rowStart; r0 < t.rowEnd; r0 += blockRows) {
+    const n = Math.min(blockRows, t.rowEnd - r0);
+    const input = n === blockRows ? block : block.subarray(0, n * S);
+    input.set(P.subarray(r0 * S, (r0 + n) * S));
+    const result = await s.run({ P: new ort.Tensor('float32', input, [n, S]), a });
+    const out = result.Sm.data as Float32Array;
+    if (sm.stride === S) Sm.set(out, r0 * S);
+    else for (let i = 0; i < n; i++) Sm.set(out.subarray(i * S, (i + 1) * S), (r0 + i) * sm.stride);
+  }
+}
+
+/**
+ * For each neuron (column of Q) in range: its top-k images by activation, largest first, as torch.topk
+ * returns them; equal activations keep the lower image index first.
+ */
+function topkTask(t: Extract<Task, { kind: 'topk' }>): void {
+  const { q, k } = t;
+  const D = q.rows;
+  const N = q.cols;
+  const Q = new Float32Array(q.buffer);
+  const out = new Int32Array(t.out);
+  const values = new Float32Array(D);
+  const order = new Int32Array(D);
+  for (let n = t.colStart; n < t.colEnd; n++) {
+    for (let i = 0; i < D; i++) values[i] = Q[i * N + n];
+    selectTopK(values, order, k);
+    out.set(order.subarray(0, k), n * k);
+  }
+}
+
+/** Put the indices of the k largest values, in descending order (ties: lower index first), in order[0..k). */
+export function selectTopK(values: Float32Array, order: Int32Array, k: number): void {
+  const D = values.length;
+  // Keep a sorted list of the best k seen so far; insertion is rare once it fills (random order).
+  let filled = 0;
+  for (let i = 0; i < D; i++) {
+    const v = values[i];
+    if (filled === k) {
+      const worst = values[order[k - 1]];
+      if (!(v > worst)) continue;
+    }
+    let pos = filled < k ? filled++ : k - 1;
+    while (pos > 0 && values[order[pos - 1]] < v) {
+      order[pos] = order[pos - 1];
+      pos--;
+    }
+    order[pos] = i;
+  }
+}
+
+/**
+ * (soft_)wpmi over a range of concepts, for all neurons: L[k, j] = sum_r log(c_r + p_r Sm[i_r, j])
+ * as log of a product (SIMD kernel), then logp[j] = logsumexp_k L[k, j] - log N and
+ * sim = L - lambda logp. A block of concepts is finished before the next, so no second pass.
+ */
+async function likelihoodTask(t: Extract<Task, { kind: 'likelihood' }>, slot: number): Promise<void> {
+  const { sm, topK: K, neurons: N } = t;
+  const S = sm.cols;
+  const B = LIKELIHOOD_BLOCK;
+  const kernel = await kernelFor(sm);
+  const mem = sm.memory.buffer;
+  const base = slot * sm.slotBytes;
+  const offsAddr = base;
+  const cpAddr = base + sm.rows * 4;
+  const qAddr = cpAddr + sm.rows * 32;
+  const outAddr = qAddr + B * 4;
+  const offs = new Int32Array(mem, offsAddr, K);
+  const cp = new Float32Array(mem, cpAddr, K * 8);
+  const prod = new Float64Array(mem, outAddr, B);
+  let minC = Infinity;
+  for (let r = 0; r < K; r++) {
+    cp.fill(t.c[r], r * 8, r * 8 + 4);
+    cp.fill(t.p[r], r * 8 + 4, r * 8 + 8);
+    minC = Math.min(minC, Math.fround(t.c[r]));
+  }
+  // Each factor is >= c_r (Sm >= 0) and <= 1 + min_prob, so products only risk underflow.
+  const chunk = minC > 0 && minC < 1 ? Math.max(1, Math.min(K, Math.floor(Math.log(CHUNK_FLOOR) / Math.log(minC)))) : K;
+  const segment = minC > 0 && minC < 1 ? Math.max(1, Math.min(K, Math.floor(Math.log(SEGMENT_FLOOR) / Math.log(minC)))) : K;
+  const idx = new Int32Array(t.idx);
+  const out = new Float32Array(t.out);
+  const rowBytes = sm.stride * 4;
+  const L = new Float64Array(N * B);
+  const logN = Math.log(N);
+  for (let j0 = t.colStart; j0 < t.colEnd; j0 += B) {
+    const width = Math.min(B, t.colEnd - j0);
+    const groups = Math.ceil(width / 8);
+    const smAddr = sm.smOffset + j0 * 4;
+    for (let k = 0; k < N; k++) {
+      for (let r = 0; r < K; r++) offs[r] = idx[k * K + r] * rowBytes;
+      const Lk = k * B;
+      for (let r0 = 0; r0 < K; r0 += segment) {
+        kernel(smAddr, groups, offsAddr, cpAddr, r0, Math.min(K, r0 + segment), chunk, qAddr, outAddr);
+        if (r0 === 0) for (let j = 0; j < width; j++) L[Lk + j] = Math.log(prod[j]);
+        else for (let j = 0; j < width; j++) L[Lk + j] += Math.log(prod[j]);
+      }
+    }
+    for (let j = 0; j < width; j++) {
+      let max = -Infinity;
+      for (let k = 0; k < N; k++) if (L[k * B + j] > max) max = L[k * B + j];
+      let sum = 0;
+      for (let k = 0; k < N; k++) sum += Math.exp(L[k * B + j] - max);
+      const logp = max + Math.log(sum) - logN;
+      const shift = t.lambda * logp;
+      for (let k = 0; k < N; k++) out[k * S + j0 + j] = L[k * B + j] - shift;
+    }
+  }
+}
+
+/** cos / cos_cubed on a block of concepts via onnxruntime (one Gemm); output columns written in place. */
+async function cosineTask(t: Extract<Task, { kind: 'cosine' }>): Promise<void> {
+  const { p, q } = t;
+  const D = p.rows;
+  const S = p.cols;
+  const N = q.cols;
+  const s = await session(t.cubed ? 'cos_cubed' : 'cos', () => cosineGraph(t.cubed));
+  const P = new Float32Array(p.buffer);
+  const Qprivate = new Float32Array(q.buffer).slice();
+  const out = new Float32Array(t.out);
+  const qTensor = new ort.Tensor('float32', Qprivate, [D, N]);
+  const blockCols = Math.max(8, Math.min(t.colEnd - t.colStart, Math.floor((16 << 20) / D)));
+  const block = new Float32Array(D * blockCols);
+  for (let j0 = t.colStart; j0 < t.colEnd; j0 += blockCols) {
+    const w = Math.min(blockCols, t.colEnd - j0);
+    const input = w === blockCols ? block : block.subarray(0, D * w);
+    for (let i = 0; i < D; i++) input.set(P.subarray(i * S + j0, i * S + j0 + w), i * w);
+    const feeds: Record<string, ort.Tensor> = { Q: qTensor, P: new ort.Tensor('float32', input, [D, w]) };
+    if (t.cubed) feeds.min_norm = new ort.Tensor('float32', new Float32Array([t.minNorm]), [1]);
+    const sim = (await s.run(feeds)).sim.data as Float32Array;
+    for (let k = 0; k < N; k++) out.set(sim.subarray(k * w, (k + 1) * w), k * S + j0);
+  }
+}
+
+/** Deterministic 32-bit generator (mulberry32); seeded per (seed, neuron) so results do not depend on how work is split. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(a ^ (a >>> 15), 1 | a);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function neuronSeed(seed: number, neuron: number): number {
+  return (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(neuron + 1, 0xc2b2ae35)) >>> 0;
+}
+
+/**
+ * rank_reorder, ported from CLIP-Dissect's similarity.py: for each neuron take its top
+ * floor(D * top_fraction) images; for each concept, reorder the neuron's sorted activations by the
+ * concept's ranking of those images and measure mean |a - reordered|^p, relative to a baseline of 5
+ * random permutations, divided by (mean concept score)^scale_p; sim = -error. The baseline
+ * permutations come from a seeded generator per neuron (the reference uses torch's global RNG).
+ * Ranks of equal concept scores follow image order (stable sort).
+ */
+function rankReorderTask(t: Extract<Task, { kind: 'rank_reorder' }>): void {
+  const { p, q } = t;
+  const D = p.rows;
+  const S = p.cols;
+  const N = q.cols;
+  const P = new Float32Array(p.buffer);
+  const Q = new Float32Array(q.buffer);
+  const out = new Float32Array(t.out);
+  const topN = Math.floor(D * t.topFraction);
+  const values = new Float32Array(D);
+  const order = new Int32Array(D);
+  const target = new Float64Array(topN);
+  const ascending = new Float64Array(topN);
+  const column = new Float64Array(topN);
+  const byScore = Array.from({ length: topN }, (_, i) => i);
+  const rank = new Int32Array(topN);
+  const perm = new Int32Array(topN);
+  for (let n = t.colStart; n < t.colEnd; n++) {
+    for (let i = 0; i < D; i++) values[i] = Q[i * N + n];
+    selectTopK(values, order, topN);
+    for (let r = 0; r < topN; r++) target[r] = values[order[r]];
+    for (let r = 0; r < topN; r++) ascending[r] = target[topN - 1 - r];
+    const random = mulberry32(neuronSeed(t.seed, n));
+    let baseline = 0;
+    for (let rep = 0; rep < 5; rep++) {
+      for (let i = 0; i < topN; i++) perm[i] = i;
+      for (let i = topN - 1; i > 0; i--) {
+        const j = Math.floor(random() * (i + 1));
+        const tmp = perm[i];
+        perm[i] = perm[j];
+        perm[j] = tmp;
+      }
+      for (let i = 0; i < topN; i++) baseline += Math.abs(ascending[i] - ascending[perm[i]]) ** t.power;
+    }
+    baseline /= topN * 5;
+    for (let j = 0; j < S; j++) {
+      let mean = 0;
+      for (let r = 0; r < topN; r++) {
+        column[r] = P[order[r] * S + j];
+        mean += column[r];
+      }
+      mean /= topN;
+      for (let i = 0; i < topN; i++) byScore[i] = i;
+      byScore.sort((x, y) => column[x] - column[y] || x - y);
+      for (let i = 0; i < topN; i++) rank[byScore[i]] = i;
+      let err = 0;
+      for (let r = 0; r < topN; r++) err += Math.abs(target[r] - ascending[rank[r]]) ** t.power;
+      err /= topN;
+      out[n * S + j] = -(err / baseline / mean ** t.scaleP);
+    }
+  }
+}
+
+/** Run one task; `slot` is the caller's worker index (its scratch slot in a softmax cache memory). */
+export async function runTask(t: Task, slot: number): Promise<void> {
+  switch (t.kind) {
+    case 'softmax':
+      return softmaxTask(t);
+    case 'topk':
+      return topkTask(t);
+    case 'likelihood':
+      return likelihoodTask(t, slot);
+    case 'cosine':
+      return cosineTask(t);
+    case 'rank_reorder':
+      return rankReorderTask(t);
+    default:
+      throw new CmError('INTERNAL', `unknown dissect task ${(t as { kind: string }).kind}`);
+  }
+}

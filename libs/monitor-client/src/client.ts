@@ -1,0 +1,532 @@
+/**
+ * The trainer SDK over gRPC: a `Monitor` (see @cm/contracts) that streams checkpoints to a concept
+ * service (protos/conceptmonitor/v1).
+ *
+ * Delivery: every checkpoint stays in an in-memory buffer until the service acknowledges it (its
+ * records are in JetStream). When the stream fails for a transient reason (service restarting,
+ * network), the client reconnects with backoff, sends RunStart again (resume) and resends every
+ * unacknowledged checkpoint; the service and JetStream make the resend harmless. When the service
+ * rejects a checkpoint (bad shape, NaN...), that checkpoint's promise rejects with the service's
+ * message and the others continue on a new stream.
+ *
+ * Bounds: the buffer holds at most `maxBufferedBytes` of encoded activations; `sendCheckpoint`
+ * waits at most `maxBlockMs` for room, and buffered checkpoints wait at most `maxBlockMs` for the
+ * service to come back. What happens then is the policy: 'drop' resolves them with `undefined`,
+ * logs a warning and counts `droppedCheckpoints`; 'wait' rejects them with TIMEOUT/UNAVAILABLE
+ * (with the default maxBlockMs = Infinity, 'wait' waits for as long as the service is down).
+ * Backpressure: a write() that returns false suspends sending until 'drain'.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { CmError, createLogger, type CmErrorCode, type Logger } from '@cm/core';
+import type { CheckpointData, CheckpointResult, Monitor, RunSpec } from '@cm/contracts';
+import {
+  DEFAULT_CHUNK_BYTES,
+  checkpointToWire,
+  clientConstructor,
+  payloadBytes,
+  resultFromWire,
+  runStartToWire,
+  type ServiceMessage,
+  type TrainerMessage,
+  type WireFloat,
+} from './wire';
+
+export type DeliveryPolicy = 'wait' | 'drop';
+
+export interface MonitorClientOptions {
+  /** host:port of the concept service. */
+  target: string;
+  /** What to do when the service stays unreachable or the buffer stays full (default 'wait'). */
+  policy?: DeliveryPolicy;
+  /** Longest a checkpoint waits for buffer room or for the service (default: wait Infinity, drop 5000). */
+  maxBlockMs?: number;
+  /** Bound on unacknowledged activation bytes held for resend (default 512 MiB). */
+  maxBufferedBytes?: number;
+  /** Wire precision of activations (default float32; float16 halves the bytes). */
+  dtype?: WireFloat;
+  /** Activation bytes per chunk message (default 1 MiB, a quarter of gRPC's default limit). */
+  chunkBytes?: number;
+  /** Reconnect backoff (default 100 ms doubling to 2 s). */
+  reconnect?: { initialDelayMs?: number; maxDelayMs?: number };
+  credentials?: grpc.ChannelCredentials;
+  channelOptions?: grpc.ChannelOptions;
+  log?: Logger;
+}
+
+export interface MonitorClientStats {
+  connected: boolean;
+  acknowledgedCheckpoints: number;
+  droppedCheckpoints: number;
+  /** Checkpoints written again on a new stream after a failure. */
+  resentCheckpoints: number;
+  reconnects: number;
+  pendingCheckpoints: number;
+  bufferedBytes: number;
+  sentBytes: number;
+}
+
+export interface MonitorClient extends Monitor {
+  stats(): MonitorClientStats;
+}
+
+const PERMANENT = new Set<grpc.status>([
+  grpc.status.INVALID_ARGUMENT,
+  grpc.status.NOT_FOUND,
+  grpc.status.RESOURCE_EXHAUSTED,
+  grpc.status.FAILED_PRECONDITION,
+  grpc.status.OUT_OF_RANGE,
+  grpc.status.UNIMPLEMENTED,
+  grpc.status.INTERNAL,
+  grpc.status.UNKNOWN,
+  grpc.status.PERMISSION_DENIED,
+  grpc.status.UNAUTHENTICATED,
+]);
+
+const CM_CODE: Partial<Record<grpc.status, CmErrorCode>> = {
+  [grpc.status.INVALID_ARGUMENT]: 'INVALID_ARGUMENT',
+  [grpc.status.NOT_FOUND]: 'NOT_FOUND',
+  [grpc.status.RESOURCE_EXHAUSTED]: 'RESOURCE_EXHAUSTED',
+  [grpc.status.UNAVAILABLE]: 'UNAVAILABLE',
+  [grpc.status.DEADLINE_EXCEEDED]: 'TIMEOUT',
+  [grpc.status.FAILED_PRECONDITION]: 'CONFIG',
+};
+
+function statusError(s: { code: grpc.status; details: string }, target: string): CmError {
+  return new CmError(CM_CODE[s.code] ?? 'INTERNAL', `concept service ${target}: ${s.details || grpc.status[s.code]}`, {
+    context: { grpcCode: grpc.status[s.code], target },
+  });
+}
+
+interface Item {
+  kind: 'checkpoint' | 'end';
+  step: number;
+  messages: TrainerMessage[];
+  bytes: number;
+  /** Id of the connection it was last written on (0 = never written). */
+  writtenOn: number;
+  /** While disconnected: when it is dropped (drop) or failed (wait). */
+  deadline?: number;
+  resolve(result: CheckpointResult | undefined): void;
+  reject(error: Error): void;
+}
+
+interface RoomRequest {
+  bytes: number;
+  settle(granted: boolean): void;
+  timer?: NodeJS.Timeout;
+}
+
+interface Connection {
+  id: number;
+  call: grpc.ClientDuplexStream<TrainerMessage, ServiceMessage>;
+  ready: boolean;
+  dead: boolean;
+  wake?: () => void;
+}
+
+type StreamMethod = (metadata?: grpc.Metadata, options?: grpc.CallOptions) => grpc.ClientDuplexStream<TrainerMessage, ServiceMessage>;
+
+export function createMonitorClient(opts: MonitorClientOptions): MonitorClient {
+  return new GrpcMonitorClient(opts);
+}
+
+class GrpcMonitorClient implements MonitorClient {
+  private readonly log: Logger;
+  private readonly policy: DeliveryPolicy;
+  private readonly maxBlockMs: number;
+  private readonly maxBufferedBytes: number;
+  private readonly dtype: WireFloat;
+  private readonly chunkBytes: number;
+  private readonly initialDelayMs: number;
+  private readonly maxDelayMs: number;
+  private readonly grpcClient: grpc.Client;
+
+  private spec?: RunSpec;
+  private accepted = false;
+  private fatal?: Error;
+  private items: Item[] = [];
+  private buffered = 0;
+  private conn?: Connection;
+  private connSeq = 0;
+  private delayMs: number;
+  private reconnectTimer?: NodeJS.Timeout;
+  private deadlineTimer?: NodeJS.Timeout;
+  private closed = false;
+  private outageLogged = false;
+  private readonly readyWaiters = new Set<() => void>();
+  private roomQueue: RoomRequest[] = [];
+  private readonly counters = { acknowledged: 0, dropped: 0, resent: 0, reconnects: 0, sentBytes: 0 };
+
+  constructor(private readonly opts: MonitorClientOptions) {
+    this.log = opts.log ?? createLogger('monitor-client');
+    this.policy = opts.policy ?? 'wait';
+    this.maxBlockMs = opts.maxBlockMs ?? (this.policy === 'drop' ? 5000 : Infinity);
+    this.maxBufferedBytes = opts.maxBufferedBytes ?? 512 * 1024 * 1024;
+    this.dtype = opts.dtype ?? 'float32';
+    this.chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+    this.initialDelayMs = opts.reconnect?.initialDelayMs ?? 100;
+    this.maxDelayMs = opts.reconnect?.maxDelayMs ?? 2000;
+    this.delayMs = this.initialDelayMs;
+    if (!(this.maxBlockMs >= 0)) throw new CmError('INVALID_ARGUMENT', `maxBlockMs must be >= 0, got ${this.maxBlockMs}`);
+    if (!(this.maxBufferedBytes > 0)) throw new CmError('INVALID_ARGUMENT', `maxBufferedBytes must be > 0, got ${this.maxBufferedBytes}`);
+    const Ctor = clientConstructor();
+    this.grpcClient = new Ctor(opts.target, opts.credentials ?? grpc.credentials.createInsecure(), {
+      // Reconnect quickly after a service restart (grpc-js defaults back off to 2 minutes).
+      'grpc.initial_reconnect_backoff_ms': this.initialDelayMs,
+      'grpc.max_reconnect_backoff_ms': this.maxDelayMs,
+      ...opts.channelOptions,
+    });
+  }
+
+  stats(): MonitorClientStats {
+    return {
+      connected: this.conn?.ready ?? false,
+      acknowledgedCheckpoints: this.counters.acknowledged,
+      droppedCheckpoints: this.counters.dropped,
+      resentCheckpoints: this.counters.resent,
+      reconnects: this.counters.reconnects,
+      pendingCheckpoints: this.items.filter((i) => i.kind === 'checkpoint').length,
+      bufferedBytes: this.buffered,
+      sentBytes: this.counters.sentBytes,
+    };
+  }
+
+  async startRun(spec: RunSpec): Promise<void> {
+    this.assertOpen();
+    if (this.spec) {
+      throw new CmError('INVALID_ARGUMENT', `run ${this.spec.runId} is still running on this client; endRun() it first`, {
+        context: { runId: this.spec.runId, next: spec.runId },
+      });
+    }
+    this.spec = spec;
+    this.accepted = false;
+    this.fatal = undefined;
+    this.connect();
+    const ready = await this.waitReady(this.maxBlockMs);
+    if (this.fatal) {
+      const e = this.fatal;
+      this.resetRun();
+      throw e;
+    }
+    if (!ready) {
+      if (this.policy === 'drop') {
+        this.log.warn(`concept service ${this.opts.target} unreachable for ${this.maxBlockMs} ms; run ${spec.runId} goes on, checkpoints are dropped until it returns`);
+        return;
+      }
+      this.resetRun();
+      throw new CmError('UNAVAILABLE', `concept service ${this.opts.target} unreachable for ${this.maxBlockMs} ms`, {
+        context: { target: this.opts.target },
+        hint: 'start it (`cm stack up`) or use policy drop',
+      });
+    }
+  }
+
+  async sendCheckpoint(cp: CheckpointData): Promise<CheckpointResult | undefined> {
+    this.assertOpen();
+    if (this.fatal) throw this.fatal;
+    if (!this.spec) throw new CmError('NOT_FOUND', 'no run started on this client', { hint: 'call startRun first' });
+    const messages = checkpointToWire(cp, this.dtype, this.chunkBytes);
+    const bytes = payloadBytes(messages);
+    if (bytes > this.maxBufferedBytes) {
+      throw new CmError('RESOURCE_EXHAUSTED', `checkpoint ${cp.step} needs ${bytes} bytes, more than maxBufferedBytes ${this.maxBufferedBytes}`, {
+        context: { step: cp.step, bytes },
+        hint: 'raise maxBufferedBytes, send pooled [D, N] activations, or use dtype float16',
+      });
+    }
+    // Reserve buffer room first, in call order (steps must reach the service in order).
+    const granted = this.reserve(bytes);
+    if (!(granted === true || (await granted))) {
+      if (this.fatal) throw this.fatal;
+      this.assertOpen();
+      if (this.policy === 'drop') {
+        this.counters.dropped++;
+        this.log.warn(`checkpoint ${cp.step} dropped: send buffer full for ${this.maxBlockMs} ms`, { step: cp.step, dropped: this.counters.dropped });
+        return undefined;
+      }
+      throw new CmError('TIMEOUT', `checkpoint ${cp.step}: send buffer full for ${this.maxBlockMs} ms`, {
+        context: { step: cp.step, bufferedBytes: this.buffered, maxBufferedBytes: this.maxBufferedBytes },
+        hint: 'the service is slower than training: raise maxBlockMs or maxBufferedBytes, or use policy drop',
+      });
+    }
+    return this.enqueue('checkpoint', cp.step, messages, bytes);
+  }
+
+  async endRun(status: 'completed' | 'failed'): Promise<void> {
+    this.assertOpen();
+    if (!this.spec) throw new CmError('NOT_FOUND', 'no run started on this client', { hint: 'call startRun first' });
+    if (this.fatal) {
+      this.resetRun();
+      return;
+    }
+    const runEnd: TrainerMessage = { runEnd: { status: status === 'failed' ? 'RUN_STATUS_FAILED' : 'RUN_STATUS_COMPLETED' } };
+    await this.enqueue('end', -1, [runEnd], 64);
+    this.resetRun();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.reconnectTimer);
+    clearTimeout(this.deadlineTimer);
+    const items = this.items;
+    this.items = [];
+    this.buffered = 0;
+    for (const i of items) i.reject(new CmError('UNAVAILABLE', 'monitor client closed before the service acknowledged', { context: { step: i.step } }));
+    this.killConnection();
+    for (const w of this.readyWaiters) w();
+    this.refuseRoom();
+    this.grpcClient.close();
+  }
+
+  // ---- connection -------------------------------------------------------------------------
+
+  private connect(): void {
+    if (this.closed || this.conn || !this.spec) return;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    const method = (this.grpcClient as unknown as { Monitor: StreamMethod }).Monitor.bind(this.grpcClient);
+    const call = method();
+    const conn: Connection = { id: ++this.connSeq, call, ready: false, dead: false };
+    this.conn = conn;
+    call.on('data', (m: ServiceMessage) => this.onMessage(conn, m));
+    // 'status' carries the code, details and trailers of every ending, OK or not.
+    call.on('status', (s: grpc.StatusObject) => this.onEnded(conn, s));
+    call.on('error', () => undefined);
+    call.write(runStartToWire(this.spec, this.accepted));
+  }
+
+  private onMessage(conn: Connection, m: ServiceMessage): void {
+    if (conn.dead) return;
+    if ('runAccepted' in m && m.runAccepted) {
+      conn.ready = true;
+      if (this.accepted) {
+        this.counters.reconnects++;
+        this.log.info(`reconnected to ${this.opts.target}; resending ${this.items.length} unacknowledged item(s)`);
+      }
+      this.accepted = true;
+      this.outageLogged = false;
+      this.delayMs = this.initialDelayMs;
+      for (const i of this.items) i.deadline = undefined;
+      clearTimeout(this.deadlineTimer);
+      for (const w of this.readyWaiters) w();
+      void this.pump(conn);
+    } else if ('checkpointAck' in m && m.checkpointAck) {
+      const step = m.checkpointAck.step;
+      const idx = this.items.findIndex((i) => i.kind === 'checkpoint' && i.step === step);
+      if (idx < 0) return; // an ack for a checkpoint already given up on
+      const [item] = this.items.splice(idx, 1);
+      this.release(item);
+      this.counters.acknowledged++;
+      item.resolve(resultFromWire(m.checkpointAck));
+    } else if ('runEnded' in m && m.runEnded) {
+      const idx = this.items.findIndex((i) => i.kind === 'end');
+      if (idx < 0) return;
+      const [item] = this.items.splice(idx, 1);
+      this.release(item);
+      item.resolve(undefined);
+      conn.call.end();
+    }
+  }
+
+  /** Write every item not yet written on this connection, in order, honouring backpressure. */
+  private async pump(conn: Connection): Promise<void> {
+    while (!conn.dead) {
+      const item = this.items.find((i) => i.writtenOn !== conn.id);
+      if (!item) {
+        await new Promise<void>((resolve) => (conn.wake = resolve));
+        continue;
+      }
+      if (item.writtenOn !== 0) this.counters.resent++;
+      item.writtenOn = conn.id;
+      for (const message of item.messages) {
+        if (conn.dead) return;
+        this.counters.sentBytes += 'chunk' in message && message.chunk ? message.chunk.data.length : 0;
+        if (!conn.call.write(message)) {
+          await new Promise<void>((resolve) => {
+            conn.wake = resolve;
+            conn.call.once('drain', resolve);
+          });
+        }
+      }
+    }
+  }
+
+  private onEnded(conn: Connection, s: grpc.StatusObject): void {
+    if (conn.dead) return;
+    conn.dead = true;
+    conn.wake?.();
+    if (this.conn === conn) this.conn = undefined;
+    if (this.closed) return;
+    if (s.code === grpc.status.OK && this.items.length === 0) return; // a clean end (after RunEnd)
+    if (s.code !== grpc.status.OK && PERMANENT.has(s.code)) {
+      const error = statusError(s, this.opts.target);
+      if (!conn.ready) {
+        // The service refused the run itself (unknown bundle, bad layers...): nothing can go through.
+        this.fatal = error;
+        const items = this.items;
+        this.items = [];
+        this.buffered = 0;
+        for (const i of items) i.reject(error);
+        for (const w of this.readyWaiters) w();
+        this.refuseRoom();
+        return;
+      }
+      const stepText = s.metadata?.get('cm-step')[0];
+      const step = stepText === undefined ? undefined : Number(stepText);
+      const idx =
+        step !== undefined ? this.items.findIndex((i) => i.kind === 'checkpoint' && i.step === step) : this.items.findIndex((i) => i.writtenOn === conn.id);
+      if (idx >= 0) {
+        const [item] = this.items.splice(idx, 1);
+        this.release(item);
+        item.reject(error);
+      } else {
+        this.log.warn(`stream failed: ${error.message}`);
+      }
+      // The other checkpoints continue on a fresh stream right away.
+      this.connect();
+      return;
+    }
+    if (!this.outageLogged) {
+      this.outageLogged = true;
+      this.log.warn(`stream to ${this.opts.target} lost (${grpc.status[s.code]}: ${s.details}); reconnecting, ${this.items.length} item(s) to resend`);
+    }
+    this.armDeadlines();
+    this.reconnectTimer = setTimeout(() => this.connect(), this.delayMs);
+    this.delayMs = Math.min(this.delayMs * 2, this.maxDelayMs);
+  }
+
+  private killConnection(): void {
+    const conn = this.conn;
+    if (!conn) return;
+    conn.dead = true;
+    conn.wake?.();
+    this.conn = undefined;
+    conn.call.cancel();
+  }
+
+  // ---- buffer -----------------------------------------------------------------------------
+
+  private enqueue(kind: Item['kind'], step: number, messages: TrainerMessage[], bytes: number): Promise<CheckpointResult | undefined> {
+    return new Promise((resolve, reject) => {
+      this.items.push({ kind, step, messages, bytes, writtenOn: 0, resolve, reject });
+      if (kind === 'end') this.buffered += bytes; // checkpoints reserved their room in reserve()
+      if (!this.conn) this.connect();
+      this.conn?.wake?.();
+      this.armDeadlines();
+    });
+  }
+
+  private release(item: Item): void {
+    this.buffered -= item.bytes;
+    this.grantRoom();
+  }
+
+  /**
+   * Take `bytes` of buffer room: `true` at once when nobody waits and it fits, else a promise that
+   * resolves true when granted (first come, first served) or false after maxBlockMs.
+   */
+  private reserve(bytes: number): true | Promise<boolean> {
+    if (this.roomQueue.length === 0 && this.buffered + bytes <= this.maxBufferedBytes) {
+      this.buffered += bytes;
+      return true;
+    }
+    return new Promise<boolean>((resolve) => {
+      const request: RoomRequest = { bytes, settle: resolve };
+      if (Number.isFinite(this.maxBlockMs)) {
+        request.timer = setTimeout(() => {
+          this.roomQueue = this.roomQueue.filter((r) => r !== request);
+          resolve(false);
+          this.grantRoom();
+        }, this.maxBlockMs);
+      }
+      this.roomQueue.push(request);
+    });
+  }
+
+  private grantRoom(): void {
+    while (this.roomQueue.length > 0 && this.buffered + this.roomQueue[0].bytes <= this.maxBufferedBytes) {
+      const request = this.roomQueue.shift() as RoomRequest;
+      clearTimeout(request.timer);
+      this.buffered += request.bytes;
+      request.settle(true);
+    }
+  }
+
+  /** Refuse every waiting reservation (client closed, run refused). */
+  private refuseRoom(): void {
+    for (const request of this.roomQueue.splice(0)) {
+      clearTimeout(request.timer);
+      request.settle(false);
+    }
+  }
+
+  private async waitReady(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.conn?.ready) {
+      if (this.closed || this.fatal) return false;
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      await this.waitSignal(this.readyWaiters, left);
+    }
+    return true;
+  }
+
+  /** Resolve on the next signal of `set` or after `ms` (no timer for an infinite wait). */
+  private waitSignal(set: Set<() => void>, ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = (): void => {
+        clearTimeout(timer);
+        set.delete(done);
+        resolve();
+      };
+      set.add(done);
+      if (Number.isFinite(ms)) timer = setTimeout(done, ms);
+    });
+  }
+
+  /** While disconnected, give every buffered item `maxBlockMs` to see the service again. */
+  private armDeadlines(): void {
+    if (this.conn?.ready || !Number.isFinite(this.maxBlockMs) || this.items.length === 0) return;
+    const now = Date.now();
+    for (const i of this.items) i.deadline ??= now + this.maxBlockMs;
+    const next = Math.min(...this.items.map((i) => i.deadline as number));
+    clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = setTimeout(() => this.expire(), Math.max(0, next - now));
+  }
+
+  private expire(): void {
+    if (this.conn?.ready) return;
+    const now = Date.now();
+    const expired = this.items.filter((i) => i.deadline !== undefined && i.deadline <= now);
+    this.items = this.items.filter((i) => !expired.includes(i));
+    for (const item of expired) {
+      this.release(item);
+      if (this.policy === 'drop') {
+        if (item.kind === 'checkpoint') this.counters.dropped++;
+        item.resolve(undefined);
+      } else {
+        item.reject(
+          new CmError('UNAVAILABLE', `concept service ${this.opts.target} unreachable for ${this.maxBlockMs} ms`, {
+            context: { step: item.step },
+          }),
+        );
+      }
+    }
+    if (expired.length && this.policy === 'drop') {
+      this.log.warn(`service unreachable for ${this.maxBlockMs} ms: dropped ${expired.length} item(s)`, { droppedCheckpoints: this.counters.dropped });
+    }
+    this.armDeadlines();
+  }
+
+  private resetRun(): void {
+    this.spec = undefined;
+    this.accepted = false;
+    clearTimeout(this.reconnectTimer);
+    this.killConnection();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new CmError('UNAVAILABLE', 'monitor client is closed');
+  }
+}

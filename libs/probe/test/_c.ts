@@ -1,0 +1,22 @@
+import * as tf from '@huggingface/transformers';
+(async () => {
+  const { env, AutoTokenizer, CLIPTextModelWithProjection, CLIPVisionModelWithProjection, AutoProcessor, RawImage } = tf;
+  env.allowRemoteModels = false;
+  env.allowLocalModels = true;
+  env.localModelPath = '/work/main/libs/probe/test/fixtures/';
+  const tok = await AutoTokenizer.from_pretrained('tiny-clip');
+  const inputs = tok(['red', 'striped circle', 'sky background'], { padding: true, truncation: true });
+  console.log(inputs.input_ids.tolist());
+  const text = await CLIPTextModelWithProjection.from_pretrained('tiny-clip', { dtype: 'fp32' });
+  const out = await text(inputs);
+  console.log(Object.keys(out), out.text_embeds.dims);
+  const single = await text(tok(['striped circle']));
+  console.log(out.text_embeds.tolist()[1].slice(0, 4), single.text_embeds.tolist()[0].slice(0, 4));
+  const proc = await AutoProcessor.from_pretrained('tiny-clip');
+  const img = new RawImage(new Uint8ClampedArray(40 * 50 * 3).map((_, i) => i % 251), 50, 40, 3);
+  const pv = await proc([img, img]);
+  console.log(pv.pixel_values.dims);
+  const vis = await CLIPVisionModelWithProjection.from_pretrained('tiny-clip', { dtype: 'fp32' });
+  const vo = await vis(pv);
+  console.log(vo.image_embeds.dims);
+})().catch((e) => { console.error(e); process.exit(1); });

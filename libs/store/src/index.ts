@@ -1,0 +1,6 @@
+export * from './sql';
+export * from './version';
+export * from './schema';
+export * from './rows';
+export * from './queries';
+export * from './store';

@@ -1,0 +1,285 @@
+import { mkdirSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { resolve } from 'node:path';
+import { createClient, ClickHouseLogLevel, type ClickHouseClient } from '@clickhouse/client';
+import { createChdbConnection } from 'chdb/connection';
+import { TABLES, type CmRecord } from '@cm/contracts';
+import { CmError, errorMessage } from '@cm/core';
+import { MIGRATIONS, MIGRATIONS_TABLE_DDL, qualified, type Migration } from './schema';
+import { recordsToRows, TABLE_KEYS, TABLE_OF, type TableRows } from './rows';
+import { sqlIdentifier, sqlString } from './sql';
+import { featuresFor, parseServerVersion, type StoreFeatures } from './version';
+
+/** Where the store lives: a ClickHouse server over HTTP, or an embedded chDB data folder. */
+export type StoreTarget =
+  | { kind: 'server'; url: string; user: string; password: string; database: string; retentionDays?: number }
+  | { kind: 'chdb'; path: string; database: string; retentionDays?: number };
+
+export interface ConceptEntry {
+  concept: string;
+  category: string;
+}
+
+export interface QueryColumns {
+  columns: { name: string; type: string }[];
+  rows: unknown[][];
+}
+
+export interface Store {
+  readonly target: StoreTarget;
+  readonly database: string;
+  /** `SELECT version()` of the server or of the embedded engine. */
+  readonly serverVersion: string;
+  readonly features: StoreFeatures;
+  /** Apply the migrations not yet recorded in TABLES.migrations; returns the versions applied now. */
+  migrate(migrations?: readonly Migration[]): Promise<number[]>;
+  /** Versions recorded in TABLES.migrations, ascending. */
+  appliedMigrations(): Promise<number[]>;
+  /** Insert records (one insert per table); safe to repeat: rows are keyed by the record's natural key. */
+  insertRecords(records: CmRecord[]): Promise<void>;
+  /** Insert rows already converted with recordsToRows/appendRows (the recorder validates per message). */
+  insertRows(rows: TableRows): Promise<void>;
+  /** Add concepts of a probe bundle to the concept dictionary (idempotent). */
+  insertConcepts(bundleId: string, concepts: ConceptEntry[]): Promise<void>;
+  /** Run a SELECT; rows as objects (JSONEachRow). The store's database is the default one. */
+  query<T = Record<string, unknown>>(sql: string): Promise<T[]>;
+  /** Run a SELECT; column names/types and rows as arrays (keeps column order for tables and CSV). */
+  queryColumns(sql: string): Promise<QueryColumns>;
+  /** Run a SELECT and return ClickHouse's own rendering (CSVWithNames, TabSeparatedWithNames...). */
+  queryText(sql: string, format: 'CSVWithNames' | 'TabSeparatedWithNames' | 'JSONEachRow'): Promise<string>;
+  close(): Promise<void>;
+}
+
+/**
+ * The CLI's `--store` value: `http://` or `https://` -> server (user, password and `?database=` may be
+ * in the URL, else the defaults), anything else -> a chDB data folder.
+ */
+export function storeTargetFromString(value: string, defaults: { user?: string; password?: string; database: string }): StoreTarget {
+  if (/^https?:\/\//i.test(value)) {
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      throw new CmError('INVALID_ARGUMENT', `not a valid ClickHouse URL: ${value}`, { context: { value } });
+    }
+    const database = url.searchParams.get('database') || defaults.database;
+    const user = decodeURIComponent(url.username) || defaults.user || 'default';
+    const password = decodeURIComponent(url.password) || defaults.password || '';
+    const clean = `${url.protocol}//${url.host}${url.pathname === '/' ? '' : url.pathname}`;
+    return { kind: 'server', url: clean, user, password, database };
+  }
+  return { kind: 'chdb', path: resolve(value), database: defaults.database };
+}
+
+/** A short description without secrets, for logs and errors. */
+export function describeTarget(target: StoreTarget): string {
+  return target.kind === 'server' ? `clickhouse ${target.url} (database ${target.database})` : `chdb ${target.path} (database ${target.database})`;
+}
+
+function storeError(target: StoreTarget, action: string, e: unknown, sql?: string): CmError {
+  if (e instanceof CmError) return e;
+  // ClickHouseError carries the server's numeric code: the server understood us and refused
+  // (clickhouse-js parses it from current servers; 18.16 words it "Code: 60, e.displayText() = ...")
+  const parsed = (e as { code?: unknown })?.code;
+  const legacy = /^Code: (\d+)/.exec(errorMessage(e));
+  const serverCode = typeof parsed === 'string' && /^\d+$/.test(parsed) ? parsed : legacy?.[1];
+  const refused = serverCode !== undefined;
+  return new CmError(refused ? 'INVALID_ARGUMENT' : 'UNAVAILABLE', `${action} failed on ${describeTarget(target)}: ${errorMessage(e)}`, {
+    context: { store: describeTarget(target), ...(sql ? { sql: sql.slice(0, 500) } : {}), ...(refused ? { clickhouseCode: serverCode } : {}) },
+    cause: e,
+    hint: refused ? undefined : target.kind === 'server' ? 'is clickhouse-server running? (`cm stack up`, CM_CLICKHOUSE_URL)' : undefined,
+  });
+}
+
+function makeClient(target: StoreTarget, database?: string): ClickHouseClient {
+  const log = { level: ClickHouseLogLevel.OFF };
+  if (target.kind === 'server') {
+    return createClient({
+      url: target.url,
+      username: target.user,
+      password: target.password,
+      database,
+      request_timeout: 120_000,
+      // below the server's keep_alive_timeout (3 s on 18.16): never reuse a socket the server is closing
+      keep_alive: { enabled: true, idle_socket_ttl: 1000 },
+      log,
+    });
+  }
+  mkdirSync(target.path, { recursive: true });
+  // chdb/connection implements @clickhouse/client's Connection contract in process: same client API
+  return createClient({ connection: createChdbConnection({ path: target.path }), log } as Parameters<typeof createClient>[0]);
+}
+
+export async function openStore(target: StoreTarget): Promise<Store> {
+  const database = target.database;
+  sqlIdentifier(database); // validates the name early, with a clear error
+  const normalized: StoreTarget = target.kind === 'chdb' ? { ...target, path: resolve(target.path) } : target;
+  let client = makeClient(normalized);
+  let serverVersion: string;
+  try {
+    const rows = await (await client.query({ query: 'SELECT version() AS v', format: 'JSONEachRow' })).json<{ v: string }>();
+    serverVersion = rows[0].v;
+    if (normalized.kind === 'server') {
+      const exists = await (
+        await client.query({ query: `SELECT count() AS n FROM system.databases WHERE name = ${sqlString(database)}`, format: 'JSONEachRow' })
+      ).json<{ n: string | number }>();
+      if (Number(exists[0].n) === 0) await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${sqlIdentifier(database)}` });
+      await client.close();
+      client = makeClient(normalized, database);
+    } else {
+      // chDB ignores the client's `database` option; its session remembers USE instead
+      await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${sqlIdentifier(database)}` });
+      await client.command({ query: `USE ${sqlIdentifier(database)}` });
+    }
+  } catch (e) {
+    await client.close().catch(() => undefined);
+    throw storeError(normalized, 'connecting', e);
+  }
+  return new ClickHouseStore(normalized, client, serverVersion, featuresFor(parseServerVersion(serverVersion)));
+}
+
+class ClickHouseStore implements Store {
+  /** runId -> bundleId, to fill the concept dictionary from label rows. */
+  private readonly bundles = new Map<string, string>();
+  private readonly knownConcepts = new Set<string>();
+
+  constructor(
+    readonly target: StoreTarget,
+    private readonly client: ClickHouseClient,
+    readonly serverVersion: string,
+    readonly features: StoreFeatures,
+  ) {}
+
+  get database(): string {
+    return this.target.database;
+  }
+
+  private async command(sql: string): Promise<void> {
+    try {
+      await this.client.command({ query: sql });
+    } catch (e) {
+      throw storeError(this.target, 'statement', e, sql);
+    }
+  }
+
+  async appliedMigrations(): Promise<number[]> {
+    await this.command(MIGRATIONS_TABLE_DDL(this.database));
+    const rows = await this.query<{ version: number | string }>(
+      `SELECT DISTINCT version FROM ${qualified(this.database, TABLES.migrations)} FINAL ORDER BY version`,
+    );
+    return rows.map((r) => Number(r.version));
+  }
+
+  async migrate(migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
+    const applied = new Set(await this.appliedMigrations());
+    const ctx = { database: this.database, features: this.features, retentionDays: this.target.retentionDays ?? 0 };
+    const now: number[] = [];
+    for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+      if (applied.has(m.version)) continue;
+      for (const statement of m.statements(ctx)) await this.command(statement);
+      await this.insert(TABLES.migrations, [{ version: m.version, name: m.name, applied_at: Math.floor(Date.now() / 1000) }]);
+      now.push(m.version);
+    }
+    return now;
+  }
+
+  private async insert(table: string, values: Record<string, unknown>[]): Promise<void> {
+    if (values.length === 0) return;
+    try {
+      await this.client.insert({ table: qualified(this.database, table), values, format: 'JSONEachRow' });
+    } catch (e) {
+      throw storeError(this.target, `insert into ${table} (${values.length} rows)`, e);
+    }
+  }
+
+  /**
+   * One INSERT ... FORMAT JSONEachRow of pre-encoded lines. Retried once on a dropped connection:
+   * rows are keyed by their natural key, so a repeated insert is harmless.
+   */
+  private async insertLines(table: string, lines: string[]): Promise<void> {
+    if (lines.length === 0) return;
+    const body = lines.join('\n') + '\n';
+    const query = `INSERT INTO ${qualified(this.database, table)} FORMAT JSONEachRow`;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const result = await this.client.exec({ query, values: Readable.from([body]) });
+        await new Promise<void>((resolve, reject) => {
+          result.stream.on('end', resolve).on('error', reject).resume();
+        });
+        return;
+      } catch (e) {
+        const transient = /ECONNRESET|socket hang up|EPIPE/i.test(`${(e as { code?: string })?.code} ${errorMessage(e)}`);
+        if (attempt >= 2 || !transient) throw storeError(this.target, `insert into ${table} (${lines.length} rows)`, e);
+      }
+    }
+  }
+
+  async insertRows(rows: TableRows): Promise<void> {
+    // tables are independent: insert them concurrently (one insert per table and batch)
+    await Promise.all(TABLE_KEYS.map((k) => this.insertLines(TABLE_OF[k], rows.lines[k])));
+    await this.recordConcepts(rows);
+  }
+
+  async insertRecords(records: CmRecord[]): Promise<void> {
+    await this.insertRows(recordsToRows(records));
+  }
+
+  async insertConcepts(bundleId: string, concepts: ConceptEntry[]): Promise<void> {
+    const fresh = concepts.filter((c) => !this.knownConcepts.has(`${bundleId}\u0000${c.concept}`));
+    const timeMs = Date.now();
+    await this.insert(
+      TABLES.concepts,
+      fresh.map((c) => ({ bundle_id: bundleId, concept: c.concept, category: c.category, time_ms: timeMs })),
+    );
+    for (const c of fresh) this.knownConcepts.add(`${bundleId}\u0000${c.concept}`);
+  }
+
+  /** Concepts seen in label rows go into the dictionary under their run's bundle (when the run is known). */
+  private async recordConcepts(rows: TableRows): Promise<void> {
+    for (const [runId, bundle] of rows.runBundles) this.bundles.set(runId, bundle);
+    for (const [runId, concepts] of rows.labelConcepts) {
+      let bundle = this.bundles.get(runId);
+      if (bundle === undefined) {
+        const found = await this.query<{ bundle_id: string }>(
+          `SELECT bundle_id FROM ${qualified(this.database, TABLES.runs)} FINAL WHERE run_id = ${sqlString(runId)} LIMIT 1`,
+        );
+        if (found.length === 0) continue; // the run record has not arrived yet; its later batches fill this in
+        bundle = found[0].bundle_id;
+        this.bundles.set(runId, bundle);
+      }
+      await this.insertConcepts(bundle, [...concepts].map(([concept, category]) => ({ concept, category })));
+    }
+  }
+
+  async query<T = Record<string, unknown>>(sql: string): Promise<T[]> {
+    try {
+      return await (await this.client.query({ query: sql, format: 'JSONEachRow' })).json<T>();
+    } catch (e) {
+      throw storeError(this.target, 'query', e, sql);
+    }
+  }
+
+  async queryColumns(sql: string): Promise<QueryColumns> {
+    try {
+      const result = (await (await this.client.query({ query: sql, format: 'JSONCompact' })).json()) as unknown as {
+        meta?: { name: string; type: string }[];
+        data?: unknown[][];
+      };
+      return { columns: result.meta ?? [], rows: result.data ?? [] };
+    } catch (e) {
+      throw storeError(this.target, 'query', e, sql);
+    }
+  }
+
+  async queryText(sql: string, format: 'CSVWithNames' | 'TabSeparatedWithNames' | 'JSONEachRow'): Promise<string> {
+    try {
+      return await (await this.client.query({ query: sql, format })).text();
+    } catch (e) {
+      throw storeError(this.target, 'query', e, sql);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.client.close().catch(() => undefined);
+  }
+}

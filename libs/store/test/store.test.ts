@@ -1,0 +1,189 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from '@cm/core';
+import { startClickHouse, type ManagedServer } from '@cm/stack';
+import {
+  alertsSql,
+  checkpointsSql,
+  featuresFor,
+  layerMetricsSql,
+  MIGRATIONS,
+  neuronLabelsSql,
+  openStore,
+  parseServerVersion,
+  runsOverviewSql,
+  sqlString,
+  storeTargetFromString,
+  type Store,
+  type StoreTarget,
+} from '../src';
+import { alertRecord, checkpointRecord, labelsRecord, NASTY_LAYER, NASTY_RUN_ID, runRecord, sampleRun } from './fixtures';
+
+/**
+ * The same suite on clickhouse-server 18.16 (apt, real process) and on embedded chDB (ClickHouse 26):
+ * migrations, every record kind in and out, de-duplication, escaping.
+ */
+const dir = mkdtempSync(join(tmpdir(), 'cm-store-'));
+let server: ManagedServer | undefined;
+
+afterAll(async () => {
+  await server?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const backends: [string, () => Promise<StoreTarget>][] = [
+  [
+    'clickhouse-server 18.16',
+    async () => {
+      server = await startClickHouse({ dir: join(dir, 'server'), httpPort: await freePort(), tcpPort: await freePort() });
+      return { kind: 'server', url: server.url, user: 'default', password: '', database: 'cm_test' };
+    },
+  ],
+  ['chDB', async () => ({ kind: 'chdb', path: join(dir, 'chdb'), database: 'cm_test' })],
+];
+
+describe.each(backends)('store on %s', (_name, makeTarget) => {
+  let store: Store;
+
+  beforeAll(async () => {
+    store = await openStore(await makeTarget());
+  }, 90_000);
+  afterAll(async () => {
+    await store?.close();
+  });
+
+  it('switches storage extras by server version', () => {
+    const v = parseServerVersion(store.serverVersion);
+    expect(store.features).toEqual(featuresFor(v));
+    if (v.major === 18) expect(store.features).toEqual({ ttl: false, codecs: false, lowCardinality: false });
+    if (v.major >= 21) expect(store.features).toEqual({ ttl: true, codecs: true, lowCardinality: true });
+  });
+
+  it('applies migrations once and records their versions', async () => {
+    expect(await store.migrate()).toEqual(MIGRATIONS.map((m) => m.version));
+    expect(await store.migrate()).toEqual([]);
+    const extra = { version: 999, name: 'test-only', statements: () => [`CREATE TABLE IF NOT EXISTS cm_test.t999 (a UInt8) ENGINE = MergeTree ORDER BY a`] };
+    expect(await store.migrate([...MIGRATIONS, extra])).toEqual([999]);
+    expect(await store.migrate([...MIGRATIONS, extra])).toEqual([]);
+    expect(await store.appliedMigrations()).toEqual([...MIGRATIONS.map((m) => m.version), 999]);
+    const tables = await store.query<{ name: string }>(`SELECT name FROM system.tables WHERE database = 'cm_test' ORDER BY name`);
+    expect(tables.map((t) => t.name)).toEqual(['alerts', 'checkpoints', 'concepts', 'layer_metrics', 'neuron_labels', 'runs', 'schema_migrations', 't999']);
+  });
+
+  it('round-trips strings through sqlString', async () => {
+    for (const s of [NASTY_RUN_ID, "a'b", 'back\\slash', 'tab\there', '\u0000nul', 'emoji 🧠', "\\'"]) {
+      const rows = await store.query<{ s: string }>(`SELECT ${sqlString(s)} AS s`);
+      expect(rows[0].s).toBe(s);
+    }
+  });
+
+  it('stores every record kind and reads it back with the shipped queries', async () => {
+    const records = sampleRun(NASTY_RUN_ID, 3);
+    await store.insertRecords(records);
+
+    const labels = await store.query<Record<string, unknown>>(neuronLabelsSql(store.database, { runId: NASTY_RUN_ID }));
+    expect(labels).toHaveLength(3 * (4 + 3));
+    const first = labels.find((l) => l.layer === NASTY_LAYER && Number(l.step) === 100 && Number(l.neuron) === 2)!;
+    const expected = labelsRecord(NASTY_RUN_ID, NASTY_LAYER, 100, 4).labels[2];
+    expect(first).toMatchObject({ run_id: NASTY_RUN_ID, concept: expected.concept, category: expected.category, interpretable: 1, dead: 0, top_concepts: ['dog', 'cat', 'sky'] });
+    expect(Number(first.score)).toBeCloseTo(expected.score, 5);
+    expect(Number(first.x)).toBeCloseTo(1, 5);
+    expect(Number(first.y)).toBeCloseTo(-0.5, 5);
+
+    const oneLayer = await store.query(neuronLabelsSql(store.database, { runId: NASTY_RUN_ID, layer: 'fc', step: 200 }));
+    expect(oneLayer).toHaveLength(3);
+
+    const metrics = await store.query<Record<string, unknown>>(layerMetricsSql(store.database, NASTY_RUN_ID));
+    expect(metrics).toHaveLength(6);
+    expect(metrics[0]).toMatchObject({ categories: ['object', 'scene', 'texture'], top_concept_names: ['dog', "o'clock"], top_concept_counts: [2, 1] });
+
+    const checkpoints = await store.query<Record<string, unknown>>(checkpointsSql(store.database, NASTY_RUN_ID));
+    expect(checkpoints.map((c) => Number(c.step))).toEqual([0, 100, 200]);
+    expect(checkpoints[1].metric_names).toEqual(['loss', 'accuracy', 'learningRate']);
+
+    const alerts = await store.query<Record<string, unknown>>(alertsSql(store.database, NASTY_RUN_ID));
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]).toMatchObject({ state: 'firing', rule: 'diversity_drop', message: "diversity of 'fc' dropped" });
+
+    const runs = await store.query<Record<string, unknown>>(`SELECT run_id, tags.key AS k, tags.value AS v, layers.name AS ln FROM runs FINAL`);
+    expect(runs).toEqual([{ run_id: NASTY_RUN_ID, k: ['owner', 'seed'], v: ["o'hara", '7'], ln: [NASTY_LAYER, 'fc'] }]);
+
+    // the concept dictionary is filled from label rows under the run's bundle
+    const concepts = await store.query<{ concept: string }>(`SELECT concept FROM concepts FINAL WHERE bundle_id = 'bundle-1' ORDER BY concept`);
+    expect(concepts.map((c) => c.concept)).toEqual(['cat', 'dog', "o'clock", 'stripes\\x']);
+  });
+
+  it('keeps each neuron, checkpoint and alert once when records are inserted again', async () => {
+    const runId = 'dup-run';
+    const records = sampleRun(runId, 2);
+    await store.insertRecords(records);
+    await store.insertRecords(records); // a redelivery
+    await store.insertRecords([labelsRecord(runId, 'fc', 100, 3, '2026-06-01T00:00:00.000Z')]); // recomputed later: newest wins
+    const labels = await store.query<Record<string, unknown>>(neuronLabelsSql(store.database, { runId }));
+    expect(labels).toHaveLength(2 * (4 + 3));
+    const keys = new Set(labels.map((l) => `${l.layer}|${l.step}|${l.neuron}`));
+    expect(keys.size).toBe(labels.length);
+    const recomputed = labels.filter((l) => l.layer === 'fc' && Number(l.step) === 100);
+    expect(recomputed.every((l) => String(l.time).startsWith('2026-06-01'))).toBe(true);
+    expect(await store.query(checkpointsSql(store.database, runId))).toHaveLength(2);
+    expect(await store.query(alertsSql(store.database, runId))).toHaveLength(1);
+    const raw = await store.query<{ n: string | number }>(`SELECT count() AS n FROM neuron_labels WHERE run_id = 'dup-run'`);
+    expect(Number(raw[0].n)).toBeGreaterThanOrEqual(labels.length); // unmerged duplicates may exist; FINAL hides them
+  });
+
+  it('reports runs with last step and health', async () => {
+    const runId = 'health-run';
+    await store.insertRecords([runRecord(runId), checkpointRecord(runId, 0), checkpointRecord(runId, 500), alertRecord(runId, 'firing', 500)]);
+    let overview = await store.query<Record<string, unknown>>(runsOverviewSql(store.database));
+    let row = overview.find((r) => r.run_id === runId)!;
+    expect(row).toMatchObject({ status: 'running', health: 'alerting', firing_rules: 'diversity_drop' });
+    expect(Number(row.last_step)).toBe(500);
+    expect(Number(row.checkpoints)).toBe(2);
+
+    await store.insertRecords([alertRecord(runId, 'resolved', 600), runRecord(runId, 'completed', '2026-01-02T00:00:00.000Z')]);
+    overview = await store.query<Record<string, unknown>>(runsOverviewSql(store.database));
+    row = overview.find((r) => r.run_id === runId)!;
+    expect(row).toMatchObject({ status: 'completed', health: 'ok' });
+    expect(Number(row.firing_alerts)).toBe(0);
+    expect(overview.filter((r) => r.run_id === runId)).toHaveLength(1);
+  });
+
+  it('stores non-finite training metrics instead of failing the batch', async () => {
+    await store.insertRecords([checkpointRecord('nan-run', 1, Number.NaN)]);
+    const rows = await store.query<{ isnan: number }>(`SELECT isNaN(metrics.value[indexOf(metrics.name, 'loss')]) AS isnan FROM checkpoints FINAL WHERE run_id = 'nan-run'`);
+    expect(rows).toEqual([{ isnan: 1 }]);
+  });
+
+  it('returns columns in order and CSV rendered by ClickHouse', async () => {
+    const cols = await store.queryColumns(`SELECT 2 AS b, 'x' AS a`);
+    expect(cols.columns.map((c) => c.name)).toEqual(['b', 'a']);
+    expect(cols.rows).toEqual([[2, 'x']]);
+    const csv = await store.queryText(`SELECT 1 AS n, 'a,b' AS s`, 'CSVWithNames');
+    expect(csv.trim().split('\n')).toEqual(['"n","s"', '1,"a,b"']);
+  });
+
+  it('turns a bad query into a clear error', async () => {
+    await expect(store.query('SELECT * FROM no_such_table')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
+
+describe('storeTargetFromString', () => {
+  it('reads server URLs and chDB folders', () => {
+    expect(storeTargetFromString('http://u:p%40ss@127.0.0.1:8123/?database=x', { database: 'cm' })).toEqual({
+      kind: 'server', url: 'http://127.0.0.1:8123', user: 'u', password: 'p@ss', database: 'x',
+    });
+    expect(storeTargetFromString('http://127.0.0.1:8123', { database: 'cm' })).toMatchObject({ user: 'default', password: '', database: 'cm' });
+    expect(storeTargetFromString('.cm/store', { database: 'cm' })).toMatchObject({ kind: 'chdb', database: 'cm' });
+  });
+});
+
+describe('openStore', () => {
+  it('says clearly when the server is down', async () => {
+    const port = await freePort();
+    await expect(openStore({ kind: 'server', url: `http://127.0.0.1:${port}`, user: 'default', password: '', database: 'x' })).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+  });
+  it('refuses a database name that is not an identifier', async () => {
+    await expect(openStore({ kind: 'chdb', path: join(dir, 'chdb'), database: 'x; DROP' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});

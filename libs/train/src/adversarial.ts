@@ -1,0 +1,51 @@
+import * as tf from '@tensorflow/tfjs';
+import { invalidArgument } from '@cm/core';
+
+/**
+ * Adversarial examples for adversarial training (Madry et al. 2018), inputs in [0, 1]:
+ *   pgd:  start at a uniform random point of the L-inf ball, then `steps` signed-gradient ascent
+ *         steps of size `stepSize` (default 2.5 * eps / steps), each projected back onto the ball
+ *         and [0, 1].
+ *   fgsm: one step of size 1.25 * eps from a random start ("fast" FGSM, Wong et al. 2020), the
+ *         cheap option: one extra forward/backward per batch instead of k.
+ */
+export interface AttackSpec {
+  method: 'pgd' | 'fgsm';
+  /** L-inf budget in [0, 1] pixel units (8/255 is the CIFAR convention). */
+  epsilon: number;
+  /** PGD iterations (ignored by fgsm). */
+  steps?: number;
+  stepSize?: number;
+  seed?: number;
+}
+
+export function checkAttack(spec: AttackSpec): Required<Omit<AttackSpec, 'seed'>> & { seed: number } {
+  if (!(spec.epsilon > 0 && spec.epsilon <= 1)) throw invalidArgument(`adversarial epsilon must be in (0, 1], got ${spec.epsilon}`, { epsilon: spec.epsilon }, 'pixels are in [0, 1]: 8/255 = 0.0314');
+  const steps = spec.method === 'fgsm' ? 1 : spec.steps ?? 3;
+  if (!Number.isInteger(steps) || steps < 1 || steps > 100) throw invalidArgument(`PGD steps must be an integer from 1 to 100, got ${steps}`);
+  const stepSize = spec.stepSize ?? (spec.method === 'fgsm' ? 1.25 * spec.epsilon : (2.5 * spec.epsilon) / steps);
+  return { method: spec.method, epsilon: spec.epsilon, steps, stepSize, seed: spec.seed ?? 0 };
+}
+
+/** The loss a model in inference mode has on (x, one-hot y): what the attack climbs. */
+export function perturb(
+  model: tf.LayersModel,
+  x: tf.Tensor4D,
+  yOneHot: tf.Tensor2D,
+  spec: AttackSpec,
+  step = 0,
+): tf.Tensor4D {
+  const a = checkAttack(spec);
+  return tf.tidy(() => {
+    const lossOf = (xa: tf.Tensor4D) => tf.losses.softmaxCrossEntropy(yOneHot, model.apply(xa, { training: false }) as tf.Tensor) as tf.Scalar;
+    const grad = tf.grad(lossOf);
+    const lo = x.sub(a.epsilon).clipByValue(0, 1);
+    const hi = x.add(a.epsilon).clipByValue(0, 1);
+    let xa = x.add(tf.randomUniform(x.shape, -a.epsilon, a.epsilon, 'float32', a.seed * 1_000_003 + step)).clipByValue(0, 1) as tf.Tensor4D;
+    for (let i = 0; i < a.steps; i++) {
+      const g = grad(xa);
+      xa = tf.minimum(tf.maximum(xa.add(g.sign().mul(a.stepSize)), lo), hi) as tf.Tensor4D;
+    }
+    return xa;
+  });
+}

@@ -1,0 +1,145 @@
+import * as tf from '@tensorflow/tfjs';
+import type { MonitoredLayer } from '@cm/contracts';
+import { invalidArgument } from '@cm/core';
+
+/**
+ * The trainer's models. Layer names are part of the contract: monitored layers, checkpoints and
+ * the store refer to them.
+ *   small-cnn: conv1..convK (3x3 conv + ReLU, 2x2 max-pool between blocks), global average pool,
+ *              dense `logits`.
+ *   resnet:    CIFAR-style ResNet (He et al. 2016, section 4.2): depth 6n+2, three stages of n basic
+ *              blocks with widths w, 2w, 4w; `stem` and `stage{s}_block{b}` are the block outputs.
+ */
+export type ModelSpec =
+  | { arch: 'small-cnn'; widths?: number[] }
+  | { arch: 'resnet'; depth?: number; width?: number };
+
+export interface BuiltModel {
+  model: tf.LayersModel;
+  /** Short description for run records: small-cnn-16-32-64, resnet20-w16. */
+  name: string;
+  /** Names of the block outputs (the default monitored layers besides the logits). */
+  blocks: string[];
+  spec: ModelSpec;
+}
+
+export const LOGITS = 'logits';
+export const DEFAULT_SMALL_CNN_WIDTHS = [16, 32, 64];
+
+function checkWidth(w: number, what: string): number {
+  if (!Number.isInteger(w) || w < 1 || w > 2048) throw invalidArgument(`${what} must be an integer from 1 to 2048, got ${w}`);
+  return w;
+}
+
+export function buildSmallCnn(inputShape: [number, number, number], classes: number, widths = DEFAULT_SMALL_CNN_WIDTHS, seed = 1): BuiltModel {
+  if (widths.length < 1 || widths.length > 6) throw invalidArgument(`small-cnn needs 1 to 6 conv widths, got ${widths.length}`);
+  widths.forEach((w, i) => checkWidth(w, `conv${i + 1} width`));
+  const input = tf.input({ shape: inputShape, name: 'image' });
+  let h: tf.SymbolicTensor = input;
+  const blocks: string[] = [];
+  widths.forEach((w, i) => {
+    const name = `conv${i + 1}`;
+    h = tf.layers
+      .conv2d({ filters: w, kernelSize: 3, padding: 'same', activation: 'relu', name, kernelInitializer: tf.initializers.heNormal({ seed: seed + i }) })
+      .apply(h) as tf.SymbolicTensor;
+    blocks.push(name);
+    const side = h.shape[1] ?? 0;
+    if (i < widths.length - 1 && side >= 4) h = tf.layers.maxPooling2d({ poolSize: 2, name: `pool${i + 1}` }).apply(h) as tf.SymbolicTensor;
+  });
+  h = tf.layers.globalAveragePooling2d({ name: 'gap' }).apply(h) as tf.SymbolicTensor;
+  const logits = tf.layers
+    .dense({ units: classes, name: LOGITS, kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 100 }) })
+    .apply(h) as tf.SymbolicTensor;
+  const spec: ModelSpec = { arch: 'small-cnn', widths: [...widths] };
+  return { model: tf.model({ inputs: input, outputs: logits, name: 'small_cnn' }), name: `small-cnn-${widths.join('-')}`, blocks, spec };
+}
+
+export function buildResNet(inputShape: [number, number, number], classes: number, depth = 20, width = 16, seed = 1): BuiltModel {
+  if (!Number.isInteger(depth) || depth < 8 || (depth - 2) % 6 !== 0) {
+    throw invalidArgument(`CIFAR ResNet depth must be 6n+2 (8, 14, 20, 32, 44, 56...), got ${depth}`, { depth });
+  }
+  checkWidth(width, 'resnet width');
+  const n = (depth - 2) / 6;
+  let s = seed;
+  const init = () => tf.initializers.heNormal({ seed: s++ });
+  const conv = (x: tf.SymbolicTensor, filters: number, stride: number, name: string, kernel = 3) =>
+    tf.layers.conv2d({ filters, kernelSize: kernel, strides: stride, padding: 'same', useBias: false, kernelInitializer: init(), name }).apply(x) as tf.SymbolicTensor;
+  const bn = (x: tf.SymbolicTensor, name: string) => tf.layers.batchNormalization({ name, momentum: 0.9 }).apply(x) as tf.SymbolicTensor;
+  const relu = (x: tf.SymbolicTensor, name: string) => tf.layers.activation({ activation: 'relu', name }).apply(x) as tf.SymbolicTensor;
+
+  const input = tf.input({ shape: inputShape, name: 'image' });
+  let h = relu(bn(conv(input, width, 1, 'stem_conv'), 'stem_bn'), 'stem');
+  const blocks = ['stem'];
+  for (let stage = 1; stage <= 3; stage++) {
+    const filters = width * 2 ** (stage - 1);
+    for (let b = 1; b <= n; b++) {
+      const name = `stage${stage}_block${b}`;
+      const stride = stage > 1 && b === 1 ? 2 : 1;
+      let r = relu(bn(conv(h, filters, stride, `${name}_conv1`), `${name}_bn1`), `${name}_relu1`);
+      r = bn(conv(r, filters, 1, `${name}_conv2`), `${name}_bn2`);
+      const shortcut = stride !== 1 || (h.shape[3] ?? 0) !== filters ? bn(conv(h, filters, stride, `${name}_proj`, 1), `${name}_proj_bn`) : h;
+      h = relu(tf.layers.add({ name: `${name}_add` }).apply([r, shortcut]) as tf.SymbolicTensor, name);
+      blocks.push(name);
+    }
+  }
+  h = tf.layers.globalAveragePooling2d({ name: 'gap' }).apply(h) as tf.SymbolicTensor;
+  const logits = tf.layers.dense({ units: classes, name: LOGITS, kernelInitializer: tf.initializers.glorotUniform({ seed: s++ }) }).apply(h) as tf.SymbolicTensor;
+  return { model: tf.model({ inputs: input, outputs: logits, name: 'resnet' }), name: `resnet${depth}-w${width}`, blocks, spec: { arch: 'resnet', depth, width } };
+}
+
+export function buildModel(spec: ModelSpec, inputShape: [number, number, number], classes: number, seed = 1): BuiltModel {
+  if (!Number.isInteger(classes) || classes < 2) throw invalidArgument(`a classifier needs at least 2 classes, got ${classes}`);
+  return spec.arch === 'small-cnn' ? buildSmallCnn(inputShape, classes, spec.widths, seed) : buildResNet(inputShape, classes, spec.depth, spec.width, seed);
+}
+
+/** Block outputs of a model built here (recovered from names when a model is loaded from disk). */
+export function blockNamesOf(model: tf.LayersModel): string[] {
+  return model.layers.map((l) => l.name).filter((n) => /^conv\d+$|^stem$|^stage\d+_block\d+$/.test(n));
+}
+
+/**
+ * Resolve a monitored-layer selection. Tokens are layer names or kinds:
+ *   blocks  every conv block output          conv    every Conv2D layer
+ *   dense   every Dense layer                logits  the output layer
+ *   all     blocks + logits (the default)
+ * Unknown names are an error listing what the model has.
+ */
+export function selectLayers(model: tf.LayersModel, selection: string[] = ['all']): MonitoredLayer[] {
+  const byName = new Map(model.layers.map((l) => [l.name, l]));
+  const blocks = blockNamesOf(model);
+  const names: string[] = [];
+  const add = (n: string) => {
+    if (!names.includes(n)) names.push(n);
+  };
+  for (const token of selection.length ? selection : ['all']) {
+    const t = token.trim();
+    if (t === 'all') [...blocks, LOGITS].forEach(add);
+    else if (t === 'blocks') blocks.forEach(add);
+    else if (t === 'conv') model.layers.filter((l) => l.getClassName() === 'Conv2D').forEach((l) => add(l.name));
+    else if (t === 'dense') model.layers.filter((l) => l.getClassName() === 'Dense').forEach((l) => add(l.name));
+    else if (t === 'logits') add(LOGITS);
+    else if (byName.has(t)) add(t);
+    else {
+      throw invalidArgument(
+        `unknown monitored layer '${t}'`,
+        { layer: t },
+        `use all, blocks, conv, dense, logits or a layer name: ${model.layers.map((l) => l.name).join(', ')}`,
+      );
+    }
+  }
+  return names.map((name) => {
+    const layer = byName.get(name);
+    if (!layer) throw invalidArgument(`model has no layer '${name}'`, { layer: name });
+    const shape = layer.outputShape as (number | null)[];
+    const width = shape[shape.length - 1];
+    if (typeof width !== 'number') throw invalidArgument(`layer ${name} has no fixed width`, { layer: name });
+    if (shape.length !== 4 && shape.length !== 2) throw invalidArgument(`layer ${name} has output rank ${shape.length}; only conv (4) and dense (2) layers can be monitored`);
+    return { name, width, kind: shape.length === 4 ? 'conv' : 'dense' } as MonitoredLayer;
+  });
+}
+
+/** The tf.Variables the optimizer updates: trainable weights of the model (frozen layers excluded). */
+export function trainableVariables(model: tf.LayersModel): tf.Variable[] {
+  // LayerVariable.read() hands back the underlying tf.Variable itself (tfjs-layers 4.x).
+  return model.trainableWeights.map((w) => w.read() as tf.Variable);
+}

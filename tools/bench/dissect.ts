@@ -1,0 +1,117 @@
+/**
+ * Benchmark of the dissection core (issue 3): one layer with D = 5000 probe images, S = 20000
+ * concepts, N = 512 neurons, soft_wpmi (top_k 100) and cos, on a DissectPool with one worker per core.
+ *
+ *   npm run bench:dissect            (defaults: D=5000 S=20000 N=512)
+ *   npx tsx tools/bench/dissect.ts --D 2000 --S 5000 --N 128
+ *
+ * Prints: pool start-up, soft_wpmi cold (first call on a P: includes softmax(aP) of the whole P,
+ * cached afterwards) and warm (next checkpoint: new activations, same P), cos, a spot check of a
+ * few (neuron, concept) values against a direct float64 evaluation of the formula, and the peak
+ * resident memory of the process (all threads).
+ */
+import { availableParallelism } from 'node:os';
+import { DissectPool, allocSharedMatrix, SOFT_WPMI_DEFAULTS, type Matrix } from '@cm/dissect';
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+/** Fast deterministic fill (xorshift32); the numbers only need CLIP-like ranges, not quality. */
+function fill(m: Matrix, seed: number, scale: number, offset: number): void {
+  let x = seed >>> 0 || 1;
+  const d = m.data;
+  for (let i = 0; i < d.length; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    d[i] = offset + scale * (x / 4294967296 - 0.5);
+  }
+}
+
+let peakRss = 0;
+const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 20);
+const mib = (b: number): string => `${(b / 2 ** 20).toFixed(0)} MiB`;
+
+async function timed<T>(label: string, f: () => Promise<T>): Promise<{ value: T; ms: number }> {
+  const t = performance.now();
+  const value = await f();
+  const ms = performance.now() - t;
+  console.log(`${label.padEnd(58)} ${(ms / 1000).toFixed(3)} s`);
+  return { value, ms };
+}
+
+/** Direct float64 evaluation of soft_wpmi for one (neuron, concept), from method.md. */
+function softWpmiDirect(P: Matrix, Q: Matrix, neuron: number, concept: number): number {
+  const { topK, a, lambda, minProb, pStart, pEnd } = SOFT_WPMI_DEFAULTS;
+  const D = P.rows;
+  const S = P.cols;
+  const N = Q.cols;
+  const softmax = (i: number, j: number): number => {
+    let max = -Infinity;
+    for (let c = 0; c < S; c++) max = Math.max(max, a * P.data[i * S + c]);
+    let sum = 0;
+    for (let c = 0; c < S; c++) sum += Math.exp(a * P.data[i * S + c] - max);
+    return Math.exp(a * P.data[i * S + j] - max) / sum;
+  };
+  const L = (k: number): number => {
+    const order = Array.from({ length: D }, (_, i) => i).sort((x, y) => Q.data[y * N + k] - Q.data[x * N + k] || x - y);
+    let s = 0;
+    for (let r = 0; r < topK; r++) {
+      const p = pStart - (r / topK) * (pStart - pEnd);
+      s += Math.log(1 + p * (softmax(order[r], concept) - 1) + minProb);
+    }
+    return s;
+  };
+  const all = Array.from({ length: N }, (_, k) => L(k));
+  const max = Math.max(...all);
+  const logp = max + Math.log(all.reduce((acc, v) => acc + Math.exp(v - max), 0)) - Math.log(N);
+  return all[neuron] - lambda * logp;
+}
+
+async function main(): Promise<void> {
+  const D = arg('D', 5000);
+  const S = arg('S', 20000);
+  const N = arg('N', 512);
+  const workers = arg('workers', availableParallelism());
+  console.log(`dissect bench: D=${D} S=${S} N=${N}, soft_wpmi top_k ${SOFT_WPMI_DEFAULTS.topK}, ${workers} workers, node ${process.version}`);
+  const P = allocSharedMatrix(D, S);
+  fill(P, 1, 0.1, 0.2); // CLIP image-text cosines cluster around 0.2
+  const Q1 = allocSharedMatrix(D, N);
+  const Q2 = allocSharedMatrix(D, N);
+  fill(Q1, 2, 2, 0);
+  fill(Q2, 3, 2, 0);
+  const rssInputs = process.memoryUsage().rss;
+
+  const pool = new DissectPool({ workers });
+  const tiny = { rows: 200, cols: 64, data: P.data.subarray(0, 200 * 64) };
+  await timed('pool start-up (threads, ORT sessions, wasm kernel)', async () => {
+    await pool.similarity('soft_wpmi', { ...tiny, data: tiny.data.slice() }, { rows: 200, cols: 8, data: Q1.data.slice(0, 1600) });
+    await pool.similarity('cos', { ...tiny, data: tiny.data.slice() }, { rows: 200, cols: 8, data: Q1.data.slice(0, 1600) });
+  });
+  const cold = await timed('soft_wpmi cold (first call on this P: + softmax(aP))', () => pool.similarity('soft_wpmi', P, Q1));
+  const warm = await timed('soft_wpmi warm (new activations, same P)', () => pool.similarity('soft_wpmi', P, Q2));
+  await timed('soft_wpmi warm, again', () => pool.similarity('soft_wpmi', P, Q1));
+  await timed('cos (ORT Gemm)', () => pool.similarity('cos', P, Q1));
+  await timed('cos, again', () => pool.similarity('cos', P, Q2));
+
+  // Spot check: fast path against the formula, evaluated directly in float64.
+  let worst = 0;
+  for (const [k, j] of [[0, 0], [N - 1, S - 1], [Math.floor(N / 2), Math.floor(S / 3)]]) {
+    const direct = softWpmiDirect(P, Q2, k, j);
+    worst = Math.max(worst, Math.abs(direct - warm.value.data[k * S + j]));
+  }
+  console.log(`spot check vs direct float64 formula: max |diff| ${worst.toExponential(2)} (cold result == warm path: ${cold.value.rows}x${cold.value.cols})`);
+  clearInterval(sampler);
+  peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  console.log(`memory: inputs P+Q ${mib(P.data.byteLength + 2 * Q1.data.byteLength)}; rss after inputs ${mib(rssInputs)}; peak rss ${mib(peakRss)}; max rss (getrusage) ${mib(process.resourceUsage().maxRSS * 1024)}`);
+  await pool.close();
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
