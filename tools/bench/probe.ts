@@ -24,10 +24,14 @@ async function main(): Promise<void> {
   try {
     await time('render 2000 images 32x32', () => renderProbeWorld({ images: 2000, seed: 7 }));
     await time('render 2000 images 64x64', () => renderProbeWorld({ images: 2000, seed: 7, size: 64 }));
-    const data = await time('makeSyntheticBundle 2000 x 32x32 (P, emb, map)', () => makeSyntheticBundle({ images: 2000, seed: 7 }));
+    const data = await time('makeSyntheticBundle 2000 x 32x32 (P, emb, map)', () =>
+      makeSyntheticBundle({ images: 2000, seed: 7 }),
+    );
     await time('writeBundle 2000 x 32x32', () => writeBundle(join(dir, 'b'), data));
     await time('loadBundle 2000 x 32x32 (sha256 + checks)', () => loadBundle(join(dir, 'b')));
-    await time('makeWorldDataset shape, 10000 x 32x32', () => makeWorldDataset({ task: 'shape', count: 10000, seed: 1 }));
+    await time('makeWorldDataset shape, 10000 x 32x32', () =>
+      makeWorldDataset({ task: 'shape', count: 10000, seed: 1 }),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -85,6 +85,8 @@ async function main(): Promise<void> {
     const drainMs = performance.now() - t;
     if (!drained) throw new Error(`recorder stored only ${recorder.stats.labelRows} of ${total} rows`);
     line('4. recorder: JetStream -> clickhouse-server', total, drainMs);
+    const { batches, decodeMs, insertMs } = recorder.stats;
+    console.log(`   ${batches} batches; decode+validate+encode ${(decodeMs / 1000).toFixed(2)} s, insert ${(insertMs / 1000).toFixed(2)} s, receiving/waiting the rest`);
     const stored = await labelCount(store, runId);
     if (stored !== total) throw new Error(`expected ${total} rows exactly once, found ${stored}`);
 

@@ -307,7 +307,7 @@ export class StreamSession {
     if (this.closed) return;
     this.closed = true;
     const status = toGrpcStatus(e, step);
-    this.opts.log.warn(`stream of run ${this.runId ?? '(none)'} failed: ${status.details}`, { runId: this.runId, step, code: status.code });
+    this.opts.log[this.draining ? 'info' : 'warn'](`stream of run ${this.runId ?? '(none)'} ended: ${status.details}`, { runId: this.runId, step, code: status.code });
     this.call.emit('error', status);
     this.resolveDone();
   }

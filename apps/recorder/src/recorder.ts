@@ -36,6 +36,9 @@ export interface RecorderStats {
   batches: number;
   labelRows: number;
   failedInserts: number;
+  /** Time spent decoding/validating/encoding and inserting (ms, cumulative): where a batch goes. */
+  decodeMs: number;
+  insertMs: number;
   lastInsertAt?: string;
   lastError?: string;
 }
@@ -48,7 +51,7 @@ interface Pending {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export class RecorderConsumer {
-  readonly stats: RecorderStats = { stored: 0, terminated: 0, batches: 0, labelRows: 0, failedInserts: 0 };
+  readonly stats: RecorderStats = { stored: 0, terminated: 0, batches: 0, labelRows: 0, failedInserts: 0, decodeMs: 0, insertMs: 0 };
   private readonly log: Logger;
   private readonly batchMessages: number;
   private readonly lingerMs: number;
@@ -162,8 +165,10 @@ export class RecorderConsumer {
   }
 
   private async writeBatch(batch: JsMsg[]): Promise<void> {
+    const decodeStart = performance.now();
     const rows = emptyRows();
     const pending = batch.map((m) => this.decode(m, rows)).filter((p): p is Pending => p !== undefined);
+    this.stats.decodeMs += performance.now() - decodeStart;
     if (pending.length === 0) return;
     // a long insert must not let the ack wait expire (that would redeliver what is being written)
     const keepAlive = setInterval(() => pending.forEach((p) => p.msg.working()), Math.max(500, this.ackWaitMs / 3));
@@ -182,6 +187,7 @@ export class RecorderConsumer {
       return;
     }
     clearInterval(keepAlive);
+    this.stats.insertMs += Date.now() - started;
     for (const p of pending) p.msg.ack();
     this.consecutiveFailures = 0;
     this.stats.stored += pending.length;

@@ -1,7 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AlertRecord } from '@cm/contracts';
 import { freePort } from '@cm/core';
-import { WebhookNotifier, webhookFromConfig } from '../src';
+import type { CmRecord } from '@cm/contracts';
+import { WebhookNotifier, webhookFromConfig, withWebhook } from '../src';
 
 const alert: AlertRecord = {
   kind: 'alert',
@@ -102,5 +103,29 @@ describe('WebhookNotifier', () => {
     expect(() => new WebhookNotifier({ url: 'ftp://x/' })).toThrow(/must be http/);
     expect(webhookFromConfig({})).toBeUndefined();
     expect(webhookFromConfig({ webhookUrl: 'http://127.0.0.1:1/x' })?.url).toBe('http://127.0.0.1:1/x');
+  });
+});
+
+describe('withWebhook', () => {
+  it('stores first, then delivers only the alerts; a dead receiver is reported, not thrown', async () => {
+    const stored: CmRecord[] = [];
+    const inner = { write: async (r: CmRecord[]) => void stored.push(...r) };
+    const checkpoint: CmRecord = { kind: 'checkpoint', runId: 'r1', step: 1, metrics: {}, time: alert.time };
+    const { url, received, server } = await receiver([]);
+    try {
+      const deliveries: number[] = [];
+      await withWebhook(inner, new WebhookNotifier({ url }), (d) => deliveries.push(d.delivered.length)).write([checkpoint, alert]);
+      expect(stored).toEqual([checkpoint, alert]);
+      expect(received.map((r) => r.body)).toEqual([alert]);
+      expect(deliveries).toEqual([1]);
+    } finally {
+      await close(server);
+    }
+    const port = await freePort();
+    const failed: string[] = [];
+    await withWebhook(inner, new WebhookNotifier({ url: `http://127.0.0.1:${port}/`, retries: 0 }), (d) =>
+      failed.push(...d.failed.map((f) => f.alert.alertId)),
+    ).write([alert]);
+    expect(failed).toEqual([alert.alertId]);
   });
 });

@@ -128,7 +128,8 @@ async function softmaxTask(t: Extract<Task, { kind: 'softmax' }>): Promise<void>
 
 /**
  * For each neuron (column of Q) in range: its top-k images by activation, largest first, as torch.topk
- * returns them; equal activations keep the lower image index first.
+ * returns them; equal activations keep the lower image index first. Neurons are gathered 16 at a
+ * time so that reading Q (row-major, images x neurons) touches each cache line once.
  */
 function topkTask(t: Extract<Task, { kind: 'topk' }>): void {
   const { q, k } = t;
@@ -136,33 +137,65 @@ function topkTask(t: Extract<Task, { kind: 'topk' }>): void {
   const N = q.cols;
   const Q = new Float32Array(q.buffer);
   const out = new Int32Array(t.out);
-  const values = new Float32Array(D);
+  const GROUP = 16;
+  const columns = new Float32Array(GROUP * D);
   const order = new Int32Array(D);
-  for (let n = t.colStart; n < t.colEnd; n++) {
-    for (let i = 0; i < D; i++) values[i] = Q[i * N + n];
-    selectTopK(values, order, k);
-    out.set(order.subarray(0, k), n * k);
+  const scratch = new Float32Array(D);
+  for (let n0 = t.colStart; n0 < t.colEnd; n0 += GROUP) {
+    const g = Math.min(GROUP, t.colEnd - n0);
+    for (let i = 0; i < D; i++) {
+      const row = i * N + n0;
+      for (let c = 0; c < g; c++) columns[c * D + i] = Q[row + c];
+    }
+    for (let c = 0; c < g; c++) {
+      selectTopK(columns.subarray(c * D, (c + 1) * D), order, k, scratch);
+      out.set(order.subarray(0, k), (n0 + c) * k);
+    }
   }
 }
 
-/** Put the indices of the k largest values, in descending order (ties: lower index first), in order[0..k). */
-export function selectTopK(values: Float32Array, order: Int32Array, k: number): void {
-  const D = values.length;
-  // Keep a sorted list of the best k seen so far; insertion is rare once it fills (random order).
-  let filled = 0;
-  for (let i = 0; i < D; i++) {
-    const v = values[i];
-    if (filled === k) {
-      const worst = values[order[k - 1]];
-      if (!(v > worst)) continue;
+/** The k-th largest value (1-based k) of values, by quickselect on a scratch copy. */
+function kthLargest(values: Float32Array, k: number, scratch: Float32Array): number {
+  const a = scratch.subarray(0, values.length);
+  a.set(values);
+  let lo = 0;
+  let hi = a.length - 1;
+  const target = k - 1; // position in descending order
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >>> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] > pivot) i++;
+      while (a[j] < pivot) j--;
+      if (i <= j) {
+        const tmp = a[i];
+        a[i] = a[j];
+        a[j] = tmp;
+        i++;
+        j--;
+      }
     }
-    let pos = filled < k ? filled++ : k - 1;
-    while (pos > 0 && values[order[pos - 1]] < v) {
-      order[pos] = order[pos - 1];
-      pos--;
-    }
-    order[pos] = i;
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else break;
   }
+  return a[target];
+}
+
+/**
+ * Put the indices of the k largest values, in descending order (ties: lower index first), in
+ * order[0..k). Quickselect finds the k-th value, one pass collects the winners, and only those k are sorted.
+ */
+export function selectTopK(values: Float32Array, order: Int32Array, k: number, scratch = new Float32Array(values.length)): void {
+  const D = values.length;
+  const kth = kthLargest(values, k, scratch);
+  let n = 0;
+  for (let i = 0; i < D; i++) if (values[i] > kth) order[n++] = i;
+  for (let i = 0; i < D && n < k; i++) if (values[i] === kth) order[n++] = i;
+  const top = Array.from(order.subarray(0, k));
+  top.sort((x, y) => values[y] - values[x] || x - y);
+  order.set(top);
 }
 
 /**
@@ -198,10 +231,13 @@ async function likelihoodTask(t: Extract<Task, { kind: 'likelihood' }>, slot: nu
   const rowBytes = sm.stride * 4;
   const L = new Float64Array(N * B);
   const logN = Math.log(N);
+  const singleSegment = segment >= K;
+  const total = new Float64Array(B);
   for (let j0 = t.colStart; j0 < t.colEnd; j0 += B) {
     const width = Math.min(B, t.colEnd - j0);
     const groups = Math.ceil(width / 8);
     const smAddr = sm.smOffset + j0 * 4;
+    total.fill(0);
     for (let k = 0; k < N; k++) {
       for (let r = 0; r < K; r++) offs[r] = idx[k * K + r] * rowBytes;
       const Lk = k * B;
@@ -210,15 +246,25 @@ async function likelihoodTask(t: Extract<Task, { kind: 'likelihood' }>, slot: nu
         if (r0 === 0) for (let j = 0; j < width; j++) L[Lk + j] = Math.log(prod[j]);
         else for (let j = 0; j < width; j++) L[Lk + j] += Math.log(prod[j]);
       }
+      // exp(L[k, j]) is the product itself: sum it now, and logsumexp needs no exp at all
+      if (singleSegment) for (let j = 0; j < width; j++) total[j] += prod[j];
     }
     for (let j = 0; j < width; j++) {
-      let max = -Infinity;
-      for (let k = 0; k < N; k++) if (L[k * B + j] > max) max = L[k * B + j];
-      let sum = 0;
-      for (let k = 0; k < N; k++) sum += Math.exp(L[k * B + j] - max);
-      const logp = max + Math.log(sum) - logN;
-      const shift = t.lambda * logp;
-      for (let k = 0; k < N; k++) out[k * S + j0 + j] = L[k * B + j] - shift;
+      let logp: number;
+      if (singleSegment && total[j] > 0) {
+        logp = Math.log(total[j]) - logN;
+      } else {
+        let max = -Infinity;
+        for (let k = 0; k < N; k++) if (L[k * B + j] > max) max = L[k * B + j];
+        let sum = 0;
+        for (let k = 0; k < N; k++) sum += Math.exp(L[k * B + j] - max);
+        logp = max + Math.log(sum) - logN;
+      }
+      total[j] = t.lambda * logp;
+    }
+    for (let k = 0; k < N; k++) {
+      const row = k * S + j0;
+      for (let j = 0; j < width; j++) out[row + j] = L[k * B + j] - total[j];
     }
   }
 }
@@ -231,9 +277,11 @@ async function cosineTask(t: Extract<Task, { kind: 'cosine' }>): Promise<void> {
   const N = q.cols;
   const s = await session(t.cubed ? 'cos_cubed' : 'cos', () => cosineGraph(t.cubed));
   const P = new Float32Array(p.buffer);
-  const Qprivate = new Float32Array(q.buffer).slice();
+  const Q = new Float32Array(q.buffer);
+  const Qt = new Float32Array(N * D);
+  for (let i = 0; i < D; i++) for (let n = 0; n < N; n++) Qt[n * D + i] = Q[i * N + n];
   const out = new Float32Array(t.out);
-  const qTensor = new ort.Tensor('float32', Qprivate, [D, N]);
+  const qTensor = new ort.Tensor('float32', Qt, [N, D]);
   const blockCols = Math.max(8, Math.min(t.colEnd - t.colStart, Math.floor((16 << 20) / D)));
   const block = new Float32Array(D * blockCols);
   for (let j0 = t.colStart; j0 < t.colEnd; j0 += blockCols) {

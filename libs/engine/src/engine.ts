@@ -34,6 +34,8 @@ export type LayerResult = LayerDissection & { top1: Int32Array };
 /** DissectPool from @cm/dissect (worker threads) or `inlineDissector` (dissectLayer in this thread). */
 export interface LayerDissector {
   dissect(space: ConceptSpace, activations: Matrix, opts: DissectOptions): Promise<LayerResult>;
+  /** Optional warm-up: compute (and cache) the interpretability threshold of a layer width. */
+  calibrate?(space: ConceptSpace, width: number, method?: DissectOptions['method'], params?: DissectOptions['params']): Promise<number>;
 }
 
 /** The collapse detector as the engine uses it (CollapseDetector from @cm/alerts fits). */
@@ -145,6 +147,14 @@ export class ConceptEngine {
       recent: new Map(),
       queue: Promise.resolve(),
     });
+    // Calibrating a layer width's threshold is the slow part of a first dissection (cached per
+    // bundle and width by @cm/dissect): start it now, while the trainer computes its first checkpoint.
+    const { calibrate } = this.opts.dissector;
+    if (calibrate && this.opts.dissectOptions?.threshold === undefined) {
+      for (const width of new Set(spec.layers.map((l) => l.width))) {
+        calibrate.call(this.opts.dissector, bundle.space, width, this.opts.dissectOptions?.method, this.opts.dissectOptions?.params).catch(() => undefined);
+      }
+    }
     return { records: [record], probeImages: bundle.space.probeScores.rows, resumed: false };
   }
 

@@ -1,5 +1,14 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { CmError, encodeNpy, notFound, parseNpy, type NpyArray, type NpyDtype } from '@cm/core';
@@ -50,8 +59,19 @@ const arrayEntry = z.object({
 });
 
 const sourceSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('synthetic'), world: z.literal('shapes'), seed: z.number().int(), images: z.number().int(), size: z.number().int() }),
-  z.object({ kind: z.literal('clip'), model: z.string(), imageFiles: z.array(z.string()), conceptsFile: z.string() }),
+  z.object({
+    kind: z.literal('synthetic'),
+    world: z.literal('shapes'),
+    seed: z.number().int(),
+    images: z.number().int(),
+    size: z.number().int(),
+  }),
+  z.object({
+    kind: z.literal('clip'),
+    model: z.string(),
+    imageFiles: z.array(z.string()),
+    conceptsFile: z.string(),
+  }),
 ]);
 export type BundleSource = z.infer<typeof sourceSchema>;
 
@@ -60,7 +80,12 @@ const manifestSchema = z.object({
   formatVersion: z.literal(BUNDLE_FORMAT_VERSION),
   id: z.string().regex(/^[0-9a-f]{16}$/),
   source: sourceSchema,
-  imageShape: z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive(), z.number().int().positive()]),
+  imageShape: z.tuple([
+    z.number().int().positive(),
+    z.number().int().positive(),
+    z.number().int().positive(),
+    z.number().int().positive(),
+  ]),
   concepts: z.array(z.object({ name: z.string().min(1), category: z.string().min(1) })).min(1),
   /** How each derived array was made, in words (shown by `cm probe inspect`). */
   provenance: z.object({ probeScores: z.string(), conceptEmbeddings: z.string(), projection: z.string() }),
@@ -121,24 +146,48 @@ function checkData(data: ProbeBundleData): void {
   const [d, h, w, c] = data.imageShape;
   const { concepts, categories, probeScores: p, conceptEmbeddings: e, projection } = data.space;
   const fail = (why: string) => new CmError('INVALID_ARGUMENT', `probe bundle data: ${why}`);
-  if (data.images.length !== d * h * w * c) throw fail(`images hold ${data.images.length} bytes, shape ${data.imageShape.join('x')} needs ${d * h * w * c}`);
-  if (concepts.length !== categories.length) throw fail(`${concepts.length} concepts but ${categories.length} categories`);
+  if (data.images.length !== d * h * w * c)
+    throw fail(
+      `images hold ${data.images.length} bytes, shape ${data.imageShape.join('x')} needs ${d * h * w * c}`,
+    );
+  if (concepts.length !== categories.length)
+    throw fail(`${concepts.length} concepts but ${categories.length} categories`);
   if (new Set(concepts).size !== concepts.length) throw fail('concept names repeat');
-  if (p.rows !== d || p.cols !== concepts.length || p.data.length !== d * concepts.length) throw fail(`P is ${p.rows} x ${p.cols}, expected ${d} x ${concepts.length}`);
-  if (e.rows !== concepts.length || e.data.length !== e.rows * e.cols) throw fail(`concept embeddings are ${e.rows} x ${e.cols}, expected ${concepts.length} rows`);
-  if (projection.components.rows !== e.cols || projection.components.cols !== 2) throw fail(`projection components are ${projection.components.rows} x ${projection.components.cols}, expected ${e.cols} x 2`);
-  if (projection.mean.length !== e.cols) throw fail(`projection mean has ${projection.mean.length} values, expected ${e.cols}`);
-  for (const m of [p, e, projection.components]) if (m.data.some((v) => !Number.isFinite(v))) throw fail('arrays contain NaN or infinite values');
+  if (p.rows !== d || p.cols !== concepts.length || p.data.length !== d * concepts.length)
+    throw fail(`P is ${p.rows} x ${p.cols}, expected ${d} x ${concepts.length}`);
+  if (e.rows !== concepts.length || e.data.length !== e.rows * e.cols)
+    throw fail(`concept embeddings are ${e.rows} x ${e.cols}, expected ${concepts.length} rows`);
+  if (projection.components.rows !== e.cols || projection.components.cols !== 2)
+    throw fail(
+      `projection components are ${projection.components.rows} x ${projection.components.cols}, expected ${e.cols} x 2`,
+    );
+  if (projection.mean.length !== e.cols)
+    throw fail(`projection mean has ${projection.mean.length} values, expected ${e.cols}`);
+  for (const m of [p, e, projection.components])
+    if (m.data.some((v) => !Number.isFinite(v))) throw fail('arrays contain NaN or infinite values');
 }
 
 /** Encode a bundle: the manifest and the array files, all as bytes. Pure. */
-export function encodeBundle(data: ProbeBundleData): { id: string; manifest: BundleManifest; files: Map<string, Buffer> } {
+export function encodeBundle(data: ProbeBundleData): {
+  id: string;
+  manifest: BundleManifest;
+  files: Map<string, Buffer>;
+} {
   checkData(data);
   const arrays: Record<ArrayRole, { data: Uint8Array | Float32Array; shape: number[] }> = {
     images: { data: data.images, shape: [...data.imageShape] },
-    probeScores: { data: data.space.probeScores.data, shape: [data.space.probeScores.rows, data.space.probeScores.cols] },
-    conceptEmbeddings: { data: data.space.conceptEmbeddings.data, shape: [data.space.conceptEmbeddings.rows, data.space.conceptEmbeddings.cols] },
-    projectionComponents: { data: data.space.projection.components.data, shape: [data.space.projection.components.rows, 2] },
+    probeScores: {
+      data: data.space.probeScores.data,
+      shape: [data.space.probeScores.rows, data.space.probeScores.cols],
+    },
+    conceptEmbeddings: {
+      data: data.space.conceptEmbeddings.data,
+      shape: [data.space.conceptEmbeddings.rows, data.space.conceptEmbeddings.cols],
+    },
+    projectionComponents: {
+      data: data.space.projection.components.data,
+      shape: [data.space.projection.components.rows, 2],
+    },
     projectionMean: { data: data.space.projection.mean, shape: [data.space.projection.mean.length] },
   };
   const files = new Map<string, Buffer>();
@@ -146,7 +195,12 @@ export function encodeBundle(data: ProbeBundleData): { id: string; manifest: Bun
   for (const role of Object.keys(ARRAY_FILES) as ArrayRole[]) {
     const bytes = encodeNpy(arrays[role].data, arrays[role].shape, ARRAY_DTYPES[role]);
     files.set(ARRAY_FILES[role], bytes);
-    entries[role] = { file: ARRAY_FILES[role], dtype: ARRAY_DTYPES[role] as 'uint8' | 'float32', shape: arrays[role].shape, sha256: sha256(bytes) };
+    entries[role] = {
+      file: ARRAY_FILES[role],
+      dtype: ARRAY_DTYPES[role] as 'uint8' | 'float32',
+      shape: arrays[role].shape,
+      sha256: sha256(bytes),
+    };
   }
   const withoutId: Omit<BundleManifest, 'id'> = {
     format: BUNDLE_FORMAT,
@@ -183,7 +237,10 @@ export async function writeBundle(dir: string, data: ProbeBundleData): Promise<s
  * Write a bundle into a bundle directory as `<root>/<id>/` (the layout BundleDirectory reads).
  * Written to a temporary folder first and renamed, so readers never see a partial bundle.
  */
-export async function writeBundleInto(root: string, data: ProbeBundleData): Promise<{ id: string; dir: string }> {
+export async function writeBundleInto(
+  root: string,
+  data: ProbeBundleData,
+): Promise<{ id: string; dir: string }> {
   const { id } = encodeBundle(data);
   const dir = join(root, id);
   if (existsSync(join(dir, MANIFEST_FILE))) return { id, dir }; // same content hash: already there
@@ -213,7 +270,11 @@ export function loadBundle(dir: string): ProbeBundle {
     throw notFound(`probe bundle ${dir} does not exist or is not a folder`, { bundle: absDir });
   }
   if (!existsSync(manifestPath)) {
-    throw notFound(`probe bundle ${dir}: ${MANIFEST_FILE} is missing`, { bundle: absDir, file: manifestPath }, 'is this a probe bundle folder? make one with cm probe make');
+    throw notFound(
+      `probe bundle ${dir}: ${MANIFEST_FILE} is missing`,
+      { bundle: absDir, file: manifestPath },
+      'is this a probe bundle folder? make one with cm probe make',
+    );
   }
   let raw: unknown;
   try {
@@ -224,12 +285,21 @@ export function loadBundle(dir: string): ProbeBundle {
   const parsed = manifestSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw corrupt(absDir, MANIFEST_FILE, `does not match the bundle format v${BUNDLE_FORMAT_VERSION}: ${issue.path.join('.')}: ${issue.message}`);
+    throw corrupt(
+      absDir,
+      MANIFEST_FILE,
+      `does not match the bundle format v${BUNDLE_FORMAT_VERSION}: ${issue.path.join('.')}: ${issue.message}`,
+    );
   }
   const manifest = parsed.data;
   const { id: storedId, ...withoutId } = manifest;
   const expectedId = bundleIdOf(withoutId);
-  if (expectedId !== storedId) throw corrupt(absDir, MANIFEST_FILE, `was edited: its content hash is ${expectedId}, its id says ${storedId}`);
+  if (expectedId !== storedId)
+    throw corrupt(
+      absDir,
+      MANIFEST_FILE,
+      `was edited: its content hash is ${expectedId}, its id says ${storedId}`,
+    );
 
   const [d, h, w] = manifest.imageShape;
   const s = manifest.concepts.length;
@@ -243,12 +313,17 @@ export function loadBundle(dir: string): ProbeBundle {
   };
   const read = (role: ArrayRole): NpyArray => {
     const entry = manifest.arrays[role];
-    if (entry.file !== ARRAY_FILES[role]) throw corrupt(absDir, MANIFEST_FILE, `names ${entry.file} for ${role}, expected ${ARRAY_FILES[role]}`);
+    if (entry.file !== ARRAY_FILES[role])
+      throw corrupt(absDir, MANIFEST_FILE, `names ${entry.file} for ${role}, expected ${ARRAY_FILES[role]}`);
     const path = join(absDir, entry.file);
     if (!existsSync(path)) throw corrupt(absDir, entry.file, 'is missing');
     const bytes = readFileSync(path);
     if (sha256(bytes) !== entry.sha256) {
-      throw corrupt(absDir, entry.file, `does not match its hash in the manifest (changed or truncated; ${bytes.length} bytes)`);
+      throw corrupt(
+        absDir,
+        entry.file,
+        `does not match its hash in the manifest (changed or truncated; ${bytes.length} bytes)`,
+      );
     }
     let arr: NpyArray;
     try {
@@ -257,7 +332,8 @@ export function loadBundle(dir: string): ProbeBundle {
       throw corrupt(absDir, entry.file, `is not a readable .npy file: ${(e as Error).message}`, e);
     }
     const want = expectedShapes[role];
-    if (arr.dtype !== ARRAY_DTYPES[role]) throw corrupt(absDir, entry.file, `has dtype ${arr.dtype}, expected ${ARRAY_DTYPES[role]}`);
+    if (arr.dtype !== ARRAY_DTYPES[role])
+      throw corrupt(absDir, entry.file, `has dtype ${arr.dtype}, expected ${ARRAY_DTYPES[role]}`);
     if (arr.shape.length !== want.length || arr.shape.some((n, i) => n !== want[i])) {
       throw corrupt(absDir, entry.file, `has shape (${arr.shape.join(', ')}), expected (${want.join(', ')})`);
     }
@@ -304,7 +380,12 @@ export class BundleDirectory {
   list(): string[] {
     if (!existsSync(this.root)) return [];
     return readdirSync(this.root, { withFileTypes: true })
-      .filter((e) => e.isDirectory() && /^[0-9a-f]{16}$/.test(e.name) && existsSync(join(this.root, e.name, MANIFEST_FILE)))
+      .filter(
+        (e) =>
+          e.isDirectory() &&
+          /^[0-9a-f]{16}$/.test(e.name) &&
+          existsSync(join(this.root, e.name, MANIFEST_FILE)),
+      )
       .map((e) => e.name)
       .sort();
   }
@@ -313,14 +394,21 @@ export class BundleDirectory {
     const cached = this.cache.get(id);
     if (cached) return cached;
     if (!/^[0-9a-f]{16}$/.test(id)) {
-      throw new CmError('INVALID_ARGUMENT', `'${id}' is not a probe bundle id (16 hex digits)`, { context: { bundleId: id } });
+      throw new CmError('INVALID_ARGUMENT', `'${id}' is not a probe bundle id (16 hex digits)`, {
+        context: { bundleId: id },
+      });
     }
     const dir = join(this.root, id);
     if (!existsSync(join(dir, MANIFEST_FILE))) {
-      throw notFound(`probe bundle ${id} is not in ${this.root}`, { bundleId: id, root: this.root }, `known bundles: ${this.list().join(', ') || 'none'}`);
+      throw notFound(
+        `probe bundle ${id} is not in ${this.root}`,
+        { bundleId: id, root: this.root },
+        `known bundles: ${this.list().join(', ') || 'none'}`,
+      );
     }
     const bundle = loadBundle(dir);
-    if (bundle.id !== id) throw corrupt(dir, MANIFEST_FILE, `holds bundle ${bundle.id}, but its folder is named ${id}`);
+    if (bundle.id !== id)
+      throw corrupt(dir, MANIFEST_FILE, `holds bundle ${bundle.id}, but its folder is named ${id}`);
     this.cache.set(id, bundle);
     return bundle;
   }

@@ -27,17 +27,30 @@ export const CLIP_MODEL_FILES = [
 /** Throw a clear error listing every missing file of a CLIP model folder. */
 export function checkClipModelDir(dir: string): void {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
-    throw notFound(`CLIP model folder ${dir} does not exist`, { clipModelDir: dir }, `expected a folder with ${CLIP_MODEL_FILES.join(', ')}`);
+    throw notFound(
+      `CLIP model folder ${dir} does not exist`,
+      { clipModelDir: dir },
+      `expected a folder with ${CLIP_MODEL_FILES.join(', ')}`,
+    );
   }
-  const missing = CLIP_MODEL_FILES.filter((f) => !existsSync(join(dir, f)) || statSync(join(dir, f)).size === 0);
+  const missing = CLIP_MODEL_FILES.filter(
+    (f) => !existsSync(join(dir, f)) || statSync(join(dir, f)).size === 0,
+  );
   if (missing.length > 0) {
-    throw notFound(`CLIP model folder ${dir} is incomplete: missing ${missing.join(', ')}`, { clipModelDir: dir, missing }, 'copy a public ONNX CLIP export (e.g. Xenova/clip-vit-base-patch32: config.json, preprocessor_config.json, tokenizer files, onnx/text_model.onnx, onnx/vision_model.onnx) into it');
+    throw notFound(
+      `CLIP model folder ${dir} is incomplete: missing ${missing.join(', ')}`,
+      { clipModelDir: dir, missing },
+      'copy a public ONNX CLIP export (e.g. Xenova/clip-vit-base-patch32: config.json, preprocessor_config.json, tokenizer files, onnx/text_model.onnx, onnx/vision_model.onnx) into it',
+    );
   }
 }
 
 /** Parse a concept list: one concept per line, optionally followed by a tab or comma and its
  * category ('red<TAB>colour', 'striped,texture'); '#' starts a comment line; blank lines skipped. */
-export function parseConceptList(text: string, source = '<concepts>'): { concepts: string[]; categories: string[] } {
+export function parseConceptList(
+  text: string,
+  source = '<concepts>',
+): { concepts: string[]; categories: string[] } {
   const concepts: string[] = [];
   const categories: string[] = [];
   const seen = new Map<string, number>();
@@ -49,27 +62,39 @@ export function parseConceptList(text: string, source = '<concepts>'): { concept
     const category = (cut >= 0 ? line.slice(cut + 1).trim() : '') || 'concept';
     if (!name) throw invalidArgument(`${source}:${i + 1}: empty concept name`, { file: source, line: i + 1 });
     const first = seen.get(name);
-    if (first !== undefined) throw invalidArgument(`${source}:${i + 1}: concept '${name}' repeats line ${first}`, { file: source, line: i + 1 });
+    if (first !== undefined)
+      throw invalidArgument(`${source}:${i + 1}: concept '${name}' repeats line ${first}`, {
+        file: source,
+        line: i + 1,
+      });
     seen.set(name, i + 1);
     concepts.push(name);
     categories.push(category);
   });
-  if (concepts.length === 0) throw invalidArgument(`${source}: no concepts (one per line, optionally 'name<TAB>category')`, { file: source });
+  if (concepts.length === 0)
+    throw invalidArgument(`${source}: no concepts (one per line, optionally 'name<TAB>category')`, {
+      file: source,
+    });
   return { concepts, categories };
 }
 
 /** PNG/JPEG files of a folder (not recursive), sorted by name. */
 export function listImageFiles(dir: string): string[] {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw notFound(`image folder ${dir} does not exist`, { imagesDir: dir });
+  if (!existsSync(dir) || !statSync(dir).isDirectory())
+    throw notFound(`image folder ${dir} does not exist`, { imagesDir: dir });
   const files = readdirSync(dir)
     .filter((f) => /\.(png|jpe?g)$/i.test(f) && statSync(join(dir, f)).isFile())
     .sort();
-  if (files.length === 0) throw notFound(`image folder ${dir} holds no .png, .jpg or .jpeg files`, { imagesDir: dir });
+  if (files.length === 0)
+    throw notFound(`image folder ${dir} holds no .png, .jpg or .jpeg files`, { imagesDir: dir });
   return files;
 }
 
 /** Decode an image to RGB (EXIF orientation applied, alpha flattened on white), resized with sharp. */
-async function decodeRgb(file: string, resize: ResizeOptions): Promise<{ data: Buffer; width: number; height: number }> {
+async function decodeRgb(
+  file: string,
+  resize: ResizeOptions,
+): Promise<{ data: Buffer; width: number; height: number }> {
   try {
     const { data, info } = await sharp(file)
       .rotate()
@@ -102,16 +127,23 @@ export interface ClipBuildOptions {
 type Transformers = typeof import('@huggingface/transformers');
 
 function clipImageSide(modelDir: string): number {
-  const cfg = JSON.parse(readFileSync(join(modelDir, 'preprocessor_config.json'), 'utf8')) as { size?: number | { shortest_edge?: number; height?: number } };
+  const cfg = JSON.parse(readFileSync(join(modelDir, 'preprocessor_config.json'), 'utf8')) as {
+    size?: number | { shortest_edge?: number; height?: number };
+  };
   const size = typeof cfg.size === 'number' ? cfg.size : (cfg.size?.shortest_edge ?? cfg.size?.height);
   if (!size || !Number.isFinite(size)) {
-    throw new CmError('CONFIG', `${join(modelDir, 'preprocessor_config.json')}: no image size (size.shortest_edge)`, { context: { clipModelDir: modelDir } });
+    throw new CmError(
+      'CONFIG',
+      `${join(modelDir, 'preprocessor_config.json')}: no image size (size.shortest_edge)`,
+      { context: { clipModelDir: modelDir } },
+    );
   }
   return size;
 }
 
 function toMatrix(t: { dims: readonly number[]; data: unknown }, what: string): Matrix {
-  if (t.dims.length !== 2 || !(t.data instanceof Float32Array)) throw new CmError('INTERNAL', `${what}: expected a 2-D float32 tensor, got dims [${t.dims.join(', ')}]`);
+  if (t.dims.length !== 2 || !(t.data instanceof Float32Array))
+    throw new CmError('INTERNAL', `${what}: expected a 2-D float32 tensor, got dims [${t.dims.join(', ')}]`);
   return { rows: t.dims[0], cols: t.dims[1], data: Float32Array.from(t.data) };
 }
 
@@ -119,11 +151,16 @@ function toMatrix(t: { dims: readonly number[]; data: unknown }, what: string): 
 export async function makeClipBundleData(opts: Omit<ClipBuildOptions, 'out'>): Promise<ProbeBundleData> {
   const modelDir = resolve(opts.clipModelDir);
   checkClipModelDir(modelDir);
-  if (!existsSync(opts.conceptsFile)) throw notFound(`concept file ${opts.conceptsFile} does not exist`, { conceptsFile: opts.conceptsFile });
-  const { concepts, categories } = parseConceptList(readFileSync(opts.conceptsFile, 'utf8'), opts.conceptsFile);
+  if (!existsSync(opts.conceptsFile))
+    throw notFound(`concept file ${opts.conceptsFile} does not exist`, { conceptsFile: opts.conceptsFile });
+  const { concepts, categories } = parseConceptList(
+    readFileSync(opts.conceptsFile, 'utf8'),
+    opts.conceptsFile,
+  );
   const imageFiles = listImageFiles(opts.imagesDir);
   const size = opts.size ?? 64;
-  if (!Number.isInteger(size) || size < 8 || size > 1024) throw invalidArgument(`image size must be an integer from 8 to 1024, got ${size}`, { size });
+  if (!Number.isInteger(size) || size < 8 || size > 1024)
+    throw invalidArgument(`image size must be an integer from 8 to 1024, got ${size}`, { size });
   const batchSize = opts.batchSize ?? 16;
 
   // Loaded lazily: bundle readers (the concept service) never pay for onnxruntime.
@@ -139,7 +176,10 @@ export async function makeClipBundleData(opts: Omit<ClipBuildOptions, 'out'>): P
     textModel = await hf.CLIPTextModelWithProjection.from_pretrained(modelId, { dtype: 'fp32' });
     visionModel = await hf.CLIPVisionModelWithProjection.from_pretrained(modelId, { dtype: 'fp32' });
   } catch (e) {
-    throw new CmError('CONFIG', `cannot load the CLIP model in ${modelDir}: ${(e as Error).message}`, { context: { clipModelDir: modelDir }, cause: e });
+    throw new CmError('CONFIG', `cannot load the CLIP model in ${modelDir}: ${(e as Error).message}`, {
+      context: { clipModelDir: modelDir },
+      cause: e,
+    });
   }
 
   try {
@@ -170,7 +210,11 @@ export async function makeClipBundleData(opts: Omit<ClipBuildOptions, 'out'>): P
       embeds.push(m.data);
       opts.onProgress?.(Math.min(start + batchSize, imageFiles.length), imageFiles.length);
     }
-    if (dim !== t.cols) throw new CmError('CONFIG', `CLIP model in ${modelDir}: image embeddings have ${dim} dimensions, text embeddings ${t.cols}`);
+    if (dim !== t.cols)
+      throw new CmError(
+        'CONFIG',
+        `CLIP model in ${modelDir}: image embeddings have ${dim} dimensions, text embeddings ${t.cols}`,
+      );
     const imagesMatrix = normaliseRows({ rows: imageFiles.length, cols: dim, data: concatFloat(embeds) });
 
     // P = I T^T, D x S.
@@ -184,18 +228,33 @@ export async function makeClipBundleData(opts: Omit<ClipBuildOptions, 'out'>): P
         p[i * s + j] = acc;
       }
     }
-    const config = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')) as { _name_or_path?: string };
+    const config = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')) as {
+      _name_or_path?: string;
+    };
     return {
-      source: { kind: 'clip', model: config._name_or_path || modelId, imageFiles, conceptsFile: basename(opts.conceptsFile) },
+      source: {
+        kind: 'clip',
+        model: config._name_or_path || modelId,
+        imageFiles,
+        conceptsFile: basename(opts.conceptsFile),
+      },
       probeScoresMode: 'clip',
       provenance: {
-        probeScores: 'clip: P = I T^T with I the CLIP image embeddings and T the CLIP text embeddings of the bare concept words (no prompt template), rows L2-normalised (CLIP-Dissect)',
-        conceptEmbeddings: 'clip: L2-normalised CLIP text embeddings of the bare concept words (the rows of T)',
+        probeScores:
+          'clip: P = I T^T with I the CLIP image embeddings and T the CLIP text embeddings of the bare concept words (no prompt template), rows L2-normalised (CLIP-Dissect)',
+        conceptEmbeddings:
+          'clip: L2-normalised CLIP text embeddings of the bare concept words (the rows of T)',
         projection: PCA_PROVENANCE,
       },
       images: stored,
       imageShape: [d, size, size, 3],
-      space: { concepts, categories, probeScores: { rows: d, cols: s, data: p }, conceptEmbeddings: t, projection: fitProjection(t) },
+      space: {
+        concepts,
+        categories,
+        probeScores: { rows: d, cols: s, data: p },
+        conceptEmbeddings: t,
+        projection: fitProjection(t),
+      },
     };
   } finally {
     await Promise.all([textModel.dispose(), visionModel.dispose()]);
@@ -213,7 +272,9 @@ function concatFloat(parts: Float32Array[]): Float32Array {
 }
 
 /** Build a CLIP-scored bundle from an image folder and a concept list, write it to `out`. */
-export async function buildClipBundle(opts: ClipBuildOptions): Promise<{ id: string; dir: string; data: ProbeBundleData }> {
+export async function buildClipBundle(
+  opts: ClipBuildOptions,
+): Promise<{ id: string; dir: string; data: ProbeBundleData }> {
   const data = await makeClipBundleData(opts);
   const id = await writeBundle(opts.out, data);
   return { id, dir: resolve(opts.out), data };

@@ -38,7 +38,11 @@ export function summarizeBundle(bundle: ProbeBundle): BundleSummary {
     imageSize: [bundle.imageShape[1], bundle.imageShape[2]],
     concepts: bundle.space.concepts.length,
     embeddingDim: bundle.space.conceptEmbeddings.cols,
-    categories: [...byCategory].map(([category, names]) => ({ category, count: names.length, examples: names.slice(0, 6) })),
+    categories: [...byCategory].map(([category, names]) => ({
+      category,
+      count: names.length,
+      examples: names.slice(0, 6),
+    })),
     probeScoresMode: bundle.manifest.probeScoresMode,
     provenance: bundle.manifest.provenance,
     source: bundle.manifest.source,
@@ -57,7 +61,10 @@ export function formatSummary(s: BundleSummary): string {
     `source:      ${src}`,
     `images:      ${s.images} x ${s.imageSize[0]}x${s.imageSize[1]} RGB`,
     `concepts:    ${s.concepts} in ${s.categories.length} categories, embeddings ${s.embeddingDim}-d`,
-    ...s.categories.map((c) => `  ${c.category.padEnd(12)} ${String(c.count).padStart(4)}  ${c.examples.join(', ')}${c.count > c.examples.length ? ', ...' : ''}`),
+    ...s.categories.map(
+      (c) =>
+        `  ${c.category.padEnd(12)} ${String(c.count).padStart(4)}  ${c.examples.join(', ')}${c.count > c.examples.length ? ', ...' : ''}`,
+    ),
     `P (${s.probeScoresMode}): values ${s.pRange.min.toFixed(3)}..${s.pRange.max.toFixed(3)}, mean ${s.pRange.mean.toFixed(3)}`,
     `  P:          ${s.provenance.probeScores}`,
     `  embeddings: ${s.provenance.conceptEmbeddings}`,

@@ -41,19 +41,24 @@ function wrap(items: string[], width: number, maxLines: number): string[] {
     }
   }
   if (line) lines.push(line);
-  if (lines.length > maxLines) return [...lines.slice(0, maxLines - 1), `${lines[maxLines - 1].replace(/,$/, '')} ...`];
+  if (lines.length > maxLines)
+    return [...lines.slice(0, maxLines - 1), `${lines[maxLines - 1].replace(/,$/, '')} ...`];
   return lines;
 }
 
 function escapeXml(text: string): string {
-  return text.replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c]!);
+  return text.replace(
+    /[<>&'"]/g,
+    (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c]!,
+  );
 }
 
 /** Render the contact sheet as PNG bytes. */
 export async function renderContactSheet(bundle: ProbeBundle, opts: PreviewOptions = {}): Promise<Buffer> {
   const [d, h, w] = bundle.imageShape;
   const count = Math.min(d, opts.count ?? 48);
-  if (!Number.isInteger(count) || count < 1) throw invalidArgument(`preview count must be a positive integer, got ${opts.count}`);
+  if (!Number.isInteger(count) || count < 1)
+    throw invalidArgument(`preview count must be a positive integer, got ${opts.count}`);
   const columns = Math.min(count, opts.columns ?? 8);
   const cell = opts.cellSize ?? 128;
   const fontSize = 11;
@@ -80,7 +85,9 @@ export async function renderContactSheet(bundle: ProbeBundle, opts: PreviewOptio
     tiles.push({ input: tile, left, top });
     const lines = [`#${i}`, ...wrap(captionOf(bundle, i), charsPerLine, maxLines - 1)];
     lines.forEach((line, k) => {
-      texts.push(`<text x="${left}" y="${top + cell + pad + fontSize + k * lineHeight}">${escapeXml(line)}</text>`);
+      texts.push(
+        `<text x="${left}" y="${top + cell + pad + fontSize + k * lineHeight}">${escapeXml(line)}</text>`,
+      );
     });
   }
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">

@@ -61,18 +61,39 @@ export function correlationEmbeddings(p: Matrix): Matrix {
 
 export const LABELLED_EMBEDDING_PROVENANCE =
   'labelled: concept j = row j of V L^(1/2) for the concept correlation matrix C = V L V^T over the probe set (C from P with columns centred and unit-normed), rows renormalised; cos(e_a, e_b) = corr(a, b)';
-export const PCA_PROVENANCE = 'PCA of the concept embeddings (covariance of the mean-centred rows, top two axes; @cm/dissect fitProjection), fitted once per bundle';
+export const PCA_PROVENANCE =
+  'PCA of the concept embeddings (covariance of the mean-centred rows, top two axes; @cm/dissect fitProjection), fitted once per bundle';
 
 /** Concept space of a labelled probe set: P as given, embeddings from P, fixed PCA map. */
-export function labelledConceptSpace(concepts: readonly string[], categories: readonly string[], p: Matrix): ConceptSpace {
+export function labelledConceptSpace(
+  concepts: readonly string[],
+  categories: readonly string[],
+  p: Matrix,
+): ConceptSpace {
   const conceptEmbeddings = correlationEmbeddings(p);
-  return { concepts: [...concepts], categories: [...categories], probeScores: p, conceptEmbeddings, projection: fitProjection(conceptEmbeddings) };
+  return {
+    concepts: [...concepts],
+    categories: [...categories],
+    probeScores: p,
+    conceptEmbeddings,
+    projection: fitProjection(conceptEmbeddings),
+  };
 }
 
 /** A bundle of the built-in synthetic world. Deterministic: same options, byte-identical bundle. */
-export function makeSyntheticBundle(opts: { world?: 'shapes'; images: number; seed: number; size?: 32 | 64 }): ProbeBundleData {
+export function makeSyntheticBundle(opts: {
+  world?: 'shapes';
+  images: number;
+  seed: number;
+  size?: 32 | 64;
+}): ProbeBundleData {
   const world = opts.world ?? 'shapes';
-  if (world !== 'shapes') throw invalidArgument(`unknown synthetic world '${String(world)}'`, { world }, "the built-in world is 'shapes'");
+  if (world !== 'shapes')
+    throw invalidArgument(
+      `unknown synthetic world '${String(world)}'`,
+      { world },
+      "the built-in world is 'shapes'",
+    );
   const size = opts.size ?? 32;
   const rendered = renderProbeWorld({ images: opts.images, seed: opts.seed, size });
   const concepts = WORLD_CONCEPTS.map((c) => c.name);
@@ -82,7 +103,8 @@ export function makeSyntheticBundle(opts: { world?: 'shapes'; images: number; se
     source: { kind: 'synthetic', world, seed: opts.seed, images: opts.images, size },
     probeScoresMode: 'labelled',
     provenance: {
-      probeScores: 'labelled: P[i, j] = 1 if concept j is in the ground truth of image i (any of its objects, its background or its object count), else 0',
+      probeScores:
+        'labelled: P[i, j] = 1 if concept j is in the ground truth of image i (any of its objects, its background or its object count), else 0',
       conceptEmbeddings: LABELLED_EMBEDDING_PROVENANCE,
       projection: PCA_PROVENANCE,
     },

@@ -4,7 +4,6 @@ import { deriveSeed, mulberry32, shuffleInPlace, type Rng } from './rng';
 // inside vm contexts (jest), which made rendering 30x slower there.
 const { PI, abs, ceil, cos, floor, imul, max, min, round, sin } = Math;
 
-
 /**
  * The built-in synthetic concept world ("shapes"): small RGB images of one to three objects on a
  * background. Every object has a shape, a colour, a fill texture, a size and a position; the scene
@@ -14,15 +13,53 @@ const { PI, abs, ceil, cos, floor, imul, max, min, round, sin } = Math;
  * dissected with the world's concepts.
  */
 
-export const WORLD_FACTORS = ['shape', 'colour', 'texture', 'size', 'position', 'background', 'count'] as const;
+export const WORLD_FACTORS = [
+  'shape',
+  'colour',
+  'texture',
+  'size',
+  'position',
+  'background',
+  'count',
+] as const;
 export type WorldFactor = (typeof WORLD_FACTORS)[number];
 
 export const SHAPES = ['circle', 'square', 'triangle', 'diamond', 'cross', 'ring', 'star', 'bar'] as const;
-export const COLOURS = ['red', 'orange', 'yellow', 'green', 'cyan', 'blue', 'purple', 'pink', 'white', 'black', 'gray', 'brown'] as const;
+export const COLOURS = [
+  'red',
+  'orange',
+  'yellow',
+  'green',
+  'cyan',
+  'blue',
+  'purple',
+  'pink',
+  'white',
+  'black',
+  'gray',
+  'brown',
+] as const;
 export const TEXTURES = ['solid', 'striped', 'checkered', 'dotted', 'gradient', 'speckled'] as const;
 export const SIZES = ['small', 'medium', 'large'] as const;
-export const POSITIONS = ['top-left', 'top', 'top-right', 'left', 'center', 'right', 'bottom-left', 'bottom', 'bottom-right'] as const;
-export const BACKGROUNDS = ['black background', 'white background', 'gray background', 'sky background', 'grass background', 'sand background'] as const;
+export const POSITIONS = [
+  'top-left',
+  'top',
+  'top-right',
+  'left',
+  'center',
+  'right',
+  'bottom-left',
+  'bottom',
+  'bottom-right',
+] as const;
+export const BACKGROUNDS = [
+  'black background',
+  'white background',
+  'gray background',
+  'sky background',
+  'grass background',
+  'sand background',
+] as const;
 export const COUNTS = ['one object', 'two objects', 'three objects'] as const;
 
 export type ShapeName = (typeof SHAPES)[number];
@@ -43,8 +80,8 @@ const FACTOR_VALUES: Record<WorldFactor, readonly string[]> = {
 };
 
 /** The world's concept set: every factor value, with its factor as the category. 47 concepts, 7 categories. */
-export const WORLD_CONCEPTS: ReadonlyArray<{ name: string; category: WorldFactor }> = WORLD_FACTORS.flatMap((factor) =>
-  FACTOR_VALUES[factor].map((name) => ({ name, category: factor })),
+export const WORLD_CONCEPTS: ReadonlyArray<{ name: string; category: WorldFactor }> = WORLD_FACTORS.flatMap(
+  (factor) => FACTOR_VALUES[factor].map((name) => ({ name, category: factor })),
 );
 
 type Rgb = readonly [number, number, number];
@@ -108,7 +145,12 @@ export interface WorldScene {
 
 export type ObjectSpec = Partial<Pick<WorldObject, 'shape' | 'colour' | 'texture' | 'size' | 'position'>>;
 
-function sampleObject(rng: Rng, background: BackgroundName, spec: ObjectSpec, freeCells: PositionName[]): WorldObject {
+function sampleObject(
+  rng: Rng,
+  background: BackgroundName,
+  spec: ObjectSpec,
+  freeCells: PositionName[],
+): WorldObject {
   const shape = spec.shape ?? rng.pick(SHAPES);
   const allowed = COLOURS.filter((c) => !HIDDEN_ON[background].includes(c));
   const colour = spec.colour ?? rng.pick(allowed);
@@ -143,14 +185,19 @@ export function sampleScene(
 ): WorldScene {
   const count = fixed.count ?? 1 + weightedIndex(rng, [0.5, 0.35, 0.15]);
   let background = fixed.background ?? rng.pick(BACKGROUNDS);
-  if (fixed.background === undefined && fixed.first?.colour && HIDDEN_ON[background].includes(fixed.first.colour)) {
+  if (
+    fixed.background === undefined &&
+    fixed.first?.colour &&
+    HIDDEN_ON[background].includes(fixed.first.colour)
+  ) {
     background = rng.pick(BACKGROUNDS.filter((b) => !HIDDEN_ON[b].includes(fixed.first!.colour!)));
   }
   const freeCells: PositionName[] = [...POSITIONS];
   const objects: WorldObject[] = [];
   for (let k = 0; k < count; k++) {
     const spec = k === 0 ? (fixed.first ?? {}) : {};
-    if (spec.position !== undefined && !freeCells.includes(spec.position)) throw invalidArgument(`position ${spec.position} taken`);
+    if (spec.position !== undefined && !freeCells.includes(spec.position))
+      throw invalidArgument(`position ${spec.position} taken`);
     const obj = sampleObject(rng, background, spec, freeCells);
     freeCells.splice(freeCells.indexOf(obj.position), 1);
     objects.push(obj);
@@ -234,7 +281,14 @@ function shadeOf(rgb: readonly number[]): [number, number, number] {
 }
 
 /** Share of the texture's alternate tone at pixel (x, y) of an object, in [0, 1]. */
-function textureMix(texture: TextureName, x: number, y: number, u: number, size: number, seed: number): number {
+function textureMix(
+  texture: TextureName,
+  x: number,
+  y: number,
+  u: number,
+  size: number,
+  seed: number,
+): number {
   const s = size / 32; // texture periods scale with the image so 32 and 64 px worlds look alike
   switch (texture) {
     case 'solid':
@@ -299,7 +353,8 @@ export function renderScene(
     for (let y = y0; y <= y1; y++) {
       for (let x = x0; x <= x1; x++) {
         let hits = 0;
-        for (const [sx, sy] of SUBSAMPLES) if (insideShape(obj.shape, (x + sx - cx) / r, (y + sy - cy) / r)) hits++;
+        for (const [sx, sy] of SUBSAMPLES)
+          if (insideShape(obj.shape, (x + sx - cx) / r, (y + sy - cy) / r)) hits++;
         if (hits === 0) continue;
         const cover = hits / SUBSAMPLES.length;
         const t = textureMix(obj.texture, x, y, (x + 0.5 - cx) / r, size, obj.noiseSeed);
@@ -318,7 +373,8 @@ export function renderScene(
 /** Concept names present in a scene (ground truth). */
 export function sceneConcepts(scene: WorldScene): string[] {
   const names = new Set<string>([scene.background, COUNTS[scene.objects.length - 1]]);
-  for (const o of scene.objects) for (const v of [o.shape, o.colour, o.texture, o.size, o.position]) names.add(v);
+  for (const o of scene.objects)
+    for (const v of [o.shape, o.colour, o.texture, o.size, o.position]) names.add(v);
   return WORLD_CONCEPTS.map((c) => c.name).filter((n) => names.has(n));
 }
 
@@ -360,7 +416,8 @@ export function renderProbeWorld(opts: { images: number; seed: number; size?: nu
 // ---- Classification tasks for the trainer ----
 
 /** A task is a factor ('shape') or a composition of distinct factors ('shape+colour'). */
-export type WorldTask = WorldFactor | `${WorldFactor}+${WorldFactor}` | `${WorldFactor}+${WorldFactor}+${WorldFactor}`;
+export type WorldTask =
+  WorldFactor | `${WorldFactor}+${WorldFactor}` | `${WorldFactor}+${WorldFactor}+${WorldFactor}`;
 
 /** The tasks listed in help texts; any composition of distinct factors parses. */
 export const WORLD_TASKS: readonly WorldTask[] = [
@@ -375,10 +432,15 @@ export function parseWorldTask(task: string): WorldFactor[] {
   const factors = task.split('+').map((f) => f.trim());
   for (const f of factors) {
     if (!(WORLD_FACTORS as readonly string[]).includes(f)) {
-      throw invalidArgument(`unknown world task '${task}': '${f}' is not one of ${WORLD_FACTORS.join(', ')}`, { task }, "compose factors with '+', e.g. shape+colour");
+      throw invalidArgument(
+        `unknown world task '${task}': '${f}' is not one of ${WORLD_FACTORS.join(', ')}`,
+        { task },
+        "compose factors with '+', e.g. shape+colour",
+      );
     }
   }
-  if (new Set(factors).size !== factors.length) throw invalidArgument(`world task '${task}' repeats a factor`, { task });
+  if (new Set(factors).size !== factors.length)
+    throw invalidArgument(`world task '${task}' repeats a factor`, { task });
   return factors as WorldFactor[];
 }
 
@@ -401,7 +463,12 @@ export interface WorldDataset {
  * continuous, so two seeds practically never draw the same image. Streams are also salted by
  * purpose, so a dataset never reproduces the probe images of a bundle made with the same seed.
  */
-export function makeWorldDataset(opts: { task?: WorldTask | string; count: number; seed: number; size?: 32 | 64 }): WorldDataset {
+export function makeWorldDataset(opts: {
+  task?: WorldTask | string;
+  count: number;
+  seed: number;
+  size?: 32 | 64;
+}): WorldDataset {
   const task = opts.task ?? 'shape';
   const factors = parseWorldTask(task);
   checkCount(opts.count, 'count');

@@ -1,9 +1,25 @@
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CmError } from '@cm/core';
 import { computeSimilarity, dissectLayer, type Matrix } from '@cm/dissect';
-import { BundleDirectory, loadBundle, makeSyntheticBundle, mulberry32, writeBundle, writeBundleInto, type ProbeBundle } from '../src';
+import {
+  BundleDirectory,
+  loadBundle,
+  makeSyntheticBundle,
+  mulberry32,
+  writeBundle,
+  writeBundleInto,
+  type ProbeBundle,
+} from '../src';
 
 let work: string;
 beforeAll(() => {
@@ -51,7 +67,14 @@ describe('probe bundle format', () => {
     const dir = join(work, 'roundtrip');
     const id = await writeBundle(dir, data);
     expect(readdirSync(dir).sort()).toEqual(
-      ['concept_embeddings.npy', 'images.npy', 'manifest.json', 'probe_scores.npy', 'projection_components.npy', 'projection_mean.npy'].sort(),
+      [
+        'concept_embeddings.npy',
+        'images.npy',
+        'manifest.json',
+        'probe_scores.npy',
+        'projection_components.npy',
+        'projection_mean.npy',
+      ].sort(),
     );
     const b = loadBundle(dir);
     expect(b.id).toBe(id);
@@ -59,14 +82,23 @@ describe('probe bundle format', () => {
     expect(Buffer.compare(Buffer.from(b.images), Buffer.from(data.images))).toBe(0);
     expect(Array.from(b.space.probeScores.data)).toEqual(Array.from(data.space.probeScores.data));
     expect(Array.from(b.space.conceptEmbeddings.data)).toEqual(Array.from(data.space.conceptEmbeddings.data));
-    expect(Array.from(b.space.projection.components.data)).toEqual(Array.from(data.space.projection.components.data));
+    expect(Array.from(b.space.projection.components.data)).toEqual(
+      Array.from(data.space.projection.components.data),
+    );
     expect(b.space.concepts).toEqual(data.space.concepts);
     expect(b.space.categories).toEqual(data.space.categories);
-    expect(b.manifest.source).toEqual({ kind: 'synthetic', world: 'shapes', seed: 21, images: 150, size: 64 });
+    expect(b.manifest.source).toEqual({
+      kind: 'synthetic',
+      world: 'shapes',
+      seed: 21,
+      images: 150,
+      size: 64,
+    });
     // writing the same data again gives byte-identical files
     const again = join(work, 'roundtrip-again');
     expect(await writeBundle(again, data)).toBe(id);
-    for (const f of readdirSync(dir)) expect(Buffer.compare(readFileSync(join(dir, f)), readFileSync(join(again, f)))).toBe(0);
+    for (const f of readdirSync(dir))
+      expect(Buffer.compare(readFileSync(join(dir, f)), readFileSync(join(again, f)))).toBe(0);
   });
 
   it('round-trips into a dissection of one layer of random activations (@cm/dissect dissectLayer)', async () => {
@@ -124,12 +156,17 @@ describe('probe bundle format', () => {
     expectCorrupt(edited.dir, 'manifest.json');
 
     const broken = await freshBundle('broken');
-    writeFileSync(join(broken.dir, 'manifest.json'), readFileSync(join(broken.dir, 'manifest.json'), 'utf8').slice(0, 200));
+    writeFileSync(
+      join(broken.dir, 'manifest.json'),
+      readFileSync(join(broken.dir, 'manifest.json'), 'utf8').slice(0, 200),
+    );
     expectCorrupt(broken.dir, 'manifest.json');
   });
 
   it('fails with NOT_FOUND on a folder that is not a bundle', () => {
-    expect(() => loadBundle(join(work, 'nothing-here'))).toThrow(expect.objectContaining({ code: 'NOT_FOUND' }));
+    expect(() => loadBundle(join(work, 'nothing-here'))).toThrow(
+      expect.objectContaining({ code: 'NOT_FOUND' }),
+    );
   });
 });
 

@@ -28,22 +28,57 @@ beforeAll(async () => {
   await from(4).greyscale().jpeg().toFile(join(imagesDir, 'E-grey.JPEG'));
   writeFileSync(join(imagesDir, 'notes.txt'), 'not an image');
   conceptsFile = join(work, 'concepts.txt');
-  writeFileSync(conceptsFile, ['# colours first', 'red\tcolour', 'blue,colour', 'green', '', 'circle\tshape', 'square\tshape', 'striped\ttexture', 'dog\tobject', 'sky background\tscene'].join('\n'));
+  writeFileSync(
+    conceptsFile,
+    [
+      '# colours first',
+      'red\tcolour',
+      'blue,colour',
+      'green',
+      '',
+      'circle\tshape',
+      'square\tshape',
+      'striped\ttexture',
+      'dog\tobject',
+      'sky background\tscene',
+    ].join('\n'),
+  );
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('CLIP probe bundles (tiny random CLIP fixture)', () => {
   it('builds a bundle end to end: P of the right shape, unit embedding rows, P = I T^T', async () => {
     const out = join(work, 'bundle');
-    const { id, data } = await buildClipBundle({ imagesDir, conceptsFile, clipModelDir: FIXTURE, out, size: 48, batchSize: 4 });
+    const { id, data } = await buildClipBundle({
+      imagesDir,
+      conceptsFile,
+      clipModelDir: FIXTURE,
+      out,
+      size: 48,
+      batchSize: 4,
+    });
     const bundle = loadBundle(out);
     expect(bundle.id).toBe(id);
     const files = ['a-32px.png', 'b-copy.png', 'b.png', 'c-wide.jpg', 'd-rgba.png', 'E-grey.JPEG'].sort();
-    expect(bundle.manifest.source).toEqual({ kind: 'clip', model: 'cm-tiny-random-clip', imageFiles: files, conceptsFile: 'concepts.txt' });
+    expect(bundle.manifest.source).toEqual({
+      kind: 'clip',
+      model: 'cm-tiny-random-clip',
+      imageFiles: files,
+      conceptsFile: 'concepts.txt',
+    });
     expect(bundle.manifest.probeScoresMode).toBe('clip');
     expect(bundle.imageShape).toEqual([6, 48, 48, 3]);
     expect(bundle.space.concepts).toEqual(CONCEPTS);
-    expect(bundle.space.categories).toEqual(['colour', 'colour', 'concept', 'shape', 'shape', 'texture', 'object', 'scene']);
+    expect(bundle.space.categories).toEqual([
+      'colour',
+      'colour',
+      'concept',
+      'shape',
+      'shape',
+      'texture',
+      'object',
+      'scene',
+    ]);
 
     const { probeScores: p, conceptEmbeddings: t } = bundle.space;
     expect([p.rows, p.cols]).toEqual([6, CONCEPTS.length]);
@@ -68,8 +103,12 @@ describe('CLIP probe bundles (tiny random CLIP fixture)', () => {
     hf.env.allowRemoteModels = false;
     hf.env.localModelPath = dirname(FIXTURE) + sep;
     const tokenizer = await hf.AutoTokenizer.from_pretrained(basename(FIXTURE));
-    const textModel = await hf.CLIPTextModelWithProjection.from_pretrained(basename(FIXTURE), { dtype: 'fp32' });
-    const visionModel = await hf.CLIPVisionModelWithProjection.from_pretrained(basename(FIXTURE), { dtype: 'fp32' });
+    const textModel = await hf.CLIPTextModelWithProjection.from_pretrained(basename(FIXTURE), {
+      dtype: 'fp32',
+    });
+    const visionModel = await hf.CLIPVisionModelWithProjection.from_pretrained(basename(FIXTURE), {
+      dtype: 'fp32',
+    });
     const processor = await hf.AutoProcessor.from_pretrained(basename(FIXTURE));
     const unit = (v: Float32Array) => {
       const n = Math.sqrt(v.reduce((s, x) => s + x * x, 0));
@@ -90,7 +129,12 @@ describe('CLIP probe bundles (tiny random CLIP fixture)', () => {
   });
 
   it('names a missing model folder', async () => {
-    const err = await buildClipBundle({ imagesDir, conceptsFile, clipModelDir: join(work, 'no-such-model'), out: join(work, 'x') }).catch((e: unknown) => e);
+    const err = await buildClipBundle({
+      imagesDir,
+      conceptsFile,
+      clipModelDir: join(work, 'no-such-model'),
+      out: join(work, 'x'),
+    }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CmError);
     expect((err as CmError).code).toBe('NOT_FOUND');
     expect((err as CmError).message).toMatch(/CLIP model folder .*no-such-model does not exist/);
@@ -101,7 +145,12 @@ describe('CLIP probe bundles (tiny random CLIP fixture)', () => {
     cpSync(FIXTURE, partial, { recursive: true });
     rmSync(join(partial, 'tokenizer.json'));
     rmSync(join(partial, 'onnx', 'vision_model.onnx'));
-    const err = await buildClipBundle({ imagesDir, conceptsFile, clipModelDir: partial, out: join(work, 'y') }).catch((e: unknown) => e);
+    const err = await buildClipBundle({
+      imagesDir,
+      conceptsFile,
+      clipModelDir: partial,
+      out: join(work, 'y'),
+    }).catch((e: unknown) => e);
     expect((err as CmError).code).toBe('NOT_FOUND');
     expect((err as CmError).message).toContain('incomplete: missing tokenizer.json, onnx/vision_model.onnx');
     expect((err as CmError).context.missing).toEqual(['tokenizer.json', 'onnx/vision_model.onnx']);
@@ -111,8 +160,12 @@ describe('CLIP probe bundles (tiny random CLIP fixture)', () => {
   it('rejects an empty image folder and bad concept lists', async () => {
     const empty = join(work, 'empty');
     mkdirSync(empty);
-    await expect(buildClipBundle({ imagesDir: empty, conceptsFile, clipModelDir: FIXTURE, out: join(work, 'z') })).rejects.toThrow(/no \.png, \.jpg or \.jpeg/);
-    expect(() => parseConceptList('red\nblue\nred\n', 'c.txt')).toThrow("c.txt:3: concept 'red' repeats line 1");
+    await expect(
+      buildClipBundle({ imagesDir: empty, conceptsFile, clipModelDir: FIXTURE, out: join(work, 'z') }),
+    ).rejects.toThrow(/no \.png, \.jpg or \.jpeg/);
+    expect(() => parseConceptList('red\nblue\nred\n', 'c.txt')).toThrow(
+      "c.txt:3: concept 'red' repeats line 1",
+    );
     expect(() => parseConceptList('# nothing\n\n', 'c.txt')).toThrow(/no concepts/);
   });
 });

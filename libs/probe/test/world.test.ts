@@ -16,7 +16,19 @@ function soloScene(shape: ShapeName, over: Partial<WorldScene['objects'][number]
     background: 'black background',
     noiseSeed: 1,
     objects: [
-      { shape, colour: 'white', texture: 'solid', size: 'large', position: 'center', cx: 0.5, cy: 0.5, radius: 0.3, rgb: [245, 245, 245], noiseSeed: 1, ...over },
+      {
+        shape,
+        colour: 'white',
+        texture: 'solid',
+        size: 'large',
+        position: 'center',
+        cx: 0.5,
+        cy: 0.5,
+        radius: 0.3,
+        rgb: [245, 245, 245],
+        noiseSeed: 1,
+        ...over,
+      },
     ],
   };
 }
@@ -36,7 +48,8 @@ describe('synthetic concept world', () => {
     expect(WORLD_CONCEPTS.length).toBeGreaterThanOrEqual(40);
     const categories = new Set(WORLD_CONCEPTS.map((c) => c.category));
     expect(categories.size).toBeGreaterThanOrEqual(5);
-    for (const c of ['colour', 'shape', 'texture', 'size', 'position']) expect(categories.has(c as never)).toBe(true);
+    for (const c of ['colour', 'shape', 'texture', 'size', 'position'])
+      expect(categories.has(c as never)).toBe(true);
     expect(new Set(WORLD_CONCEPTS.map((c) => c.name)).size).toBe(WORLD_CONCEPTS.length);
   });
 
@@ -55,12 +68,21 @@ describe('synthetic concept world', () => {
     const size = 32;
     const world = renderProbeWorld({ images: 400, seed: 11, size });
     const mask = new Uint8Array(size * size);
-    const tally: Record<string, { hit: number; total: number }> = { red: { hit: 0, total: 0 }, blue: { hit: 0, total: 0 }, green: { hit: 0, total: 0 } };
+    const tally: Record<string, { hit: number; total: number }> = {
+      red: { hit: 0, total: 0 },
+      blue: { hit: 0, total: 0 },
+      green: { hit: 0, total: 0 },
+    };
     const dominant = { red: 0, green: 1, blue: 2 } as const;
     world.scenes.forEach((scene, i) => {
       const pixels = renderScene(scene, size, undefined, 0, mask);
       // the renderer is pure: re-rendering gives the stored probe image
-      expect(Buffer.compare(Buffer.from(pixels), Buffer.from(world.images.subarray(i * size * size * 3, (i + 1) * size * size * 3)))).toBe(0);
+      expect(
+        Buffer.compare(
+          Buffer.from(pixels),
+          Buffer.from(world.images.subarray(i * size * size * 3, (i + 1) * size * size * 3)),
+        ),
+      ).toBe(0);
       scene.objects.forEach((obj, k) => {
         if (!(obj.colour in tally)) return;
         const ch = dominant[obj.colour as keyof typeof dominant];
@@ -121,8 +143,10 @@ describe('synthetic concept world', () => {
         sy += Math.floor(p / size);
       }
       area[o.size].push(n);
-      if (o.position === 'left' || o.position === 'top-left' || o.position === 'bottom-left') expect(sx / n).toBeLessThan(size / 2);
-      if (o.position === 'right' || o.position === 'top-right' || o.position === 'bottom-right') expect(sx / n).toBeGreaterThan(size / 2);
+      if (o.position === 'left' || o.position === 'top-left' || o.position === 'bottom-left')
+        expect(sx / n).toBeLessThan(size / 2);
+      if (o.position === 'right' || o.position === 'top-right' || o.position === 'bottom-right')
+        expect(sx / n).toBeGreaterThan(size / 2);
       if (o.position.startsWith('top')) expect(sy / n).toBeLessThan(size / 2);
       if (o.position.startsWith('bottom')) expect(sy / n).toBeGreaterThan(size / 2);
     }
@@ -169,7 +193,12 @@ describe('synthetic concept world', () => {
       return s;
     };
     const idx = (n: string) => concepts.indexOf(n);
-    for (const [a, b] of [['one object', 'two objects'], ['red', 'blue'], ['circle', 'large'], ['sky background', 'cyan']]) {
+    for (const [a, b] of [
+      ['one object', 'two objects'],
+      ['red', 'blue'],
+      ['circle', 'large'],
+      ['sky background', 'cyan'],
+    ]) {
       expect(cos(idx(a), idx(b))).toBeCloseTo(corr(idx(a), idx(b)), 4);
     }
     expect(cos(idx('one object'), idx('two objects'))).toBeLessThan(-0.3); // mutually exclusive concepts point apart
@@ -188,7 +217,16 @@ describe('world classification datasets', () => {
   it('makes stratified, labelled splits for a task; train and test seeds differ', () => {
     const train = makeWorldDataset({ task: 'shape', count: 160, seed: 1 });
     const test = makeWorldDataset({ task: 'shape', count: 160, seed: 2 });
-    expect(train.classNames).toEqual(['circle', 'square', 'triangle', 'diamond', 'cross', 'ring', 'star', 'bar']);
+    expect(train.classNames).toEqual([
+      'circle',
+      'square',
+      'triangle',
+      'diamond',
+      'cross',
+      'ring',
+      'star',
+      'bar',
+    ]);
     expect(train.shape).toEqual([160, 32, 32, 3]);
     expect(train.images.length).toBe(160 * 32 * 32 * 3);
     const counts = new Array(8).fill(0);

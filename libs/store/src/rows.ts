@@ -2,11 +2,15 @@ import { TABLES, type CmRecord } from '@cm/contracts';
 import { invalidArgument } from '@cm/core';
 
 /**
- * Records -> JSONEachRow lines per table (the functional core of the store). Rows are data in an
- * insert body, never SQL, so no value from a trainer is spliced into a statement. Every string is
- * encoded with JSON.stringify; label rows are assembled by hand from those pieces because they are
- * the hot path (hundreds of thousands per second): building an object per row and stringifying
- * it costs ~3x more CPU.
+ * Records -> insert lines per table (the functional core of the store). Rows are data in an
+ * insert body, never SQL, so no value from a trainer is spliced into a statement.
+ *
+ * Most tables get JSONEachRow lines (JSON.stringify of an object). Neuron labels, the hot path
+ * (hundreds of thousands of rows per second), are written as TabSeparated with an explicit column
+ * list: ClickHouse parses TSV about twice as fast as JSONEachRow and the body is half the size
+ * (no repeated keys). No library writes ClickHouse TSV from JS objects, so the two escapers below
+ * are hand-written to ClickHouse's rules (TSV field: \\ \t \n \r \0; quoted string inside an
+ * array: the same plus \'), and the store tests round-trip hostile strings through both engines.
  *
  * Encodings that work on every server we support (18.16 .. 26):
  *  - times: DateTime as unix seconds (no time zone ambiguity, no DateTime64 on 18.16) plus
@@ -20,7 +24,7 @@ import { invalidArgument } from '@cm/core';
 export type TableKey = 'runs' | 'checkpoints' | 'neuronLabels' | 'layerMetrics' | 'alerts';
 
 export interface TableRows {
-  /** JSONEachRow lines (no trailing newline) per table. */
+  /** Encoded lines (no trailing newline) per table, in INSERT_FORMAT's format. */
   lines: Record<TableKey, string[]>;
   /** Concepts seen in label rows: runId -> concept -> category (fills the concept dictionary). */
   labelConcepts: Map<string, Map<string, string>>;
@@ -36,6 +40,41 @@ export const TABLE_OF: Record<TableKey, string> = {
   alerts: TABLES.alerts,
 };
 export const TABLE_KEYS = Object.keys(TABLE_OF) as TableKey[];
+
+/** How each table's lines are encoded: the FORMAT clause (and column list) of its INSERT. */
+export const NEURON_LABEL_COLUMNS = [
+  'run_id', 'layer', 'step', 'neuron', 'concept', 'category', 'score', 'interpretable', 'dead',
+  'top_concepts', 'top_scores', 'x', 'y', 'time', 'time_ms',
+] as const;
+export const INSERT_FORMAT: Record<TableKey, { format: 'JSONEachRow' | 'TabSeparated'; columns?: readonly string[] }> = {
+  runs: { format: 'JSONEachRow' },
+  checkpoints: { format: 'JSONEachRow' },
+  neuronLabels: { format: 'TabSeparated', columns: NEURON_LABEL_COLUMNS },
+  layerMetrics: { format: 'JSONEachRow' },
+  alerts: { format: 'JSONEachRow' },
+};
+
+const TSV_SPECIAL = /[\\\t\n\r\0]/;
+const TSV_SPECIAL_G = /[\\\t\n\r\0]/g;
+const QUOTED_SPECIAL = /[\\'\t\n\r\0]/;
+const QUOTED_SPECIAL_G = /[\\'\t\n\r\0]/g;
+const ESCAPES: Record<string, string> = { '\\': '\\\\', "'": "\\'", '\t': '\\t', '\n': '\\n', '\r': '\\r', '\0': '\\0' };
+const escapeChar = (c: string): string => ESCAPES[c];
+
+/** A String value as a TabSeparated field. */
+export function tsvString(s: string): string {
+  return TSV_SPECIAL.test(s) ? s.replace(TSV_SPECIAL_G, escapeChar) : s;
+}
+
+/** A String as a quoted literal inside a TSV Array field: ['a','b\'c']. */
+export function tsvQuoted(s: string): string {
+  return "'" + (QUOTED_SPECIAL.test(s) ? s.replace(QUOTED_SPECIAL_G, escapeChar) : s) + "'";
+}
+
+/** A float as TSV text: JS number text, or nan / inf / -inf. */
+function floatTsv(v: number): string {
+  return typeof v === 'number' && Number.isFinite(v) ? String(v) : String(float(v));
+}
 
 export function emptyRows(): TableRows {
   return {
@@ -55,10 +94,6 @@ export function float(v: number): number | string {
   return v > 0 ? 'inf' : '-inf';
 }
 
-/** The same, as JSON text. */
-function floatJson(v: number): string {
-  return typeof v === 'number' && Number.isFinite(v) ? String(v) : J(float(v));
-}
 
 function uint32(v: number, what: string, record: CmRecord): number {
   if (!Number.isInteger(v) || v < 0 || v > UINT32_MAX) {
@@ -126,8 +161,9 @@ export function appendRows(out: TableRows, record: CmRecord): void {
       return;
     }
     case 'labels': {
-      const prefix = `{"run_id":${J(record.runId)},"layer":${J(str(record.layer, 'layer', record))},"step":${uint32(record.step, 'step', record)},"neuron":`;
-      const suffix = `,"time":${t.time},"time_ms":${t.time_ms}}`;
+      // columns in NEURON_LABEL_COLUMNS order
+      const prefix = `${tsvString(record.runId)}\t${tsvString(str(record.layer, 'layer', record))}\t${uint32(record.step, 'step', record)}\t`;
+      const suffix = `\t${t.time}\t${t.time_ms}`;
       const lines: string[] = new Array(record.labels.length);
       const concepts = new Map<string, string>();
       for (let i = 0; i < record.labels.length; i++) {
@@ -140,10 +176,10 @@ export function appendRows(out: TableRows, record: CmRecord): void {
         lines[i] =
           prefix +
           uint32(l.neuron, 'neuron', record) +
-          `,"concept":${J(concept)},"category":${J(category)},"score":${floatJson(l.score)}` +
-          `,"interpretable":${l.interpretable ? 1 : 0},"dead":${l.dead ? 1 : 0}` +
-          `,"top_concepts":${J(top)},"top_scores":[${(l.topScores ?? []).map(floatJson).join(',')}]` +
-          `,"x":${floatJson(l.x ?? 0)},"y":${floatJson(l.y ?? 0)}` +
+          `\t${tsvString(concept)}\t${tsvString(category)}\t${floatTsv(l.score)}` +
+          `\t${l.interpretable ? 1 : 0}\t${l.dead ? 1 : 0}` +
+          `\t[${top.map(tsvQuoted).join(',')}]\t[${(l.topScores ?? []).map(floatTsv).join(',')}]` +
+          `\t${floatTsv(l.x ?? 0)}\t${floatTsv(l.y ?? 0)}` +
           suffix;
       }
       for (const line of lines) out.lines.neuronLabels.push(line);

@@ -6,7 +6,7 @@ import { createChdbConnection } from 'chdb/connection';
 import { TABLES, type CmRecord } from '@cm/contracts';
 import { CmError, errorMessage } from '@cm/core';
 import { MIGRATIONS, MIGRATIONS_TABLE_DDL, qualified, type Migration } from './schema';
-import { recordsToRows, TABLE_KEYS, TABLE_OF, type TableRows } from './rows';
+import { INSERT_FORMAT, recordsToRows, TABLE_KEYS, TABLE_OF, type TableKey, type TableRows } from './rows';
 import { sqlIdentifier, sqlString } from './sql';
 import { featuresFor, parseServerVersion, type StoreFeatures } from './version';
 
@@ -193,13 +193,15 @@ class ClickHouseStore implements Store {
   }
 
   /**
-   * One INSERT ... FORMAT JSONEachRow of pre-encoded lines. Retried once on a dropped connection:
-   * rows are keyed by their natural key, so a repeated insert is harmless.
+   * One INSERT of pre-encoded lines. Retried once on a dropped connection: rows are keyed by their
+   * natural key, so a repeated insert is harmless.
    */
-  private async insertLines(table: string, lines: string[]): Promise<void> {
+  private async insertLines(key: TableKey, lines: string[]): Promise<void> {
     if (lines.length === 0) return;
+    const table = TABLE_OF[key];
+    const { format, columns } = INSERT_FORMAT[key];
     const body = lines.join('\n') + '\n';
-    const query = `INSERT INTO ${qualified(this.database, table)} FORMAT JSONEachRow`;
+    const query = `INSERT INTO ${qualified(this.database, table)}${columns ? ` (${columns.join(', ')})` : ''} FORMAT ${format}`;
     for (let attempt = 1; ; attempt++) {
       try {
         const result = await this.client.exec({ query, values: Readable.from([body]) });
@@ -216,7 +218,7 @@ class ClickHouseStore implements Store {
 
   async insertRows(rows: TableRows): Promise<void> {
     // tables are independent: insert them concurrently (one insert per table and batch)
-    await Promise.all(TABLE_KEYS.map((k) => this.insertLines(TABLE_OF[k], rows.lines[k])));
+    await Promise.all(TABLE_KEYS.map((k) => this.insertLines(k, rows.lines[k])));
     await this.recordConcepts(rows);
   }
 

@@ -132,6 +132,30 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
     expect(Number(raw[0].n)).toBeGreaterThanOrEqual(labels.length); // unmerged duplicates may exist; FINAL hides them
   });
 
+  it('round-trips hostile strings and non-finite floats in neuron label rows (TSV encoding)', async () => {
+    const hostile = ['tab\there', 'new\nline', 'cr\rx', 'nul\u0000x', 'back\\slash\\', "quote'd", '"dq"', '[a,b]', "\\'", 'ü🧠', '', '\\t literal', 'end\\'];
+    const runId = 'hostile\trun\n';
+    const layer = "lay\\er\t'1'";
+    const record = labelsRecord(runId, layer, 5, hostile.length);
+    record.labels.forEach((l, i) => {
+      l.concept = hostile[i];
+      l.category = hostile[(i + 1) % hostile.length];
+      l.topConcepts = [hostile[i], hostile[(i + 2) % hostile.length]];
+      l.topScores = [Number.NaN, Number.POSITIVE_INFINITY];
+    });
+    record.labels[0].score = Number.NaN;
+    await store.insertRecords([record]);
+    const rows = await store.query<Record<string, unknown>>(neuronLabelsSql(store.database, { runId }));
+    expect(rows).toHaveLength(hostile.length);
+    rows.forEach((r, i) => {
+      expect(r).toMatchObject({ run_id: runId, layer, neuron: i, concept: hostile[i], category: hostile[(i + 1) % hostile.length], top_concepts: [hostile[i], hostile[(i + 2) % hostile.length]] });
+    });
+    const special = await store.query<{ s: number; a: number; b: number }>(
+      `SELECT isNaN(score) AS s, isNaN(top_scores[1]) AS a, isInfinite(top_scores[2]) AS b FROM neuron_labels FINAL WHERE run_id = ${sqlString(runId)} AND neuron = 0`,
+    );
+    expect(special).toEqual([{ s: 1, a: 1, b: 1 }]);
+  });
+
   it('reports runs with last step and health', async () => {
     const runId = 'health-run';
     await store.insertRecords([runRecord(runId), checkpointRecord(runId, 0), checkpointRecord(runId, 500), alertRecord(runId, 'firing', 500)]);

@@ -11,7 +11,7 @@ import { invalidArgument } from '@cm/core';
  *              blocks with widths w, 2w, 4w; `stem` and `stage{s}_block{b}` are the block outputs.
  */
 export type ModelSpec =
-  | { arch: 'small-cnn'; widths?: number[] }
+  | { arch: 'small-cnn'; widths?: number[]; batchNorm?: boolean }
   | { arch: 'resnet'; depth?: number; width?: number };
 
 export interface BuiltModel {
@@ -20,7 +20,7 @@ export interface BuiltModel {
   name: string;
   /** Names of the block outputs (the default monitored layers besides the logits). */
   blocks: string[];
-  spec: ModelSpec;
+  spec?: ModelSpec;
 }
 
 export const LOGITS = 'logits';
@@ -31,7 +31,7 @@ function checkWidth(w: number, what: string): number {
   return w;
 }
 
-export function buildSmallCnn(inputShape: [number, number, number], classes: number, widths = DEFAULT_SMALL_CNN_WIDTHS, seed = 1): BuiltModel {
+export function buildSmallCnn(inputShape: [number, number, number], classes: number, widths = DEFAULT_SMALL_CNN_WIDTHS, seed = 1, batchNorm = false): BuiltModel {
   if (widths.length < 1 || widths.length > 6) throw invalidArgument(`small-cnn needs 1 to 6 conv widths, got ${widths.length}`);
   widths.forEach((w, i) => checkWidth(w, `conv${i + 1} width`));
   const input = tf.input({ shape: inputShape, name: 'image' });
@@ -39,9 +39,14 @@ export function buildSmallCnn(inputShape: [number, number, number], classes: num
   const blocks: string[] = [];
   widths.forEach((w, i) => {
     const name = `conv${i + 1}`;
-    h = tf.layers
-      .conv2d({ filters: w, kernelSize: 3, padding: 'same', activation: 'relu', name, kernelInitializer: tf.initializers.heNormal({ seed: seed + i }) })
-      .apply(h) as tf.SymbolicTensor;
+    const init = tf.initializers.heNormal({ seed: seed + i });
+    if (batchNorm) {
+      h = tf.layers.conv2d({ filters: w, kernelSize: 3, padding: 'same', useBias: false, name: `${name}_conv`, kernelInitializer: init }).apply(h) as tf.SymbolicTensor;
+      h = tf.layers.batchNormalization({ name: `${name}_bn`, momentum: 0.9 }).apply(h) as tf.SymbolicTensor;
+      h = tf.layers.activation({ activation: 'relu', name }).apply(h) as tf.SymbolicTensor;
+    } else {
+      h = tf.layers.conv2d({ filters: w, kernelSize: 3, padding: 'same', activation: 'relu', name, kernelInitializer: init }).apply(h) as tf.SymbolicTensor;
+    }
     blocks.push(name);
     const side = h.shape[1] ?? 0;
     if (i < widths.length - 1 && side >= 4) h = tf.layers.maxPooling2d({ poolSize: 2, name: `pool${i + 1}` }).apply(h) as tf.SymbolicTensor;
@@ -50,8 +55,8 @@ export function buildSmallCnn(inputShape: [number, number, number], classes: num
   const logits = tf.layers
     .dense({ units: classes, name: LOGITS, kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 100 }) })
     .apply(h) as tf.SymbolicTensor;
-  const spec: ModelSpec = { arch: 'small-cnn', widths: [...widths] };
-  return { model: tf.model({ inputs: input, outputs: logits, name: 'small_cnn' }), name: `small-cnn-${widths.join('-')}`, blocks, spec };
+  const spec: ModelSpec = { arch: 'small-cnn', widths: [...widths], batchNorm };
+  return { model: tf.model({ inputs: input, outputs: logits, name: 'small_cnn' }), name: `small-cnn-${widths.join('-')}${batchNorm ? '-bn' : ''}`, blocks, spec };
 }
 
 export function buildResNet(inputShape: [number, number, number], classes: number, depth = 20, width = 16, seed = 1): BuiltModel {
@@ -89,7 +94,7 @@ export function buildResNet(inputShape: [number, number, number], classes: numbe
 
 export function buildModel(spec: ModelSpec, inputShape: [number, number, number], classes: number, seed = 1): BuiltModel {
   if (!Number.isInteger(classes) || classes < 2) throw invalidArgument(`a classifier needs at least 2 classes, got ${classes}`);
-  return spec.arch === 'small-cnn' ? buildSmallCnn(inputShape, classes, spec.widths, seed) : buildResNet(inputShape, classes, spec.depth, spec.width, seed);
+  return spec.arch === 'small-cnn' ? buildSmallCnn(inputShape, classes, spec.widths, seed, spec.batchNorm) : buildResNet(inputShape, classes, spec.depth, spec.width, seed);
 }
 
 /** Block outputs of a model built here (recovered from names when a model is loaded from disk). */

@@ -1,0 +1,321 @@
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import type { CheckpointResult, Monitor, MonitoredLayer, RunSpec } from '@cm/contracts';
+import { CmError, errorMessage, invalidArgument } from '@cm/core';
+import { perturb, type AttackSpec } from './adversarial';
+import { saveCheckpoint, type TrainerState } from './checkpoint';
+import { BatchSampler, type ImageDataset } from './data';
+import { applyMasks } from './lottery';
+import { trainableVariables } from './models';
+import { Prober, toInput } from './probing';
+
+/** What a terminal view (or a test) sees of a run. All methods optional. */
+export interface TrainObserver {
+  onStart?(info: { runId: string; paradigm: string; totalSteps: number; startStep: number; layers: MonitoredLayer[] }): void;
+  onStep?(s: StepStats): void;
+  onCheckpoint?(step: number, result: CheckpointResult): void;
+  onWarning?(message: string): void;
+  onEnd?(result: TrainRunResult): void;
+}
+
+export interface StepStats {
+  step: number;
+  totalSteps: number;
+  loss: number;
+  accuracy: number;
+  imagesPerSecond: number;
+  epoch: number;
+}
+
+export interface ProbeImages {
+  bundleId: string;
+  images: Uint8Array;
+  imageShape: [number, number, number, number];
+}
+
+export interface TrainRunOptions {
+  runId: string;
+  paradigm: string;
+  model: tf.LayersModel;
+  modelName: string;
+  blocks: string[];
+  layers: MonitoredLayer[];
+  train: ImageDataset;
+  test?: ImageDataset;
+  /** Step this run ends at (optimizer steps since the run began). */
+  steps: number;
+  /** Resume: steps already done (their batches are skipped; no step-0 checkpoint is sent). */
+  startStep?: number;
+  batchSize: number;
+  learningRate: number;
+  seed: number;
+  optimizer?: tf.Optimizer;
+  /** Adversarial training: train on these perturbed inputs. */
+  attack?: AttackSpec;
+  /** Lottery ticket: masks enforced after every optimizer step. */
+  masks?: Map<string, tf.Tensor>;
+  monitor?: Monitor;
+  probe?: ProbeImages;
+  /** Checkpoint interval in steps (and always step 0 and the last step). */
+  monitorEvery: number;
+  /** Checkpoints in flight before the loop waits for the oldest (the monitor's policy bounds the wait). */
+  maxInFlight?: number;
+  tags?: Record<string, string>;
+  /** Added to every checkpoint's metrics (round, sparsity...). */
+  extraMetrics?: Record<string, number>;
+  /** Save a resumable checkpoint to `<checkpointDir>/<runId>` every `checkpointEvery` steps and at the end. */
+  checkpointDir?: string;
+  checkpointEvery?: number;
+  /** Paradigm state saved with disk checkpoints (lottery masks, rewind weights). */
+  extraTensors?: () => tf.NamedTensor[];
+  stateMeta?: Record<string, unknown>;
+  observer?: TrainObserver;
+  /** Called after every optimizer step (lottery: capture the rewind weights). */
+  afterStep?: (step: number) => void;
+  /** Stop early (SIGINT): the loop finishes the current step, checkpoints and ends the run as failed. */
+  signal?: AbortSignal;
+}
+
+export interface CheckpointOutcome {
+  step: number;
+  result?: CheckpointResult;
+  /** 'ok' | 'dropped' (policy drop) | 'failed' (error, message in `error`) */
+  status: 'ok' | 'dropped' | 'failed';
+  error?: string;
+}
+
+export interface TrainRunResult {
+  runId: string;
+  paradigm: string;
+  steps: number;
+  finalLoss: number;
+  finalAccuracy: number;
+  testAccuracy?: number;
+  /** Training images per second, training time only. */
+  imagesPerSecond: number;
+  trainSeconds: number;
+  /** Probing, streaming and waiting for the monitor (including the final drain). */
+  monitorSeconds: number;
+  totalSeconds: number;
+  monitorOverhead: number;
+  checkpoints: CheckpointOutcome[];
+  savedTo?: string;
+  status: 'completed' | 'failed';
+}
+
+const now = () => performance.now() / 1000;
+const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
+
+/** Accuracy of a model on a dataset (inference mode, batches of 256). */
+export function evaluate(model: tf.LayersModel, ds: ImageDataset, batch = 256): number {
+  const [n, h, w, c] = ds.shape;
+  const px = h * w * c;
+  let correct = 0;
+  for (let s = 0; s < n; s += batch) {
+    const k = Math.min(batch, n - s);
+    correct += tf.tidy(() => {
+      const x = toInput(ds.images.subarray(s * px, (s + k) * px), [k, h, w, c]);
+      const pred = (model.predict(x, { batchSize: k }) as tf.Tensor).argMax(-1);
+      return pred.equal(tf.tensor1d(ds.labels.subarray(s, s + k), 'int32')).sum().dataSync()[0];
+    });
+  }
+  return n === 0 ? 0 : correct / n;
+}
+
+export function runSpecOf(o: Pick<TrainRunOptions, 'runId' | 'paradigm' | 'modelName' | 'layers' | 'probe' | 'tags'>): RunSpec {
+  if (!o.probe) throw invalidArgument('a monitored run needs probe images');
+  return { runId: o.runId, model: o.modelName, paradigm: o.paradigm, bundleId: o.probe.bundleId, layers: o.layers, tags: o.tags ?? {} };
+}
+
+/**
+ * One monitored training run: the loop every paradigm shares. The monitor is only ever called
+ * through the Monitor interface, so the same loop streams to a concept service (monitor-client)
+ * or into the embedded engine (all-in-one), and a monitor that fails never stops training: its
+ * errors become warnings and failed checkpoints in the result.
+ */
+export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
+  const start = o.startStep ?? 0;
+  if (!Number.isInteger(o.steps) || o.steps < 1) throw invalidArgument(`steps must be a positive integer, got ${o.steps}`);
+  if (start < 0 || start > o.steps) throw invalidArgument(`resume step ${start} is outside 0..${o.steps}`);
+  if (!Number.isInteger(o.monitorEvery) || o.monitorEvery < 1) throw invalidArgument(`monitor interval must be a positive integer, got ${o.monitorEvery}`);
+  const classes = o.train.classNames.length;
+  const outUnits = (o.model.outputs[0].shape as number[])[1];
+  if (outUnits !== classes) throw invalidArgument(`the model has ${outUnits} outputs but the data has ${classes} classes`, { outUnits, classes });
+
+  const t0 = now();
+  const optimizer = o.optimizer ?? tf.train.adam(o.learningRate);
+  const varList = trainableVariables(o.model);
+  const sampler = new BatchSampler(o.train, o.batchSize, o.seed);
+  sampler.skip(start);
+  const [, h, w, c] = o.train.shape;
+  const monitored = o.monitor !== undefined && o.probe !== undefined;
+  const prober = monitored ? new Prober(o.model, o.layers, o.probe!.images, o.probe!.imageShape) : undefined;
+  const maxInFlight = o.maxInFlight ?? 2;
+  const pending: Promise<void>[] = [];
+  const outcomes: CheckpointOutcome[] = [];
+  let monitorSeconds = 0;
+  let trainSeconds = 0;
+  let trainedImages = 0;
+  let monitorBroken = false;
+  const warn = (m: string) => o.observer?.onWarning?.(m);
+
+  // Metrics accumulated since the last checkpoint.
+  let lossSum = 0;
+  let accSum = 0;
+  let count = 0;
+  let lastLoss = NaN;
+  let lastAcc = NaN;
+  let emaRate = 0;
+
+  o.observer?.onStart?.({ runId: o.runId, paradigm: o.paradigm, totalSteps: o.steps, startStep: start, layers: o.layers });
+
+  if (monitored) {
+    const ts = now();
+    try {
+      await o.monitor!.startRun(runSpecOf(o));
+    } catch (e) {
+      monitorBroken = true;
+      warn(`monitor: run ${o.runId} could not start (${errorMessage(e)}); training goes on unmonitored`);
+    }
+    monitorSeconds += now() - ts;
+  }
+
+  const sendCheckpoint = async (step: number): Promise<void> => {
+    if (!monitored || monitorBroken) return;
+    const ts = now();
+    const layers = prober!.activations();
+    const metrics: Record<string, number> = {
+      learningRate: o.learningRate,
+      epoch: sampler.epoch,
+      imagesPerSecond: trainSeconds > 0 ? trainedImages / trainSeconds : 0,
+      ...(count > 0 ? { loss: lossSum / count, accuracy: accSum / count } : {}),
+      ...(o.attack ? { epsilon: o.attack.epsilon } : {}),
+      ...o.extraMetrics,
+    };
+    lossSum = accSum = count = 0;
+    while (pending.length >= maxInFlight) await pending.shift();
+    const outcome: CheckpointOutcome = { step, status: 'ok' };
+    outcomes.push(outcome);
+    pending.push(
+      o.monitor!.sendCheckpoint({ step, layers, metrics }).then(
+        (result) => {
+          if (result) {
+            outcome.result = result;
+            o.observer?.onCheckpoint?.(step, result);
+          } else outcome.status = 'dropped';
+        },
+        (e: unknown) => {
+          outcome.status = 'failed';
+          outcome.error = errorMessage(e);
+          warn(`monitor: checkpoint ${step} failed: ${outcome.error}`);
+        },
+      ),
+    );
+    await yieldToEventLoop();
+    monitorSeconds += now() - ts;
+  };
+
+  const save = async (step: number): Promise<string | undefined> => {
+    if (!o.checkpointDir) return undefined;
+    const state: TrainerState = {
+      version: 1,
+      runId: o.runId,
+      step,
+      paradigm: o.paradigm,
+      modelName: o.modelName,
+      blocks: o.blocks,
+      classNames: o.train.classNames,
+      meta: { ...o.stateMeta, totalSteps: o.steps, batchSize: o.batchSize, learningRate: o.learningRate, seed: o.seed },
+    };
+    return saveCheckpoint(join(o.checkpointDir, o.runId), o.model, state, await optimizer.getWeights(), o.extraTensors?.());
+  };
+
+  let status: 'completed' | 'failed' = 'completed';
+  let step = start;
+  let savedTo: string | undefined;
+  try {
+    if (start === 0) await sendCheckpoint(0);
+    while (step < o.steps) {
+      if (o.signal?.aborted) {
+        status = 'failed';
+        warn(`stopped at step ${step}`);
+        break;
+      }
+      const batch = sampler.next();
+      const ts = now();
+      const [loss, acc] = tf.tidy(() => {
+        const x = toInput(batch.images, [o.batchSize, h, w, c]);
+        const labels = tf.tensor1d(batch.labels, 'int32');
+        const y = tf.oneHot(labels, classes) as tf.Tensor2D;
+        const input = o.attack ? perturb(o.model, x, y, o.attack, step) : x;
+        let accT: tf.Tensor | undefined;
+        const cost = optimizer.minimize(
+          () => {
+            const logits = o.model.apply(input, { training: true }) as tf.Tensor;
+            accT = tf.keep(logits.argMax(-1).equal(labels).mean());
+            return tf.losses.softmaxCrossEntropy(y, logits) as tf.Scalar;
+          },
+          true,
+          varList,
+        );
+        if (o.masks) applyMasks(o.model, o.masks);
+        return [cost!.dataSync()[0], accT!.dataSync()[0]];
+      });
+      if (!Number.isFinite(loss)) throw new CmError('INTERNAL', `training diverged at step ${step + 1}: loss is ${loss}`, { context: { step: step + 1 }, hint: 'lower the learning rate' });
+      const dt = now() - ts;
+      trainSeconds += dt;
+      trainedImages += o.batchSize;
+      step++;
+      lossSum += loss;
+      accSum += acc;
+      count++;
+      lastLoss = loss;
+      lastAcc = acc;
+      const rate = o.batchSize / dt;
+      emaRate = emaRate === 0 ? rate : 0.9 * emaRate + 0.1 * rate;
+      o.afterStep?.(step);
+      o.observer?.onStep?.({ step, totalSteps: o.steps, loss, accuracy: acc, imagesPerSecond: emaRate, epoch: sampler.epoch });
+      if (step % o.monitorEvery === 0 || step === o.steps) await sendCheckpoint(step);
+      else await yieldToEventLoop();
+      if (o.checkpointEvery && step % o.checkpointEvery === 0 && step < o.steps) savedTo = await save(step);
+    }
+    savedTo = (await save(step)) ?? savedTo;
+  } catch (e) {
+    status = 'failed';
+    if (monitored && !monitorBroken) {
+      await Promise.allSettled(pending);
+      await o.monitor!.endRun('failed').catch(() => undefined);
+    }
+    throw e;
+  }
+  if (monitored && !monitorBroken) {
+    const ts = now();
+    await Promise.allSettled(pending);
+    try {
+      await o.monitor!.endRun(status);
+    } catch (e) {
+      warn(`monitor: ending run ${o.runId} failed: ${errorMessage(e)}`);
+    }
+    monitorSeconds += now() - ts;
+  }
+  const testAccuracy = o.test ? evaluate(o.model, o.test) : undefined;
+  const totalSeconds = now() - t0;
+  const result: TrainRunResult = {
+    runId: o.runId,
+    paradigm: o.paradigm,
+    steps: step,
+    finalLoss: lastLoss,
+    finalAccuracy: lastAcc,
+    testAccuracy,
+    imagesPerSecond: trainSeconds > 0 ? trainedImages / trainSeconds : 0,
+    trainSeconds,
+    monitorSeconds,
+    totalSeconds,
+    monitorOverhead: totalSeconds > 0 ? monitorSeconds / totalSeconds : 0,
+    checkpoints: outcomes,
+    savedTo,
+    status,
+  };
+  o.observer?.onEnd?.(result);
+  return result;
+}
