@@ -48,6 +48,9 @@ interface Pending {
   record: CmRecord;
 }
 
+/** Two: one insert on the server while the next batch is decoded here. */
+const MAX_INSERTS_IN_FLIGHT = 2;
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export class RecorderConsumer {
@@ -60,6 +63,7 @@ export class RecorderConsumer {
   private buffer: JsMsg[] = [];
   private lingerTimer?: NodeJS.Timeout;
   private flushing: Promise<void> = Promise.resolve();
+  private readonly inserts = new Set<Promise<void>>();
   private consecutiveFailures = 0;
   private stopped = false;
 
@@ -132,13 +136,21 @@ export class RecorderConsumer {
     }
   }
 
-  /** Batches are written one after another, in arrival order. */
+  /**
+   * Batches are decoded one after another (CPU, this thread) and inserted with up to
+   * MAX_INSERTS_IN_FLIGHT at once, so decoding batch n+1 overlaps the server's work on batch n.
+   * Insert order does not matter: rows are versioned by their record time, not by arrival.
+   */
   private scheduleFlush(): void {
     this.flushing = this.flushing.then(async () => {
       while (this.buffer.length) {
-        const batch = this.buffer.splice(0, this.batchMessages);
-        await this.writeBatch(batch);
+        const prepared = this.prepare(this.buffer.splice(0, this.batchMessages));
+        if (!prepared) continue;
+        const insert = this.commit(prepared).finally(() => this.inserts.delete(insert));
+        this.inserts.add(insert);
+        if (this.inserts.size >= MAX_INSERTS_IN_FLIGHT) await Promise.race(this.inserts);
       }
+      await Promise.all(this.inserts);
     });
   }
 
@@ -164,12 +176,16 @@ export class RecorderConsumer {
     }
   }
 
-  private async writeBatch(batch: JsMsg[]): Promise<void> {
+  private prepare(batch: JsMsg[]): { rows: TableRows; pending: Pending[] } | undefined {
     const decodeStart = performance.now();
     const rows = emptyRows();
     const pending = batch.map((m) => this.decode(m, rows)).filter((p): p is Pending => p !== undefined);
     this.stats.decodeMs += performance.now() - decodeStart;
-    if (pending.length === 0) return;
+    return pending.length ? { rows, pending } : undefined;
+  }
+
+  /** Insert a prepared batch, then ack its messages; on failure nak them with a growing delay. */
+  private async commit({ rows, pending }: { rows: TableRows; pending: Pending[] }): Promise<void> {
     // a long insert must not let the ack wait expire (that would redeliver what is being written)
     const keepAlive = setInterval(() => pending.forEach((p) => p.msg.working()), Math.max(500, this.ackWaitMs / 3));
     const started = Date.now();
