@@ -10,7 +10,7 @@
  * few (neuron, concept) values against a direct float64 evaluation of the formula, and the peak
  * resident memory of the process (all threads).
  */
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { DissectPool, allocSharedMatrix, SOFT_WPMI_DEFAULTS, type Matrix } from '@cm/dissect';
 
 function arg(name: string, fallback: number): number {
@@ -44,32 +44,43 @@ async function timed<T>(label: string, f: () => Promise<T>): Promise<{ value: T;
   return { value, ms };
 }
 
-/** Direct float64 evaluation of soft_wpmi for one (neuron, concept), from method.md. */
-function softWpmiDirect(P: Matrix, Q: Matrix, neuron: number, concept: number): number {
+/** Direct float64 evaluation of soft_wpmi for (neuron, concept) pairs, from method.md (slow: a check, not a timing). */
+function softWpmiDirect(P: Matrix, Q: Matrix, pairs: Array<[number, number]>): number[] {
   const { topK, a, lambda, minProb, pStart, pEnd } = SOFT_WPMI_DEFAULTS;
   const D = P.rows;
   const S = P.cols;
   const N = Q.cols;
-  const softmax = (i: number, j: number): number => {
+  const rowMax = new Float64Array(D);
+  const rowZ = new Float64Array(D);
+  for (let i = 0; i < D; i++) {
     let max = -Infinity;
     for (let c = 0; c < S; c++) max = Math.max(max, a * P.data[i * S + c]);
-    let sum = 0;
-    for (let c = 0; c < S; c++) sum += Math.exp(a * P.data[i * S + c] - max);
-    return Math.exp(a * P.data[i * S + j] - max) / sum;
-  };
-  const L = (k: number): number => {
-    const order = Array.from({ length: D }, (_, i) => i).sort((x, y) => Q.data[y * N + k] - Q.data[x * N + k] || x - y);
+    let z = 0;
+    for (let c = 0; c < S; c++) z += Math.exp(a * P.data[i * S + c] - max);
+    rowMax[i] = max;
+    rowZ[i] = z;
+  }
+  const tops = Array.from({ length: N }, (_, k) =>
+    Array.from({ length: D }, (_, i) => i)
+      .sort((x, y) => Q.data[y * N + k] - Q.data[x * N + k] || x - y)
+      .slice(0, topK),
+  );
+  const L = (k: number, j: number): number => {
     let s = 0;
     for (let r = 0; r < topK; r++) {
+      const i = tops[k][r];
+      const sm = Math.exp(a * P.data[i * S + j] - rowMax[i]) / rowZ[i];
       const p = pStart - (r / topK) * (pStart - pEnd);
-      s += Math.log(1 + p * (softmax(order[r], concept) - 1) + minProb);
+      s += Math.log(1 + p * (sm - 1) + minProb);
     }
     return s;
   };
-  const all = Array.from({ length: N }, (_, k) => L(k));
-  const max = Math.max(...all);
-  const logp = max + Math.log(all.reduce((acc, v) => acc + Math.exp(v - max), 0)) - Math.log(N);
-  return all[neuron] - lambda * logp;
+  return pairs.map(([neuron, concept]) => {
+    const all = Array.from({ length: N }, (_, k) => L(k, concept));
+    const max = Math.max(...all);
+    const logp = max + Math.log(all.reduce((acc, v) => acc + Math.exp(v - max), 0)) - Math.log(N);
+    return all[neuron] - lambda * logp;
+  });
 }
 
 async function main(): Promise<void> {
@@ -77,7 +88,7 @@ async function main(): Promise<void> {
   const S = arg('S', 20000);
   const N = arg('N', 512);
   const workers = arg('workers', availableParallelism());
-  console.log(`dissect bench: D=${D} S=${S} N=${N}, soft_wpmi top_k ${SOFT_WPMI_DEFAULTS.topK}, ${workers} workers, node ${process.version}`);
+  console.log(`dissect bench: D=${D} S=${S} N=${N}, soft_wpmi top_k ${SOFT_WPMI_DEFAULTS.topK}, ${workers} workers, node ${process.version}, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   const P = allocSharedMatrix(D, S);
   fill(P, 1, 0.1, 0.2); // CLIP image-text cosines cluster around 0.2
   const Q1 = allocSharedMatrix(D, N);
@@ -95,16 +106,15 @@ async function main(): Promise<void> {
   const cold = await timed('soft_wpmi cold (first call on this P: + softmax(aP))', () => pool.similarity('soft_wpmi', P, Q1));
   const warm = await timed('soft_wpmi warm (new activations, same P)', () => pool.similarity('soft_wpmi', P, Q2));
   await timed('soft_wpmi warm, again', () => pool.similarity('soft_wpmi', P, Q1));
-  await timed('cos (ORT Gemm)', () => pool.similarity('cos', P, Q1));
-  await timed('cos, again', () => pool.similarity('cos', P, Q2));
+  await timed('cos cold (first call on this P: + column normalisation)', () => pool.similarity('cos', P, Q1));
+  await timed('cos warm (new activations, same P; ORT MatMul)', () => pool.similarity('cos', P, Q2));
 
   // Spot check: fast path against the formula, evaluated directly in float64.
-  let worst = 0;
-  for (const [k, j] of [[0, 0], [N - 1, S - 1], [Math.floor(N / 2), Math.floor(S / 3)]]) {
-    const direct = softWpmiDirect(P, Q2, k, j);
-    worst = Math.max(worst, Math.abs(direct - warm.value.data[k * S + j]));
-  }
-  console.log(`spot check vs direct float64 formula: max |diff| ${worst.toExponential(2)} (cold result == warm path: ${cold.value.rows}x${cold.value.cols})`);
+  const pairs: Array<[number, number]> = [[0, 0], [N - 1, S - 1], [Math.floor(N / 2), Math.floor(S / 3)]];
+  const direct = softWpmiDirect(P, Q2, pairs);
+  const worst = Math.max(...pairs.map(([k, j], i) => Math.abs(direct[i] - warm.value.data[k * S + j])));
+  console.log(`spot check of 3 values vs a direct float64 evaluation: max |diff| ${worst.toExponential(2)}; cold and warm gave ${cold.value.rows} x ${cold.value.cols}`);
+  console.log(`load average at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')} (on ${availableParallelism()} cores; other work on the machine inflates every figure)`);
   clearInterval(sampler);
   peakRss = Math.max(peakRss, process.memoryUsage().rss);
   console.log(`memory: inputs P+Q ${mib(P.data.byteLength + 2 * Q1.data.byteLength)}; rss after inputs ${mib(rssInputs)}; peak rss ${mib(peakRss)}; max rss (getrusage) ${mib(process.resourceUsage().maxRSS * 1024)}`);

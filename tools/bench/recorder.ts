@@ -1,7 +1,7 @@
 /**
  * Recorder benchmark: label rows per second from JetStream into clickhouse-server, and the pieces.
  *
- *   npm run bench:recorder [-- --steps 200 --batch 500]
+ *   npm run bench:recorder [-- --steps 200 --batch 100]
  *
  * Starts its own nats-server and clickhouse-server (18.16 from apt) on free ports in a temp folder,
  * then measures, printing one line each:
@@ -46,7 +46,7 @@ const line = (what: string, rows: number, ms: number): void =>
 async function main(): Promise<void> {
   setLogLevel('warn');
   const steps = arg('steps', 200);
-  const batchMessages = arg('batch', 500);
+  const batchMessages = arg('batch', 100);
   const rowsPerStep = WIDTHS.reduce((a, b) => a + b, 0);
   const total = steps * rowsPerStep;
   const dir = mkdtempSync(join(tmpdir(), 'cm-bench-recorder-'));

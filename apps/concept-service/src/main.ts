@@ -10,7 +10,7 @@ import { loadConfig, resolvePath, type CmConfig } from '@cm/config';
 import { connectBus } from '@cm/bus';
 import { DissectPool } from '@cm/dissect';
 import { BundleDirectory } from '@cm/probe';
-import { rulesFromConfig } from '@cm/alerts';
+import { rulesFromConfig, webhookFromConfig, withWebhook } from '@cm/alerts';
 import { ConceptEngine } from '@cm/engine';
 import { createConceptServer, type ConceptServer } from './server';
 import { busSink } from './publisher';
@@ -35,9 +35,11 @@ export async function startConceptService(cfg: CmConfig): Promise<RunningService
     dissectOptions: { method: cfg.dissect.method },
     alertRules: rulesFromConfig(cfg.alerts),
   });
+  // With CM_ALERT_WEBHOOK_URL set, alerts are POSTed after they are durable in JetStream.
+  const notifier = webhookFromConfig(cfg.alerts);
   const server = createConceptServer({
     engine,
-    sink: busSink(bus),
+    sink: notifier ? withWebhook(busSink(bus), notifier) : busSink(bus),
     maxMessageBytes: cfg.grpc.maxMessageBytes,
     maxCheckpointBytes: cfg.grpc.maxCheckpointBytes,
     ready: async () => {

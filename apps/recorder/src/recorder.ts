@@ -19,7 +19,7 @@ export interface RecorderOptions {
   js: JetStreamClient;
   jsm: JetStreamManager;
   store: Store;
-  /** Largest batch, in messages (default 500). */
+  /** Largest batch, in messages (default 100: small enough that decoding one batch overlaps inserting the previous). */
   batchMessages?: number;
   /** How long a partial batch waits for more messages (default 100 ms). */
   lingerMs?: number;
@@ -69,7 +69,7 @@ export class RecorderConsumer {
 
   constructor(private readonly opts: RecorderOptions) {
     this.log = opts.logger ?? createLogger('recorder');
-    this.batchMessages = opts.batchMessages ?? 500;
+    this.batchMessages = opts.batchMessages ?? 100;
     this.lingerMs = opts.lingerMs ?? 100;
     this.ackWaitMs = opts.ackWaitMs ?? 30_000;
   }
@@ -208,7 +208,7 @@ export class RecorderConsumer {
     this.consecutiveFailures = 0;
     this.stats.stored += pending.length;
     this.stats.batches++;
-    this.stats.labelRows += rows.lines.neuronLabels.length;
+    this.stats.labelRows += rows.counts.neuronLabels;
     this.stats.lastInsertAt = new Date().toISOString();
     this.log.info('stored batch', { ...summarize(pending.map((p) => p.record)), rows: rowCount(rows), ms: Date.now() - started });
   }

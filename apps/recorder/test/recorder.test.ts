@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { headers } from 'nats';
 import { connectBus, type Bus } from '@cm/bus';
-import { STREAM, subjectFor, type CmRecord } from '@cm/contracts';
+import { CONSUMERS, STREAM, subjectFor, type CmRecord } from '@cm/contracts';
 import { freePort, waitFor } from '@cm/core';
 import { startClickHouse, startNats, type ManagedServer } from '@cm/stack';
 import { neuronLabelsSql, openStore, sqlString, type Store } from '@cm/store';
@@ -85,8 +85,30 @@ describe('RecorderConsumer (in process)', () => {
       await recorder.stop();
     }
     // everything was acked or terminated: nothing left for the next consumer
-    const info = await bus.jsm.consumers.info(STREAM.name, 'cm-recorder');
+    const info = await bus.jsm.consumers.info(STREAM.name, CONSUMERS.recorder);
     expect(info.num_pending + info.num_ack_pending).toBe(0);
+  });
+
+  it('naks a batch whose insert fails and stores it once the store is back', async () => {
+    const runId = 'flaky-store-run';
+    let failuresLeft = 2;
+    // the real store, made to refuse its first two inserts (as a restarting server would)
+    const flaky = Object.create(store) as Store;
+    flaky.insertRows = async (rows) => {
+      if (failuresLeft-- > 0) throw new Error('store restarting');
+      return store.insertRows(rows);
+    };
+    const recorder = new RecorderConsumer({ js: bus.js, jsm: bus.jsm, store: flaky, batchMessages: 50, lingerMs: 20, ackWaitMs: 10_000 });
+    await recorder.start();
+    try {
+      await bus.publishRecords([runRecord(runId), labelsRecord(runId, 'fc', 1, 10), labelsRecord(runId, 'fc', 2, 10)]);
+      expect(await waitFor(async () => (await labelStats(runId)).final === 20, 20_000)).toBe(true);
+      expect(recorder.stats.failedInserts).toBe(2);
+      expect(recorder.healthy()).toBe(true);
+      expect(await labelStats(runId)).toEqual({ final: 20, distinct: 20 });
+    } finally {
+      await recorder.stop();
+    }
   });
 });
 

@@ -49,7 +49,7 @@ export const configSchema = z.object({
   bundles: z.object({ dir: z.string().default('.cm/bundles') }),
   /** HTTP health endpoints (GET /healthz) of the two app services. */
   service: z.object({ healthPort: port.default(8081) }),
-  recorder: z.object({ healthPort: port.default(8082), batchMessages: positiveInt.default(500), ackWaitMs: positiveInt.default(30_000) }),
+  recorder: z.object({ healthPort: port.default(8082), batchMessages: positiveInt.default(100), ackWaitMs: positiveInt.default(30_000) }),
   stack: z.object({
     dir: z.string().default('.cm/stack'),
     natsPort: port.default(4222),

@@ -4,7 +4,7 @@ import type { Executor } from './executor';
 import { inlineExecutor } from './executor';
 import { paramsKey, resolveParams, validateInputs } from './params';
 import { defaultExecutor, similarityOn } from './similarity';
-import { mulberry32 } from './tasks';
+import { mulberry32 } from './random';
 
 export interface CalibrationOptions {
   /** Seed of the null activations (default 0x5eed). */

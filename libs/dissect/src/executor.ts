@@ -9,11 +9,14 @@ export interface Executor {
   run(tasks: readonly Task[]): Promise<void>;
 }
 
-/** Runs tasks one after another in the calling thread: for small inputs and for tests. */
+/**
+ * Runs tasks one after another in the calling thread, with plain loops instead of onnxruntime
+ * (see DenseEngine in tasks.ts): for small inputs and for tests. The SIMD likelihood kernel is the same.
+ */
 export class InlineExecutor implements Executor {
   readonly size = 1;
   async run(tasks: readonly Task[]): Promise<void> {
-    for (const t of tasks) await runTask(t, 0);
+    for (const t of tasks) await runTask(t, 0, 'loops');
   }
 }
 

@@ -1,4 +1,3 @@
-import type { OnnxNode } from './onnx-model';
 import { buildOnnxModel } from './onnx-model';
 
 /**
@@ -19,44 +18,16 @@ export function softmaxGraph(): Uint8Array {
   });
 }
 
-/** Normalise X along the image axis as cos or cos_cubed prescribe; output `${x}_n`. */
-function normalisedColumns(x: string, cubed: boolean, axis: number): OnnxNode[] {
-  if (!cubed) {
-    return [
-      { op: 'ReduceL2', inputs: [x], outputs: [`${x}_norm`], attributes: [{ name: 'axes', ints: [axis] }, { name: 'keepdims', i: 1 }] },
-      { op: 'Div', inputs: [x, `${x}_norm`], outputs: [`${x}_n`] },
-    ];
-  }
-  return [
-    { op: 'ReduceMean', inputs: [x], outputs: [`${x}_mean`], attributes: [{ name: 'axes', ints: [axis] }, { name: 'keepdims', i: 1 }] },
-    { op: 'Sub', inputs: [x, `${x}_mean`], outputs: [`${x}_c`] },
-    { op: 'Mul', inputs: [`${x}_c`, `${x}_c`], outputs: [`${x}_c2`] },
-    { op: 'Mul', inputs: [`${x}_c2`, `${x}_c`], outputs: [`${x}_c3`] },
-    { op: 'ReduceL2', inputs: [`${x}_c3`], outputs: [`${x}_norm0`], attributes: [{ name: 'axes', ints: [axis] }, { name: 'keepdims', i: 1 }] },
-    { op: 'Max', inputs: [`${x}_norm0`, 'min_norm'], outputs: [`${x}_norm`] },
-    { op: 'Div', inputs: [`${x}_c3`, `${x}_norm`], outputs: [`${x}_n`] },
-  ];
-}
-
 /**
- * cos: sim = normalise(Q)^T normalise(P); cos_cubed: the same after centring and cubing each
- * column (norms clipped below at min_norm). Inputs Qt [N, D] (Q transposed: MatMul without
- * transposition measured ~1.5x faster than Gemm with transA), P [D, s] (a block of concepts),
- * min_norm [1] for cos_cubed. Output [N, s].
+ * Y = A B for A [N, D] (normalised activations, transposed) and B [D, s] (a block of normalised
+ * concept columns): the product of cos and cos_cubed. MatMul without transposition measured ~1.5x
+ * faster than Gemm with transA here; the normalisation itself runs once per P (tasks.ts).
  */
-export function cosineGraph(cubed: boolean): Uint8Array {
+export function matmulGraph(): Uint8Array {
   return buildOnnxModel({
-    name: cubed ? 'cos_cubed' : 'cos',
-    inputs: [
-      { name: 'Q', shape: ['N', 'D'] },
-      { name: 'P', shape: ['D', 's'] },
-      ...(cubed ? [{ name: 'min_norm', shape: [1] }] : []),
-    ],
-    outputs: [{ name: 'sim', shape: ['N', 's'] }],
-    nodes: [
-      ...normalisedColumns('Q', cubed, 1),
-      ...normalisedColumns('P', cubed, 0),
-      { op: 'MatMul', inputs: ['Q_n', 'P_n'], outputs: ['sim'] },
-    ],
+    name: 'matmul',
+    inputs: [{ name: 'A', shape: ['N', 'D'] }, { name: 'B', shape: ['D', 's'] }],
+    outputs: [{ name: 'Y', shape: ['N', 's'] }],
+    nodes: [{ op: 'MatMul', inputs: ['A', 'B'], outputs: ['Y'] }],
   });
 }

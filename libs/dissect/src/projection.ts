@@ -1,5 +1,6 @@
 import { CmError } from '@cm/core';
 import type { ConceptSpace, Matrix } from './types';
+import { mulberry32 } from './random';
 
 export interface Projection {
   /** d x 2: the first two principal axes as columns. */
@@ -10,11 +11,10 @@ export interface Projection {
 
 /** Leading eigenvector of the symmetric d x d matrix C by power iteration (deterministic start). */
 function leadingEigenvector(C: Float64Array, d: number, orthogonalTo?: Float64Array): Float64Array {
-  let v: Float64Array = new Float64Array(d);
-  // Start from the column of C with the largest diagonal: never orthogonal to the top axis unless C is degenerate.
-  let best = 0;
-  for (let i = 1; i < d; i++) if (C[i * d + i] > C[best * d + best]) best = i;
-  for (let i = 0; i < d; i++) v[i] = C[i * d + best] + (i === best ? 1e-12 : 0);
+  // Start from a fixed pseudo-random vector: it has a component along every eigenvector (a start
+  // built from C itself can lie exactly in a null direction), and a fixed seed keeps the result deterministic.
+  const random = mulberry32(0x2d5eed);
+  let v: Float64Array = Float64Array.from({ length: d }, () => random() - 0.5);
   const project = (x: Float64Array): void => {
     if (!orthogonalTo) return;
     let dot = 0;

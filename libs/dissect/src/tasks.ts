@@ -1,7 +1,8 @@
 import * as ort from 'onnxruntime-node';
 import { CmError } from '@cm/core';
-import { cosineGraph, softmaxGraph } from './graphs';
+import { matmulGraph, softmaxGraph } from './graphs';
 import { instantiateLikelihood, type LikelihoodFn } from './wasm-kernel';
+import { mulberry32, neuronSeed } from './random';
 
 /**
  * The heavy steps of a dissection, as tasks that run the same way in a worker thread (pool.ts) or
@@ -72,8 +73,8 @@ const SEGMENT_FLOOR = 1e-300;
 
 /** Bytes of one worker's scratch slot in a softmax cache memory for a given D. */
 export function slotBytesFor(images: number): number {
-  // offsets (4 B per rank) + c/p splats (32 B per rank) + q (4 B per concept) + out (8 B per concept)
-  const bytes = images * 36 + LIKELIHOOD_BLOCK * 12;
+  // offsets (4 B per rank) + c/p splats (32 B per rank) + q (4 B per concept) + out and tot (8 B each per concept)
+  const bytes = images * 36 + LIKELIHOOD_BLOCK * 20;
   return Math.ceil(bytes / 64) * 64;
 }
 
@@ -104,12 +105,31 @@ function kernelFor(sm: SoftmaxCacheRef): Promise<LikelihoodFn> {
 
 // ---- tasks --------------------------------------------------------------------------------
 
+/**
+ * How a task runs its dense steps: onnxruntime (worker threads) or plain loops (the calling
+ * thread, small inputs only). Why two: onnxruntime-node builds its output arrays in Node's main
+ * realm, and under jest (a separate realm) its own `instanceof Float32Array` check then fails, so
+ * the calling thread avoids it; the loops are only used below INLINE_WORK_LIMIT (similarity.ts).
+ */
+export type DenseEngine = 'onnxruntime' | 'loops';
+
 /** Rows of Sm = softmax(a P) per image, by onnxruntime (vectorised exp), in blocks of rows. */
-async function softmaxTask(t: Extract<Task, { kind: 'softmax' }>): Promise<void> {
+async function softmaxTask(t: Extract<Task, { kind: 'softmax' }>, engine: DenseEngine): Promise<void> {
   const { p, sm } = t;
   const S = p.cols;
   const P = new Float32Array(p.buffer);
   const Sm = new Float32Array(sm.memory.buffer, sm.smOffset, sm.rows * sm.stride);
+  if (engine === 'loops') {
+    const row = new Float64Array(S);
+    for (let i = t.rowStart; i < t.rowEnd; i++) {
+      let max = -Infinity;
+      for (let j = 0; j < S; j++) max = Math.max(max, (row[j] = sm.a * P[i * S + j]));
+      let sum = 0;
+      for (let j = 0; j < S; j++) sum += row[j] = Math.exp(row[j] - max);
+      for (let j = 0; j < S; j++) Sm[i * sm.stride + j] = row[j] / sum;
+    }
+    return;
+  }
   const s = await session('softmax', softmaxGraph);
   const a = new ort.Tensor('float32', new Float32Array([sm.a]), [1]);
   // onnxruntime-node refuses SharedArrayBuffer-backed inputs, so each block is copied to a private buffer.
@@ -214,9 +234,11 @@ async function likelihoodTask(t: Extract<Task, { kind: 'likelihood' }>, slot: nu
   const cpAddr = base + sm.rows * 4;
   const qAddr = cpAddr + sm.rows * 32;
   const outAddr = qAddr + B * 4;
+  const totAddr = outAddr + B * 8;
   const offs = new Int32Array(mem, offsAddr, K);
   const cp = new Float32Array(mem, cpAddr, K * 8);
-  const prod = new Float64Array(mem, outAddr, B);
+  const logs = new Float64Array(mem, outAddr, B);
+  const total = new Float64Array(mem, totAddr, B);
   let minC = Infinity;
   for (let r = 0; r < K; r++) {
     cp.fill(t.c[r], r * 8, r * 8 + 4);
@@ -232,7 +254,6 @@ async function likelihoodTask(t: Extract<Task, { kind: 'likelihood' }>, slot: nu
   const L = new Float64Array(N * B);
   const logN = Math.log(N);
   const singleSegment = segment >= K;
-  const total = new Float64Array(B);
   for (let j0 = t.colStart; j0 < t.colEnd; j0 += B) {
     const width = Math.min(B, t.colEnd - j0);
     const groups = Math.ceil(width / 8);
@@ -242,12 +263,11 @@ async function likelihoodTask(t: Extract<Task, { kind: 'likelihood' }>, slot: nu
       for (let r = 0; r < K; r++) offs[r] = idx[k * K + r] * rowBytes;
       const Lk = k * B;
       for (let r0 = 0; r0 < K; r0 += segment) {
-        kernel(smAddr, groups, offsAddr, cpAddr, r0, Math.min(K, r0 + segment), chunk, qAddr, outAddr);
-        if (r0 === 0) for (let j = 0; j < width; j++) L[Lk + j] = Math.log(prod[j]);
-        else for (let j = 0; j < width; j++) L[Lk + j] += Math.log(prod[j]);
+        // exp(L[k, j]) is the product itself: with one segment the kernel sums it into `total`, and logsumexp needs no exp
+        kernel(smAddr, groups, offsAddr, cpAddr, r0, Math.min(K, r0 + segment), chunk, qAddr, outAddr, singleSegment ? totAddr : 0);
+        if (r0 === 0) L.set(logs.subarray(0, width), Lk);
+        else for (let j = 0; j < width; j++) L[Lk + j] += logs[j];
       }
-      // exp(L[k, j]) is the product itself: sum it now, and logsumexp needs no exp at all
-      if (singleSegment) for (let j = 0; j < width; j++) total[j] += prod[j];
     }
     for (let j = 0; j < width; j++) {
       let logp: number;
@@ -269,45 +289,110 @@ async function likelihoodTask(t: Extract<Task, { kind: 'likelihood' }>, slot: nu
   }
 }
 
-/** cos / cos_cubed on a block of concepts via onnxruntime (one Gemm); output columns written in place. */
-async function cosineTask(t: Extract<Task, { kind: 'cosine' }>): Promise<void> {
+/**
+ * Normalised blocks of P per worker (cos / cos_cubed), kept for the latest P only: P is fixed per
+ * probe bundle, so after the first call a checkpoint costs one MatMul per block. Costs one extra
+ * copy of P in memory, split across the workers.
+ */
+const normalisedBlocks = new Map<string, ort.Tensor>();
+let normalisedFor = -1;
+
+function normalisedBlock(t: Extract<Task, { kind: 'cosine' }>, j0: number, w: number): ort.Tensor {
+  const { p } = t;
+  if (normalisedFor !== p.id) {
+    normalisedBlocks.clear();
+    normalisedFor = p.id;
+  }
+  const key = `${t.cubed}:${t.minNorm}:${j0}:${w}`;
+  let hit = normalisedBlocks.get(key);
+  if (!hit) {
+    const D = p.rows;
+    const S = p.cols;
+    const P = new Float32Array(p.buffer);
+    // Row-wise passes (contiguous reads of P), column statistics in float64.
+    const x = new Float64Array(D * w);
+    for (let i = 0; i < D; i++) for (let c = 0; c < w; c++) x[i * w + c] = P[i * S + j0 + c];
+    const acc = new Float64Array(w);
+    if (t.cubed) {
+      for (let i = 0; i < D; i++) for (let c = 0; c < w; c++) acc[c] += x[i * w + c];
+      for (let c = 0; c < w; c++) acc[c] /= D;
+      for (let i = 0; i < D; i++) for (let c = 0; c < w; c++) x[i * w + c] = (x[i * w + c] - acc[c]) ** 3;
+      acc.fill(0);
+    }
+    for (let i = 0; i < D; i++) for (let c = 0; c < w; c++) acc[c] += x[i * w + c] * x[i * w + c];
+    for (let c = 0; c < w; c++) acc[c] = t.cubed ? Math.max(Math.sqrt(acc[c]), t.minNorm) : Math.sqrt(acc[c]);
+    const block = new Float32Array(D * w);
+    for (let i = 0; i < D; i++) for (let c = 0; c < w; c++) block[i * w + c] = x[i * w + c] / acc[c];
+    hit = new ort.Tensor('float32', block, [D, w]);
+    normalisedBlocks.set(key, hit);
+  }
+  return hit;
+}
+
+/**
+ * cos / cos_cubed on a block of concepts: columns normalised (and for cos_cubed centred and cubed)
+ * in float64, then one onnxruntime MatMul per block of concepts; output columns written in place.
+ */
+async function cosineTask(t: Extract<Task, { kind: 'cosine' }>, engine: DenseEngine): Promise<void> {
   const { p, q } = t;
   const D = p.rows;
   const S = p.cols;
   const N = q.cols;
-  const s = await session(t.cubed ? 'cos_cubed' : 'cos', () => cosineGraph(t.cubed));
-  const P = new Float32Array(p.buffer);
-  const Q = new Float32Array(q.buffer);
+  if (engine === 'loops') return cosineLoops(t);
+  const s = await session('matmul', matmulGraph);
+  const Qn = normalisedColumnsLoops(new Float32Array(q.buffer), D, N, 0, N, t.cubed, t.minNorm);
   const Qt = new Float32Array(N * D);
-  for (let i = 0; i < D; i++) for (let n = 0; n < N; n++) Qt[n * D + i] = Q[i * N + n];
+  for (let n = 0; n < N; n++) Qt.set(Qn[n], n * D);
   const out = new Float32Array(t.out);
   const qTensor = new ort.Tensor('float32', Qt, [N, D]);
   const blockCols = Math.max(8, Math.min(t.colEnd - t.colStart, Math.floor((16 << 20) / D)));
-  const block = new Float32Array(D * blockCols);
   for (let j0 = t.colStart; j0 < t.colEnd; j0 += blockCols) {
     const w = Math.min(blockCols, t.colEnd - j0);
-    const input = w === blockCols ? block : block.subarray(0, D * w);
-    for (let i = 0; i < D; i++) input.set(P.subarray(i * S + j0, i * S + j0 + w), i * w);
-    const feeds: Record<string, ort.Tensor> = { Q: qTensor, P: new ort.Tensor('float32', input, [D, w]) };
-    if (t.cubed) feeds.min_norm = new ort.Tensor('float32', new Float32Array([t.minNorm]), [1]);
-    const sim = (await s.run(feeds)).sim.data as Float32Array;
+    const sim = (await s.run({ A: qTensor, B: normalisedBlock(t, j0, w) })).Y.data as Float32Array;
     for (let k = 0; k < N; k++) out.set(sim.subarray(k * w, (k + 1) * w), k * S + j0);
   }
 }
 
-/** Deterministic 32-bit generator (mulberry32); seeded per (seed, neuron) so results do not depend on how work is split. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
+/** Columns of X (rows x cols, row-major) transformed as cos / cos_cubed prescribe, as float64 column vectors. */
+function normalisedColumnsLoops(X: Float32Array, rows: number, cols: number, c0: number, c1: number, cubed: boolean, minNorm: number): Float64Array[] {
+  const out: Float64Array[] = [];
+  for (let c = c0; c < c1; c++) {
+    const v = new Float64Array(rows);
+    for (let i = 0; i < rows; i++) v[i] = X[i * cols + c];
+    if (cubed) {
+      let mean = 0;
+      for (let i = 0; i < rows; i++) mean += v[i];
+      mean /= rows;
+      for (let i = 0; i < rows; i++) v[i] = (v[i] - mean) ** 3;
+    }
+    let norm = 0;
+    for (let i = 0; i < rows; i++) norm += v[i] * v[i];
+    norm = Math.sqrt(norm);
+    if (cubed) norm = Math.max(norm, minNorm);
+    for (let i = 0; i < rows; i++) v[i] /= norm;
+    out.push(v);
+  }
+  return out;
 }
 
-export function neuronSeed(seed: number, neuron: number): number {
-  return (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(neuron + 1, 0xc2b2ae35)) >>> 0;
+/** cos / cos_cubed with plain loops: the calling thread's engine, for small inputs only. */
+function cosineLoops(t: Extract<Task, { kind: 'cosine' }>): void {
+  const { p, q } = t;
+  const D = p.rows;
+  const S = p.cols;
+  const N = q.cols;
+  const Pn = normalisedColumnsLoops(new Float32Array(p.buffer), D, S, t.colStart, t.colEnd, t.cubed, t.minNorm);
+  const Qn = normalisedColumnsLoops(new Float32Array(q.buffer), D, N, 0, N, t.cubed, t.minNorm);
+  const out = new Float32Array(t.out);
+  for (let k = 0; k < N; k++) {
+    for (let j = t.colStart; j < t.colEnd; j++) {
+      const a = Qn[k];
+      const b = Pn[j - t.colStart];
+      let s = 0;
+      for (let i = 0; i < D; i++) s += a[i] * b[i];
+      out[k * S + j] = s;
+    }
+  }
 }
 
 /**
@@ -372,16 +457,16 @@ function rankReorderTask(t: Extract<Task, { kind: 'rank_reorder' }>): void {
 }
 
 /** Run one task; `slot` is the caller's worker index (its scratch slot in a softmax cache memory). */
-export async function runTask(t: Task, slot: number): Promise<void> {
+export async function runTask(t: Task, slot: number, engine: DenseEngine = 'onnxruntime'): Promise<void> {
   switch (t.kind) {
     case 'softmax':
-      return softmaxTask(t);
+      return softmaxTask(t, engine);
     case 'topk':
       return topkTask(t);
     case 'likelihood':
       return likelihoodTask(t, slot);
     case 'cosine':
-      return cosineTask(t);
+      return cosineTask(t, engine);
     case 'rank_reorder':
       return rankReorderTask(t);
     default:

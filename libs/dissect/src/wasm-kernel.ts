@@ -18,6 +18,7 @@ export type LikelihoodFn = (
   chunk: number,
   q: number,
   out: number,
+  tot: number,
 ) => void;
 
 let compiled: Promise<WebAssembly.Module> | undefined;

@@ -5,7 +5,7 @@
  */
 import { CmError } from '@cm/core';
 import type { CheckpointData, CheckpointResult, Monitor, RunSpec } from '@cm/contracts';
-import type { CollapseRulesConfig } from '@cm/alerts';
+import { withWebhook, type CollapseRulesConfig, type WebhookNotifier } from '@cm/alerts';
 import { DissectPool, type DissectOptions } from '@cm/dissect';
 import { ConceptEngine, type BundleSource, type LayerDissector } from './engine';
 import { storeSink, type RecordSink, type RecordStore } from './sink';
@@ -21,6 +21,8 @@ export interface LocalMonitorOptions {
   dissectOptions?: Omit<DissectOptions, 'previousTop1'>;
   /** Replace the store sink (tests). */
   sink?: RecordSink;
+  /** POST alerts to a webhook once they are stored (CM_ALERT_WEBHOOK_URL). */
+  webhook?: WebhookNotifier;
 }
 
 export interface LocalMonitor extends Monitor {
@@ -31,7 +33,8 @@ export function createLocalMonitor(opts: LocalMonitorOptions): LocalMonitor {
   const pool = opts.dissector ? undefined : new DissectPool({ workers: opts.workers ?? 1 });
   const dissector: LayerDissector = opts.dissector ?? (pool as DissectPool);
   const engine = new ConceptEngine({ bundles: opts.bundles, dissector, alertRules: opts.alertRules, dissectOptions: opts.dissectOptions });
-  const sink = opts.sink ?? storeSink(opts.store);
+  const stored = opts.sink ?? storeSink(opts.store);
+  const sink: RecordSink = opts.webhook ? withWebhook(stored, opts.webhook) : stored;
   let runId: string | undefined;
 
   const current = (): string => {

@@ -24,8 +24,13 @@ import { invalidArgument } from '@cm/core';
 export type TableKey = 'runs' | 'checkpoints' | 'neuronLabels' | 'layerMetrics' | 'alerts';
 
 export interface TableRows {
-  /** Encoded lines (no trailing newline) per table, in INSERT_FORMAT's format. */
+  /**
+   * Encoded rows per table, in INSERT_FORMAT's format: chunks of one or more lines joined by '\n'
+   * (no trailing newline); a labels record is one chunk.
+   */
   lines: Record<TableKey, string[]>;
+  /** Rows per table (a chunk may hold many). */
+  counts: Record<TableKey, number>;
   /** Concepts seen in label rows: runId -> concept -> category (fills the concept dictionary). */
   labelConcepts: Map<string, Map<string, string>>;
   /** Bundles of the runs seen: runId -> bundleId. */
@@ -79,6 +84,7 @@ function floatTsv(v: number): string {
 export function emptyRows(): TableRows {
   return {
     lines: { runs: [], checkpoints: [], neuronLabels: [], layerMetrics: [], alerts: [] },
+    counts: { runs: 0, checkpoints: 0, neuronLabels: 0, layerMetrics: 0, alerts: 0 },
     labelConcepts: new Map(),
     runBundles: new Map(),
   };
@@ -144,11 +150,13 @@ export function appendRows(out: TableRows, record: CmRecord): void {
         ...t,
       });
       out.lines.runs.push(line);
+      out.counts.runs++;
       out.runBundles.set(record.runId, record.bundleId);
       return;
     }
     case 'checkpoint': {
       const metrics = Object.entries(record.metrics);
+      out.counts.checkpoints++;
       out.lines.checkpoints.push(
         J({
           run_id: record.runId,
@@ -164,25 +172,46 @@ export function appendRows(out: TableRows, record: CmRecord): void {
       // columns in NEURON_LABEL_COLUMNS order
       const prefix = `${tsvString(record.runId)}\t${tsvString(str(record.layer, 'layer', record))}\t${uint32(record.step, 'step', record)}\t`;
       const suffix = `\t${t.time}\t${t.time_ms}`;
-      const lines: string[] = new Array(record.labels.length);
+      // concept names repeat (a vocabulary of ~1000): escape each distinct one once
+      const escaped = new Map<string, string>();
+      const field = (v: unknown, what: string): string => {
+        let e = escaped.get(v as string);
+        if (e === undefined) escaped.set(str(v, what, record), (e = tsvString(v as string)));
+        return e;
+      };
+      const quotedCache = new Map<string, string>();
+      const quotedItem = (v: unknown): string => {
+        let e = quotedCache.get(v as string);
+        if (e === undefined) quotedCache.set(str(v, 'top concept', record), (e = tsvQuoted(v as string)));
+        return e;
+      };
       const concepts = new Map<string, string>();
+      let chunk = '';
       for (let i = 0; i < record.labels.length; i++) {
         const l = record.labels[i];
-        const concept = str(l.concept, 'concept', record);
-        const category = l.category === undefined ? '' : str(l.category, 'category', record);
-        concepts.set(concept, category);
-        const top = l.topConcepts ?? [];
-        for (const c of top) str(c, 'top concept', record);
-        lines[i] =
+        const concept = field(l.concept, 'concept');
+        const category = l.category === undefined ? '' : field(l.category, 'category');
+        concepts.set(l.concept, l.category ?? '');
+        let top = '';
+        const topConcepts = l.topConcepts ?? [];
+        for (let j = 0; j < topConcepts.length; j++) top += (j ? ',' : '') + quotedItem(topConcepts[j]);
+        let scores = '';
+        const topScores = l.topScores ?? [];
+        for (let j = 0; j < topScores.length; j++) scores += (j ? ',' : '') + floatTsv(topScores[j]);
+        chunk +=
+          (i ? '\n' : '') +
           prefix +
           uint32(l.neuron, 'neuron', record) +
-          `\t${tsvString(concept)}\t${tsvString(category)}\t${floatTsv(l.score)}` +
-          `\t${l.interpretable ? 1 : 0}\t${l.dead ? 1 : 0}` +
-          `\t[${top.map(tsvQuoted).join(',')}]\t[${(l.topScores ?? []).map(floatTsv).join(',')}]` +
-          `\t${floatTsv(l.x ?? 0)}\t${floatTsv(l.y ?? 0)}` +
+          '\t' + concept + '\t' + category + '\t' + floatTsv(l.score) +
+          (l.interpretable ? '\t1' : '\t0') + (l.dead ? '\t1' : '\t0') +
+          '\t[' + top + ']\t[' + scores + ']\t' +
+          floatTsv(l.x ?? 0) + '\t' + floatTsv(l.y ?? 0) +
           suffix;
       }
-      for (const line of lines) out.lines.neuronLabels.push(line);
+      if (record.labels.length) {
+        out.lines.neuronLabels.push(chunk);
+        out.counts.neuronLabels += record.labels.length;
+      }
       let seen = out.labelConcepts.get(record.runId);
       if (!seen) out.labelConcepts.set(record.runId, (seen = new Map()));
       for (const [c, cat] of concepts) seen.set(c, cat);
@@ -191,6 +220,7 @@ export function appendRows(out: TableRows, record: CmRecord): void {
     case 'snapshot': {
       const shares = Object.entries(record.categoryShares ?? {});
       const top = record.topConcepts ?? [];
+      out.counts.layerMetrics++;
       out.lines.layerMetrics.push(
         J({
           run_id: record.runId,
@@ -216,6 +246,7 @@ export function appendRows(out: TableRows, record: CmRecord): void {
       return;
     }
     case 'alert': {
+      out.counts.alerts++;
       out.lines.alerts.push(
         J({
           alert_id: record.alertId,
@@ -243,5 +274,5 @@ export function recordsToRows(records: CmRecord[]): TableRows {
 }
 
 export function rowCount(rows: TableRows): number {
-  return TABLE_KEYS.reduce((n, k) => n + rows.lines[k].length, 0);
+  return TABLE_KEYS.reduce((n, k) => n + rows.counts[k], 0);
 }

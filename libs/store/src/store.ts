@@ -114,7 +114,17 @@ export async function openStore(target: StoreTarget): Promise<Store> {
   const database = target.database;
   sqlIdentifier(database); // validates the name early, with a clear error
   const normalized: StoreTarget = target.kind === 'chdb' ? { ...target, path: resolve(target.path) } : target;
-  let client = makeClient(normalized);
+  let client: ClickHouseClient;
+  try {
+    client = makeClient(normalized);
+  } catch (e) {
+    // chDB holds its data folder exclusively (like a server): a second process cannot open it
+    throw new CmError('UNAVAILABLE', `cannot open ${describeTarget(normalized)}: ${errorMessage(e)}`, {
+      context: { store: describeTarget(normalized) },
+      cause: e,
+      hint: 'a chDB folder is used by one process at a time: query it after the all-in-one run ends, or use a ClickHouse server (--server)',
+    });
+  }
   let serverVersion: string;
   try {
     const rows = await (await client.query({ query: 'SELECT version() AS v', format: 'JSONEachRow' })).json<{ v: string }>();
@@ -196,7 +206,7 @@ class ClickHouseStore implements Store {
    * One INSERT of pre-encoded lines. Retried once on a dropped connection: rows are keyed by their
    * natural key, so a repeated insert is harmless.
    */
-  private async insertLines(key: TableKey, lines: string[]): Promise<void> {
+  private async insertLines(key: TableKey, lines: string[], rowCount: number): Promise<void> {
     if (lines.length === 0) return;
     const table = TABLE_OF[key];
     const { format, columns } = INSERT_FORMAT[key];
@@ -211,14 +221,14 @@ class ClickHouseStore implements Store {
         return;
       } catch (e) {
         const transient = /ECONNRESET|socket hang up|EPIPE/i.test(`${(e as { code?: string })?.code} ${errorMessage(e)}`);
-        if (attempt >= 2 || !transient) throw storeError(this.target, `insert into ${table} (${lines.length} rows)`, e);
+        if (attempt >= 2 || !transient) throw storeError(this.target, `insert into ${table} (${rowCount} rows)`, e);
       }
     }
   }
 
   async insertRows(rows: TableRows): Promise<void> {
     // tables are independent: insert them concurrently (one insert per table and batch)
-    await Promise.all(TABLE_KEYS.map((k) => this.insertLines(k, rows.lines[k])));
+    await Promise.all(TABLE_KEYS.map((k) => this.insertLines(k, rows.lines[k], rows.counts[k])));
     await this.recordConcepts(rows);
   }
 

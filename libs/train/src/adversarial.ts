@@ -37,7 +37,7 @@ export function perturb(
 ): tf.Tensor4D {
   const a = checkAttack(spec);
   return tf.tidy(() => {
-    const lossOf = (xa: tf.Tensor4D) => tf.losses.softmaxCrossEntropy(yOneHot, model.apply(xa, { training: false }) as tf.Tensor) as tf.Scalar;
+    const lossOf = (xa: tf.Tensor) => tf.losses.softmaxCrossEntropy(yOneHot, model.apply(xa, { training: false }) as tf.Tensor) as tf.Scalar;
     const grad = tf.grad(lossOf);
     const lo = x.sub(a.epsilon).clipByValue(0, 1);
     const hi = x.add(a.epsilon).clipByValue(0, 1);

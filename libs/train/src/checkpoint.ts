@@ -12,6 +12,12 @@ import { CmError, notFound } from '@cm/core';
  *   trainer.json               step, run id, paradigm, data and model description (TrainerState)
  * Written into a temporary folder and renamed, so a crash never leaves a half checkpoint.
  */
+/** A tensor with a name, as optimizers' getWeights() returns them. */
+export interface NamedTensor {
+  name: string;
+  tensor: tf.Tensor;
+}
+
 export interface TrainerState {
   version: 1;
   runId: string;
@@ -27,18 +33,18 @@ export interface TrainerState {
 export interface SavedCheckpoint {
   model: tf.LayersModel;
   state: TrainerState;
-  optimizerWeights?: tf.NamedTensor[];
-  extra?: tf.NamedTensor[];
+  optimizerWeights?: NamedTensor[];
+  extra?: NamedTensor[];
 }
 
-function writeTensors(dir: string, base: string, tensors: tf.NamedTensor[]): Promise<void> {
+function writeTensors(dir: string, base: string, tensors: NamedTensor[]): Promise<void> {
   return tf.io.encodeWeights(tensors).then(({ data, specs }) => {
     writeFileSync(join(dir, `${base}.bin`), Buffer.from(data));
     writeFileSync(join(dir, `${base}.json`), JSON.stringify(specs));
   });
 }
 
-function readTensors(dir: string, base: string): tf.NamedTensor[] | undefined {
+function readTensors(dir: string, base: string): NamedTensor[] | undefined {
   if (!existsSync(join(dir, `${base}.json`))) return undefined;
   const specs = JSON.parse(readFileSync(join(dir, `${base}.json`), 'utf8')) as tf.io.WeightsManifestEntry[];
   const bin = readFileSync(join(dir, `${base}.bin`));
@@ -50,8 +56,8 @@ export async function saveCheckpoint(
   dir: string,
   model: tf.LayersModel,
   state: TrainerState,
-  optimizerWeights?: tf.NamedTensor[],
-  extra?: tf.NamedTensor[],
+  optimizerWeights?: NamedTensor[],
+  extra?: NamedTensor[],
 ): Promise<string> {
   const target = resolve(dir);
   const tmp = `${target}.tmp-${process.pid}`;

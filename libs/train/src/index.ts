@@ -8,3 +8,6 @@ export * from './adversarial';
 export * from './lottery';
 export * from './loop';
 export * from './paradigms';
+export * from './view';
+export * from './session';
+export * from './options';

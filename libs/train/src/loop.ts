@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { CheckpointResult, Monitor, MonitoredLayer, RunSpec } from '@cm/contracts';
 import { CmError, errorMessage, invalidArgument } from '@cm/core';
 import { perturb, type AttackSpec } from './adversarial';
-import { saveCheckpoint, type TrainerState } from './checkpoint';
+import { saveCheckpoint, type NamedTensor, type TrainerState } from './checkpoint';
 import { BatchSampler, type ImageDataset } from './data';
 import { applyMasks } from './lottery';
 import { trainableVariables } from './models';
@@ -67,7 +67,7 @@ export interface TrainRunOptions {
   checkpointDir?: string;
   checkpointEvery?: number;
   /** Paradigm state saved with disk checkpoints (lottery masks, rewind weights). */
-  extraTensors?: () => tf.NamedTensor[];
+  extraTensors?: () => NamedTensor[];
   stateMeta?: Record<string, unknown>;
   observer?: TrainObserver;
   /** Called after every optimizer step (lottery: capture the rewind weights). */

@@ -60,7 +60,7 @@ export function pruneMasks(model: tf.LayersModel, masks: Map<string, tf.Tensor>,
       }
       out[i] = 1;
     }
-    next.set(w.originalName, tf.tensor(out, w.shape));
+    next.set(w.originalName, tf.tensor(out, w.shape as number[]));
   }
   return next;
 }

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Monitor } from '@cm/contracts';
 import { invalidArgument } from '@cm/core';
 import { checkAttack, type AttackSpec } from './adversarial';
-import { loadCheckpoint, type SavedCheckpoint } from './checkpoint';
+import { loadCheckpoint, type NamedTensor, type SavedCheckpoint } from './checkpoint';
 import type { ImageDataset } from './data';
 import { fullMasks, pruneMasks, restoreWeights, snapshotWeights, sparsity } from './lottery';
 import { blockNamesOf, buildModel, LOGITS, selectLayers, type BuiltModel, type ModelSpec } from './models';
@@ -127,7 +127,7 @@ export async function runTrainJob(job: TrainJob): Promise<TrainJobResult> {
     ...(job.finetune && job.paradigm === 'finetune' ? { finetunedFrom: job.finetune.from, frozen: (job.finetune.freeze ?? []).join(',') } : {}),
     ...job.tags,
   };
-  const makeOptimizer = async (saved?: tf.NamedTensor[]) => {
+  const makeOptimizer = async (saved?: NamedTensor[]) => {
     const opt = tf.train.adam(job.learningRate);
     if (saved?.length) await opt.setWeights(saved);
     return opt;
@@ -176,7 +176,7 @@ export async function runTrainJob(job: TrainJob): Promise<TrainJobResult> {
   let rewind: tf.Tensor[] | undefined = lt.rewindStep === 0 ? snapshotWeights(model) : undefined;
   let firstRound = 0;
   let resumeStep: number | undefined;
-  let resumeOptimizer: tf.NamedTensor[] | undefined;
+  let resumeOptimizer: NamedTensor[] | undefined;
   if (resumed) {
     firstRound = Number(resumed.state.meta.round ?? 0);
     resumeStep = resumed.state.step;

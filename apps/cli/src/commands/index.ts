@@ -3,6 +3,7 @@ import { registerStack } from './stack';
 import { registerProbe } from './probe';
 import { registerSql } from './sql';
 import { registerRuns } from './runs';
+import { registerDissect } from './dissect';
 
 /** Every subcommand registers itself here: one line per command module. */
-export const commands: Array<(program: Command) => void> = [registerStack, registerProbe, registerSql, registerRuns];
+export const commands: Array<(program: Command) => void> = [registerStack, registerProbe, registerSql, registerRuns, registerDissect];

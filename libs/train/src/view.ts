@@ -1,0 +1,109 @@
+import cliProgress from 'cli-progress';
+import type { CheckpointResult, MonitoredLayer } from '@cm/contracts';
+import { setSink } from '@cm/core';
+import type { StepStats, TrainObserver, TrainRunResult } from './loop';
+
+/** One line per monitored layer: interpretable share, diversity and the most common concepts. */
+export function formatCheckpoint(step: number, result: CheckpointResult): string[] {
+  const lines = [`checkpoint ${step}:`];
+  for (const l of result.layers) {
+    const top = l.topConcepts
+      .slice(0, 3)
+      .map((c) => `${c.concept} x${c.count}`)
+      .join(', ');
+    lines.push(
+      `  ${l.layer.padEnd(16)} interpretable ${(100 * l.interpretableFraction).toFixed(0).padStart(3)}%  diversity ${(100 * l.distinctConceptShare).toFixed(0).padStart(3)}%  top: ${top}`,
+    );
+  }
+  for (const a of result.alerts) lines.push(`  ALERT ${a.state} ${a.rule} on ${a.layer}: ${a.message}`);
+  return lines;
+}
+
+export function formatRunSummary(r: TrainRunResult): string {
+  const test = r.testAccuracy !== undefined ? `, test accuracy ${(100 * r.testAccuracy).toFixed(1)}%` : '';
+  const sent = r.checkpoints.filter((c) => c.status === 'ok').length;
+  const lost = r.checkpoints.length - sent;
+  return (
+    `run ${r.runId} (${r.paradigm}) ${r.status}: ${r.steps} steps in ${r.totalSeconds.toFixed(0)} s, ` +
+    `loss ${r.finalLoss.toFixed(3)}${test}, ${r.imagesPerSecond.toFixed(0)} images/s, ` +
+    `monitoring ${(100 * r.monitorOverhead).toFixed(1)}% of the time, ${sent} checkpoints monitored${lost ? `, ${lost} dropped or failed` : ''}`
+  );
+}
+
+/**
+ * The terminal view: a progress bar (step, loss, accuracy, images/s) with each checkpoint's layer
+ * summary and alerts printed above it. Not on a TTY it is quiet: one line per checkpoint and the
+ * summary, so logs of a service stay readable.
+ */
+export class TerminalView implements TrainObserver {
+  private multibar?: cliProgress.MultiBar;
+  private bar?: cliProgress.SingleBar;
+  private restoreSink?: (line: string) => void;
+  private last?: StepStats;
+  private readonly tty: boolean;
+
+  constructor(
+    private readonly out: NodeJS.WriteStream = process.stderr,
+    opts: { tty?: boolean } = {},
+  ) {
+    this.tty = opts.tty ?? Boolean(out.isTTY);
+  }
+
+  private print(line: string): void {
+    if (this.multibar) this.multibar.log(line + '\n');
+    else this.out.write(line + '\n');
+  }
+
+  onStart(info: { runId: string; paradigm: string; totalSteps: number; startStep: number; layers: MonitoredLayer[] }): void {
+    this.print(`training ${info.runId} (${info.paradigm}), monitoring ${info.layers.map((l) => `${l.name}[${l.width}]`).join(', ')}`);
+    if (!this.tty) return;
+    this.multibar = new cliProgress.MultiBar(
+      {
+        stream: this.out,
+        format: ' {bar} {value}/{total} steps | loss {loss} | acc {acc} | {rate} img/s | epoch {epoch}',
+        hideCursor: true,
+        clearOnComplete: false,
+        barsize: 24,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    this.bar = this.multibar.create(info.totalSteps, info.startStep, { loss: '-', acc: '-', rate: '-', epoch: 0 });
+    // Log lines from anywhere (monitor warnings) go above the bar instead of through it.
+    this.restoreSink = setSink((line) => this.multibar?.log(line + '\n'));
+  }
+
+  onStep(s: StepStats): void {
+    this.last = s;
+    this.bar?.update(s.step, { loss: s.loss.toFixed(3), acc: (100 * s.accuracy).toFixed(0) + '%', rate: s.imagesPerSecond.toFixed(0), epoch: s.epoch });
+  }
+
+  onCheckpoint(step: number, result: CheckpointResult): void {
+    const lines = formatCheckpoint(step, result);
+    if (this.tty) for (const l of lines) this.print(l);
+    else {
+      const s = this.last;
+      const head = s ? `step ${step}/${s.totalSteps} loss ${s.loss.toFixed(3)} acc ${(100 * s.accuracy).toFixed(0)}% ${s.imagesPerSecond.toFixed(0)} img/s` : `step ${step}`;
+      const layers = result.layers.map((l) => `${l.layer} ${(100 * l.interpretableFraction).toFixed(0)}%/${(100 * l.distinctConceptShare).toFixed(0)}%`).join(' ');
+      this.print(`${head} | interpretable/diversity ${layers}`);
+      for (const a of result.alerts) this.print(`ALERT ${a.state} ${a.rule} on ${a.layer}: ${a.message}`);
+    }
+  }
+
+  onWarning(message: string): void {
+    this.print(`warning: ${message}`);
+  }
+
+  onEnd(r: TrainRunResult): void {
+    this.stop();
+    this.print(formatRunSummary(r));
+  }
+
+  /** Stop the bar (also on errors, so the terminal is left clean). */
+  stop(): void {
+    if (this.restoreSink) setSink(this.restoreSink);
+    this.restoreSink = undefined;
+    this.multibar?.stop();
+    this.multibar = undefined;
+    this.bar = undefined;
+  }
+}
