@@ -4,6 +4,8 @@ import { registerProbe } from './probe';
 import { registerSql } from './sql';
 import { registerRuns } from './runs';
 import { registerDissect } from './dissect';
+import { registerTrain } from './train';
+import { registerDemo } from './demo';
 
 /** Every subcommand registers itself here: one line per command module. */
-export const commands: Array<(program: Command) => void> = [registerStack, registerProbe, registerSql, registerRuns, registerDissect];
+export const commands: Array<(program: Command) => void> = [registerStack, registerProbe, registerSql, registerRuns, registerDissect, registerTrain, registerDemo];

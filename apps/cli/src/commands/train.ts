@@ -1,0 +1,169 @@
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import type { Monitor } from '@cm/contracts';
+import { CmError, createLogger, invalidArgument } from '@cm/core';
+import { loadConfig, resolvePath, type CmConfig } from '@cm/config';
+import { createLocalMonitor } from '@cm/engine';
+import { createMonitorClient, type DeliveryPolicy } from '@cm/monitor-client';
+import { BundleDirectory, type ProbeBundle } from '@cm/probe';
+import { openStore, type Store } from '@cm/store';
+import {
+  addTrainOptions,
+  defaultRunId,
+  ensureSyntheticBundle,
+  formatRunSummary,
+  loadTrainTest,
+  openProbeBundle,
+  parseTrainFlags,
+  probeImagesOf,
+  runTrainJob,
+  selectBackend,
+  TerminalView,
+  type BackendPreference,
+  type TrainFlags,
+  type TrainJob,
+  type TrainJobResult,
+} from '@cm/train';
+
+const log = createLogger('train');
+
+export interface MonitorFlags {
+  stack?: boolean;
+  monitor?: boolean;
+  policy: string;
+  maxBlockMs?: number;
+}
+
+/** How the trainer reaches Concept-Monitor: all-in-one (engine + embedded chDB), the stack, or not at all. */
+export interface MonitorHandle {
+  mode: 'all-in-one' | 'stack' | 'none';
+  monitor?: Monitor;
+  /** The embedded store (all-in-one), for reading results back. */
+  store?: Store;
+  close(): Promise<void>;
+}
+
+export async function openMonitor(config: CmConfig, flags: MonitorFlags): Promise<MonitorHandle> {
+  if (flags.monitor === false) return { mode: 'none', close: async () => undefined };
+  if (flags.stack) {
+    if (flags.policy !== 'wait' && flags.policy !== 'drop') throw invalidArgument(`--policy must be wait or drop, got '${flags.policy}'`);
+    const client = createMonitorClient({ target: config.grpc.target, policy: flags.policy as DeliveryPolicy, maxBlockMs: flags.maxBlockMs });
+    log.info(`monitoring through the concept service at ${config.grpc.target} (policy ${flags.policy})`);
+    return { mode: 'stack', monitor: client, close: () => client.close() };
+  }
+  const store = await openStore({ kind: 'chdb', path: resolvePath(config.chdbPath), database: config.clickhouse.database });
+  await store.migrate();
+  // One dissection worker: the other core keeps training.
+  const monitor = createLocalMonitor({ bundles: new BundleDirectory(resolvePath(config.bundles.dir)), store, workers: 1 });
+  log.info(`monitoring all-in-one: embedded store ${resolvePath(config.chdbPath)}`);
+  return {
+    mode: 'all-in-one',
+    monitor,
+    store,
+    close: async () => {
+      await monitor.close();
+      await store.close();
+    },
+  };
+}
+
+/** The probe bundle a run uses: --probe, else the synthetic world bundle (made on first use). */
+export async function resolveProbe(config: CmConfig, flags: Pick<TrainFlags, 'probe' | 'probeImages' | 'size'>): Promise<ProbeBundle> {
+  const root = resolvePath(config.bundles.dir);
+  if (flags.probe) return openProbeBundle(flags.probe, root);
+  if (flags.size !== 32 && flags.size !== 64) {
+    throw invalidArgument(`the synthetic probe bundle is 32 or 64 px; pass --probe <bundle> for ${flags.size} px images`);
+  }
+  return ensureSyntheticBundle(root, { images: flags.probeImages, seed: 7, size: flags.size });
+}
+
+export interface TrainCommandResult {
+  job: TrainJob;
+  result: TrainJobResult;
+  probe: ProbeBundle;
+  classNames: string[];
+}
+
+/** Everything `cm train` does, reusable by `cm demo`. The monitor handle stays open for the caller. */
+export async function runTrainCommand(
+  flags: TrainFlags,
+  handle: MonitorHandle,
+  config: CmConfig,
+  overrides: Partial<TrainJob> = {},
+): Promise<TrainCommandResult> {
+  const parsed = parseTrainFlags(flags);
+  await selectBackend({ preference: flags.backend as BackendPreference });
+  const { train, test } = await loadTrainTest(parsed.data, flags.testFraction, flags.seed);
+  const probe = await resolveProbe(config, flags);
+  const [, ph, pw] = probe.imageShape;
+  if (ph !== train.shape[1] || pw !== train.shape[2]) {
+    throw invalidArgument(`probe bundle images are ${ph}x${pw} but training images are ${train.shape[1]}x${train.shape[2]}`, {}, 'use --size to match, or a bundle of the right size');
+  }
+  const controller = new AbortController();
+  const onSigint = () => controller.abort();
+  process.once('SIGINT', onSigint);
+  const view = new TerminalView();
+  const job: TrainJob = {
+    paradigm: parsed.paradigm,
+    runId: flags.runId ?? defaultRunId(parsed.paradigm),
+    train,
+    test,
+    model: parsed.model,
+    steps: flags.steps,
+    batchSize: flags.batch,
+    learningRate: flags.lr,
+    seed: flags.seed,
+    monitorEvery: flags.every,
+    layers: parsed.layers,
+    monitor: handle.monitor,
+    probe: probeImagesOf(probe),
+    tags: { task: parsed.data.kind === 'world' ? (parsed.data.task ?? 'shape') : parsed.data.kind, mode: handle.mode },
+    checkpointDir: resolve(flags.checkpointDir ?? join(resolvePath(config.home), 'checkpoints')),
+    checkpointEvery: flags.checkpointEvery,
+    attack: parsed.attack,
+    finetune: parsed.finetune,
+    lottery: parsed.lottery,
+    resumeFrom: flags.resume ? resolve(flags.resume) : undefined,
+    observer: view,
+    signal: controller.signal,
+    ...overrides,
+  };
+  try {
+    const result = await runTrainJob(job);
+    return { job, result, probe, classNames: train.classNames };
+  } finally {
+    view.stop();
+    process.removeListener('SIGINT', onSigint);
+  }
+}
+
+export function addMonitorOptions(cmd: Command): Command {
+  return cmd
+    .option('--stack', 'stream to the concept service at CM_GRPC_TARGET instead of the all-in-one engine')
+    .option('--no-monitor', 'train without monitoring')
+    .option('--policy <policy>', 'stack: when the service is down, wait or drop checkpoints', 'drop')
+    .option('--max-block-ms <ms>', 'stack: longest a checkpoint waits for the service', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw invalidArgument(`--max-block-ms must be a non-negative integer, got '${v}'`);
+      return n;
+    });
+}
+
+export function registerTrain(program: Command): void {
+  const cmd = program
+    .command('train')
+    .description('train a model (synthetic world, CIFAR-10 or an image folder) under a paradigm, monitored live');
+  addMonitorOptions(addTrainOptions(cmd)).action(async (flags: TrainFlags & MonitorFlags) => {
+    const config = loadConfig();
+    const handle = await openMonitor(config, flags);
+    try {
+      const { result } = await runTrainCommand(flags, handle, config);
+      for (const run of result.runs) process.stdout.write(formatRunSummary(run) + '\n');
+      const last = result.runs[result.runs.length - 1];
+      if (last?.savedTo) process.stdout.write(`checkpoint: ${last.savedTo} (resume with --resume, fine-tune with --paradigm finetune --from)\n`);
+      if (result.runs.some((r) => r.status === 'failed')) throw new CmError('INTERNAL', 'training stopped before the last step', { hint: 'resume with --resume <checkpoint>' });
+    } finally {
+      await handle.close();
+    }
+  });
+}
