@@ -1,7 +1,8 @@
 // Shared jest settings for every project. @swc/jest strips types (fast); `npm run typecheck` checks them.
 const path = require('node:path');
 module.exports = {
-  testEnvironment: 'node',
+  // node, with the main realm's typed arrays shared into the test realm (see the file).
+  testEnvironment: path.join(__dirname, 'tools/test/jest-environment.js'),
   transform: {
     '^.+\\.ts$': [require.resolve('@swc/jest'), { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }],
   },

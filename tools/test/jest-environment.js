@@ -1,3 +1,4 @@
+// The jest environment of every project (set in jest.preset.js).
 // jest runs each test file in its own vm realm, so `new Float32Array()` in a test is not an
 // instance of the main realm's Float32Array. onnxruntime-node (used by @cm/dissect) builds its
 // output tensors in the main realm and checks them with `instanceof` against the test realm's
