@@ -82,9 +82,9 @@ export class TerminalView implements TrainObserver {
     if (this.tty) for (const l of lines) this.print(l);
     else {
       const s = this.last;
-      const head = s ? `step ${step}/${s.totalSteps} loss ${s.loss.toFixed(3)} acc ${(100 * s.accuracy).toFixed(0)}% ${s.imagesPerSecond.toFixed(0)} img/s` : `step ${step}`;
+      const now = s ? ` (training at step ${s.step}/${s.totalSteps}: loss ${s.loss.toFixed(3)}, acc ${(100 * s.accuracy).toFixed(0)}%, ${s.imagesPerSecond.toFixed(0)} img/s)` : '';
       const layers = result.layers.map((l) => `${l.layer} ${(100 * l.interpretableFraction).toFixed(0)}%/${(100 * l.distinctConceptShare).toFixed(0)}%`).join(' ');
-      this.print(`${head} | interpretable/diversity ${layers}`);
+      this.print(`checkpoint ${step}: interpretable/diversity ${layers}${now}`);
       for (const a of result.alerts) this.print(`ALERT ${a.state} ${a.rule} on ${a.layer}: ${a.message}`);
     }
   }

@@ -74,7 +74,7 @@ export function registerDemo(program: Command): void {
         // Fine-tuning needs a trained source: train one on the shape task first (its own run).
         log.info('fine-tune demo: training the source model on the shape task first');
         const src = await runTrainCommand(
-          { ...merged, paradigm: 'standard', task: TRAIN_DEFAULTS.task, steps: 600, runId: `${base}-source` } as TrainFlags,
+          { ...merged, paradigm: 'standard', task: TRAIN_DEFAULTS.task, steps: command.getOptionValueSource('steps') === 'cli' ? merged.steps : 600, runId: `${base}-source` } as TrainFlags,
           handle,
           config,
         );
