@@ -4,8 +4,7 @@
  * CM_DISSECT_WORKERS, CM_SERVICE_HEALTH_PORT (HTTP GET /healthz), CM_GRPC_MAX_MESSAGE_BYTES,
  * CM_SERVICE_MAX_CHECKPOINT_BYTES. SIGTERM/SIGINT: drain streams (ack what was received), stop.
  */
-import { createServer, type Server } from 'node:http';
-import { createLogger, errorMessage, setLogFormat, setLogLevel } from '@cm/core';
+import { createLogger, runService, setLogFormat, setLogLevel, startHealthServer, type HealthServer } from '@cm/core';
 import { loadConfig, resolvePath, type CmConfig } from '@cm/config';
 import { connectBus } from '@cm/bus';
 import { DissectPool } from '@cm/dissect';
@@ -48,21 +47,11 @@ export async function startConceptService(cfg: CmConfig): Promise<RunningService
     log,
   });
   const grpcPort = await server.listen(cfg.grpc.listen);
-  let http: Server | undefined;
+  let health: HealthServer | undefined;
   if (cfg.service.healthPort) {
-    http = createServer((req, res) => {
-      if (req.url?.startsWith('/healthz')) {
-        void server.health().then((h) => {
-          res.writeHead(h.status === 'SERVING' ? 200 : 503, { 'content-type': 'application/json' });
-          res.end(JSON.stringify(h));
-        });
-      } else {
-        res.writeHead(404).end();
-      }
-    });
-    await new Promise<void>((resolve, reject) => {
-      http!.once('error', reject);
-      http!.listen(cfg.service.healthPort, '127.0.0.1', () => resolve());
+    health = await startHealthServer(cfg.service.healthPort, async () => {
+      const h = await server.health();
+      return { ...h, ok: h.status === 'SERVING' };
     });
   }
   log.info(`listening on ${cfg.grpc.listen.replace(/:\d+$/, '')}:${grpcPort}`, {
@@ -77,38 +66,18 @@ export async function startConceptService(cfg: CmConfig): Promise<RunningService
     server,
     async stop() {
       await server.stop();
-      await new Promise<void>((r) => (http ? http.close(() => r()) : r()));
+      await health?.close();
       await pool.close();
       await bus.close();
     },
   };
 }
 
-async function main(): Promise<void> {
-  const cfg = loadConfig();
-  setLogLevel(cfg.log.level);
-  setLogFormat(cfg.log.format);
-  const svc = await startConceptService(cfg);
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info(`${signal}: draining streams and stopping`);
-    svc.stop().then(
-      () => process.exit(0),
-      (e) => {
-        log.error(`stop failed: ${errorMessage(e)}`);
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-}
-
 if (require.main === module) {
-  main().catch((e) => {
-    log.error(`concept service failed to start: ${errorMessage(e)}`);
-    process.exit(1);
+  runService(log, async () => {
+    const cfg = loadConfig();
+    setLogLevel(cfg.log.level);
+    setLogFormat(cfg.log.format);
+    return startConceptService(cfg);
   });
 }

@@ -1,7 +1,6 @@
-import { createServer, type Server } from 'node:http';
 import { connectBus, type Bus } from '@cm/bus';
 import { loadConfig, type CmConfig } from '@cm/config';
-import { createLogger, errorMessage, setLogFormat, setLogLevel } from '@cm/core';
+import { createLogger, runService, setLogFormat, setLogLevel, startHealthServer } from '@cm/core';
 import { openStore, describeTarget, storeTargetFromString, type Store } from '@cm/store';
 import { RecorderConsumer } from './recorder';
 
@@ -44,19 +43,9 @@ export async function startRecorder(config: CmConfig): Promise<RunningRecorder> 
   });
   await recorder.start();
 
-  const server: Server = createServer((req, res) => {
-    if (req.url?.split('?')[0] !== '/healthz') {
-      res.writeHead(404).end();
-      return;
-    }
+  const health = await startHealthServer(config.recorder.healthPort, () => {
     const natsUp = !bus.nc.isClosed();
-    const ok = natsUp && recorder.healthy();
-    res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ status: ok ? 'ok' : 'unhealthy', nats: natsUp ? 'connected' : 'closed', ...recorder.stats }));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.recorder.healthPort, '127.0.0.1', () => resolve());
+    return { ok: natsUp && recorder.healthy(), nats: natsUp ? 'connected' : 'closed', ...recorder.stats };
   });
   log.info('health endpoint', { url: `http://127.0.0.1:${config.recorder.healthPort}/healthz` });
 
@@ -66,38 +55,18 @@ export async function startRecorder(config: CmConfig): Promise<RunningRecorder> 
     healthPort: config.recorder.healthPort,
     stop: async () => {
       await recorder.stop();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await health.close();
       await bus.close(); // drains: the last acks reach the server
       await activeStore.close();
     },
   };
 }
 
-async function main(): Promise<void> {
-  const config = loadConfig();
-  setLogLevel(config.log.level);
-  setLogFormat(config.log.format);
-  const running = await startRecorder(config);
-  let stopping = false;
-  const shutdown = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info('stopping', { signal });
-    running.stop().then(
-      () => process.exit(0),
-      (e: unknown) => {
-        log.error('unclean stop', { error: errorMessage(e) });
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
-}
-
 if (require.main === module) {
-  main().catch((e: unknown) => {
-    log.error(`recorder failed to start: ${errorMessage(e)}`);
-    process.exit(1);
+  runService(log, async () => {
+    const config = loadConfig();
+    setLogLevel(config.log.level);
+    setLogFormat(config.log.format);
+    return startRecorder(config);
   });
 }

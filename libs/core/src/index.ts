@@ -3,3 +3,4 @@ export * from './log';
 export * from './worker';
 export * from './net';
 export * from './npy';
+export * from './service';
