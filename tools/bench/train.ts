@@ -38,7 +38,7 @@ const log = createLogger('bench.train');
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const onlyArg = args.find((a) => a.startsWith('--only='))?.slice(7) ?? args[args.indexOf('--only') + 1];
-const only = new Set((args.includes('--only') || onlyArg ? onlyArg! : 'speed,overhead,findings').split(','));
+const only = new Set((args.includes('--only') || onlyArg ? onlyArg! : 'speed,overhead,findings,lottery').split(','));
 
 /**
  * Per layer, first and last checkpoint: the engine's interpretable share and the colour share of
@@ -138,17 +138,20 @@ async function main(): Promise<void> {
       const steps = quick ? 300 : base.steps;
       const std = (await monitored({ ...base, paradigm: 'standard', runId: 'standard', steps })).runs[0];
       const adv = (await monitored({ ...base, paradigm: 'adversarial', runId: 'adversarial', steps, attack: { method: 'fgsm', epsilon: 4 / 255, seed: 1 } })).runs[0];
-      const lt = (await monitored({ ...base, paradigm: 'lottery', runId: 'lottery', steps: Math.round(steps / 2), lottery: { rounds: 2, rate: 0.6, rewindStep: 0 } })).runs;
       const stdLayers = await layerReport(store, std.runId);
       const advLayers = await layerReport(store, adv.runId);
       results.findings = {
         steps,
         standard: { testAccuracy: std.testAccuracy, logits: await logitAccuracy(store, std, train.classNames), layers: stdLayers },
         adversarial: { testAccuracy: adv.testAccuracy, logits: await logitAccuracy(store, adv, train.classNames), layers: advLayers },
-        lottery: await Promise.all(
-          lt.map(async (r) => ({ runId: r.runId, testAccuracy: r.testAccuracy, layers: await layerReport(store, r.runId) })),
-        ),
       };
+    }
+    if (only.has('lottery')) {
+      const steps = Math.round((quick ? 300 : base.steps) / 2);
+      const lt = (await monitored({ ...base, paradigm: 'lottery', runId: 'lottery', steps, lottery: { rounds: 2, rate: 0.6, rewindStep: 0 } })).runs;
+      results.lottery = await Promise.all(
+        lt.map(async (r) => ({ runId: r.runId, testAccuracy: r.testAccuracy, logits: await logitAccuracy(store, r, train.classNames), layers: await layerReport(store, r.runId) })),
+      );
     }
   } finally {
     await store.close();
@@ -156,7 +159,7 @@ async function main(): Promise<void> {
     else rmSync(dir, { recursive: true, force: true });
   }
   const text = JSON.stringify(results, null, 2);
-  const name = only.size === 3 ? 'train' : `train-${[...only].join('-')}`;
+  const name = only.size === 4 ? 'train' : `train-${[...only].join('-')}`;
   process.stdout.write(text + '\n');
   mkdirSync('.cm/bench', { recursive: true });
   writeFileSync(`.cm/bench/${name}.json`, text);

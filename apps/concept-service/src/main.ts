@@ -2,11 +2,16 @@
  * The concept service process: `npx tsx apps/concept-service/src/main.ts`.
  * Configuration from the environment (libs/config): CM_GRPC_LISTEN, CM_NATS_URL, CM_BUNDLE_DIR,
  * CM_DISSECT_WORKERS, CM_SERVICE_HEALTH_PORT (HTTP GET /healthz), CM_GRPC_MAX_MESSAGE_BYTES,
- * CM_SERVICE_MAX_CHECKPOINT_BYTES. SIGTERM/SIGINT: drain streams (ack what was received), stop.
+ * CM_SERVICE_MAX_CHECKPOINT_BYTES, CM_SERVICE_RUN_IDLE_MS, CM_RUN_STATE_TTL_HOURS. SIGTERM/SIGINT:
+ * drain streams (ack what was received), stop.
+ *
+ * Per-run state (previous top-1 per layer, collapse-detector history and open episodes) is saved to
+ * the JetStream KV bucket CM_RUN_STATE_V1 after every checkpoint, before its ack: a restarted
+ * service, or another replica behind the same load balancer, carries a reconnecting run on.
  */
 import { createLogger, runService, setLogFormat, setLogLevel, startHealthServer, type HealthServer } from '@cm/core';
 import { loadConfig, resolvePath, type CmConfig } from '@cm/config';
-import { connectBus } from '@cm/bus';
+import { connectBus, openRunStateKv } from '@cm/bus';
 import { DissectPool } from '@cm/dissect';
 import { BundleDirectory } from '@cm/probe';
 import { rulesFromConfig, webhookFromConfig, withWebhook } from '@cm/alerts';
@@ -20,6 +25,7 @@ export interface RunningService {
   grpcPort: number;
   healthPort?: number;
   server: ConceptServer;
+  engine: ConceptEngine;
   stop(): Promise<void>;
 }
 
@@ -27,12 +33,15 @@ export interface RunningService {
 export async function startConceptService(cfg: CmConfig): Promise<RunningService> {
   const bus = await connectBus({ url: cfg.nats.url, user: cfg.nats.user, password: cfg.nats.password, name: 'concept-service' });
   await bus.ensureStream(cfg.nats.replicas);
+  const stateStore = await openRunStateKv(bus, { replicas: cfg.nats.replicas, ttlMs: cfg.service.runStateTtlHours * 3600 * 1000 });
   const pool = new DissectPool({ workers: cfg.dissect.workers });
   const engine = new ConceptEngine({
     bundles: new BundleDirectory(resolvePath(cfg.bundles.dir)),
     dissector: pool,
     dissectOptions: { method: cfg.dissect.method },
     alertRules: rulesFromConfig(cfg.alerts),
+    stateStore,
+    runIdleMs: cfg.service.runIdleMs,
   });
   // With CM_ALERT_WEBHOOK_URL set, alerts are POSTed after they are durable in JetStream.
   const notifier = webhookFromConfig(cfg.alerts);
@@ -64,8 +73,10 @@ export async function startConceptService(cfg: CmConfig): Promise<RunningService
     grpcPort,
     healthPort: cfg.service.healthPort,
     server,
+    engine,
     async stop() {
       await server.stop();
+      engine.close();
       await health?.close();
       await pool.close();
       await bus.close();

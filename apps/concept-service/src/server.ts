@@ -64,6 +64,10 @@ export function createConceptServer(opts: ConceptServerOptions): ConceptServer {
   const server = new grpc.Server({
     'grpc.max_receive_message_length': maxMessageBytes,
     'grpc.max_send_message_length': maxMessageBytes,
+    // Ping idle trainers: a trainer host that vanished without closing its connection ends its
+    // stream within ~80 s instead of grpc-js' 2 h default, which releases its run for idle eviction.
+    'grpc.keepalive_time_ms': 60_000,
+    'grpc.keepalive_timeout_ms': 20_000,
   });
   const sessions = new Set<StreamSession>();
 

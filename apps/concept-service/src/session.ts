@@ -115,6 +115,9 @@ export class StreamSession {
     this.enqueue(async () => {
       try {
         const started = await this.opts.engine.startRun(spec);
+        // While this stream is open the run stays in memory (idle eviction skips it).
+        const release = this.opts.engine.attach(spec.runId);
+        void this.done.then(release);
         await this.writeToSink(started.records);
         this.opts.log.info(`run ${spec.runId} ${started.resumed ? 'resumed' : m.resume ? 'resumed on a fresh service' : 'started'}`, {
           runId: spec.runId,
@@ -224,7 +227,7 @@ export class StreamSession {
   private onRunEnd(status: 'completed' | 'failed'): void {
     const runId = this.requireRun();
     this.enqueue(async () => {
-      await this.writeToSink([this.opts.engine.endRun(runId, status)]);
+      await this.writeToSink([await this.opts.engine.endRun(runId, status)]);
       this.opts.log.info(`run ${runId} ended (${status})`, { runId, status });
       this.send({ runEnded: { runId } });
     }, undefined);

@@ -2,7 +2,8 @@
  * End to end on real servers: trainer SDK -> gRPC -> concept service (own process) -> nats-server
  * JetStream -> recorder (own process) -> clickhouse-server. Every neuron of every checkpoint must be
  * in ClickHouse exactly once with the labels libs/dissect computes directly, also when the recorder
- * or the concept service is killed mid-run.
+ * or the concept service is killed mid-run (then also with the label switches libs/dissect computes:
+ * the run state survives in the KV bucket).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -105,6 +106,28 @@ async function expectLabelsMatchDirect(runId: string, steps: number[]): Promise<
   }
 }
 
+/**
+ * Label switches stored for a run equal libs/dissect's, chained step to step: the first checkpoint
+ * after a service restart (and a resent one recomputed there) reports the true switches, not 0.
+ */
+async function expectSwitchesMatchDirect(runId: string, steps: number[]): Promise<void> {
+  const rows = await store.query<{ layer: string; step: number; switches: number }>(
+    `SELECT layer, step, switches FROM layer_metrics FINAL WHERE run_id = ${sqlString(runId)} ORDER BY layer, step`,
+  );
+  const stored = rows.map((r) => `${r.layer}@${Number(r.step)}=${Number(r.switches)}`);
+  const direct: string[] = [];
+  for (const layer of [...TEST_LAYERS].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    let previous: Int32Array | undefined;
+    for (const step of steps) {
+      const act = testCheckpoint(bundles.space, step).layers.find((l) => l.layer === layer.name)!;
+      const d = await dissectLayer(bundles.space, { rows: act.shape[0], cols: act.shape[1], data: act.data }, { previousTop1: previous });
+      direct.push(`${layer.name}@${step}=${d.metrics.switches}`);
+      previous = d.top1;
+    }
+  }
+  expect(stored).toEqual(direct);
+}
+
 let service: ChildProcess;
 let recorder: ChildProcess;
 
@@ -174,16 +197,21 @@ it('recorder killed and restarted mid-run: no label row lost or duplicated', asy
 it('concept service killed mid-stream and restarted: the client resends, no label row lost or duplicated', async () => {
   const runId = 'e2e service killed';
   const client = createMonitorClient({ target: `127.0.0.1:${grpcPort}`, ...fast });
-  const steps = [0, 1, 2, 3, 4];
+  const steps = [0, 1, 2, 3, 4, 5];
   try {
     await client.startRun(testRunSpec(runId, bundles.bundleId));
     expect((await client.sendCheckpoint(testCheckpoint(bundles.space, 0)))?.step).toBe(0);
     // 1..4 in flight; the service dies under them
-    const pending = steps.slice(1).map((step) => client.sendCheckpoint(testCheckpoint(bundles.space, step)));
+    const pending = [1, 2, 3, 4].map((step) => client.sendCheckpoint(testCheckpoint(bundles.space, step)));
     await new Promise((r) => setTimeout(r, 30));
     await kill(service);
     service = await startService();
     expect((await Promise.all(pending)).map((r) => r?.step)).toEqual([1, 2, 3, 4]);
+    // killed again between acknowledged checkpoints: nothing is resent, step 5 is the first
+    // checkpoint the new process sees and its switches need the state of step 4 from the KV bucket
+    await kill(service);
+    service = await startService();
+    expect((await client.sendCheckpoint(testCheckpoint(bundles.space, 5)))?.step).toBe(5);
     await client.endRun('completed');
     expect(client.stats().resentCheckpoints).toBeGreaterThanOrEqual(1);
   } finally {
@@ -193,4 +221,7 @@ it('concept service killed mid-stream and restarted: the client resends, no labe
   const counts = await labelCounts(runId);
   expect({ final: counts.final, distinct: counts.distinct }).toEqual({ final: steps.length * NEURONS, distinct: steps.length * NEURONS });
   await expectLabelsMatchDirect(runId, steps);
+  // the run state came back from the KV bucket: switches across the kill are the true ones
+  await waitFor(async () => Number((await store.query<{ n: string }>(`SELECT count() AS n FROM layer_metrics FINAL WHERE run_id = ${sqlString(runId)}`))[0].n) >= steps.length * TEST_LAYERS.length, 30_000, 200);
+  await expectSwitchesMatchDirect(runId, steps);
 }, 180_000);

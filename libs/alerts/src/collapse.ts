@@ -1,5 +1,5 @@
-import { invalidArgument } from '@cm/core';
-import type { AlertRecord, LayerSnapshotRecord } from '@cm/contracts';
+import { CmError, invalidArgument } from '@cm/core';
+import type { AlertRecord, CollapseLayerState, CollapseRunState, LayerSnapshotRecord } from '@cm/contracts';
 
 /**
  * Concept-collapse detection: a pure state machine fed one layer snapshot at a time.
@@ -185,6 +185,65 @@ export class CollapseDetector {
     for (const key of [...this.layers.keys()]) {
       if ((JSON.parse(key) as [string, string])[0] === runId) this.layers.delete(key);
     }
+  }
+
+  /**
+   * The state of one run (history, hysteresis streaks, open episodes per layer) as plain JSON-able
+   * data, so a restarted or other service instance can carry the run on with `importState`: same
+   * alerts, an open episode neither fired twice nor left unresolved.
+   */
+  exportState(runId: string): CollapseRunState {
+    const out: CollapseRunState = {};
+    for (const [key, layer] of this.layers) {
+      const [run, name] = JSON.parse(key) as [string, string];
+      if (run !== runId) continue;
+      const rules: CollapseLayerState['rules'] = {};
+      for (const [rule, st] of layer.rules) {
+        rules[rule] = st.alertId === undefined ? { firing: st.firing, streak: st.streak } : { firing: st.firing, streak: st.streak, alertId: st.alertId };
+      }
+      out[name] = { lastStep: layer.lastStep, diversityHistory: [...layer.diversityHistory], interpretableHistory: [...layer.interpretableHistory], rules };
+    }
+    return out;
+  }
+
+  /**
+   * Replace the state of a run with one from `exportState` (validated: data read back from a store
+   * may be corrupt or from another version). Other runs are untouched.
+   */
+  importState(runId: string, state: CollapseRunState): void {
+    const imported = new Map<string, LayerState>();
+    const bad = (what: string): never => {
+      throw new CmError('CORRUPT', `collapse detector state of run ${runId}: ${what}`, {
+        context: { runId },
+        hint: 'the stored run state is damaged or from an incompatible version; delete it to restart the run\'s alert history',
+      });
+    };
+    if (typeof state !== 'object' || state === null || Array.isArray(state)) bad('not an object');
+    for (const [name, layer] of Object.entries(state)) {
+      if (typeof layer !== 'object' || layer === null) bad(`layer ${name} is not an object`);
+      if (!Number.isInteger(layer.lastStep) || layer.lastStep < -1) bad(`layer ${name}: lastStep ${String(layer.lastStep)} is not an integer >= -1`);
+      const history = (h: unknown, field: string): number[] => {
+        if (!Array.isArray(h) || !h.every((v) => typeof v === 'number' && Number.isFinite(v))) bad(`layer ${name}: ${field} must be finite numbers`);
+        // the window may have been configured smaller since the state was saved: keep the latest
+        return (h as number[]).slice(-this.rules.window);
+      };
+      const rules = new Map<CollapseRule, RuleState>();
+      if (typeof layer.rules !== 'object' || layer.rules === null) bad(`layer ${name}: rules is not an object`);
+      for (const [rule, st] of Object.entries(layer.rules)) {
+        if (!(COLLAPSE_RULES as readonly string[]).includes(rule)) bad(`layer ${name}: unknown rule ${rule}`);
+        if (typeof st?.firing !== 'boolean' || !Number.isInteger(st.streak) || st.streak < 0) bad(`layer ${name} rule ${rule}: firing/streak malformed`);
+        if (st.firing !== (typeof st.alertId === 'string')) bad(`layer ${name} rule ${rule}: a firing rule needs its alertId, a quiet one has none`);
+        rules.set(rule as CollapseRule, st.firing ? { firing: true, streak: st.streak, alertId: st.alertId } : { firing: false, streak: st.streak });
+      }
+      imported.set(JSON.stringify([runId, name]), {
+        lastStep: layer.lastStep,
+        diversityHistory: history(layer.diversityHistory, 'diversityHistory'),
+        interpretableHistory: history(layer.interpretableHistory, 'interpretableHistory'),
+        rules,
+      });
+    }
+    this.forgetRun(runId);
+    for (const [key, layer] of imported) this.layers.set(key, layer);
   }
 
   /** Rules currently firing for a (run, layer), for status views. */

@@ -1,4 +1,4 @@
-import type { AlertRecord, LayerSnapshotRecord } from '@cm/contracts';
+import type { AlertRecord, CollapseRunState, LayerSnapshotRecord } from '@cm/contracts';
 import { loadConfig } from '@cm/config';
 import { CollapseDetector, replaySnapshots, rulesFromConfig, syntheticRun, type CollapseRulesConfig } from '../src';
 
@@ -119,6 +119,58 @@ describe('CollapseDetector', () => {
     d.forgetRun('a');
     expect(d.firing('a', 'conv1')).toEqual([]);
     expect(d.firing('b', 'conv1')).toEqual(['diversity_floor']);
+  });
+
+  it('exportState/importState: a new detector carries a run on exactly like the uninterrupted one', () => {
+    const cfg = { ...rules, window: 3, hysteresis: 2 };
+    // healthy, then a long diversity collapse (drop + floor), then recovery: episodes open across the cut
+    const stream = Array.from({ length: 14 }, (_, i) =>
+      snap(i, {
+        distinctConceptShare: i < 4 ? 0.6 : i < 10 ? 0.02 : 0.6,
+        topConcepts: [{ concept: 'dog', count: i >= 5 && i < 9 ? 15 : 3 }],
+      }),
+    );
+    const uninterrupted = feed(new CollapseDetector(cfg), stream);
+    expect(uninterrupted.filter((a) => a.state === 'firing').length).toBeGreaterThanOrEqual(2);
+    for (const cut of [1, 5, 6, 7, 9, 11]) {
+      const before = new CollapseDetector(cfg);
+      const first = feed(before, stream.slice(0, cut));
+      before.observe(snap(cut - 1, { runId: 'other' })); // another run is not exported
+      // through JSON, as the state store keeps it
+      const saved = JSON.parse(JSON.stringify(before.exportState('r1')));
+      expect(Object.keys(saved)).toEqual(['conv1']);
+      const after = new CollapseDetector(cfg);
+      after.importState('r1', saved);
+      expect(after.firing('r1', 'conv1')).toEqual(before.firing('r1', 'conv1'));
+      // a resent snapshot at or before the cut is still ignored
+      expect(after.observe(stream[cut - 1])).toEqual([]);
+      expect([...first, ...feed(after, stream.slice(cut))]).toEqual(uninterrupted);
+    }
+  });
+
+  it('importState replaces only that run and rejects damaged state naming the problem', () => {
+    const d = new CollapseDetector({ ...rules, hysteresis: 1 });
+    d.observe(snap(0, { distinctConceptShare: 0.01 }));
+    d.observe(snap(0, { distinctConceptShare: 0.01, runId: 'b' }));
+    d.importState('r1', {});
+    expect(d.firing('r1', 'conv1')).toEqual([]);
+    expect(d.firing('b', 'conv1')).toEqual(['diversity_floor']);
+    const good = d.exportState('b');
+    const bad = (mutate: (s: CollapseRunState) => void): string => {
+      const s = JSON.parse(JSON.stringify(good)) as CollapseRunState;
+      mutate(s);
+      try {
+        new CollapseDetector(rules).importState('b', s);
+      } catch (e) {
+        expect((e as { code?: string }).code).toBe('CORRUPT');
+        return (e as Error).message;
+      }
+      throw new Error('expected CORRUPT');
+    };
+    expect(bad((s) => (s.conv1.rules.nonsense = { firing: false, streak: 0 }))).toMatch(/layer conv1: unknown rule nonsense/);
+    expect(bad((s) => delete s.conv1.rules.diversity_floor.alertId)).toMatch(/rule diversity_floor: a firing rule needs its alertId/);
+    expect(bad((s) => (s.conv1.diversityHistory = ['x'] as unknown as number[]))).toMatch(/diversityHistory must be finite numbers/);
+    expect(bad((s) => (s.conv1.lastStep = 1.5))).toMatch(/lastStep 1.5/);
   });
 
   it('rejects bad settings with a clear error', () => {

@@ -1,2 +1,3 @@
 export * from './bus';
 export * from './split';
+export * from './run-state-kv';

@@ -48,7 +48,13 @@ export const configSchema = z.object({
   }),
   bundles: z.object({ dir: z.string().default('.cm/bundles') }),
   /** HTTP health endpoints (GET /healthz) of the two app services. */
-  service: z.object({ healthPort: port.default(8081) }),
+  service: z.object({
+    healthPort: port.default(8081),
+    /** Concept service: drop a run from memory after this long without a checkpoint or stream (state stays in the KV bucket); 0 = never. */
+    runIdleMs: z.coerce.number().int().min(0).default(60 * 60 * 1000),
+    /** Concept service: drop a run's saved state this long after its last checkpoint (abandoned runs); 0 = keep until RunEnd. */
+    runStateTtlHours: z.coerce.number().min(0).default(0),
+  }),
   recorder: z.object({ healthPort: port.default(8082), batchMessages: positiveInt.default(100), ackWaitMs: positiveInt.default(30_000) }),
   stack: z.object({
     dir: z.string().default('.cm/stack'),
@@ -106,6 +112,8 @@ export const ENV: Record<string, string> = {
   CM_SERVICE_MAX_CHECKPOINT_BYTES: 'grpc.maxCheckpointBytes',
   CM_BUNDLE_DIR: 'bundles.dir',
   CM_SERVICE_HEALTH_PORT: 'service.healthPort',
+  CM_SERVICE_RUN_IDLE_MS: 'service.runIdleMs',
+  CM_RUN_STATE_TTL_HOURS: 'service.runStateTtlHours',
   CM_RECORDER_HEALTH_PORT: 'recorder.healthPort',
   CM_RECORDER_BATCH_MESSAGES: 'recorder.batchMessages',
   CM_RECORDER_ACK_WAIT_MS: 'recorder.ackWaitMs',

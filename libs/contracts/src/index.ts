@@ -2,3 +2,4 @@ export * from './subjects';
 export * from './tables';
 export * from './records';
 export * from './monitor';
+export * from './run-state';

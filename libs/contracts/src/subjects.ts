@@ -52,6 +52,23 @@ export const STREAM = {
   duplicateWindowMs: 10 * 60 * 1000,
 } as const;
 
+/**
+ * The JetStream key-value bucket of the concept service's per-run state (PersistedRunState in
+ * run-state.ts): one key per run, only the latest value kept.
+ */
+export const RUN_STATE_BUCKET = {
+  name: 'CM_RUN_STATE_V1',
+  history: 1,
+} as const;
+
+/**
+ * The bucket key of a run: `encodeToken` with '~' written as '=' (KV keys allow [-/_=.A-Za-z0-9]),
+ * so ordinary run ids stay readable (`nats kv get CM_RUN_STATE_V1 my-run`).
+ */
+export function runStateKey(runId: string): string {
+  return encodeToken(runId).replace(/~/g, '=');
+}
+
 /** Durable consumer names. */
 export const CONSUMERS = {
   recorder: 'cm-recorder',

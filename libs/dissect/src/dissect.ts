@@ -3,8 +3,8 @@ import type { ConceptSpace, LayerDissection, Matrix, NeuronLabel, SimilarityMeth
 import type { Executor } from './executor';
 import { inlineExecutor } from './executor';
 import { resolveParams, validateInputs } from './params';
-import { defaultExecutor, similarityOn } from './similarity';
-import { calibrateOn } from './calibrate';
+import { defaultExecutor, similarityDetailedOn } from './similarity';
+import { calibrateOn, likelihoodNullOn, usesLikelihoodNull } from './calibrate';
 import { conceptSwitches, layerMetrics, topLayerConcepts } from './metrics';
 import { projectTo2d } from './projection';
 
@@ -13,7 +13,11 @@ export interface DissectOptions {
   params?: SimilarityParams;
   /** Concepts kept per neuron (labels and unified embedding); default 5. */
   topK?: number;
-  /** Interpretability threshold on the top score; default: calibrated (calibrateThreshold). */
+  /**
+   * Interpretability threshold on the top score (`interpretable = score > threshold`, any method).
+   * Default: calibrated (docs/dissect.md): for wpmi / soft_wpmi a per-concept test on the neuron's
+   * own likelihood, for the other methods the 99% null quantile of top scores.
+   */
   threshold?: number;
   /** Top-1 concept indices of the same layer at the previous checkpoint, for switches. */
   previousTop1?: Int32Array;
@@ -23,13 +27,35 @@ export interface DissectOptions {
   embeddingTemperature?: number;
 }
 
-/** Top-k columns per row of sim (N x S), best first; NaN counts as -Infinity; ties keep lower index. */
-export function topConceptsPerNeuron(sim: Matrix, k: number): { indices: Int32Array; scores: Float32Array } {
+/**
+ * Relative tolerance within which two top scores count as tied: |s - max| <= TIE_TOLERANCE * max(1, |max|).
+ * Why 1e-5: (soft_)wpmi saturates at ln N when one neuron's likelihood exceeds the rest of its layer
+ * by many nats (score = ln N - sum_k' exp(L_k' - L_k), so a lead of >= ~12 nats is within 1e-5 of
+ * ln N), and then the score no longer says which concept fits the neuron better; float32 rounding of
+ * ln N would pick one. 1e-5 is ~100 float32 ulps of scores of order 1, and below the precision to
+ * which the reference itself knows soft_wpmi scores (1 ulp of L ~ 6e-5, docs/dissect.md).
+ */
+export const TIE_TOLERANCE = 1e-5;
+
+/** The absolute tie tolerance around a top score `max`. */
+export function tieTolerance(max: number): number {
+  return TIE_TOLERANCE * Math.max(1, Math.abs(max));
+}
+
+/**
+ * Top-k columns per row of sim (N x S), best first; NaN counts as -Infinity; ties keep lower index.
+ * With `likelihoodOffset` (wpmi / soft_wpmi: lambda * logp[j], so that the neuron's own likelihood is
+ * L[k, j] = sim[k, j] + offset[j]), the concepts whose score is within tieTolerance of the row's
+ * maximum are ordered by L instead (higher first, then lower index): the reference label
+ * argmax_j sim[k, j] except where the top scores tie (saturation).
+ */
+export function topConceptsPerNeuron(sim: Matrix, k: number, likelihoodOffset?: ArrayLike<number>): { indices: Int32Array; scores: Float32Array } {
   const N = sim.rows;
   const S = sim.cols;
   const kk = Math.min(k, S);
   const indices = new Int32Array(N * kk);
   const scores = new Float32Array(N * kk);
+  const tied: number[] = [];
   for (let n = 0; n < N; n++) {
     const row = n * S;
     let filled = 0;
@@ -46,6 +72,20 @@ export function topConceptsPerNeuron(sim: Matrix, k: number): { indices: Int32Ar
       }
       scores[base + pos] = v;
       indices[base + pos] = j;
+    }
+    const max = scores[base];
+    if (!likelihoodOffset || !Number.isFinite(max)) continue;
+    const floor = max - tieTolerance(max);
+    if (kk >= 2 && !(scores[base + 1] >= floor)) continue; // the usual case: a clear winner
+    tied.length = 0;
+    for (let j = 0; j < S; j++) if (sim.data[row + j] >= floor) tied.push(j);
+    if (tied.length < 2) continue;
+    const L = (j: number): number => sim.data[row + j] + likelihoodOffset[j];
+    tied.sort((x, y) => L(y) - L(x) || x - y);
+    // The top-k list is sorted by score, so its first min(|tied|, kk) entries are exactly tied ones.
+    for (let r = 0; r < Math.min(kk, tied.length); r++) {
+      indices[base + r] = tied[r];
+      scores[base + r] = sim.data[row + tied[r]];
     }
   }
   return { indices, scores };
@@ -125,9 +165,24 @@ export function labelsFromSimilarity(
   sim: Matrix,
   space: ConceptSpace,
   dead: readonly boolean[],
-  opts: { topK: number; threshold: number; previousTop1?: Int32Array; embeddingTemperature?: number },
+  opts: {
+    topK: number;
+    /** Reported threshold; `interpretable = score > threshold` unless likelihoodThresholds is given. */
+    threshold: number;
+    previousTop1?: Int32Array;
+    embeddingTemperature?: number;
+    /** wpmi / soft_wpmi: the layer normaliser (L = sim + lambda logp), for tie-breaks and the likelihood test. */
+    likelihood?: { logp: Float64Array; lambda: number };
+    /** wpmi / soft_wpmi: per-concept thresholds on L; interpretable = L[k, top1] > likelihoodThresholds[top1]. */
+    likelihoodThresholds?: Float64Array;
+  },
 ): { labels: NeuronLabel[]; top1: Int32Array } {
-  const { indices, scores } = topConceptsPerNeuron(sim, opts.topK);
+  const lik = opts.likelihood;
+  const offset = lik ? Float64Array.from(lik.logp, (v) => lik.lambda * v) : undefined;
+  if (opts.likelihoodThresholds && !offset) {
+    throw new CmError('INTERNAL', 'likelihood thresholds need the layer normaliser logp to recover each neuron\'s likelihood');
+  }
+  const { indices, scores } = topConceptsPerNeuron(sim, opts.topK, offset);
   const kk = Math.min(opts.topK, sim.cols);
   const N = sim.rows;
   const top1 = new Int32Array(N);
@@ -140,13 +195,16 @@ export function labelsFromSimilarity(
     const embedding = unifiedEmbedding(space.conceptEmbeddings, idx, sc, opts.embeddingTemperature);
     const { x, y } = projectTo2d(space, embedding);
     const score = sc[0];
+    const interpretable = opts.likelihoodThresholds && offset
+      ? sim.data[n * sim.cols + idx[0]] + offset[idx[0]] > opts.likelihoodThresholds[idx[0]]
+      : score > opts.threshold;
     labels.push({
       neuron: n,
       concept: space.concepts[idx[0]],
       conceptIndex: idx[0],
       category: space.categories[idx[0]],
       score,
-      interpretable: !dead[n] && score > opts.threshold,
+      interpretable: !dead[n] && interpretable,
       topConcepts: Array.from(idx, (j) => space.concepts[j]),
       topScores: Array.from(sc),
       embedding,
@@ -172,13 +230,27 @@ export async function dissectOn(exec: Executor, space: ConceptSpace, Q: Matrix, 
       context: { previous: opts.previousTop1.length, neurons: Q.cols },
     });
   }
-  const [sim, threshold] = await Promise.all([
-    similarityOn(exec, r, space.probeScores, Q),
-    opts.threshold ?? calibrateOn(exec, space, Q.cols, method, opts.params, { seed: opts.calibrationSeed }),
+  const calibration = { seed: opts.calibrationSeed };
+  const [result, threshold, nullL] = await Promise.all([
+    similarityDetailedOn(exec, r, space.probeScores, Q),
+    opts.threshold ?? calibrateOn(exec, space, Q.cols, method, opts.params, calibration),
+    opts.threshold === undefined && usesLikelihoodNull(r.method) ? likelihoodNullOn(exec, space, r.method, opts.params, calibration) : undefined,
   ]);
   const dead = deadNeurons(Q);
-  const { labels, top1 } = labelsFromSimilarity(sim, space, dead, { topK, threshold, previousTop1: opts.previousTop1, embeddingTemperature: opts.embeddingTemperature });
-  const metrics = layerMetrics(labels, { conceptCount: space.concepts.length, threshold, previousTop1: opts.previousTop1 });
+  const { labels, top1 } = labelsFromSimilarity(result.sim, space, dead, {
+    topK,
+    threshold,
+    previousTop1: opts.previousTop1,
+    embeddingTemperature: opts.embeddingTemperature,
+    likelihood: result.likelihood,
+    likelihoodThresholds: nullL?.thresholds,
+  });
+  const metrics = layerMetrics(labels, {
+    conceptCount: space.concepts.length,
+    threshold,
+    thresholdKind: nullL ? 'likelihood-margin' : 'score',
+    previousTop1: opts.previousTop1,
+  });
   return { labels, metrics, topConcepts: topLayerConcepts(labels), top1 };
 }
 

@@ -3,8 +3,21 @@ export { SOFT_WPMI_DEFAULTS, WPMI_DEFAULTS, COS_CUBED_DEFAULTS, RANK_REORDER_DEF
 export { computeSimilarity, computeSimilarityOn, allocSharedMatrix, defaultExecutor } from './similarity';
 export { inlineExecutor, type Executor } from './executor';
 export { DissectPool, type DissectPoolOptions } from './pool';
-export { dissectLayer, dissectOn, labelsFromSimilarity, topConceptsPerNeuron, deadNeurons, unifiedEmbedding, validateSpace, type DissectOptions } from './dissect';
-export { calibrateThreshold, calibrateOn, nullActivations, quantile, DEFAULT_CALIBRATION_SEED, type CalibrationOptions } from './calibrate';
+export { dissectLayer, dissectOn, labelsFromSimilarity, topConceptsPerNeuron, tieTolerance, TIE_TOLERANCE, deadNeurons, unifiedEmbedding, validateSpace, type DissectOptions } from './dissect';
+export {
+  calibrateThreshold,
+  calibrateOn,
+  calibrateLikelihoodNull,
+  likelihoodNullOn,
+  usesLikelihoodNull,
+  normalQuantile,
+  nullActivations,
+  quantile,
+  DEFAULT_CALIBRATION_SEED,
+  DEFAULT_NULL_NEURONS,
+  type CalibrationOptions,
+  type LikelihoodNull,
+} from './calibrate';
 export { layerMetrics, normalisedEntropy, distinctShare, embeddingSpread, conceptSwitches, topLayerConcepts, type MetricsOptions } from './metrics';
 export { fitProjection, projectTo2d, type Projection } from './projection';
 export { poolLayer } from './pooling';

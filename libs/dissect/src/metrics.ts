@@ -15,6 +15,8 @@ export interface MetricsOptions {
   /** S, the size of the concept set (bounds the number of distinct labels). */
   conceptCount: number;
   threshold: number;
+  /** What `threshold` is (LayerMetrics.thresholdKind); default 'score'. */
+  thresholdKind?: 'score' | 'likelihood-margin';
   previousTop1?: Int32Array;
 }
 
@@ -93,6 +95,7 @@ export function layerMetrics(labels: readonly NeuronLabel[], opts: MetricsOption
     switches: count,
     switchFraction: n ? count / n : 0,
     threshold: opts.threshold,
+    thresholdKind: opts.thresholdKind ?? 'score',
   };
 }
 

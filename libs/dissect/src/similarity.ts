@@ -84,18 +84,42 @@ export async function topImages(exec: Executor, q: SharedMatrixRef, k: number): 
   return new Int32Array(out);
 }
 
+/**
+ * A similarity matrix with, for (soft_)wpmi, the layer normaliser logp[j] = logsumexp_k L[k, j] - log N
+ * (S values) and the lambda it was applied with, so that a neuron's own log-likelihood is
+ * L[k, j] = sim[k, j] + lambda * logp[j] (internal: computeSimilarity returns the matrix only).
+ */
+export interface SimilarityResult {
+  sim: Matrix;
+  likelihood?: { logp: Float64Array; lambda: number };
+}
+
+/** L[k, j] = sim[k, j] + lambda * logp[j] in float64 (sim is float32: good to one float32 ulp of sim). */
+export function ownLikelihood(result: SimilarityResult, k: number, j: number): number {
+  const { sim, likelihood } = result;
+  const v = sim.data[k * sim.cols + j];
+  return likelihood ? v + likelihood.lambda * likelihood.logp[j] : v;
+}
+
 /** The similarity of an already-validated method on an executor. */
 export async function similarityOn(exec: Executor, r: ResolvedParams, P: Matrix, Q: Matrix): Promise<Matrix> {
+  return (await similarityDetailedOn(exec, r, P, Q)).sim;
+}
+
+/** Same, with the (soft_)wpmi normaliser logp (see SimilarityResult). */
+export async function similarityDetailedOn(exec: Executor, r: ResolvedParams, P: Matrix, Q: Matrix): Promise<SimilarityResult> {
   const p = toShared(P);
   const q = toShared(Q);
   const N = Q.cols;
   const S = P.cols;
   const out = new SharedArrayBuffer(N * S * 4);
+  let likelihood: SimilarityResult['likelihood'];
   switch (r.method) {
     case 'soft_wpmi':
     case 'wpmi': {
       const f = likelihoodFactors(r);
       const [sm, idx] = await Promise.all([softmaxCache(exec, p, f.a), topImages(exec, q, f.topK)]);
+      const logp = new SharedArrayBuffer(S * 8);
       await exec.run(
         splitRange(S, exec.size, 8).map(([colStart, colEnd]): Task => ({
           kind: 'likelihood',
@@ -109,8 +133,10 @@ export async function similarityOn(exec: Executor, r: ResolvedParams, P: Matrix,
           colStart,
           colEnd,
           out,
+          logp,
         })),
       );
+      likelihood = { logp: new Float64Array(logp), lambda: f.lambda };
       break;
     }
     case 'cos':
@@ -128,7 +154,7 @@ export async function similarityOn(exec: Executor, r: ResolvedParams, P: Matrix,
       break;
     }
   }
-  return { rows: N, cols: S, data: new Float32Array(out) };
+  return { sim: { rows: N, cols: S, data: new Float32Array(out) }, likelihood };
 }
 
 /** Work above which computeSimilarity moves to the default worker pool (about 20 ms of work inline). */

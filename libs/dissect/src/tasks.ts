@@ -49,6 +49,8 @@ export type Task =
       colStart: number;
       colEnd: number;
       out: SharedArrayBuffer;
+      /** S float64: logp[j] = logsumexp_k L[k, j] - log N, so that L = sim + lambda * logp can be recovered. */
+      logp: SharedArrayBuffer;
     }
   | { kind: 'cosine'; cubed: boolean; minNorm: number; p: SharedMatrixRef; q: SharedMatrixRef; colStart: number; colEnd: number; out: SharedArrayBuffer }
   | {
@@ -222,6 +224,8 @@ export function selectTopK(values: Float32Array, order: Int32Array, k: number, s
  * (soft_)wpmi over a range of concepts, for all neurons: L[k, j] = sum_r log(c_r + p_r Sm[i_r, j])
  * as log of a product (SIMD kernel), then logp[j] = logsumexp_k L[k, j] - log N and
  * sim = L - lambda logp. A block of concepts is finished before the next, so no second pass.
+ * logp is also written out (S float64, negligible next to N x S), so callers can recover the
+ * neuron's own likelihood L = sim + lambda logp without a second pass (tie-breaks, calibration).
  */
 async function likelihoodTask(t: Extract<Task, { kind: 'likelihood' }>, slot: number): Promise<void> {
   const { sm, topK: K, neurons: N } = t;
@@ -250,6 +254,7 @@ async function likelihoodTask(t: Extract<Task, { kind: 'likelihood' }>, slot: nu
   const segment = minC > 0 && minC < 1 ? Math.max(1, Math.min(K, Math.floor(Math.log(SEGMENT_FLOOR) / Math.log(minC)))) : K;
   const idx = new Int32Array(t.idx);
   const out = new Float32Array(t.out);
+  const logpOut = new Float64Array(t.logp);
   const rowBytes = sm.stride * 4;
   const L = new Float64Array(N * B);
   const logN = Math.log(N);
@@ -280,6 +285,7 @@ async function likelihoodTask(t: Extract<Task, { kind: 'likelihood' }>, slot: nu
         for (let k = 0; k < N; k++) sum += Math.exp(L[k * B + j] - max);
         logp = max + Math.log(sum) - logN;
       }
+      logpOut[j0 + j] = logp;
       total[j] = t.lambda * logp;
     }
     for (let k = 0; k < N; k++) {

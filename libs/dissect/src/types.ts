@@ -75,8 +75,15 @@ export interface LayerMetrics {
   /** Neurons whose top-1 concept differs from the previous checkpoint (0 at the first). */
   switches: number;
   switchFraction: number;
-  /** Calibrated interpretability threshold used for this layer. */
+  /**
+   * Interpretability threshold used for this layer (docs/dissect.md, Calibration). thresholdKind
+   * 'score': interpretable = score > threshold (cos, cos_cubed, rank_reorder, or a threshold given
+   * by the caller). 'likelihood-margin' (wpmi / soft_wpmi, calibrated): each neuron is tested on its
+   * own likelihood against a per-concept null; threshold is the median over concepts of the margin
+   * over the null mean that the test requires, in nats.
+   */
   threshold: number;
+  thresholdKind?: 'score' | 'likelihood-margin';
 }
 
 export interface LayerDissection {

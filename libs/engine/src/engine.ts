@@ -9,13 +9,33 @@
  * Idempotency: a checkpoint resent after a reconnect returns the records it produced the first time
  * (same content, same times, hence the same Nats-Msg-Ids), from a small per-run cache; the
  * detector and switch state are not advanced twice.
+ *
+ * Durability: what a run carries between checkpoints (previous top-1 per layer, the detector's
+ * state) is saved through a RunStateStore after each checkpoint, before the caller acks it. A run
+ * this engine does not hold in memory (a restart, another replica, an evicted idle run) is loaded
+ * from the store on RunStart or on its next checkpoint, and carries on as if never interrupted. The
+ * store also keeps the state before each of the last few steps, so a checkpoint resent after a
+ * restart (processed, never acknowledged) is recomputed from the same starting point.
  */
 import { CmError, invalidArgument, isCmError, notFound } from '@cm/core';
-import type { AlertRecord, CheckpointData, CheckpointResult, CmRecord, LayerSnapshotRecord, MonitoredLayer, RunRecord, RunSpec } from '@cm/contracts';
+import type {
+  AlertRecord,
+  CheckpointData,
+  CheckpointResult,
+  CmRecord,
+  CollapseRunState,
+  LayerSnapshotRecord,
+  MonitoredLayer,
+  PersistedRunState,
+  RunCarry,
+  RunRecord,
+  RunSpec,
+} from '@cm/contracts';
 import { CollapseDetector, rulesFromConfig, type CollapseRulesConfig } from '@cm/alerts';
 import { poolLayer, type ConceptSpace, type DissectOptions, type LayerDissection, type Matrix } from '@cm/dissect';
 import { checkpointRecord, checkpointResult, labelRow, labelsRecords, snapshotRecord } from './records';
 import { sameRunSpec, validateCheckpoint, validateRunSpec } from './validate';
+import { DEFAULT_RUN_IDLE_MS, MemoryRunStateStore, type RunStateStore } from './run-state';
 
 /** What the engine needs of a probe bundle. */
 export interface EngineBundle {
@@ -41,6 +61,9 @@ export interface LayerDissector {
 /** The collapse detector as the engine uses it (CollapseDetector from @cm/alerts fits). */
 export interface SnapshotObserver {
   observe(snapshot: LayerSnapshotRecord): AlertRecord[];
+  /** With both of these the detector's state survives restarts (saved with the run state). */
+  exportState?(runId: string): CollapseRunState;
+  importState?(runId: string, state: CollapseRunState): void;
 }
 
 export interface ConceptEngineOptions {
@@ -56,6 +79,20 @@ export interface ConceptEngineOptions {
   now?: () => Date;
   /** Processed checkpoints kept per run to answer resends identically. */
   replayCache?: number;
+  /** Where run state is saved after each checkpoint. Default: in this process (MemoryRunStateStore). */
+  stateStore?: RunStateStore;
+  /**
+   * Steps whose starting state is saved too, so a checkpoint resent after a restart is recomputed
+   * identically (a trainer has at most a few processed-but-unacknowledged checkpoints). Default 4.
+   */
+  resendDepth?: number;
+  /**
+   * Drop a run from memory after this long without a checkpoint or an open stream (its state stays
+   * in the store). Default 1 hour; 0 or Infinity: never. Checked every min(runIdleMs, 1 min).
+   */
+  runIdleMs?: number;
+  /** Clock in ms for idle eviction (tests). */
+  clockMs?: () => number;
 }
 
 export interface StartedRun {
@@ -79,12 +116,19 @@ interface RunState {
   record: RunRecord;
   space: ConceptSpace;
   declared: Map<string, MonitoredLayer>;
-  previousTop1: Map<string, Int32Array>;
+  /** State after `lastStep`: previous top-1 per layer, detector state. */
+  current: RunCarry;
+  /** The last `resendDepth` processed steps with the state before each (to recompute a resend). */
+  history: PersistedRunState['recent'];
   detector: SnapshotObserver;
   lastStep: number;
   recent: Map<number, ProcessedCheckpoint>;
   /** Checkpoints of a run are processed one after the other (switches need the previous one). */
   queue: Promise<unknown>;
+  /** For idle eviction: last use, checkpoints queued or running, open streams (attach). */
+  lastActiveMs: number;
+  busy: number;
+  streams: number;
 }
 
 export const DEFAULT_ALERT_RULES: CollapseRulesConfig = rulesFromConfig({
@@ -97,36 +141,70 @@ export const DEFAULT_ALERT_RULES: CollapseRulesConfig = rulesFromConfig({
 
 export class ConceptEngine {
   private readonly runs = new Map<string, RunState>();
+  /** Runs being loaded from the store, so concurrent calls share one load. */
+  private readonly loading = new Map<string, Promise<RunState | undefined>>();
   private readonly now: () => Date;
+  private readonly clockMs: () => number;
   private readonly replayCache: number;
+  private readonly resendDepth: number;
+  private readonly runIdleMs: number;
+  private readonly store: RunStateStore;
+  private readonly evictionTimer?: NodeJS.Timeout;
 
   constructor(private readonly opts: ConceptEngineOptions) {
     this.now = opts.now ?? (() => new Date());
+    this.clockMs = opts.clockMs ?? (() => Date.now());
     this.replayCache = opts.replayCache ?? 8;
+    this.resendDepth = opts.resendDepth ?? 4;
+    this.runIdleMs = opts.runIdleMs ?? DEFAULT_RUN_IDLE_MS;
+    this.store = opts.stateStore ?? new MemoryRunStateStore();
+    if (!Number.isInteger(this.resendDepth) || this.resendDepth < 0) {
+      throw invalidArgument(`resendDepth must be a non-negative integer, got ${this.resendDepth}`);
+    }
+    if (!(this.runIdleMs >= 0)) throw invalidArgument(`runIdleMs must be >= 0, got ${this.runIdleMs}`);
+    if (this.runIdleMs > 0 && Number.isFinite(this.runIdleMs)) {
+      this.evictionTimer = setInterval(() => this.evictIdleRuns(), Math.min(this.runIdleMs, 60_000));
+      this.evictionTimer.unref();
+    }
+  }
+
+  /** Stop the eviction timer (the engine keeps working; idle runs just stay in memory). */
+  close(): void {
+    if (this.evictionTimer) clearInterval(this.evictionTimer);
   }
 
   /**
    * Register a run. A second start of a known run with the same spec (a reconnect) resumes it;
-   * with a different spec it is an error. Unknown bundle -> NOT_FOUND.
+   * with a different spec it is an error. A run this engine does not hold but the state store does
+   * (a restart, another replica) is resumed from the store. Unknown bundle -> NOT_FOUND.
    */
   async startRun(spec: RunSpec): Promise<StartedRun> {
     validateRunSpec(spec);
-    const known = this.runs.get(spec.runId);
-    if (known) {
-      if (!sameRunSpec(known.spec, spec)) {
+    const runId = spec.runId;
+    let run = this.runs.get(runId);
+    if (run && run.busy === 0) {
+      // The trainer may have been served by another replica since (it reconnected there, then
+      // back here): the store is then ahead of memory, and memory must not win.
+      const stored = await this.loadStored(runId);
+      if (stored && stored.lastStep > run.lastStep) run = await this.adopt(stored);
+    }
+    if (!run) run = await this.held(runId);
+    if (run) {
+      if (!sameRunSpec(run.spec, spec)) {
         throw invalidArgument(
-          `run ${spec.runId} is already running with a different bundle, model or layers`,
-          { runId: spec.runId },
+          `run ${runId} is already running with a different bundle, model or layers`,
+          { runId },
           'use a new run id for a new run',
         );
       }
-      return { records: [], probeImages: known.space.probeScores.rows, resumed: true };
+      run.lastActiveMs = this.clockMs();
+      return { records: [], probeImages: run.space.probeScores.rows, resumed: true };
     }
     const bundle = await this.loadBundle(spec);
     const time = this.now().toISOString();
     const record: RunRecord = {
       kind: 'run',
-      runId: spec.runId,
+      runId,
       model: spec.model,
       paradigm: spec.paradigm,
       bundleId: spec.bundleId,
@@ -136,30 +214,23 @@ export class ConceptEngine {
       startedAt: time,
       time,
     };
-    this.runs.set(spec.runId, {
-      spec: { ...spec, layers: spec.layers.map((l) => ({ ...l })), tags: { ...spec.tags } },
-      record,
-      space: bundle.space,
-      declared: new Map(spec.layers.map((l) => [l.name, l])),
-      previousTop1: new Map(),
-      detector: this.opts.detectorFactory?.(spec.runId) ?? new CollapseDetector(this.opts.alertRules ?? DEFAULT_ALERT_RULES),
-      lastStep: -1,
-      recent: new Map(),
-      queue: Promise.resolve(),
-    });
-    // Calibrating a layer width's threshold is the slow part of a first dissection (cached per
-    // bundle and width by @cm/dissect): start it now, while the trainer computes its first checkpoint.
-    const { calibrate } = this.opts.dissector;
-    if (calibrate && this.opts.dissectOptions?.threshold === undefined) {
-      for (const width of new Set(spec.layers.map((l) => l.width))) {
-        calibrate.call(this.opts.dissector, bundle.space, width, this.opts.dissectOptions?.method, this.opts.dissectOptions?.params).catch(() => undefined);
-      }
-    }
+    const started = this.newRunState({ spec: { ...spec, layers: spec.layers.map((l) => ({ ...l })), tags: { ...spec.tags } }, record, lastStep: -1, current: { top1: {} }, recent: [] }, bundle);
+    started.current = { top1: {}, detector: started.detector.exportState?.(runId) };
+    // Saved at once: a trainer that reconnects to another replica before its first checkpoint
+    // resumes this run there instead of starting it again.
+    await this.saveState(started, this.persisted(started, -1, started.current, []));
+    this.runs.set(runId, started);
+    this.calibrate(spec, bundle);
     return { records: [record], probeImages: bundle.space.probeScores.rows, resumed: false };
   }
 
   hasRun(runId: string): boolean {
     return this.runs.has(runId);
+  }
+
+  /** Run ids held in memory. */
+  heldRuns(): string[] {
+    return [...this.runs.keys()];
   }
 
   /** Probe images D of a run's bundle (the first dimension of every activation block). */
@@ -172,19 +243,68 @@ export class ConceptEngine {
   }
 
   /**
-   * Validate, pool and dissect one checkpoint. Steps must increase within a run; a step already
-   * processed and still cached is answered from the cache (`replayed`).
+   * An open stream uses the run: it is not evicted while attached. Returns the release function
+   * (idempotent). Call after startRun.
    */
-  processCheckpoint(runId: string, cp: CheckpointData): Promise<ProcessedCheckpoint> {
+  attach(runId: string): () => void {
     const run = this.state(runId);
-    const task = run.queue.then(() => this.process(run, cp));
-    run.queue = task.catch(() => undefined);
-    return task;
+    run.streams++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      run.streams--;
+      run.lastActiveMs = this.clockMs();
+    };
   }
 
-  /** Close a run; returns the final run record to write. Unknown run -> NOT_FOUND. */
-  endRun(runId: string, status: 'completed' | 'failed'): RunRecord {
-    const run = this.state(runId);
+  /**
+   * Drop runs idle for longer than runIdleMs (no open stream, nothing queued) from memory; their
+   * state stays in the store and a later RunStart or checkpoint loads it. Returns the dropped ids.
+   * Runs on a timer; public for tests and for callers with their own schedule.
+   */
+  evictIdleRuns(nowMs: number = this.clockMs()): string[] {
+    const evicted: string[] = [];
+    if (!(this.runIdleMs > 0) || !Number.isFinite(this.runIdleMs)) return evicted;
+    for (const [runId, run] of this.runs) {
+      if (run.streams === 0 && run.busy === 0 && nowMs - run.lastActiveMs > this.runIdleMs) {
+        this.runs.delete(runId);
+        evicted.push(runId);
+      }
+    }
+    return evicted;
+  }
+
+  /**
+   * Validate, pool and dissect one checkpoint. Steps must increase within a run; a step already
+   * processed is answered from the cache, or recomputed from its saved starting state after a
+   * restart (`replayed`). A run not held in memory is loaded from the state store.
+   */
+  async processCheckpoint(runId: string, cp: CheckpointData): Promise<ProcessedCheckpoint> {
+    const run = this.runs.get(runId) ?? (await this.held(runId)) ?? this.state(runId);
+    run.busy++;
+    run.lastActiveMs = this.clockMs();
+    const task = run.queue.then(() => this.process(run, cp));
+    run.queue = task.catch(() => undefined);
+    try {
+      return await task;
+    } finally {
+      run.busy--;
+      run.lastActiveMs = this.clockMs();
+    }
+  }
+
+  /**
+   * Close a run and delete its saved state; returns the final run record to write. A run not held
+   * in memory is loaded from the store first. Unknown run -> NOT_FOUND.
+   */
+  async endRun(runId: string, status: 'completed' | 'failed'): Promise<RunRecord> {
+    const run = this.runs.get(runId) ?? (await this.held(runId)) ?? this.state(runId);
+    try {
+      await this.store.delete(runId);
+    } catch (e) {
+      throw unavailable(`run ${runId}: could not delete the saved run state`, runId, e);
+    }
     this.runs.delete(runId);
     const time = this.now().toISOString();
     return { ...run.record, status, endedAt: time, time };
@@ -195,12 +315,45 @@ export class ConceptEngine {
     const cached = run.recent.get(cp.step);
     if (cached) return { ...cached, replayed: true };
     if (Number.isInteger(cp.step) && cp.step <= run.lastStep) {
-      throw invalidArgument(
-        `run ${runId}: checkpoint step ${cp.step} is not after the last processed step ${run.lastStep}`,
-        { runId, step: cp.step, lastStep: run.lastStep },
-        'steps must increase within a run',
-      );
+      const resent = run.history.find((h) => h.step === cp.step);
+      if (!resent) {
+        throw invalidArgument(
+          `run ${runId}: checkpoint step ${cp.step} is not after the last processed step ${run.lastStep}`,
+          { runId, step: cp.step, lastStep: run.lastStep },
+          'steps must increase within a run',
+        );
+      }
+      // Processed before a restart but never acknowledged: recompute it from the state it started
+      // from (same labels, switches and alerts; new times), leaving the run's state where it is.
+      const { processed } = await this.compute(run, cp, resent.before, this.detectorAt(runId, resent.before));
+      return this.remember(run, { ...processed, replayed: true });
     }
+    const before = run.current;
+    const { processed, after } = await this.compute(run, cp, before, run.detector);
+    const history = [...run.history, { step: cp.step, before }].slice(this.resendDepth === 0 ? run.history.length + 1 : -this.resendDepth);
+    try {
+      // Durable before the caller acks: an acknowledged checkpoint is never lost to a restart.
+      await this.saveState(run, this.persisted(run, cp.step, after, history));
+    } catch (e) {
+      // Nothing is committed: the detector goes back to where it was, a resend recomputes.
+      if (before.detector && run.detector.importState) run.detector.importState(runId, before.detector);
+      throw e;
+    }
+    // Commit state only once everything succeeded: a failed checkpoint leaves the run as it was.
+    run.current = after;
+    run.history = history;
+    run.lastStep = cp.step;
+    return this.remember(run, processed);
+  }
+
+  /** Dissect a checkpoint starting from `base`, observing its snapshots with `detector`. */
+  private async compute(
+    run: RunState,
+    cp: CheckpointData,
+    base: RunCarry,
+    detector: SnapshotObserver,
+  ): Promise<{ processed: ProcessedCheckpoint; after: RunCarry }> {
+    const runId = run.spec.runId;
     validateCheckpoint(runId, run.declared, run.space.probeScores.rows, cp);
     const time = this.now().toISOString();
     // Dissect in the declared order so records come out in a stable order.
@@ -211,7 +364,7 @@ export class ConceptEngine {
           layer.shape.length === 2
             ? { rows: layer.shape[0], cols: layer.shape[1], data: layer.data }
             : poolLayer({ shape: layer.shape, data: layer.data }, layer.pooling ?? 'avg');
-        return this.opts.dissector.dissect(run.space, q, { ...this.opts.dissectOptions, previousTop1: run.previousTop1.get(layer.layer) });
+        return this.opts.dissector.dissect(run.space, q, { ...this.opts.dissectOptions, previousTop1: base.top1[layer.layer] });
       }),
     );
     const labels: CmRecord[] = [];
@@ -221,22 +374,144 @@ export class ConceptEngine {
       labels.push(...labelsRecords(runId, layer.layer, cp.step, d.labels.map(labelRow), time));
       snapshots.push(snapshotRecord(runId, layer.layer, cp.step, d, time));
     });
-    const alerts = snapshots.flatMap((s) => run.detector.observe(s));
-    // Commit state only once everything succeeded: a failed checkpoint leaves the run as it was.
-    ordered.forEach((layer, i) => run.previousTop1.set(layer.layer, dissections[i].top1));
-    run.lastStep = cp.step;
-    const processed: ProcessedCheckpoint = {
-      step: cp.step,
-      records: [checkpointRecord(runId, cp.step, cp.metrics ?? {}, time), ...labels, ...snapshots, ...alerts],
-      result: checkpointResult(cp.step, snapshots, alerts),
-      replayed: false,
+    const alerts = snapshots.flatMap((s) => detector.observe(s));
+    const top1: Record<string, Int32Array> = {};
+    ordered.forEach((layer, i) => (top1[layer.layer] = dissections[i].top1));
+    return {
+      processed: {
+        step: cp.step,
+        records: [checkpointRecord(runId, cp.step, cp.metrics ?? {}, time), ...labels, ...snapshots, ...alerts],
+        result: checkpointResult(cp.step, snapshots, alerts),
+        replayed: false,
+      },
+      after: { top1, detector: detector.exportState?.(runId) },
     };
-    run.recent.set(cp.step, processed);
+  }
+
+  private remember(run: RunState, processed: ProcessedCheckpoint): ProcessedCheckpoint {
+    run.recent.set(processed.step, { ...processed, replayed: false });
     for (const step of run.recent.keys()) {
       if (run.recent.size <= this.replayCache) break;
       run.recent.delete(step);
     }
     return processed;
+  }
+
+  /** A detector in the state `base` was saved with (one that cannot be restored observes nothing). */
+  private detectorAt(runId: string, base: RunCarry): SnapshotObserver {
+    const detector = this.newDetector(runId);
+    if (base.detector && detector.importState) {
+      detector.importState(runId, base.detector);
+      return detector;
+    }
+    return { observe: () => [] };
+  }
+
+  private newDetector(runId: string): SnapshotObserver {
+    return this.opts.detectorFactory?.(runId) ?? new CollapseDetector(this.opts.alertRules ?? DEFAULT_ALERT_RULES);
+  }
+
+  private newRunState(saved: PersistedRunState, bundle: EngineBundle): RunState {
+    const runId = saved.spec.runId;
+    const detector = this.newDetector(runId);
+    if (saved.current.detector && detector.importState) detector.importState(runId, saved.current.detector);
+    return {
+      spec: saved.spec,
+      record: saved.record,
+      space: bundle.space,
+      declared: new Map(saved.spec.layers.map((l) => [l.name, l])),
+      current: saved.current,
+      history: saved.recent,
+      detector,
+      lastStep: saved.lastStep,
+      recent: new Map(),
+      queue: Promise.resolve(),
+      lastActiveMs: this.clockMs(),
+      busy: 0,
+      streams: 0,
+    };
+  }
+
+  private persisted(run: RunState, lastStep: number, current: RunCarry, recent: PersistedRunState['recent']): PersistedRunState {
+    return { spec: run.spec, record: run.record, lastStep, current, recent };
+  }
+
+  /** The run from memory, else from the store (loaded once even when asked concurrently). */
+  private async held(runId: string): Promise<RunState | undefined> {
+    const inMemory = this.runs.get(runId);
+    if (inMemory) return inMemory;
+    let pending = this.loading.get(runId);
+    if (!pending) {
+      pending = (async () => {
+        const stored = await this.loadStored(runId);
+        return stored && this.adopt(stored);
+      })().finally(() => this.loading.delete(runId));
+      this.loading.set(runId, pending);
+    }
+    return pending;
+  }
+
+  /** Hold a stored state in memory (replacing a stale copy), after checking it fits its bundle. */
+  private async adopt(stored: PersistedRunState): Promise<RunState> {
+    const runId = stored.spec.runId;
+    const corrupt = (what: string, cause?: unknown): CmError =>
+      new CmError('CORRUPT', `saved state of run ${runId}: ${what}`, {
+        context: { runId },
+        cause,
+        hint: 'delete the run state (bucket CM_RUN_STATE_V1) to restart the run without its history',
+      });
+    try {
+      validateRunSpec(stored.spec);
+    } catch (e) {
+      throw corrupt(e instanceof Error ? e.message : String(e), e);
+    }
+    const bundle = await this.loadBundle(stored.spec);
+    const widths = new Map(stored.spec.layers.map((l) => [l.name, l.width]));
+    for (const carry of [stored.current, ...stored.recent.map((r) => r.before)]) {
+      for (const [layer, top1] of Object.entries(carry.top1)) {
+        if (widths.get(layer) !== top1.length) throw corrupt(`previous top-1 of layer ${layer} has ${top1.length} neurons, the run declares ${widths.get(layer) ?? 'no such layer'}`);
+      }
+    }
+    let run: RunState;
+    try {
+      run = this.newRunState(stored, bundle);
+    } catch (e) {
+      throw isCmError(e) && e.code === 'CORRUPT' ? e : corrupt(e instanceof Error ? e.message : String(e), e);
+    }
+    this.runs.set(runId, run);
+    this.calibrate(stored.spec, bundle);
+    return run;
+  }
+
+  private async loadStored(runId: string): Promise<PersistedRunState | undefined> {
+    try {
+      return await this.store.load(runId);
+    } catch (e) {
+      if (isCmError(e) && e.code === 'CORRUPT') throw e;
+      throw unavailable(`run ${runId}: could not load the saved run state`, runId, e);
+    }
+  }
+
+  private async saveState(run: RunState, state: PersistedRunState): Promise<void> {
+    try {
+      await this.store.save(run.spec.runId, state);
+    } catch (e) {
+      if (isCmError(e) && e.code === 'RESOURCE_EXHAUSTED') throw e;
+      throw unavailable(`run ${run.spec.runId}: could not save the run state`, run.spec.runId, e);
+    }
+  }
+
+  /**
+   * Calibrating a layer width's threshold is the slow part of a first dissection (cached per bundle
+   * and width by @cm/dissect): start it now, while the trainer computes its first checkpoint.
+   */
+  private calibrate(spec: RunSpec, bundle: EngineBundle): void {
+    const { calibrate } = this.opts.dissector;
+    if (calibrate && this.opts.dissectOptions?.threshold === undefined) {
+      for (const width of new Set(spec.layers.map((l) => l.width))) {
+        calibrate.call(this.opts.dissector, bundle.space, width, this.opts.dissectOptions?.method, this.opts.dissectOptions?.params).catch(() => undefined);
+      }
+    }
   }
 
   private state(runId: string): RunState {
@@ -259,4 +534,12 @@ export class ConceptEngine {
       throw e;
     }
   }
+}
+
+function unavailable(message: string, runId: string, cause: unknown): CmError {
+  return new CmError('UNAVAILABLE', `${message}: ${cause instanceof Error ? cause.message : String(cause)}`, {
+    context: { runId },
+    cause,
+    hint: 'the run state store (NATS key-value bucket) is unreachable; the client resends unacknowledged checkpoints',
+  });
 }

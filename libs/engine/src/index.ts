@@ -4,3 +4,4 @@ export * from './records';
 export * from './sink';
 export * from './local';
 export * from './dissectors';
+export * from './run-state';

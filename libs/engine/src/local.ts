@@ -60,11 +60,12 @@ export function createLocalMonitor(opts: LocalMonitorOptions): LocalMonitor {
       return processed.result;
     },
     async endRun(status): Promise<void> {
-      const record = engine.endRun(current(), status);
+      const record = await engine.endRun(current(), status);
       await sink.write([record]);
       runId = undefined;
     },
     async close(): Promise<void> {
+      engine.close();
       await pool?.close();
     },
   };

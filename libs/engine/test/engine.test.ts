@@ -142,7 +142,7 @@ describe('processCheckpoint', () => {
   it('endRun closes the run; the run is then unknown', async () => {
     const engine = newEngine();
     await engine.startRun(testRunSpec('r5', tb.bundleId));
-    const rec = engine.endRun('r5', 'completed');
+    const rec = await engine.endRun('r5', 'completed');
     expect(rec).toMatchObject({ kind: 'run', runId: 'r5', status: 'completed', endedAt: '2025-01-02T03:04:05.000Z' });
     expect((await rejected(() => engine.endRun('r5', 'completed'))).code).toBe('NOT_FOUND');
   });

@@ -4,7 +4,7 @@ import { invalidArgument } from '@cm/core';
 import { checkAttack, type AttackSpec } from './adversarial';
 import { loadCheckpoint, type NamedTensor, type SavedCheckpoint } from './checkpoint';
 import type { ImageDataset } from './data';
-import { fullMasks, pruneMasks, restoreWeights, snapshotWeights, sparsity } from './lottery';
+import { applyMasks, fullMasks, pruneMasks, restoreWeights, snapshotWeights, sparsity } from './lottery';
 import { blockNamesOf, buildModel, LOGITS, selectLayers, type BuiltModel, type ModelSpec } from './models';
 import { trainRun, type ProbeImages, type TrainObserver, type TrainRunResult } from './loop';
 
@@ -192,6 +192,9 @@ export async function runTrainJob(job: TrainJob): Promise<TrainJobResult> {
       masks = pruneMasks(model, masks, lt.rate);
       restoreWeights(model, rewind!);
     }
+    // The step-0 checkpoint of a round is the rewound network under its mask (the paper's
+    // "interpretable at initialisation" question), so the mask applies before anything is probed.
+    applyMasks(model, masks);
     const s = sparsity(masks);
     const roundMasks = masks;
     const run = await trainRun({

@@ -127,6 +127,9 @@ describe('training loop', () => {
     expect(sparsities[0]).toBe(0);
     expect(sparsities[1]).toBeGreaterThan(0.4);
     expect(sparsities[2]).toBeGreaterThan(sparsities[1]);
+    // Round 1 starts from the rewound weights under the mask: its step-0 activations differ from round 0's.
+    const step0 = monitor.checkpoints.filter((c) => c.runId.startsWith('lt') && c.cp.step === 0).map((c) => Array.from(c.cp.layers[0].data));
+    expect(step0[1]).not.toEqual(step0[0]);
   });
 
   it('saves checkpoints; resuming continues exactly where an uninterrupted run would be', async () => {
