@@ -3,3 +3,4 @@ export * from './tables';
 export * from './records';
 export * from './monitor';
 export * from './run-state';
+export * from './label-columns';

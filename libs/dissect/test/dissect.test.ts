@@ -1,4 +1,4 @@
-import { calibrateThreshold, deadNeurons, dissectLayer, fitProjection, nullActivations, poolLayer, projectTo2d, unifiedEmbedding, type ConceptSpace, type Matrix } from '../src';
+import { calibrateLikelihoodNull, calibrateThreshold, deadNeurons, normalQuantile, dissectLayer, fitProjection, nullActivations, poolLayer, projectTo2d, unifiedEmbedding, type ConceptSpace, type Matrix } from '../src';
 import { loadReference, uniform } from './helpers';
 
 const ref = loadReference();
@@ -56,13 +56,31 @@ describe('dissectLayer', () => {
   it('a layer of unrelated neurons is (almost) never interpretable: the calibration holds', async () => {
     const { metrics } = await dissectLayer(sp, nullActivations(ref.P.rows, 64, 12345));
     expect(metrics.interpretableFraction).toBeLessThanOrEqual(0.05);
+    expect(metrics.thresholdKind).toBe('likelihood-margin');
+    for (const method of ['wpmi', 'cos'] as const) {
+      const other = await dissectLayer(sp, nullActivations(ref.P.rows, 64, 12345), { method });
+      expect(other.metrics.interpretableFraction).toBeLessThanOrEqual(0.05);
+      expect(other.metrics.thresholdKind).toBe(method === 'cos' ? 'score' : 'likelihood-margin');
+    }
   });
 
-  it('calibration is cached, deterministic per seed, and depends on the layer width', async () => {
+  it('calibration is cached, deterministic per seed; the score quantile depends on the layer width, the likelihood null does not', async () => {
+    // cos (null quantile of top scores): as before
+    const c = await calibrateThreshold(sp, 24, 'cos');
+    expect(await calibrateThreshold(sp, 24, 'cos')).toBe(c);
+    expect(await calibrateThreshold(sp, 24, 'cos', undefined, { seed: 1 })).not.toBe(c);
+    expect(await calibrateThreshold(sp, 200, 'cos')).not.toBe(c);
+    // soft_wpmi: a per-concept test on the neuron's own likelihood, which no layer normaliser enters,
+    // so every width shares one calibration (the same cached promise), and the seed changes it
     const a = await calibrateThreshold(sp, 24);
     expect(await calibrateThreshold(sp, 24)).toBe(a);
     expect(await calibrateThreshold(sp, 24, 'soft_wpmi', undefined, { seed: 1 })).not.toBe(a);
-    expect(await calibrateThreshold(sp, 200)).not.toBe(a);
+    expect(await calibrateThreshold(sp, 200)).toBe(a);
+    const nullL = await calibrateLikelihoodNull(sp);
+    expect(await calibrateLikelihoodNull(sp)).toBe(nullL);
+    expect(a).toBe(nullL.margin);
+    expect(nullL.z).toBeCloseTo(normalQuantile(1 - 0.01 / S), 12);
+    for (let j = 0; j < S; j++) expect(nullL.thresholds[j] - nullL.mean[j]).toBeGreaterThanOrEqual(nullL.z * nullL.sd[j]);
   });
 
   it('counts switches against the previous checkpoint and flags dead neurons', async () => {

@@ -1,4 +1,4 @@
-import { TABLES, type CmRecord } from '@cm/contracts';
+import { isLabelsColumnsRecord, TABLES, toLabelColumns, type CmRecord, type LabelColumns, type WireRecord } from '@cm/contracts';
 import { invalidArgument } from '@cm/core';
 
 /**
@@ -23,14 +23,26 @@ import { invalidArgument } from '@cm/core';
  */
 export type TableKey = 'runs' | 'checkpoints' | 'neuronLabels' | 'layerMetrics' | 'alerts';
 
+/**
+ * How neuron label rows are encoded. RowBinary (ClickHouse's native row format: little-endian
+ * numbers, length-prefixed strings) is the fastest to write here and to parse on the server, and
+ * the server store uses it. chDB's connection turns an insert body into a UTF-8 string, which
+ * would corrupt binary data, so the chDB store uses TabSeparated.
+ */
+export type LabelFormat = 'TabSeparated' | 'RowBinary';
+
 export interface TableRows {
   /**
    * Encoded rows per table, in INSERT_FORMAT's format: chunks of one or more lines joined by '\n'
-   * (no trailing newline); a labels record is one chunk.
+   * (no trailing newline); a labels record is one chunk. Neuron labels are here only when
+   * labelFormat is TabSeparated.
    */
   lines: Record<TableKey, string[]>;
   /** Rows per table (a chunk may hold many). */
   counts: Record<TableKey, number>;
+  labelFormat: LabelFormat;
+  /** Neuron label rows as RowBinary, one buffer per labels record (labelFormat RowBinary). */
+  labelBytes: Uint8Array[];
   /** Concepts seen in label rows: runId -> concept -> category (fills the concept dictionary). */
   labelConcepts: Map<string, Map<string, string>>;
   /** Bundles of the runs seen: runId -> bundleId. */
@@ -81,10 +93,12 @@ function floatTsv(v: number): string {
   return typeof v === 'number' && Number.isFinite(v) ? String(v) : String(float(v));
 }
 
-export function emptyRows(): TableRows {
+export function emptyRows(labelFormat: LabelFormat = 'TabSeparated'): TableRows {
   return {
     lines: { runs: [], checkpoints: [], neuronLabels: [], layerMetrics: [], alerts: [] },
     counts: { runs: 0, checkpoints: 0, neuronLabels: 0, layerMetrics: 0, alerts: 0 },
+    labelFormat,
+    labelBytes: [],
     labelConcepts: new Map(),
     runBundles: new Map(),
   };
@@ -101,19 +115,19 @@ export function float(v: number): number | string {
 }
 
 
-function uint32(v: number, what: string, record: CmRecord): number {
+function uint32(v: number, what: string, record: WireRecord): number {
   if (!Number.isInteger(v) || v < 0 || v > UINT32_MAX) {
     throw invalidArgument(`${what} must be an integer in 0..${UINT32_MAX}, got ${v}`, { kind: record.kind, runId: record.runId, [what]: v });
   }
   return v;
 }
 
-function str(v: unknown, what: string, record: CmRecord): string {
+function str(v: unknown, what: string, record: WireRecord): string {
   if (typeof v !== 'string') throw invalidArgument(`${what} must be a string`, { kind: record.kind, runId: record.runId });
   return v;
 }
 
-function times(iso: string, record: CmRecord): { time: number; time_ms: number } {
+function times(iso: string, record: WireRecord): { time: number; time_ms: number } {
   const ms = Date.parse(iso);
   if (Number.isNaN(ms) || ms < 0) throw invalidArgument(`time is not a valid ISO date: ${iso}`, { kind: record.kind, runId: record.runId });
   return { time: Math.floor(ms / 1000), time_ms: ms };
@@ -130,7 +144,7 @@ function seconds(iso: string | undefined): number {
  * CmError('INVALID_ARGUMENT') before anything is appended, so the recorder can terminate that one
  * message and keep the rest of its batch.
  */
-export function appendRows(out: TableRows, record: CmRecord): void {
+export function appendRows(out: TableRows, record: WireRecord): void {
   const t = times(record.time, record);
   switch (record.kind) {
     case 'run': {
@@ -169,52 +183,7 @@ export function appendRows(out: TableRows, record: CmRecord): void {
       return;
     }
     case 'labels': {
-      // columns in NEURON_LABEL_COLUMNS order
-      const prefix = `${tsvString(record.runId)}\t${tsvString(str(record.layer, 'layer', record))}\t${uint32(record.step, 'step', record)}\t`;
-      const suffix = `\t${t.time}\t${t.time_ms}`;
-      // concept names repeat (a vocabulary of ~1000): escape each distinct one once
-      const escaped = new Map<string, string>();
-      const field = (v: unknown, what: string): string => {
-        let e = escaped.get(v as string);
-        if (e === undefined) escaped.set(str(v, what, record), (e = tsvString(v as string)));
-        return e;
-      };
-      const quotedCache = new Map<string, string>();
-      const quotedItem = (v: unknown): string => {
-        let e = quotedCache.get(v as string);
-        if (e === undefined) quotedCache.set(str(v, 'top concept', record), (e = tsvQuoted(v as string)));
-        return e;
-      };
-      const concepts = new Map<string, string>();
-      let chunk = '';
-      for (let i = 0; i < record.labels.length; i++) {
-        const l = record.labels[i];
-        const concept = field(l.concept, 'concept');
-        const category = l.category === undefined ? '' : field(l.category, 'category');
-        concepts.set(l.concept, l.category ?? '');
-        let top = '';
-        const topConcepts = l.topConcepts ?? [];
-        for (let j = 0; j < topConcepts.length; j++) top += (j ? ',' : '') + quotedItem(topConcepts[j]);
-        let scores = '';
-        const topScores = l.topScores ?? [];
-        for (let j = 0; j < topScores.length; j++) scores += (j ? ',' : '') + floatTsv(topScores[j]);
-        chunk +=
-          (i ? '\n' : '') +
-          prefix +
-          uint32(l.neuron, 'neuron', record) +
-          '\t' + concept + '\t' + category + '\t' + floatTsv(l.score) +
-          (l.interpretable ? '\t1' : '\t0') + (l.dead ? '\t1' : '\t0') +
-          '\t[' + top + ']\t[' + scores + ']\t' +
-          floatTsv(l.x ?? 0) + '\t' + floatTsv(l.y ?? 0) +
-          suffix;
-      }
-      if (record.labels.length) {
-        out.lines.neuronLabels.push(chunk);
-        out.counts.neuronLabels += record.labels.length;
-      }
-      let seen = out.labelConcepts.get(record.runId);
-      if (!seen) out.labelConcepts.set(record.runId, (seen = new Map()));
-      for (const [c, cat] of concepts) seen.set(c, cat);
+      appendLabels(out, record, t);
       return;
     }
     case 'snapshot': {
@@ -275,4 +244,149 @@ export function recordsToRows(records: CmRecord[]): TableRows {
 
 export function rowCount(rows: TableRows): number {
   return TABLE_KEYS.reduce((n, k) => n + rows.counts[k], 0);
+}
+
+/**
+ * Neuron label rows of one labels record, in either wire form (rows are turned into columns first:
+ * one encoder for both). Everything that can refuse the record is checked before anything is
+ * written, so a refused record leaves `out` untouched.
+ */
+function appendLabels(out: TableRows, record: Extract<WireRecord, { kind: 'labels' }>, t: { time: number; time_ms: number }): void {
+  const layer = str(record.layer, 'layer', record);
+  const step = uint32(record.step, 'step', record);
+  if (t.time > UINT32_MAX) throw invalidArgument(`time ${record.time} is past the DateTime range (2106)`, { kind: record.kind, runId: record.runId });
+  const c = isLabelsColumnsRecord(record) ? record.columns : toLabelColumns(record.labels);
+  const { strings } = c;
+  for (let i = 0; i < strings.length; i++) str(strings[i], 'concept, category and top concept', record);
+  const n = c.neuron.length;
+  for (let i = 0; i < n; i++) uint32(c.neuron[i], 'neuron', record);
+  if (n === 0) return;
+
+  if (out.labelFormat === 'RowBinary') out.labelBytes.push(labelsRowBinary(record.runId, layer, step, t, c));
+  else out.lines.neuronLabels.push(labelsTsv(record.runId, layer, step, t, c));
+  out.counts.neuronLabels += n;
+
+  // concept -> category for the dictionary (the last row of a concept wins, as before)
+  const categoryOf = new Int32Array(strings.length).fill(-1);
+  for (let i = 0; i < n; i++) categoryOf[c.concept[i]] = c.category[i];
+  let seen = out.labelConcepts.get(record.runId);
+  if (!seen) out.labelConcepts.set(record.runId, (seen = new Map()));
+  for (let k = 0; k < strings.length; k++) if (categoryOf[k] >= 0) seen.set(strings[k], strings[categoryOf[k]]);
+}
+
+/** Columns in NEURON_LABEL_COLUMNS order as TabSeparated lines (no trailing newline). */
+function labelsTsv(runId: string, layer: string, step: number, t: { time: number; time_ms: number }, c: LabelColumns): string {
+  const prefix = `${tsvString(runId)}\t${tsvString(layer)}\t${step}\t`;
+  const suffix = `\t${t.time}\t${t.time_ms}`;
+  // every string of the record escaped once (fields), quoted on first use (array items)
+  const field = c.strings.map(tsvString);
+  const quoted: (string | undefined)[] = new Array<string | undefined>(c.strings.length);
+  let chunk = '';
+  let tc = 0;
+  let ts = 0;
+  for (let i = 0; i < c.neuron.length; i++) {
+    let top = '';
+    for (let end = tc + c.topConceptCount[i], first = true; tc < end; tc++, first = false) {
+      const k = c.topConcepts[tc];
+      top += (first ? '' : ',') + (quoted[k] ??= tsvQuoted(c.strings[k]));
+    }
+    let scores = '';
+    for (let end = ts + c.topScoreCount[i], first = true; ts < end; ts++, first = false) scores += (first ? '' : ',') + floatTsv(c.topScores[ts] as number);
+    chunk +=
+      (i ? '\n' : '') +
+      prefix +
+      c.neuron[i] +
+      '\t' + field[c.concept[i]] + '\t' + field[c.category[i]] + '\t' + floatTsv(c.score[i]) +
+      (c.interpretable[i] ? '\t1' : '\t0') + (c.dead[i] ? '\t1' : '\t0') +
+      '\t[' + top + ']\t[' + scores + ']\t' +
+      floatTsv(c.x[i] ?? 0) + '\t' + floatTsv(c.y[i] ?? 0) +
+      suffix;
+  }
+  return chunk;
+}
+
+/** Length of an unsigned LEB128 varint (RowBinary's string and array length prefix). */
+function varintLength(n: number): number {
+  let length = 1;
+  while (n >= 0x80) {
+    n >>>= 7;
+    length++;
+  }
+  return length;
+}
+
+function writeVarint(buf: Uint8Array, o: number, n: number): number {
+  while (n >= 0x80) {
+    buf[o++] = (n & 0x7f) | 0x80;
+    n >>>= 7;
+  }
+  buf[o++] = n;
+  return o;
+}
+
+/** Strings are short (concept names): a byte loop beats a native copy call per string. */
+function copyBytes(to: Uint8Array, o: number, bytes: Uint8Array): number {
+  for (let b = 0; b < bytes.length; b++) to[o++] = bytes[b];
+  return o;
+}
+
+/** A string as RowBinary: varint byte length, then its UTF-8 bytes. */
+function rowBinaryString(s: string): Buffer {
+  const bytes = Buffer.from(s, 'utf8');
+  const out = Buffer.allocUnsafe(varintLength(bytes.length) + bytes.length);
+  bytes.copy(out, writeVarint(out, 0, bytes.length));
+  return out;
+}
+
+/**
+ * Columns in NEURON_LABEL_COLUMNS order as RowBinary (RowBinary is not something a library writes
+ * from JS values for 18.16's types, and it is a few lines: little-endian UInt32/Float32/UInt64,
+ * strings and arrays prefixed with a varint length). Floats go in as Float32, the column type, so
+ * ClickHouse stores exactly what its text parser would have (round to nearest); NaN and infinities
+ * are plain IEEE values here. The record is sized first, then written into one buffer.
+ */
+function labelsRowBinary(runId: string, layer: string, step: number, t: { time: number; time_ms: number }, c: LabelColumns): Uint8Array {
+  const prefix = Buffer.concat([rowBinaryString(runId), rowBinaryString(layer), Buffer.from(new Uint32Array([step]).buffer)]);
+  const encoded = c.strings.map(rowBinaryString);
+  const n = c.neuron.length;
+  // fixed part of a row: prefix, neuron, score, 2 flags, x, y, time, time_ms
+  let size = n * (prefix.length + 4 + 4 + 2 + 4 + 4 + 4 + 8);
+  for (let i = 0; i < n; i++) {
+    size += encoded[c.concept[i]].length + encoded[c.category[i]].length;
+    size += varintLength(c.topConceptCount[i]) + varintLength(c.topScoreCount[i]) + 4 * c.topScoreCount[i];
+  }
+  for (let k = 0; k < c.topConcepts.length; k++) size += encoded[c.topConcepts[k]].length;
+
+  const buf = Buffer.allocUnsafe(size);
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const timeMsLow = t.time_ms % 0x1_0000_0000;
+  const timeMsHigh = Math.floor(t.time_ms / 0x1_0000_0000);
+  let o = 0;
+  let tc = 0;
+  let ts = 0;
+  for (let i = 0; i < n; i++) {
+    o = copyBytes(buf, o, prefix);
+    view.setUint32(o, c.neuron[i], true);
+    o += 4;
+    o = copyBytes(buf, o, encoded[c.concept[i]]);
+    o = copyBytes(buf, o, encoded[c.category[i]]);
+    view.setFloat32(o, c.score[i], true);
+    o += 4;
+    buf[o++] = c.interpretable[i] ? 1 : 0;
+    buf[o++] = c.dead[i] ? 1 : 0;
+    const topCount = c.topConceptCount[i];
+    o = writeVarint(buf, o, topCount);
+    for (const end = tc + topCount; tc < end; tc++) o = copyBytes(buf, o, encoded[c.topConcepts[tc]]);
+    const scoreCount = c.topScoreCount[i];
+    o = writeVarint(buf, o, scoreCount);
+    for (const end = ts + scoreCount; ts < end; ts++, o += 4) view.setFloat32(o, c.topScores[ts] ?? Number.NaN, true);
+    view.setFloat32(o, c.x[i] ?? 0, true);
+    view.setFloat32(o + 4, c.y[i] ?? 0, true);
+    view.setUint32(o + 8, t.time, true);
+    view.setUint32(o + 12, timeMsLow, true);
+    view.setUint32(o + 16, timeMsHigh, true);
+    o += 20;
+  }
+  if (o !== size) throw new Error(`RowBinary sizing error: wrote ${o} of ${size} bytes`); // a bug here, never data
+  return buf;
 }
