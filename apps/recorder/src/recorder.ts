@@ -1,7 +1,7 @@
 import { AckPolicy, DeliverPolicy, nanos, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from 'nats';
-import { CONSUMERS, parseSubject, STREAM, validateRecord, type CmRecord } from '@cm/contracts';
+import { CONSUMERS, isLabelsColumnsRecord, parseSubject, STREAM, validateWireRecord, type WireRecord } from '@cm/contracts';
 import { createLogger, errorMessage, type Logger } from '@cm/core';
-import { appendRows, emptyRows, rowCount, type Store, type TableRows } from '@cm/store';
+import { appendRows, rowCount, type Store, type TableRows } from '@cm/store';
 
 /**
  * The recorder: a durable JetStream pull consumer that writes records into ClickHouse.
@@ -14,6 +14,10 @@ import { appendRows, emptyRows, rowCount, type Store, type TableRows } from '@cm
  * holds `batchMessages` messages or `lingerMs` after its first message, whichever comes first, so a
  * lone checkpoint is queryable within ~lingerMs while a backlog is written in large inserts.
  * The server bounds the messages held here by the consumer's max_ack_pending.
+ *
+ * Labels messages come in either wire form (LabelsRecord rows, or the compact LabelsColumnsRecord);
+ * both are validated per message and written straight into the batch's insert body in the store's
+ * label format (RowBinary on a server), with no row objects in between.
  */
 export interface RecorderOptions {
   js: JetStreamClient;
@@ -45,8 +49,11 @@ export interface RecorderStats {
 
 interface Pending {
   msg: JsMsg;
-  record: CmRecord;
+  record: WireRecord;
 }
+
+/** One decoder for every message (a TextDecoder per message was measurable garbage). */
+const utf8 = new TextDecoder();
 
 /** Two: one insert on the server while the next batch is decoded here. */
 const MAX_INSERTS_IN_FLIGHT = 2;
@@ -160,7 +167,7 @@ export class RecorderConsumer {
    */
   private decode(msg: JsMsg, rows: TableRows): Pending | undefined {
     try {
-      const record = validateRecord(JSON.parse(new TextDecoder().decode(msg.data)));
+      const record = validateWireRecord(JSON.parse(utf8.decode(msg.data)));
       const subject = parseSubject(msg.subject);
       if (!subject || subject.kind !== record.kind || subject.runId !== record.runId) {
         throw new Error(`subject ${msg.subject} does not match the record (${record.kind} of run ${record.runId})`);
@@ -178,7 +185,7 @@ export class RecorderConsumer {
 
   private prepare(batch: JsMsg[]): { rows: TableRows; pending: Pending[] } | undefined {
     const decodeStart = performance.now();
-    const rows = emptyRows();
+    const rows = this.opts.store.newRows();
     const pending = batch.map((m) => this.decode(m, rows)).filter((p): p is Pending => p !== undefined);
     this.stats.decodeMs += performance.now() - decodeStart;
     return pending.length ? { rows, pending } : undefined;
@@ -215,11 +222,11 @@ export class RecorderConsumer {
 }
 
 /** What a batch held, for its log line: records by kind and the checkpoints (run@step) it touched. */
-export function summarize(records: CmRecord[]): { records: number; labelRows: number; checkpoints: string[] } {
+export function summarize(records: WireRecord[]): { records: number; labelRows: number; checkpoints: string[] } {
   const checkpoints = new Set<string>();
   let labelRows = 0;
   for (const r of records) {
-    if (r.kind === 'labels') labelRows += r.labels.length;
+    if (r.kind === 'labels') labelRows += isLabelsColumnsRecord(r) ? r.columns.neuron.length : r.labels.length;
     if ('step' in r) checkpoints.add(`${r.runId}@${r.step}`);
   }
   const list = [...checkpoints];

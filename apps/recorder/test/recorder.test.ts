@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { headers } from 'nats';
 import { connectBus, type Bus } from '@cm/bus';
-import { CONSUMERS, STREAM, subjectFor, type CmRecord } from '@cm/contracts';
+import { CONSUMERS, STREAM, subjectFor, toLabelsColumnsRecord, type CmRecord } from '@cm/contracts';
 import { freePort, waitFor } from '@cm/core';
 import { startClickHouse, startNats, type ManagedServer } from '@cm/stack';
 import { neuronLabelsSql, openStore, sqlString, type Store } from '@cm/store';
@@ -87,6 +87,30 @@ describe('RecorderConsumer (in process)', () => {
     // everything was acked or terminated: nothing left for the next consumer
     const info = await bus.jsm.consumers.info(STREAM.name, CONSUMERS.recorder);
     expect(info.num_pending + info.num_ack_pending).toBe(0);
+  });
+
+  it('stores labels published in the columnar form exactly like the row form, terminating malformed ones', async () => {
+    const runId = 'columnar-run';
+    const columnsBus = await connectBus({ url: nats.url, labelEncoding: 'columns' });
+    const recorder = new RecorderConsumer({ js: bus.js, jsm: bus.jsm, store, batchMessages: 5, lingerMs: 20, ackWaitMs: 5_000 });
+    await recorder.start();
+    try {
+      const records = [runRecord(runId), labelsRecord(runId, 'fc', 1, 10), labelsRecord(runId, 'conv', 1, 7)];
+      await columnsBus.publishRecords(records);
+      await bus.publishRecords(records.slice(1)); // the same labels in the row form: same ids, dropped
+      const good = toLabelsColumnsRecord(labelsRecord(runId, 'late', 2, 4));
+      await publishRaw(subjectFor('labels', runId), JSON.stringify({ ...good, columns: { ...good.columns, concept: [0, 1, 99, 0] } }), 'bad-columns-1');
+      await publishRaw(subjectFor('labels', runId), JSON.stringify({ ...good, columns: { ...good.columns, neuron: [0, 1, 2, 2 ** 40] } }), 'bad-columns-2');
+      await columnsBus.publishRecords([labelsRecord(runId, 'late', 2, 4)]);
+      expect(await waitFor(async () => (await labelStats(runId)).final === 21 && recorder.stats.terminated === 2, 20_000)).toBe(true);
+      expect(await labelStats(runId)).toEqual({ final: 21, distinct: 21 });
+      const stored = await store.query<Record<string, unknown>>(neuronLabelsSql(DB, { runId, layer: 'fc', step: 1 }));
+      const expected = labelsRecord(runId, 'fc', 1, 10).labels;
+      expect(stored.map((r) => [r.neuron, r.concept, r.category, r.top_concepts])).toEqual(expected.map((l) => [l.neuron, l.concept, l.category, l.topConcepts]));
+    } finally {
+      await recorder.stop();
+      await columnsBus.close();
+    }
   });
 
   it('naks a batch whose insert fails and stores it once the store is back', async () => {

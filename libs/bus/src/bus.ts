@@ -10,9 +10,9 @@ import {
   type StreamConfig,
   type PubAck,
 } from 'nats';
-import { ALERT_SUBJECT_WILDCARD, STREAM, subjectFor, validateRecord, type AlertRecord, type CmRecord } from '@cm/contracts';
+import { ALERT_SUBJECT_WILDCARD, MAX_MESSAGE_BYTES, STREAM, subjectFor, validateRecord, type AlertRecord, type CmRecord } from '@cm/contracts';
 import { CmError, createLogger, errorMessage } from '@cm/core';
-import { toMessages } from './split';
+import { toMessages, type LabelEncoding } from './split';
 
 const log = createLogger('bus');
 
@@ -22,6 +22,12 @@ export interface BusOptions {
   password?: string;
   /** Connection name shown by the NATS server (monitoring, `nats server report connections`). */
   name?: string;
+  /**
+   * How publishRecords encodes labels records (default `rows`, the LabelsRecord JSON). `columns`
+   * is the compact columnar form (a third of the bytes, several times faster for the recorder to
+   * decode); only the recorder reads labels messages, and it accepts both.
+   */
+  labelEncoding?: LabelEncoding;
 }
 
 export interface Bus {
@@ -113,7 +119,7 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
   }
 
   async function publishRecords(records: CmRecord[]): Promise<void> {
-    const messages = toMessages(records);
+    const messages = toMessages(records, MAX_MESSAGE_BYTES, opts.labelEncoding ?? 'rows');
     const inFlight = new Set<Promise<PubAck>>();
     const failures: unknown[] = [];
     for (const m of messages) {

@@ -1,4 +1,4 @@
-import { MAX_MESSAGE_BYTES, messageId, type CmRecord, type LabelsRecord } from '@cm/contracts';
+import { MAX_MESSAGE_BYTES, messageId, toLabelsColumnsRecord, type CmRecord, type LabelsRecord } from '@cm/contracts';
 import { CmError } from '@cm/core';
 
 /** One message ready to publish: its de-duplication id and its JSON body. */
@@ -9,6 +9,18 @@ export interface OutgoingMessage {
 }
 
 const encoder = new TextEncoder();
+
+/**
+ * How a labels record travels: `rows` is the LabelsRecord JSON every consumer reads; `columns` is
+ * the compact columnar form (LabelsColumnsRecord, libs/contracts/src/label-columns.ts: a third of
+ * the bytes, several times cheaper for the recorder to decode). The recorder accepts both; other
+ * record kinds are always plain JSON.
+ */
+export type LabelEncoding = 'rows' | 'columns';
+
+function encodeRecord(record: CmRecord, labelEncoding: LabelEncoding): Uint8Array {
+  return encoder.encode(JSON.stringify(record.kind === 'labels' && labelEncoding === 'columns' ? toLabelsColumnsRecord(record) : record));
+}
 
 /**
  * The natural key of a record, as a Nats-Msg-Id: the same record sent twice gets the same id, so
@@ -39,12 +51,14 @@ export function messageIdFor(record: CmRecord): string {
  * Encode records as messages of at most `maxBytes` each. A labels record over the limit is split
  * into consecutive neuron ranges; its part/parts are renumbered (part * k + i of parts * k) so they
  * stay unique when the producer had already split it. Any other record over the limit is an error:
- * it could never be delivered.
+ * it could never be delivered. Message ids are the same in both label encodings (the neuron range a
+ * message carries), so a resend in either form is dropped inside the duplicate window as long as it
+ * splits the same way.
  */
-export function toMessages(records: CmRecord[], maxBytes: number = MAX_MESSAGE_BYTES): OutgoingMessage[] {
+export function toMessages(records: CmRecord[], maxBytes: number = MAX_MESSAGE_BYTES, labelEncoding: LabelEncoding = 'rows'): OutgoingMessage[] {
   const out: OutgoingMessage[] = [];
   for (const record of records) {
-    const body = encoder.encode(JSON.stringify(record));
+    const body = encodeRecord(record, labelEncoding);
     if (body.byteLength <= maxBytes) {
       out.push({ record, msgId: messageIdFor(record), body });
       continue;
@@ -54,14 +68,14 @@ export function toMessages(records: CmRecord[], maxBytes: number = MAX_MESSAGE_B
         context: { kind: record.kind, runId: record.runId, bytes: body.byteLength, maxBytes },
       });
     }
-    for (const part of splitLabels(record, body.byteLength, maxBytes)) {
+    for (const part of splitLabels(record, body.byteLength, maxBytes, labelEncoding)) {
       out.push({ record: part.record, msgId: messageIdFor(part.record), body: part.body });
     }
   }
   return out;
 }
 
-function splitLabels(record: LabelsRecord, bytes: number, maxBytes: number): { record: LabelsRecord; body: Uint8Array }[] {
+function splitLabels(record: LabelsRecord, bytes: number, maxBytes: number, labelEncoding: LabelEncoding): { record: LabelsRecord; body: Uint8Array }[] {
   // start from the size ratio (+ margin) and double the number of chunks until every chunk fits
   let k = Math.max(2, Math.ceil((bytes / maxBytes) * 1.1));
   for (;;) {
@@ -81,7 +95,7 @@ function splitLabels(record: LabelsRecord, bytes: number, maxBytes: number): { r
         parts: record.parts * n,
         labels: record.labels.slice(i * size, (i + 1) * size),
       };
-      const body = encoder.encode(JSON.stringify(part));
+      const body = encodeRecord(part, labelEncoding);
       if (body.byteLength > maxBytes) {
         fits = false;
         break;

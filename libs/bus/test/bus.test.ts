@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MAX_MESSAGE_BYTES, STREAM, type AlertRecord, type LabelsRecord } from '@cm/contracts';
+import { fromLabelColumns, isLabelsColumnsRecord, MAX_MESSAGE_BYTES, STREAM, validateWireRecord, type AlertRecord, type LabelsRecord } from '@cm/contracts';
 import { freePort } from '@cm/core';
 import { startNats, type ManagedServer } from '@cm/stack';
 import { connectBus, messageIdFor, toMessages, type Bus } from '../src';
@@ -58,6 +58,38 @@ describe('toMessages (pure)', () => {
     expect(new Set(parts.map((p) => p.msgId)).size).toBe(parts.length);
     // a resend splits the same way: same ids, so JetStream drops it
     expect(toMessages([big], maxBytes).map((p) => p.msgId)).toEqual(parts.map((p) => p.msgId));
+  });
+
+  it('encodes labels in the compact columnar form on request, with the same ids and a third of the bytes', () => {
+    const small = labels(3);
+    const [rowsForm] = toMessages([small]);
+    const [columnsForm] = toMessages([small], MAX_MESSAGE_BYTES, 'columns');
+    expect(columnsForm.msgId).toBe(rowsForm.msgId);
+    const decoded = validateWireRecord(JSON.parse(new TextDecoder().decode(columnsForm.body)));
+    expect(isLabelsColumnsRecord(decoded) && fromLabelColumns(decoded.columns)).toEqual(small.labels);
+    const big = labels(500, 40);
+    const rowsBytes = toMessages([big]).reduce((n, m) => n + m.body.byteLength, 0);
+    const columnsBytes = toMessages([big], MAX_MESSAGE_BYTES, 'columns').reduce((n, m) => n + m.body.byteLength, 0);
+    expect(columnsBytes * 3).toBeLessThan(rowsBytes);
+  });
+
+  it('splits a columnar labels record over the limit into parts that fit and cover every neuron once', () => {
+    const big = labels(2000, 8);
+    big.labels.forEach((l, i) => (l.concept = `concept-${i}`)); // distinct strings: the columnar form is big too
+    const maxBytes = 20_000;
+    const parts = toMessages([big], maxBytes, 'columns');
+    expect(parts.length).toBeGreaterThan(1);
+    const neurons: number[] = [];
+    parts.forEach((p, i) => {
+      expect(p.body.byteLength).toBeLessThanOrEqual(maxBytes);
+      const decoded = validateWireRecord(JSON.parse(new TextDecoder().decode(p.body)));
+      if (!isLabelsColumnsRecord(decoded)) throw new Error('expected the columnar form');
+      expect(decoded).toMatchObject({ part: i, parts: parts.length });
+      expect(p.msgId).toBe(messageIdFor(p.record));
+      neurons.push(...decoded.columns.neuron);
+    });
+    expect(neurons).toEqual(big.labels.map((l) => l.neuron));
+    expect(toMessages([big], maxBytes, 'columns').map((p) => p.msgId)).toEqual(parts.map((p) => p.msgId));
   });
 
   it('refuses a non-label record over the limit', () => {

@@ -6,11 +6,13 @@ import { invalidArgument } from '@cm/core';
  * insert body, never SQL, so no value from a trainer is spliced into a statement.
  *
  * Most tables get JSONEachRow lines (JSON.stringify of an object). Neuron labels, the hot path
- * (hundreds of thousands of rows per second), are written as TabSeparated with an explicit column
- * list: ClickHouse parses TSV about twice as fast as JSONEachRow and the body is half the size
- * (no repeated keys). No library writes ClickHouse TSV from JS objects, so the two escapers below
- * are hand-written to ClickHouse's rules (TSV field: \\ \t \n \r \0; quoted string inside an
- * array: the same plus \'), and the store tests round-trip hostile strings through both engines.
+ * (hundreds of thousands of rows per second), are written with an explicit column list as
+ * RowBinary (server) or TabSeparated (chDB), see LabelFormat, straight from a record's columns
+ * (LabelColumns: the columnar wire form as it is, the row form converted once), with no row
+ * objects in between. No library writes ClickHouse TSV or RowBinary from JS values, so the
+ * writers below are hand-written to ClickHouse's rules (TSV field: \\ \t \n \r \0; quoted
+ * string inside an array: the same plus \'; RowBinary: little-endian numbers, varint-prefixed
+ * strings and arrays), and the store tests round-trip hostile strings through both engines.
  *
  * Encodings that work on every server we support (18.16 .. 26):
  *  - times: DateTime as unix seconds (no time zone ambiguity, no DateTime64 on 18.16) plus
@@ -330,12 +332,27 @@ function copyBytes(to: Uint8Array, o: number, bytes: Uint8Array): number {
   return o;
 }
 
-/** A string as RowBinary: varint byte length, then its UTF-8 bytes. */
-function rowBinaryString(s: string): Buffer {
-  const bytes = Buffer.from(s, 'utf8');
-  const out = Buffer.allocUnsafe(varintLength(bytes.length) + bytes.length);
-  bytes.copy(out, writeVarint(out, 0, bytes.length));
-  return out;
+/** Strings as RowBinary (varint byte length, then the UTF-8 bytes), all in one buffer: string k is bytes[start[k] .. start[k + 1]). */
+function rowBinaryStrings(strings: readonly string[]): { bytes: Buffer; start: Int32Array } {
+  const start = new Int32Array(strings.length + 1);
+  const lengths = new Int32Array(strings.length);
+  let size = 0;
+  for (let k = 0; k < strings.length; k++) {
+    lengths[k] = Buffer.byteLength(strings[k], 'utf8');
+    start[k] = size;
+    size += varintLength(lengths[k]) + lengths[k];
+  }
+  start[strings.length] = size;
+  const bytes = Buffer.allocUnsafe(size);
+  for (let k = 0; k < strings.length; k++) bytes.write(strings[k], writeVarint(bytes, start[k], lengths[k]), 'utf8');
+  return { bytes, start };
+}
+
+/** Copy string k of rowBinaryStrings into `to` at `o`; returns the offset after it. */
+function copyString(to: Uint8Array, o: number, strings: { bytes: Buffer; start: Int32Array }, k: number): number {
+  const { bytes, start } = strings;
+  for (let b = start[k], end = start[k + 1]; b < end; b++) to[o++] = bytes[b];
+  return o;
 }
 
 /**
@@ -346,16 +363,18 @@ function rowBinaryString(s: string): Buffer {
  * are plain IEEE values here. The record is sized first, then written into one buffer.
  */
 function labelsRowBinary(runId: string, layer: string, step: number, t: { time: number; time_ms: number }, c: LabelColumns): Uint8Array {
-  const prefix = Buffer.concat([rowBinaryString(runId), rowBinaryString(layer), Buffer.from(new Uint32Array([step]).buffer)]);
-  const encoded = c.strings.map(rowBinaryString);
+  const head = rowBinaryStrings([runId, layer]);
+  const prefix = Buffer.concat([head.bytes, Buffer.from(new Uint32Array([step]).buffer)]);
+  const encoded = rowBinaryStrings(c.strings);
+  const length = (k: number): number => encoded.start[k + 1] - encoded.start[k];
   const n = c.neuron.length;
   // fixed part of a row: prefix, neuron, score, 2 flags, x, y, time, time_ms
   let size = n * (prefix.length + 4 + 4 + 2 + 4 + 4 + 4 + 8);
   for (let i = 0; i < n; i++) {
-    size += encoded[c.concept[i]].length + encoded[c.category[i]].length;
+    size += length(c.concept[i]) + length(c.category[i]);
     size += varintLength(c.topConceptCount[i]) + varintLength(c.topScoreCount[i]) + 4 * c.topScoreCount[i];
   }
-  for (let k = 0; k < c.topConcepts.length; k++) size += encoded[c.topConcepts[k]].length;
+  for (let k = 0; k < c.topConcepts.length; k++) size += length(c.topConcepts[k]);
 
   const buf = Buffer.allocUnsafe(size);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -368,15 +387,15 @@ function labelsRowBinary(runId: string, layer: string, step: number, t: { time: 
     o = copyBytes(buf, o, prefix);
     view.setUint32(o, c.neuron[i], true);
     o += 4;
-    o = copyBytes(buf, o, encoded[c.concept[i]]);
-    o = copyBytes(buf, o, encoded[c.category[i]]);
+    o = copyString(buf, o, encoded, c.concept[i]);
+    o = copyString(buf, o, encoded, c.category[i]);
     view.setFloat32(o, c.score[i], true);
     o += 4;
     buf[o++] = c.interpretable[i] ? 1 : 0;
     buf[o++] = c.dead[i] ? 1 : 0;
     const topCount = c.topConceptCount[i];
     o = writeVarint(buf, o, topCount);
-    for (const end = tc + topCount; tc < end; tc++) o = copyBytes(buf, o, encoded[c.topConcepts[tc]]);
+    for (const end = tc + topCount; tc < end; tc++) o = copyString(buf, o, encoded, c.topConcepts[tc]);
     const scoreCount = c.topScoreCount[i];
     o = writeVarint(buf, o, scoreCount);
     for (const end = ts + scoreCount; ts < end; ts++, o += 4) view.setFloat32(o, c.topScores[ts] ?? Number.NaN, true);

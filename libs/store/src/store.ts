@@ -6,7 +6,7 @@ import { createChdbConnection } from 'chdb/connection';
 import { TABLES, type CmRecord } from '@cm/contracts';
 import { CmError, errorMessage } from '@cm/core';
 import { MIGRATIONS, MIGRATIONS_TABLE_DDL, qualified, type Migration } from './schema';
-import { INSERT_FORMAT, recordsToRows, TABLE_KEYS, TABLE_OF, type TableKey, type TableRows } from './rows';
+import { emptyRows, INSERT_FORMAT, NEURON_LABEL_COLUMNS, TABLE_KEYS, TABLE_OF, appendRows, type LabelFormat, type TableKey, type TableRows } from './rows';
 import { sqlIdentifier, sqlString } from './sql';
 import { featuresFor, parseServerVersion, type StoreFeatures } from './version';
 
@@ -31,13 +31,17 @@ export interface Store {
   /** `SELECT version()` of the server or of the embedded engine. */
   readonly serverVersion: string;
   readonly features: StoreFeatures;
+  /** How this store's inserts carry neuron label rows: RowBinary on a server, TabSeparated on chDB. */
+  readonly labelFormat: LabelFormat;
+  /** An empty batch to fill with appendRows, in this store's label format. */
+  newRows(): TableRows;
   /** Apply the migrations not yet recorded in TABLES.migrations; returns the versions applied now. */
   migrate(migrations?: readonly Migration[]): Promise<number[]>;
   /** Versions recorded in TABLES.migrations, ascending. */
   appliedMigrations(): Promise<number[]>;
   /** Insert records (one insert per table); safe to repeat: rows are keyed by the record's natural key. */
   insertRecords(records: CmRecord[]): Promise<void>;
-  /** Insert rows already converted with recordsToRows/appendRows (the recorder validates per message). */
+  /** Insert rows already converted with appendRows into newRows() (the recorder validates per message). */
   insertRows(rows: TableRows): Promise<void>;
   /** Add concepts of a probe bundle to the concept dictionary (idempotent). */
   insertConcepts(bundleId: string, concepts: ConceptEntry[]): Promise<void>;
@@ -164,6 +168,15 @@ class ClickHouseStore implements Store {
     return this.target.database;
   }
 
+  get labelFormat(): LabelFormat {
+    // chDB's connection decodes an insert body as UTF-8 text: binary rows would not survive it
+    return this.target.kind === 'server' ? 'RowBinary' : 'TabSeparated';
+  }
+
+  newRows(): TableRows {
+    return emptyRows(this.labelFormat);
+  }
+
   private async command(sql: string): Promise<void> {
     try {
       await this.client.command({ query: sql });
@@ -203,18 +216,14 @@ class ClickHouseStore implements Store {
   }
 
   /**
-   * One INSERT of pre-encoded lines. Retried once on a dropped connection: rows are keyed by their
-   * natural key, so a repeated insert is harmless.
+   * One INSERT of pre-encoded rows, streamed chunk by chunk (no joined copy of the body). Retried
+   * once on a dropped connection: rows are keyed by their natural key, so a repeated insert is
+   * harmless.
    */
-  private async insertLines(key: TableKey, lines: string[], rowCount: number): Promise<void> {
-    if (lines.length === 0) return;
-    const table = TABLE_OF[key];
-    const { format, columns } = INSERT_FORMAT[key];
-    const body = lines.join('\n') + '\n';
-    const query = `INSERT INTO ${qualified(this.database, table)}${columns ? ` (${columns.join(', ')})` : ''} FORMAT ${format}`;
+  private async insertBody(table: string, query: string, chunks: () => Iterable<string | Uint8Array>, rowCount: number): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const result = await this.client.exec({ query, values: Readable.from([body]) });
+        const result = await this.client.exec({ query, values: Readable.from(chunks()) });
         await new Promise<void>((resolve, reject) => {
           result.stream.on('end', resolve).on('error', reject).resume();
         });
@@ -226,14 +235,43 @@ class ClickHouseStore implements Store {
     }
   }
 
+  private insertLines(key: TableKey, lines: string[], rowCount: number): Promise<void> {
+    if (lines.length === 0) return Promise.resolve();
+    const table = TABLE_OF[key];
+    const { format, columns } = INSERT_FORMAT[key];
+    const query = `INSERT INTO ${qualified(this.database, table)}${columns ? ` (${columns.join(', ')})` : ''} FORMAT ${format}`;
+    // one string for the small tables; label chunks (one per labels record) streamed as they are
+    return this.insertBody(table, query, () => (key === 'neuronLabels' ? lines.map((l) => l + '\n') : [lines.join('\n') + '\n']), rowCount);
+  }
+
+  private insertLabelBytes(chunks: Uint8Array[], rowCount: number): Promise<void> {
+    if (chunks.length === 0) return Promise.resolve();
+    if (this.labelFormat !== 'RowBinary') {
+      return Promise.reject(
+        new CmError('INVALID_ARGUMENT', `${describeTarget(this.target)} cannot take RowBinary label rows`, {
+          context: { store: describeTarget(this.target) },
+          hint: 'fill the batch from store.newRows(), which uses the format of this store',
+        }),
+      );
+    }
+    const table = TABLE_OF.neuronLabels;
+    const query = `INSERT INTO ${qualified(this.database, table)} (${NEURON_LABEL_COLUMNS.join(', ')}) FORMAT RowBinary`;
+    return this.insertBody(table, query, () => chunks, rowCount);
+  }
+
   async insertRows(rows: TableRows): Promise<void> {
     // tables are independent: insert them concurrently (one insert per table and batch)
-    await Promise.all(TABLE_KEYS.map((k) => this.insertLines(k, rows.lines[k], rows.counts[k])));
+    await Promise.all([
+      ...TABLE_KEYS.map((k) => this.insertLines(k, rows.lines[k], rows.counts[k])),
+      this.insertLabelBytes(rows.labelBytes, rows.counts.neuronLabels),
+    ]);
     await this.recordConcepts(rows);
   }
 
   async insertRecords(records: CmRecord[]): Promise<void> {
-    await this.insertRows(recordsToRows(records));
+    const rows = this.newRows();
+    for (const r of records) appendRows(rows, r);
+    await this.insertRows(rows);
   }
 
   async insertConcepts(bundleId: string, concepts: ConceptEntry[]): Promise<void> {

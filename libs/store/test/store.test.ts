@@ -3,8 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '@cm/core';
 import { startClickHouse, type ManagedServer } from '@cm/stack';
+import { toLabelsColumnsRecord, validateWireRecord, type LabelsColumnsRecord } from '@cm/contracts';
 import {
   alertsSql,
+  appendRows,
+  emptyRows,
   checkpointsSql,
   featuresFor,
   layerMetricsSql,
@@ -15,6 +18,7 @@ import {
   runsOverviewSql,
   sqlString,
   storeTargetFromString,
+  type LabelFormat,
   type Store,
   type StoreTarget,
 } from '../src';
@@ -154,6 +158,48 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
       `SELECT isNaN(score) AS s, isNaN(top_scores[1]) AS a, isInfinite(top_scores[2]) AS b FROM neuron_labels FINAL WHERE run_id = ${sqlString(runId)} AND neuron = 0`,
     );
     expect(special).toEqual([{ s: 1, a: 1, b: 1 }]);
+  });
+
+  it('stores a columnar labels record exactly like its row form, in every label format this store takes', async () => {
+    const hostile = ['tab\there', 'new\nline', 'nul\u0000x', 'back\\slash\\', "quote'd", 'ü🧠', '', 'dog'];
+    const rowsRecord = labelsRecord('enc-rows', "lay\\er\t'1'", 5, hostile.length);
+    rowsRecord.labels.forEach((l, i) => {
+      l.concept = hostile[i];
+      l.category = hostile[(i + 3) % hostile.length];
+      l.topConcepts = [hostile[(i + 1) % hostile.length], 'dog', hostile[i]];
+      l.topScores = i === 2 ? [] : [0.123456789, Number.NaN, -Number.POSITIVE_INFINITY];
+    });
+    rowsRecord.labels[3].x = Number.NaN; // JSON carries it as null in both forms: stored as 0
+    const viaJson = <T,>(v: T): unknown => JSON.parse(JSON.stringify(v));
+    const columnsRecord = validateWireRecord(viaJson({ ...toLabelsColumnsRecord(rowsRecord), runId: 'enc-columns' }));
+    const formats: LabelFormat[] = store.labelFormat === 'RowBinary' ? ['RowBinary', 'TabSeparated'] : ['TabSeparated'];
+    expect(store.newRows().labelFormat).toBe(store.labelFormat);
+    for (const format of formats) {
+      const batch = emptyRows(format);
+      appendRows(batch, validateWireRecord(viaJson(rowsRecord)));
+      appendRows(batch, { ...(columnsRecord as LabelsColumnsRecord), runId: `enc-columns-${format}` });
+      expect(batch.counts.neuronLabels).toBe(2 * hostile.length);
+      await store.insertRows(batch);
+    }
+    // floats as ClickHouse's text (nan/inf do not survive JSON output on every version)
+    const columns = 'layer, step, neuron, concept, category, toString(score) AS score, interpretable, dead, top_concepts, arrayMap(v -> toString(v), top_scores) AS top_scores, toString(x) AS x, toString(y) AS y, time, time_ms';
+    const read = (runId: string): Promise<Record<string, unknown>[]> =>
+      store.query(`SELECT ${columns} FROM neuron_labels FINAL WHERE run_id = ${sqlString(runId)} ORDER BY neuron`);
+    const expected = await read('enc-rows');
+    expect(expected).toHaveLength(hostile.length);
+    expect(expected[0]).toMatchObject({ concept: hostile[0], category: hostile[3], top_concepts: [hostile[1], 'dog', hostile[0]] });
+    expect(expected[2]).toMatchObject({ top_scores: [] });
+    // through JSON (the wire) every non-finite float is null: a top score is then stored as nan
+    expect(expected[0]).toMatchObject({ top_scores: ['0.12345679', 'nan', 'nan'] });
+    expect(Number(expected[3].x)).toBe(0);
+    for (const format of formats) expect(await read(`enc-columns-${format}`)).toEqual(expected);
+  });
+
+  it('refuses label rows in a format the store cannot take', async () => {
+    if (store.labelFormat === 'RowBinary') return; // a server takes both
+    const batch = emptyRows('RowBinary');
+    appendRows(batch, labelsRecord('binary-on-chdb', 'fc', 1, 2));
+    await expect(store.insertRows(batch)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 
   it('reports runs with last step and health', async () => {
