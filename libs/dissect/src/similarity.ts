@@ -179,7 +179,8 @@ let defaultPool: Executor | undefined;
 /** The process-wide pool used by computeSimilarity for big inputs (one worker per core, started on first use). */
 export function defaultExecutor(): Executor {
   if (!defaultPool) {
-    // required lazily: pool.ts imports this module
+    // required lazily: pool.ts imports this module (a static import would be circular)
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { DissectPool } = require('./pool') as typeof import('./pool');
     defaultPool = new DissectPool({ workers: Math.max(1, availableParallelism()), unrefWhenIdle: true });
   }

@@ -25,6 +25,7 @@ let compiled: Promise<WebAssembly.Module> | undefined;
 
 async function compileKernel(): Promise<WebAssembly.Module> {
   // wabt ships an emscripten factory without types for the default export's call signature
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const init = require('wabt') as () => Promise<{
     parseWat(name: string, text: string, features: Record<string, boolean>): { toBinary(o: object): { buffer: Uint8Array }; destroy(): void };
   }>;
