@@ -11,3 +11,4 @@ export * from './paradigms';
 export * from './view';
 export * from './session';
 export * from './options';
+export * from './job';

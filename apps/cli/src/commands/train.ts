@@ -1,22 +1,23 @@
-import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { Monitor } from '@cm/contracts';
 import { CmError, createLogger, invalidArgument } from '@cm/core';
 import { loadConfig, resolvePath, type CmConfig } from '@cm/config';
 import { createLocalMonitor } from '@cm/engine';
-import { createMonitorClient, type DeliveryPolicy } from '@cm/monitor-client';
+import { createMonitorClient } from '@cm/monitor-client';
 import { BundleDirectory, type ProbeBundle } from '@cm/probe';
 import { openStore, type Store } from '@cm/store';
 import {
+  addDeliveryOptions,
   addTrainOptions,
-  defaultRunId,
   ensureSyntheticBundle,
   formatRunSummary,
   loadTrainTest,
   openProbeBundle,
+  parseDeliveryPolicy,
   parseTrainFlags,
-  probeImagesOf,
   runTrainJob,
+  trainJobFromFlags,
+  type DeliveryFlags,
   selectBackend,
   TerminalView,
   type BackendPreference,
@@ -27,11 +28,9 @@ import {
 
 const log = createLogger('train');
 
-export interface MonitorFlags {
+export interface MonitorFlags extends DeliveryFlags {
   stack?: boolean;
   monitor?: boolean;
-  policy: string;
-  maxBlockMs?: number;
 }
 
 /** How the trainer reaches Concept-Monitor: all-in-one (engine + embedded chDB), the stack, or not at all. */
@@ -46,8 +45,8 @@ export interface MonitorHandle {
 export async function openMonitor(config: CmConfig, flags: MonitorFlags): Promise<MonitorHandle> {
   if (flags.monitor === false) return { mode: 'none', close: async () => undefined };
   if (flags.stack) {
-    if (flags.policy !== 'wait' && flags.policy !== 'drop') throw invalidArgument(`--policy must be wait or drop, got '${flags.policy}'`);
-    const client = createMonitorClient({ target: config.grpc.target, policy: flags.policy as DeliveryPolicy, maxBlockMs: flags.maxBlockMs });
+    const policy = parseDeliveryPolicy(flags.policy);
+    const client = createMonitorClient({ target: config.grpc.target, policy, maxBlockMs: flags.maxBlockMs });
     log.info(`monitoring through the concept service at ${config.grpc.target} (policy ${flags.policy})`);
     return { mode: 'stack', monitor: client, close: () => client.close() };
   }
@@ -104,28 +103,16 @@ export async function runTrainCommand(
   process.once('SIGINT', onSigint);
   const view = new TerminalView();
   const job: TrainJob = {
-    paradigm: parsed.paradigm,
-    runId: flags.runId ?? defaultRunId(parsed.paradigm),
-    train,
-    test,
-    model: parsed.model,
-    steps: flags.steps,
-    batchSize: flags.batch,
-    learningRate: flags.lr,
-    seed: flags.seed,
-    monitorEvery: flags.every,
-    layers: parsed.layers,
-    monitor: handle.monitor,
-    probe: probeImagesOf(probe),
-    tags: { task: parsed.data.kind === 'world' ? (parsed.data.task ?? 'shape') : parsed.data.kind, mode: handle.mode },
-    checkpointDir: resolve(flags.checkpointDir ?? join(resolvePath(config.home), 'checkpoints')),
-    checkpointEvery: flags.checkpointEvery,
-    attack: parsed.attack,
-    finetune: parsed.finetune,
-    lottery: parsed.lottery,
-    resumeFrom: flags.resume ? resolve(flags.resume) : undefined,
-    observer: view,
-    signal: controller.signal,
+    ...trainJobFromFlags(flags, {
+      train,
+      test,
+      probe,
+      monitor: handle.monitor,
+      home: resolvePath(config.home),
+      tags: { mode: handle.mode },
+      observer: view,
+      signal: controller.signal,
+    }),
     ...overrides,
   };
   try {
@@ -138,15 +125,12 @@ export async function runTrainCommand(
 }
 
 export function addMonitorOptions(cmd: Command): Command {
-  return cmd
-    .option('--stack', 'stream to the concept service at CM_GRPC_TARGET instead of the all-in-one engine')
-    .option('--no-monitor', 'train without monitoring')
-    .option('--policy <policy>', 'stack: when the service is down, wait or drop checkpoints', 'drop')
-    .option('--max-block-ms <ms>', 'stack: longest a checkpoint waits for the service', (v) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0) throw invalidArgument(`--max-block-ms must be a non-negative integer, got '${v}'`);
-      return n;
-    });
+  return addDeliveryOptions(
+    cmd
+      .option('--stack', 'stream to the concept service at CM_GRPC_TARGET instead of the all-in-one engine')
+      .option('--no-monitor', 'train without monitoring'),
+    'stack: ',
+  );
 }
 
 export function registerTrain(program: Command): void {
