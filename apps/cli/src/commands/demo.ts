@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { CmError, createLogger } from '@cm/core';
-import { loadConfig, resolvePath } from '@cm/config';
+import { loadConfig } from '@cm/config';
 import { TABLES } from '@cm/contracts';
 import { sqlString, type Store } from '@cm/store';
 import { addTrainOptions, formatRunSummary, ownClassAccuracy, parseParadigm, TRAIN_DEFAULTS, type TrainFlags, type TrainRunResult } from '@cm/train';
@@ -95,13 +95,15 @@ export function registerDemo(program: Command): void {
       const runId = runs[runs.length - 1].run.runId;
       w('');
       w('Look further:');
-      w(`  npx cm runs                                   # every run, its paradigm and status`);
-      w(`  npx cm sql "SELECT layer, step, interpretable_fraction, distinct_concept_share FROM layer_metrics FINAL WHERE run_id = '${runId}' ORDER BY layer, step"`);
-      w(`  npx cm sql "SELECT neuron, concept, score FROM neuron_labels FINAL WHERE run_id = '${runId}' AND layer = 'logits' ORDER BY step DESC, neuron LIMIT 20"`);
-      w(`  npx cm sql "SELECT paradigm, layer, avg(category_shares.share[indexOf(category_shares.category, 'colour')]) AS colour_share FROM layer_metrics FINAL JOIN runs FINAL USING run_id GROUP BY paradigm, layer"`);
+      // In --stack mode the rows are in the ClickHouse server the recorder writes to, not the embedded store.
+      const store = handle.mode === 'stack' ? ` --store ${config.clickhouse.url}` : '';
+      w(`  npx cm runs${store}                                   # every run, its paradigm and status`);
+      w(`  npx cm sql${store} "SELECT layer, step, interpretable_fraction, distinct_concept_share FROM layer_metrics FINAL WHERE run_id = '${runId}' ORDER BY layer, step"`);
+      w(`  npx cm sql${store} "SELECT neuron, concept, score FROM neuron_labels FINAL WHERE run_id = '${runId}' AND layer = 'logits' ORDER BY step DESC, neuron LIMIT 20"`);
+      w(`  npx cm sql${store} "SELECT paradigm, layer, avg(category_shares.share[indexOf(category_shares.category, 'colour')]) AS colour_share FROM layer_metrics FINAL JOIN runs FINAL USING run_id GROUP BY paradigm, layer"`);
       w(`  npx cm demo --paradigm adversarial | lottery | finetune   # the other paradigms, same store`);
-      w(`  npx cm stack up && npx cm demo --stack        # the real services: concept service, NATS, recorder, ClickHouse`);
-      w(`  Grafana: docker compose -f deploy/docker-compose.yml up (dashboards in deploy/grafana), store ${resolvePath(config.chdbPath)}`);
+      if (handle.mode !== 'stack') w(`  npx cm stack up && npx cm demo --stack        # the real services: concept service, NATS, recorder, ClickHouse`);
+      w(`  Grafana: docker compose -f deploy/docker-compose.yml --env-file deploy/.env up -d, then cm demo --stack with CM_GRPC_TARGET=<host>:50051 (docs/production.md)`);
       if (runs.some((r) => r.run.status === 'failed')) throw new CmError('INTERNAL', 'the demo run stopped before its last step');
     } finally {
       await handle.close();
