@@ -116,8 +116,34 @@ const HIDDEN_ON: Record<BackgroundName, readonly ColourName[]> = {
   'grass background': ['green'],
   'sand background': ['yellow'],
 };
-/** Object half-extent as a fraction of the image side. */
+/** Object half-extent as a fraction of the image side, for a shape of average area (below). */
 const SIZE_RADIUS: Record<SizeName, number> = { small: 0.11, medium: 0.17, large: 0.25 };
+/**
+ * Area of each shape at half-extent 1 (object coordinates of `insideShape`), exact: circle pi,
+ * square 1.7^2, triangle 2 x 1.8 / 2, diamond 2, cross 2 x (0.6 x 2) - 0.6^2, ring pi (1 - 0.3),
+ * star 10 triangles of sides 1 and 0.45 at 36 degrees, bar 2 x 0.8.
+ */
+const SHAPE_AREA: Record<ShapeName, number> = {
+  circle: PI,
+  square: 1.7 * 1.7,
+  triangle: 1.8,
+  diamond: 2,
+  cross: 2.04,
+  ring: PI * 0.7,
+  star: 10 * 0.5 * 0.45 * sin(PI / 5),
+  bar: 1.6,
+};
+const MEAN_SHAPE_AREA = Object.values(SHAPE_AREA).reduce((a, b) => a + b, 0) / SHAPES.length;
+/**
+ * Half-extent scale of a shape so that every shape of one size covers the same number of pixels.
+ * Why: with one half-extent for all shapes a large circle covered twice the pixels of a large
+ * star, so "circle" was confounded with "many object pixels"; a network with global average
+ * pooling then had a circle logit that rose with any big object, and CLIP-Dissect labelled it
+ * `large` (docs/probe.md, "Size is area").
+ */
+const AREA_SCALE: Record<ShapeName, number> = Object.fromEntries(
+  SHAPES.map((shape) => [shape, Math.sqrt(MEAN_SHAPE_AREA / SHAPE_AREA[shape])]),
+) as Record<ShapeName, number>;
 /** Cell centres of the 3 x 3 position grid, as fractions of the image side. */
 const CELL_CENTRES = [0.2, 0.5, 0.8];
 
@@ -169,7 +195,7 @@ function sampleObject(
     position,
     cx: CELL_CENTRES[cell % 3] + jitter(),
     cy: CELL_CENTRES[floor(cell / 3)] + jitter(),
-    radius: SIZE_RADIUS[size] * rng.range(0.92, 1.08),
+    radius: SIZE_RADIUS[size] * AREA_SCALE[shape] * rng.range(0.92, 1.08),
     rgb,
     noiseSeed: rng.int(0x7fffffff),
   };

@@ -4,9 +4,12 @@ import {
   encodeBundle,
   makeSyntheticBundle,
   makeWorldDataset,
+  mulberry32,
   renderProbeWorld,
   renderScene,
+  sampleScene,
   sceneConcepts,
+  SHAPES,
   type ShapeName,
   type WorldScene,
 } from '../src';
@@ -155,6 +158,29 @@ describe('synthetic concept world', () => {
     expect(mean(area.medium)).toBeLessThan(mean(area.large));
   });
 
+
+  it('makes size an area: every shape of one size covers about the same pixels', () => {
+    // Before, one half-extent for all shapes gave a large circle 2.4x the pixels of a large star,
+    // which confounded 'circle' with 'large' for networks that pool over the image (docs/probe.md).
+    const size = 64;
+    const rng = mulberry32(3);
+    const mask = new Uint8Array(size * size);
+    for (const sizeName of ['medium', 'large'] as const) {
+      // Mean over 30 draws per shape: the half-extent is jittered by +-8 %.
+      const pixels = SHAPES.map((shape) => {
+        let total = 0;
+        for (let k = 0; k < 30; k++) {
+          const scene = sampleScene(rng, { background: 'black background', count: 1, first: { shape, size: sizeName, position: 'center', colour: 'white' } });
+          renderScene(scene, size, undefined, 0, mask);
+          total += mask.reduce((n, m) => n + (m === 1 ? 1 : 0), 0);
+        }
+        return total / 30;
+      });
+      const lo = Math.min(...pixels);
+      const hi = Math.max(...pixels);
+      expect(hi / lo).toBeLessThan(1.12);
+    }
+  });
   it('builds labelled P from the ground truth and embeddings whose cosines are concept correlations', () => {
     const data = makeSyntheticBundle({ images: 500, seed: 3 });
     const world = renderProbeWorld({ images: 500, seed: 3 });

@@ -60,7 +60,7 @@ export const TRAIN_DEFAULTS = {
   seed: 1,
   every: 100,
   layers: 'all',
-  probeImages: 4000,
+  probeImages: 2000,
   attack: 'pgd',
   eps: 8 / 255,
   attackSteps: 3,
