@@ -8,14 +8,27 @@ export default tseslint.config(
   {
     rules: {
       '@typescript-eslint/no-explicit-any': 'error',
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', ignoreRestSiblings: true }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', ignoreRestSiblings: true },
+      ],
     },
   },
   {
     // libs never import apps: the functional core knows nothing of the shell.
     files: ['libs/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['@cm/cli', '@cm/concept-service', '@cm/recorder', '@cm/trainer'], message: 'libs must not import apps' }] }],
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['@cm/cli', '@cm/concept-service', '@cm/recorder', '@cm/trainer'],
+              message: 'libs must not import apps',
+            },
+          ],
+        },
+      ],
     },
   },
 );

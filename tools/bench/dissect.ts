@@ -88,7 +88,11 @@ async function main(): Promise<void> {
   const S = arg('S', 20000);
   const N = arg('N', 512);
   const workers = arg('workers', availableParallelism());
-  console.log(`dissect bench: D=${D} S=${S} N=${N}, soft_wpmi top_k ${SOFT_WPMI_DEFAULTS.topK}, ${workers} workers, node ${process.version}, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  console.log(
+    `dissect bench: D=${D} S=${S} N=${N}, soft_wpmi top_k ${SOFT_WPMI_DEFAULTS.topK}, ${workers} workers, node ${process.version}, load average ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}`,
+  );
   const P = allocSharedMatrix(D, S);
   fill(P, 1, 0.1, 0.2); // CLIP image-text cosines cluster around 0.2
   const Q1 = allocSharedMatrix(D, N);
@@ -100,24 +104,48 @@ async function main(): Promise<void> {
   const pool = new DissectPool({ workers });
   const tiny = { rows: 200, cols: 64, data: P.data.subarray(0, 200 * 64) };
   await timed('pool start-up (threads, ORT sessions, wasm kernel)', async () => {
-    await pool.similarity('soft_wpmi', { ...tiny, data: tiny.data.slice() }, { rows: 200, cols: 8, data: Q1.data.slice(0, 1600) });
-    await pool.similarity('cos', { ...tiny, data: tiny.data.slice() }, { rows: 200, cols: 8, data: Q1.data.slice(0, 1600) });
+    await pool.similarity(
+      'soft_wpmi',
+      { ...tiny, data: tiny.data.slice() },
+      { rows: 200, cols: 8, data: Q1.data.slice(0, 1600) },
+    );
+    await pool.similarity(
+      'cos',
+      { ...tiny, data: tiny.data.slice() },
+      { rows: 200, cols: 8, data: Q1.data.slice(0, 1600) },
+    );
   });
-  const cold = await timed('soft_wpmi cold (first call on this P: + softmax(aP))', () => pool.similarity('soft_wpmi', P, Q1));
-  const warm = await timed('soft_wpmi warm (new activations, same P)', () => pool.similarity('soft_wpmi', P, Q2));
+  const cold = await timed('soft_wpmi cold (first call on this P: + softmax(aP))', () =>
+    pool.similarity('soft_wpmi', P, Q1),
+  );
+  const warm = await timed('soft_wpmi warm (new activations, same P)', () =>
+    pool.similarity('soft_wpmi', P, Q2),
+  );
   await timed('soft_wpmi warm, again', () => pool.similarity('soft_wpmi', P, Q1));
   await timed('cos cold (first call on this P: + column normalisation)', () => pool.similarity('cos', P, Q1));
   await timed('cos warm (new activations, same P; ORT MatMul)', () => pool.similarity('cos', P, Q2));
 
   // Spot check: fast path against the formula, evaluated directly in float64.
-  const pairs: Array<[number, number]> = [[0, 0], [N - 1, S - 1], [Math.floor(N / 2), Math.floor(S / 3)]];
+  const pairs: Array<[number, number]> = [
+    [0, 0],
+    [N - 1, S - 1],
+    [Math.floor(N / 2), Math.floor(S / 3)],
+  ];
   const direct = softWpmiDirect(P, Q2, pairs);
   const worst = Math.max(...pairs.map(([k, j], i) => Math.abs(direct[i] - warm.value.data[k * S + j])));
-  console.log(`spot check of 3 values vs a direct float64 evaluation: max |diff| ${worst.toExponential(2)}; cold and warm gave ${cold.value.rows} x ${cold.value.cols}`);
-  console.log(`load average at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')} (on ${availableParallelism()} cores; other work on the machine inflates every figure)`);
+  console.log(
+    `spot check of 3 values vs a direct float64 evaluation: max |diff| ${worst.toExponential(2)}; cold and warm gave ${cold.value.rows} x ${cold.value.cols}`,
+  );
+  console.log(
+    `load average at the end: ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')} (on ${availableParallelism()} cores; other work on the machine inflates every figure)`,
+  );
   clearInterval(sampler);
   peakRss = Math.max(peakRss, process.memoryUsage().rss);
-  console.log(`memory: inputs P+Q ${mib(P.data.byteLength + 2 * Q1.data.byteLength)}; rss after inputs ${mib(rssInputs)}; peak rss ${mib(peakRss)}; max rss (getrusage) ${mib(process.resourceUsage().maxRSS * 1024)}`);
+  console.log(
+    `memory: inputs P+Q ${mib(P.data.byteLength + 2 * Q1.data.byteLength)}; rss after inputs ${mib(rssInputs)}; peak rss ${mib(peakRss)}; max rss (getrusage) ${mib(process.resourceUsage().maxRSS * 1024)}`,
+  );
   await pool.close();
 }
 

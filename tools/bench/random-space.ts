@@ -6,7 +6,11 @@ export function randomSpace(d: number, s: number, dim: number, seed: number): Co
   const rnd = mulberry32(seed).next;
   const p = new Float32Array(d * s);
   for (let i = 0; i < p.length; i++) p[i] = rnd() < 0.05 ? 1 : 0;
-  const emb = normaliseRows({ rows: s, cols: dim, data: Float32Array.from({ length: s * dim }, () => rnd() - 0.5) });
+  const emb = normaliseRows({
+    rows: s,
+    cols: dim,
+    data: Float32Array.from({ length: s * dim }, () => rnd() - 0.5),
+  });
   return {
     concepts: Array.from({ length: s }, (_, j) => `concept-${j}`),
     categories: Array.from({ length: s }, (_, j) => ['colour', 'texture', 'shape', 'object'][j % 4]),

@@ -34,7 +34,10 @@ const argText = (name: string, fallback: string): string => {
   return i >= 0 ? process.argv[i + 1] : fallback;
 };
 const arg = (name: string, fallback: number): number => Number(argText(name, String(fallback)));
-const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
+const load = (): string =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function checkpointRecords(runId: string, step: number): CmRecord[] {
@@ -42,12 +45,20 @@ function checkpointRecords(runId: string, step: number): CmRecord[] {
 }
 
 async function labelCount(store: Store, runId: string): Promise<number> {
-  const rows = await store.query<{ n: string }>(`SELECT count() AS n FROM neuron_labels FINAL WHERE run_id = ${sqlString(runId)}`);
+  const rows = await store.query<{ n: string }>(
+    `SELECT count() AS n FROM neuron_labels FINAL WHERE run_id = ${sqlString(runId)}`,
+  );
   return Number(rows[0].n);
 }
 
 const line = (what: string, rows: number, ms: number): void =>
-  console.log(`${what.padEnd(44)} ${String(rows).padStart(8)} rows in ${(ms / 1000).toFixed(2).padStart(6)} s = ${Math.round(rows / (ms / 1000)).toLocaleString('en-US').padStart(9)} rows/s`);
+  console.log(
+    `${what.padEnd(44)} ${String(rows).padStart(8)} rows in ${(ms / 1000).toFixed(2).padStart(6)} s = ${Math.round(
+      rows / (ms / 1000),
+    )
+      .toLocaleString('en-US')
+      .padStart(9)} rows/s`,
+  );
 
 async function main(): Promise<void> {
   setLogLevel('warn');
@@ -55,33 +66,51 @@ async function main(): Promise<void> {
   const batchMessages = arg('batch', 100);
   const repeat = arg('repeat', 1);
   const encodingArg = argText('encoding', 'both');
-  if (!['rows', 'columns', 'both'].includes(encodingArg)) throw new Error(`--encoding must be rows, columns or both, got ${encodingArg}`);
-  const encodings: LabelEncoding[] = encodingArg === 'both' ? ['rows', 'columns'] : [encodingArg as LabelEncoding];
+  if (!['rows', 'columns', 'both'].includes(encodingArg))
+    throw new Error(`--encoding must be rows, columns or both, got ${encodingArg}`);
+  const encodings: LabelEncoding[] =
+    encodingArg === 'both' ? ['rows', 'columns'] : [encodingArg as LabelEncoding];
   const rowsPerStep = WIDTHS.reduce((a, b) => a + b, 0);
   const total = steps * rowsPerStep;
   const dir = mkdtempSync(join(tmpdir(), 'cm-bench-recorder-'));
   const [nats, clickhouse] = await Promise.all([
-    (async () => startNats({ dir: join(dir, 'nats'), port: await freePort(), monitorPort: await freePort() }))(),
-    (async () => startClickHouse({ dir: join(dir, 'ch'), httpPort: await freePort(), tcpPort: await freePort() }))(),
+    (async () =>
+      startNats({ dir: join(dir, 'nats'), port: await freePort(), monitorPort: await freePort() }))(),
+    (async () =>
+      startClickHouse({ dir: join(dir, 'ch'), httpPort: await freePort(), tcpPort: await freePort() }))(),
   ]);
   const buses = Object.fromEntries(
-    await Promise.all((['rows', 'columns'] as const).map(async (e) => [e, await connectBus({ url: nats.url, name: `bench-${e}`, labelEncoding: e })] as const)),
+    await Promise.all(
+      (['rows', 'columns'] as const).map(
+        async (e) => [e, await connectBus({ url: nats.url, name: `bench-${e}`, labelEncoding: e })] as const,
+      ),
+    ),
   ) as Record<LabelEncoding, Awaited<ReturnType<typeof connectBus>>>;
   const bus = buses[encodings[encodings.length - 1]];
-  const store = await openStore({ kind: 'server', url: clickhouse.url, user: 'default', password: '', database: 'cm_bench' });
+  const store = await openStore({
+    kind: 'server',
+    url: clickhouse.url,
+    user: 'default',
+    password: '',
+    database: 'cm_bench',
+  });
   const chdb = await openStore({ kind: 'chdb', path: join(dir, 'chdb'), database: 'cm_bench' });
   try {
     await Promise.all([store.migrate(), chdb.migrate(), bus.ensureStream()]);
-    console.log(`recorder benchmark (load average ${load()}): ${steps} checkpoints x layers ${WIDTHS.join('/')} = ${total} label rows; clickhouse-server ${store.serverVersion}, chDB ${chdb.serverVersion}, nats-server ${bus.nc.info?.version}`);
+    console.log(
+      `recorder benchmark (load average ${load()}): ${steps} checkpoints x layers ${WIDTHS.join('/')} = ${total} label rows; clickhouse-server ${store.serverVersion}, chDB ${chdb.serverVersion}, nats-server ${bus.nc.info?.version}`,
+    );
 
     const records: CmRecord[] = [runRecord('bench-direct')];
     for (let s = 0; s < steps; s++) records.push(...checkpointRecords('bench-direct', s));
     let t = performance.now();
-    for (let i = 0; i < records.length; i += batchMessages) await store.insertRecords(records.slice(i, i + batchMessages));
+    for (let i = 0; i < records.length; i += batchMessages)
+      await store.insertRecords(records.slice(i, i + batchMessages));
     line('1. insertRecords -> clickhouse-server', total, performance.now() - t);
 
     t = performance.now();
-    for (let i = 0; i < records.length; i += batchMessages) await chdb.insertRecords(records.slice(i, i + batchMessages));
+    for (let i = 0; i < records.length; i += batchMessages)
+      await chdb.insertRecords(records.slice(i, i + batchMessages));
     line('2. insertRecords -> chDB', total, performance.now() - t);
 
     let lastRate = 0;
@@ -115,7 +144,10 @@ async function main(): Promise<void> {
         rates.push(total / (drainMs / 1000));
       }
       lastRate = median(rates);
-      if (repeat > 1) console.log(`   median of ${repeat} (${encoding}): ${Math.round(lastRate).toLocaleString('en-US')} rows/s [${rates.map((r) => Math.round(r / 1000) + 'k').join(', ')}]`);
+      if (repeat > 1)
+        console.log(
+          `   median of ${repeat} (${encoding}): ${Math.round(lastRate).toLocaleString('en-US')} rows/s [${rates.map((r) => Math.round(r / 1000) + 'k').join(', ')}]`,
+        );
     }
 
     const recorder = new RecorderConsumer({ js: bus.js, jsm: bus.jsm, store, batchMessages });
@@ -129,7 +161,9 @@ async function main(): Promise<void> {
       latencies.push(performance.now() - t);
     }
     latencies.sort((a, b) => a - b);
-    console.log(`5. one checkpoint (${rowsPerStep} rows) publish -> queryable: median ${latencies[2].toFixed(0)} ms (min ${latencies[0].toFixed(0)}, max ${latencies[4].toFixed(0)})`);
+    console.log(
+      `5. one checkpoint (${rowsPerStep} rows) publish -> queryable: median ${latencies[2].toFixed(0)} ms (min ${latencies[0].toFixed(0)}, max ${latencies[4].toFixed(0)})`,
+    );
     const rate = lastRate;
     console.log(
       `recorder insert rate (${encodings[encodings.length - 1]}): ${Math.round(rate).toLocaleString('en-US')} label rows/s (target >= 100,000): ${rate >= 100_000 ? 'PASS' : 'BELOW TARGET'}; load average ${load()}`,

@@ -23,7 +23,14 @@ async function main(): Promise<void> {
   });
   const port = await server.listen('127.0.0.1:0');
   process.stdout.write(`port ${port}\n`);
-  process.on('SIGTERM', () => void server.stop(500).then(() => pool.close()).then(() => process.exit(0)));
+  process.on(
+    'SIGTERM',
+    () =>
+      void server
+        .stop(500)
+        .then(() => pool.close())
+        .then(() => process.exit(0)),
+  );
 }
 
 void main();

@@ -38,7 +38,9 @@ const log = createLogger('bench.train');
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const onlyArg = args.find((a) => a.startsWith('--only='))?.slice(7) ?? args[args.indexOf('--only') + 1];
-const only = new Set((args.includes('--only') || onlyArg ? onlyArg! : 'speed,overhead,findings,lottery').split(','));
+const only = new Set(
+  (args.includes('--only') || onlyArg ? onlyArg! : 'speed,overhead,findings,lottery').split(','),
+);
 
 /**
  * Per layer, first and last checkpoint: the engine's interpretable share and the colour share of
@@ -46,7 +48,14 @@ const only = new Set((args.includes('--only') || onlyArg ? onlyArg! : 'speed,ove
  * be tiny, the colour share of all neurons' top-1 labels (neuron_labels) too.
  */
 async function layerReport(store: Store, runId: string) {
-  const rows = await store.query<{ layer: string; step: string | number; f: number; s: number; cats: string[]; shares: number[] }>(
+  const rows = await store.query<{
+    layer: string;
+    step: string | number;
+    f: number;
+    s: number;
+    cats: string[];
+    shares: number[];
+  }>(
     `SELECT layer, step, interpretable_fraction AS f, mean_top_score AS s, category_shares.category AS cats, category_shares.share AS shares
      FROM layer_metrics FINAL WHERE run_id = ${sqlString(runId)} ORDER BY layer, step`,
   );
@@ -55,7 +64,13 @@ async function layerReport(store: Store, runId: string) {
      WHERE run_id = ${sqlString(runId)} GROUP BY layer, step ORDER BY layer, step`,
   );
   const colourOfAll = new Map(labels.map((l) => [`${l.layer}@${Number(l.step)}`, Number(l.colour)]));
-  type Point = { step: number; interpretable: number; meanTopScore: number; colourShareInterpretable: number; colourShareAll: number };
+  type Point = {
+    step: number;
+    interpretable: number;
+    meanTopScore: number;
+    colourShareInterpretable: number;
+    colourShareAll: number;
+  };
   const out: Record<string, { first: Point; last: Point }> = {};
   for (const r of rows) {
     const step = Number(r.step);
@@ -77,16 +92,27 @@ async function logitAccuracy(store: Store, run: TrainRunResult, classNames: stri
   const labels = await store.query<{ neuron: string | number; concept: string }>(
     `SELECT neuron, concept FROM neuron_labels FINAL WHERE run_id = ${sqlString(run.runId)} AND layer = 'logits' AND step = ${run.steps} ORDER BY neuron`,
   );
-  return ownClassAccuracy(labels.map((l) => ({ neuron: Number(l.neuron), concept: l.concept })), classNames);
+  return ownClassAccuracy(
+    labels.map((l) => ({ neuron: Number(l.neuron), concept: l.concept })),
+    classNames,
+  );
 }
 
 async function main(): Promise<void> {
   const backend = await selectBackend();
   const dir = mkdtempSync(join(tmpdir(), 'cm-bench-train-'));
-  const results: Record<string, unknown> = { backend: backend.name, provider: backend.provider, machine: `${cpus().length} cores`, quick };
+  const results: Record<string, unknown> = {
+    backend: backend.name,
+    provider: backend.provider,
+    machine: `${cpus().length} cores`,
+    quick,
+  };
   const data = worldDataset({ task: 'shape', count: TRAIN_DEFAULTS.count, seed: 1 });
   const { train, test } = splitDataset(data, 0.1, 1);
-  const bundle = await ensureSyntheticBundle(join(dir, 'bundles'), { images: TRAIN_DEFAULTS.probeImages, seed: 7 });
+  const bundle = await ensureSyntheticBundle(join(dir, 'bundles'), {
+    images: TRAIN_DEFAULTS.probeImages,
+    seed: 7,
+  });
   const store = await openStore({ kind: 'chdb', path: join(dir, 'store'), database: 'bench' });
   await store.migrate();
   const base: Omit<TrainJob, 'paradigm' | 'runId'> = {
@@ -101,7 +127,11 @@ async function main(): Promise<void> {
     probe: probeImagesOf(bundle),
   };
   const monitored = async (job: TrainJob) => {
-    const monitor = createLocalMonitor({ bundles: new BundleDirectory(join(dir, 'bundles')), store, workers: 1 });
+    const monitor = createLocalMonitor({
+      bundles: new BundleDirectory(join(dir, 'bundles')),
+      store,
+      workers: 1,
+    });
     try {
       return await runTrainJob({ ...job, monitor });
     } finally {
@@ -112,16 +142,26 @@ async function main(): Promise<void> {
     if (only.has('speed')) {
       const steps = quick ? 60 : 300;
       const cpu0 = process.cpuUsage();
-      const r = (await runTrainJob({ ...base, paradigm: 'standard', runId: 'speed', steps, test: undefined })).runs[0];
+      const r = (await runTrainJob({ ...base, paradigm: 'standard', runId: 'speed', steps, test: undefined }))
+        .runs[0];
       const cpu = process.cpuUsage(cpu0);
       const cpuSeconds = (cpu.user + cpu.system) / 1e6;
-      results.speed = { steps, batch: base.batchSize, imagesPerSecond: r.imagesPerSecond, imagesPerCpuSecond: (steps * base.batchSize) / cpuSeconds };
+      results.speed = {
+        steps,
+        batch: base.batchSize,
+        imagesPerSecond: r.imagesPerSecond,
+        imagesPerCpuSecond: (steps * base.batchSize) / cpuSeconds,
+      };
       log.info('speed', results.speed as Record<string, unknown>);
     }
     if (only.has('overhead')) {
       const steps = quick ? 200 : 500;
-      const plain = (await runTrainJob({ ...base, paradigm: 'standard', runId: 'plain', steps, test: undefined })).runs[0];
-      const mon = (await monitored({ ...base, paradigm: 'standard', runId: 'overhead', steps, test: undefined })).runs[0];
+      const plain = (
+        await runTrainJob({ ...base, paradigm: 'standard', runId: 'plain', steps, test: undefined })
+      ).runs[0];
+      const mon = (
+        await monitored({ ...base, paradigm: 'standard', runId: 'overhead', steps, test: undefined })
+      ).runs[0];
       results.overhead = {
         steps,
         every: base.monitorEvery,
@@ -137,20 +177,49 @@ async function main(): Promise<void> {
     if (only.has('findings')) {
       const steps = quick ? 300 : base.steps;
       const std = (await monitored({ ...base, paradigm: 'standard', runId: 'standard', steps })).runs[0];
-      const adv = (await monitored({ ...base, paradigm: 'adversarial', runId: 'adversarial', steps, attack: { method: 'fgsm', epsilon: 4 / 255, seed: 1 } })).runs[0];
+      const adv = (
+        await monitored({
+          ...base,
+          paradigm: 'adversarial',
+          runId: 'adversarial',
+          steps,
+          attack: { method: 'fgsm', epsilon: 4 / 255, seed: 1 },
+        })
+      ).runs[0];
       const stdLayers = await layerReport(store, std.runId);
       const advLayers = await layerReport(store, adv.runId);
       results.findings = {
         steps,
-        standard: { testAccuracy: std.testAccuracy, logits: await logitAccuracy(store, std, train.classNames), layers: stdLayers },
-        adversarial: { testAccuracy: adv.testAccuracy, logits: await logitAccuracy(store, adv, train.classNames), layers: advLayers },
+        standard: {
+          testAccuracy: std.testAccuracy,
+          logits: await logitAccuracy(store, std, train.classNames),
+          layers: stdLayers,
+        },
+        adversarial: {
+          testAccuracy: adv.testAccuracy,
+          logits: await logitAccuracy(store, adv, train.classNames),
+          layers: advLayers,
+        },
       };
     }
     if (only.has('lottery')) {
       const steps = Math.round((quick ? 300 : base.steps) / 2);
-      const lt = (await monitored({ ...base, paradigm: 'lottery', runId: 'lottery', steps, lottery: { rounds: 2, rate: 0.6, rewindStep: 0 } })).runs;
+      const lt = (
+        await monitored({
+          ...base,
+          paradigm: 'lottery',
+          runId: 'lottery',
+          steps,
+          lottery: { rounds: 2, rate: 0.6, rewindStep: 0 },
+        })
+      ).runs;
       results.lottery = await Promise.all(
-        lt.map(async (r) => ({ runId: r.runId, testAccuracy: r.testAccuracy, logits: await logitAccuracy(store, r, train.classNames), layers: await layerReport(store, r.runId) })),
+        lt.map(async (r) => ({
+          runId: r.runId,
+          testAccuracy: r.testAccuracy,
+          logits: await logitAccuracy(store, r, train.classNames),
+          layers: await layerReport(store, r.runId),
+        })),
       );
     }
   } finally {

@@ -10,10 +10,14 @@ const root = join(__dirname, '..', '..');
 const out = join(root, '.test-results.json');
 rmSync(out, { force: true });
 const jestBin = require.resolve('jest/bin/jest');
-const res = spawnSync(process.execPath, [jestBin, '--json', `--outputFile=${out}`, ...process.argv.slice(2)], {
-  cwd: root,
-  stdio: 'inherit',
-});
+const res = spawnSync(
+  process.execPath,
+  [jestBin, '--json', `--outputFile=${out}`, ...process.argv.slice(2)],
+  {
+    cwd: root,
+    stdio: 'inherit',
+  },
+);
 let summary;
 try {
   summary = JSON.parse(readFileSync(out, 'utf8'));
@@ -22,9 +26,11 @@ try {
   console.log('0 passed, 1 failed');
   process.exit(res.status || 1);
 }
-const failedSuites = summary.testResults.filter((r) => r.status === 'failed' && r.assertionResults.length === 0);
+const failedSuites = summary.testResults.filter(
+  (r) => r.status === 'failed' && r.assertionResults.length === 0,
+);
 for (const s of failedSuites) console.error(`run-jest: suite failed to run: ${s.name}\n${s.message}`);
 const failed = summary.numFailedTests + failedSuites.length;
 const skipped = summary.numPendingTests + summary.numTodoTests;
 console.log(`${summary.numPassedTests} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
-process.exit(failed > 0 || !summary.success ? 1 : res.status ?? 0);
+process.exit(failed > 0 || !summary.success ? 1 : (res.status ?? 0));

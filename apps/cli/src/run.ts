@@ -20,7 +20,8 @@ export async function runCli(program: Command, argv: string[]): Promise<void> {
     const code = isCmError(e) ? e.code : 'INTERNAL';
     process.stderr.write(`cm: error: ${errorMessage(e)}\n`);
     if (verbose) {
-      if (isCmError(e) && Object.keys(e.context).length) process.stderr.write(`context: ${JSON.stringify(e.context)}\n`);
+      if (isCmError(e) && Object.keys(e.context).length)
+        process.stderr.write(`context: ${JSON.stringify(e.context)}\n`);
       process.stderr.write(`${(e as Error)?.stack ?? ''}\n`);
     } else if (code === 'INTERNAL') {
       process.stderr.write('cm: run again with --verbose for the stack trace\n');

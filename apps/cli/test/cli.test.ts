@@ -9,9 +9,15 @@ import { isAlive, readPid } from '@cm/stack';
 const CM = join(__dirname, '..', 'bin', 'cm.js');
 const run = promisify(execFile);
 
-async function cm(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+async function cm(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [CM, ...args], { env: { ...process.env, ...env }, timeout: 120_000 });
+    const { stdout, stderr } = await run(process.execPath, [CM, ...args], {
+      env: { ...process.env, ...env },
+      timeout: 120_000,
+    });
     return { code: 0, stdout, stderr };
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };
@@ -48,9 +54,21 @@ describe('cm (subprocess)', () => {
 
   describe('stack up | status | down', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cm-clistack-'));
-    const env: NodeJS.ProcessEnv = { CM_STACK_DIR: dir, CM_HOME: dir, CM_BUNDLE_DIR: join(dir, 'bundles'), CM_CHDB_PATH: join(dir, 'store') };
+    const env: NodeJS.ProcessEnv = {
+      CM_STACK_DIR: dir,
+      CM_HOME: dir,
+      CM_BUNDLE_DIR: join(dir, 'bundles'),
+      CM_CHDB_PATH: join(dir, 'store'),
+    };
     beforeAll(async () => {
-      for (const k of ['CM_NATS_PORT', 'CM_NATS_MONITOR_PORT', 'CM_CLICKHOUSE_HTTP_PORT', 'CM_CLICKHOUSE_TCP_PORT', 'CM_SERVICE_HEALTH_PORT', 'CM_RECORDER_HEALTH_PORT']) {
+      for (const k of [
+        'CM_NATS_PORT',
+        'CM_NATS_MONITOR_PORT',
+        'CM_CLICKHOUSE_HTTP_PORT',
+        'CM_CLICKHOUSE_TCP_PORT',
+        'CM_SERVICE_HEALTH_PORT',
+        'CM_RECORDER_HEALTH_PORT',
+      ]) {
         env[k] = String(await freePort());
       }
       env.CM_GRPC_LISTEN = `127.0.0.1:${await freePort()}`;

@@ -18,7 +18,11 @@ async function cm(args: string[]): Promise<{ code: number; stdout: string; stder
     return { code: 0, stdout, stderr };
   } catch (e) {
     const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof err.code === 'number' ? err.code : -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
+    return {
+      code: typeof err.code === 'number' ? err.code : -1,
+      stdout: err.stdout ?? '',
+      stderr: err.stderr ?? '',
+    };
   }
 }
 
@@ -30,10 +34,28 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 it('cm dissect writes the N x S similarity and labels.csv (soft_wpmi, reference vectors)', async () => {
   const concepts = join(dir, 'concepts.txt');
-  writeFileSync(concepts, Array.from({ length: 48 }, (_, j) => (j === 5 ? 'red, bright "crimson"' : `concept_${j}`)).join('\n') + '\n');
+  writeFileSync(
+    concepts,
+    Array.from({ length: 48 }, (_, j) => (j === 5 ? 'red, bright "crimson"' : `concept_${j}`)).join('\n') +
+      '\n',
+  );
   const out = join(dir, 'sim.npy');
   const labels = join(dir, 'labels.csv');
-  const r = await cm(['dissect', '--probe-scores', P_FILE, '--activations', Q_FILE, '--method', 'soft_wpmi', '--out', out, '--concepts', concepts, '--labels-out', labels]);
+  const r = await cm([
+    'dissect',
+    '--probe-scores',
+    P_FILE,
+    '--activations',
+    Q_FILE,
+    '--method',
+    'soft_wpmi',
+    '--out',
+    out,
+    '--concepts',
+    concepts,
+    '--labels-out',
+    labels,
+  ]);
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);
   const sim = readFloatMatrix(out, 'sim');
@@ -45,7 +67,9 @@ it('cm dissect writes the N x S similarity and labels.csv (soft_wpmi, reference 
   const lines = readFileSync(labels, 'utf8').trim().split('\n');
   expect(lines[0]).toBe('neuron,concept,score,top5');
   expect(lines).toHaveLength(25);
-  const planted = (JSON.parse(readFileSync(join(VECTORS, 'meta.json'), 'utf8')) as { planted_preference: number[] }).planted_preference;
+  const planted = (
+    JSON.parse(readFileSync(join(VECTORS, 'meta.json'), 'utf8')) as { planted_preference: number[] }
+  ).planted_preference;
   expect(lines[1].startsWith(`0,concept_${planted[0]},`)).toBe(true);
   expect(lines[1].split(',')[3].split(';')).toHaveLength(5);
 });
@@ -55,17 +79,52 @@ it('accepts float64 input and method flags (cos_cubed --min-norm)', async () => 
   const p64 = join(dir, 'p64.npy');
   writeNpy(p64, Float64Array.from(P.data), [P.rows, P.cols]);
   const out = join(dir, 'cc.npy');
-  const r = await cm(['dissect', '--probe-scores', p64, '--activations', Q_FILE, '--method', 'cos_cubed', '--min-norm', '0.001', '--out', out]);
+  const r = await cm([
+    'dissect',
+    '--probe-scores',
+    p64,
+    '--activations',
+    Q_FILE,
+    '--method',
+    'cos_cubed',
+    '--min-norm',
+    '0.001',
+    '--out',
+    out,
+  ]);
   expect(r.code).toBe(0);
   expect(readFloatMatrix(out, 'sim').rows).toBe(24);
 });
 
 describe('bad input: one clear line naming the problem, exit code 1', () => {
   it.each([
-    ['mismatched shapes', () => ['--activations', mkQ(399, 4)], /400 images \(rows\) but activations have 399/],
-    ['NaN', () => ['--activations', mkQ(400, 4, NaN)], /activations Q has a non-finite value \(NaN\) at row 0, column 0/],
-    ['D smaller than top_k', () => ['--activations', Q_FILE, '--top-k', '500'], /top_k \(500\) exceeds the number of probe images D \(400\)/],
-    ['empty concept set', () => ['--activations', Q_FILE, '--concepts', mkText('empty.txt', '\n\n'), '--labels-out', join(dir, 'l.csv')], /the concept set is empty/],
+    [
+      'mismatched shapes',
+      () => ['--activations', mkQ(399, 4)],
+      /400 images \(rows\) but activations have 399/,
+    ],
+    [
+      'NaN',
+      () => ['--activations', mkQ(400, 4, NaN)],
+      /activations Q has a non-finite value \(NaN\) at row 0, column 0/,
+    ],
+    [
+      'D smaller than top_k',
+      () => ['--activations', Q_FILE, '--top-k', '500'],
+      /top_k \(500\) exceeds the number of probe images D \(400\)/,
+    ],
+    [
+      'empty concept set',
+      () => [
+        '--activations',
+        Q_FILE,
+        '--concepts',
+        mkText('empty.txt', '\n\n'),
+        '--labels-out',
+        join(dir, 'l.csv'),
+      ],
+      /the concept set is empty/,
+    ],
     ['non-float .npy', () => ['--activations', mkInt()], /must be float32 or float64, got int32/],
   ])('%s', async (_name, extra, message) => {
     const r = await cm(['dissect', '--probe-scores', P_FILE, '--out', join(dir, 'x.npy'), ...extra()]);

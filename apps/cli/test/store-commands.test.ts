@@ -26,7 +26,11 @@ beforeAll(async () => {
   // fill the store in this process, then release the chDB folder for the subprocesses
   const store = await openStore({ kind: 'chdb', path: join(dir, 'store'), database: 'cm_cli' });
   await store.migrate();
-  await store.insertRecords([...sampleRun('run-a', 2), ...sampleRun('run-b', 3), alertRecord('run-b', 'resolved', 300)]);
+  await store.insertRecords([
+    ...sampleRun('run-a', 2),
+    ...sampleRun('run-b', 3),
+    alertRecord('run-b', 'resolved', 300),
+  ]);
   await store.close();
   const { drainPending } = await import('chdb');
   await drainPending();
@@ -36,7 +40,8 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('cm sql / cm runs on chDB', () => {
   it('prints a table, CSV and JSON, one row per neuron with FINAL', async () => {
-    const q = "SELECT layer, count() AS neurons FROM neuron_labels FINAL WHERE run_id = 'run-a' AND step = 100 GROUP BY layer ORDER BY layer";
+    const q =
+      "SELECT layer, count() AS neurons FROM neuron_labels FINAL WHERE run_id = 'run-a' AND step = 100 GROUP BY layer ORDER BY layer";
     const table = await cm(['sql', q]);
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/layer\s*│\s*neurons/);

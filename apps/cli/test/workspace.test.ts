@@ -37,7 +37,9 @@ describe('workspace project graph', () => {
 
   it('has apps depending on libs and no lib depending on an app', () => {
     const isApp = (name: string): boolean => graph.nodes[name]?.data.root.startsWith('apps/') ?? false;
-    const appToLib = Object.entries(graph.dependencies).filter(([src, deps]) => isApp(src) && deps.some((d) => !isApp(d.target)));
+    const appToLib = Object.entries(graph.dependencies).filter(
+      ([src, deps]) => isApp(src) && deps.some((d) => !isApp(d.target)),
+    );
     expect(appToLib.length).toBeGreaterThan(0);
     const libToApp = Object.entries(graph.dependencies).flatMap(([src, deps]) =>
       isApp(src) ? [] : deps.filter((d) => isApp(d.target)).map((d) => `${src} -> ${d.target}`),

@@ -9,7 +9,14 @@
  * the JetStream KV bucket CM_RUN_STATE_V1 after every checkpoint, before its ack: a restarted
  * service, or another replica behind the same load balancer, carries a reconnecting run on.
  */
-import { createLogger, runService, setLogFormat, setLogLevel, startHealthServer, type HealthServer } from '@cm/core';
+import {
+  createLogger,
+  runService,
+  setLogFormat,
+  setLogLevel,
+  startHealthServer,
+  type HealthServer,
+} from '@cm/core';
 import { loadConfig, resolvePath, type CmConfig } from '@cm/config';
 import { connectBus, openRunStateKv } from '@cm/bus';
 import { DissectPool } from '@cm/dissect';
@@ -33,9 +40,18 @@ export interface RunningService {
 export async function startConceptService(cfg: CmConfig): Promise<RunningService> {
   // Labels travel in the compact columnar form (libs/contracts label-columns): a third of the bytes, and the
   // recorder parses it 4-5x faster than the row form, which it still accepts.
-  const bus = await connectBus({ url: cfg.nats.url, user: cfg.nats.user, password: cfg.nats.password, name: 'concept-service', labelEncoding: 'columns' });
+  const bus = await connectBus({
+    url: cfg.nats.url,
+    user: cfg.nats.user,
+    password: cfg.nats.password,
+    name: 'concept-service',
+    labelEncoding: 'columns',
+  });
   await bus.ensureStream(cfg.nats.replicas);
-  const stateStore = await openRunStateKv(bus, { replicas: cfg.nats.replicas, ttlMs: cfg.service.runStateTtlHours * 3600 * 1000 });
+  const stateStore = await openRunStateKv(bus, {
+    replicas: cfg.nats.replicas,
+    ttlMs: cfg.service.runStateTtlHours * 3600 * 1000,
+  });
   const pool = new DissectPool({ workers: cfg.dissect.workers });
   const engine = new ConceptEngine({
     bundles: new BundleDirectory(resolvePath(cfg.bundles.dir)),

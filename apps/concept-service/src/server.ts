@@ -6,7 +6,12 @@
 import * as grpc from '@grpc/grpc-js';
 import { CmError, createLogger, type Logger } from '@cm/core';
 import type { ConceptEngine, RecordSink } from '@cm/engine';
-import { serviceDefinition, type ServiceMessage, type TrainerMessage, type WireHealthResponse } from '@cm/monitor-client';
+import {
+  serviceDefinition,
+  type ServiceMessage,
+  type TrainerMessage,
+  type WireHealthResponse,
+} from '@cm/monitor-client';
 import { StreamSession, type CheckpointInfo, type MalformedMessage } from './session';
 
 export interface ConceptServerOptions {
@@ -76,7 +81,11 @@ export function createConceptServer(opts: ConceptServerOptions): ConceptServer {
       await opts.ready?.();
       return { status: 'SERVING', detail: '', activeStreams: sessions.size };
     } catch (e) {
-      return { status: 'NOT_SERVING', detail: e instanceof Error ? e.message : String(e), activeStreams: sessions.size };
+      return {
+        status: 'NOT_SERVING',
+        detail: e instanceof Error ? e.message : String(e),
+        activeStreams: sessions.size,
+      };
     }
   };
 
@@ -94,8 +103,14 @@ export function createConceptServer(opts: ConceptServerOptions): ConceptServer {
       sessions.add(session);
       void session.done.then(() => sessions.delete(session));
     },
-    Health: (_call: grpc.ServerUnaryCall<unknown, WireHealthResponse>, callback: grpc.sendUnaryData<WireHealthResponse>) => {
-      health().then((h) => callback(null, h), (e) => callback(e as Error));
+    Health: (
+      _call: grpc.ServerUnaryCall<unknown, WireHealthResponse>,
+      callback: grpc.sendUnaryData<WireHealthResponse>,
+    ) => {
+      health().then(
+        (h) => callback(null, h),
+        (e) => callback(e as Error),
+      );
     },
   });
 
@@ -107,7 +122,12 @@ export function createConceptServer(opts: ConceptServerOptions): ConceptServer {
       return new Promise((resolve, reject) => {
         server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
           if (err) {
-            reject(new CmError('UNAVAILABLE', `concept service cannot listen on ${address}: ${err.message}`, { context: { address }, cause: err }));
+            reject(
+              new CmError('UNAVAILABLE', `concept service cannot listen on ${address}: ${err.message}`, {
+                context: { address },
+                cause: err,
+              }),
+            );
           } else resolve(port);
         });
       });

@@ -91,7 +91,6 @@ export class StreamSession {
     call.on('error', () => this.abandon('stream error'));
   }
 
-
   private onMessage(m: TrainerMessage | MalformedMessage): void {
     if (this.closed) return;
     try {
@@ -99,7 +98,8 @@ export class StreamSession {
       if ('runStart' in m && m.runStart) this.onRunStart(m.runStart);
       else if ('chunk' in m && m.chunk) this.onChunk(m.chunk);
       else if ('checkpointEnd' in m && m.checkpointEnd) this.onCheckpointEnd(m.checkpointEnd);
-      else if ('runEnd' in m && m.runEnd) this.onRunEnd(m.runEnd.status === 'RUN_STATUS_FAILED' ? 'failed' : 'completed');
+      else if ('runEnd' in m && m.runEnd)
+        this.onRunEnd(m.runEnd.status === 'RUN_STATUS_FAILED' ? 'failed' : 'completed');
       else throw invalidArgument('TrainerMessage carries none of run_start, chunk, checkpoint_end, run_end');
     } catch (e) {
       this.fail(e, this.step);
@@ -107,7 +107,8 @@ export class StreamSession {
   }
 
   private onRunStart(m: WireRunStart): void {
-    if (this.runId !== undefined) throw invalidArgument(`stream already carries run ${this.runId}; open a new stream for another run`);
+    if (this.runId !== undefined)
+      throw invalidArgument(`stream already carries run ${this.runId}; open a new stream for another run`);
     const spec = runStartFromWire(m);
     this.runId = spec.runId;
     // Hold the stream until the run is registered: its chunks are validated against the run.
@@ -119,12 +120,21 @@ export class StreamSession {
         const release = this.opts.engine.attach(spec.runId);
         void this.done.then(release);
         await this.writeToSink(started.records);
-        this.opts.log.info(`run ${spec.runId} ${started.resumed ? 'resumed' : m.resume ? 'resumed on a fresh service' : 'started'}`, {
-          runId: spec.runId,
-          bundleId: spec.bundleId,
-          layers: spec.layers.length,
+        this.opts.log.info(
+          `run ${spec.runId} ${started.resumed ? 'resumed' : m.resume ? 'resumed on a fresh service' : 'started'}`,
+          {
+            runId: spec.runId,
+            bundleId: spec.bundleId,
+            layers: spec.layers.length,
+          },
+        );
+        this.send({
+          runAccepted: {
+            runId: spec.runId,
+            probeImages: started.probeImages,
+            maxMessageBytes: this.opts.maxMessageBytes,
+          },
         });
-        this.send({ runAccepted: { runId: spec.runId, probeImages: started.probeImages, maxMessageBytes: this.opts.maxMessageBytes } });
       } finally {
         this.resume();
       }
@@ -137,27 +147,38 @@ export class StreamSession {
       this.step = c.step;
       this.firstChunkAt = performance.now();
     } else if (c.step !== this.step) {
-      throw invalidArgument(`run ${runId}: chunk of step ${c.step} arrived before checkpoint ${this.step} ended`, { runId, step: this.step });
+      throw invalidArgument(
+        `run ${runId}: chunk of step ${c.step} arrived before checkpoint ${this.step} ended`,
+        { runId, step: this.step },
+      );
     }
     const where = `run ${runId} step ${c.step} layer ${c.layer}`;
     let a = this.assembling.get(c.layer);
     if (!a) {
-      if (this.complete.has(c.layer)) throw invalidArgument(`${where}: layer sent twice in one checkpoint`, { runId, layer: c.layer });
+      if (this.complete.has(c.layer))
+        throw invalidArgument(`${where}: layer sent twice in one checkpoint`, { runId, layer: c.layer });
       const decl = this.opts.engine.declaredLayer(runId, c.layer);
-      if (!decl) throw invalidArgument(`${where}: layer was not declared at run start`, { runId, layer: c.layer });
+      if (!decl)
+        throw invalidArgument(`${where}: layer was not declared at run start`, { runId, layer: c.layer });
       validateLayerHeader(runId, c.step, decl, this.opts.engine.probeImages(runId), c.layer, c.shape);
       if (c.dtype !== 'DTYPE_FLOAT32' && c.dtype !== 'DTYPE_FLOAT16' && c.dtype !== 'DTYPE_UNSPECIFIED') {
         throw invalidArgument(`${where}: dtype ${String(c.dtype)} is not float32 or float16`);
       }
       const expected = c.shape.reduce((x, n) => x * n, 1) * bytesPerValue(c.dtype);
       if (c.totalBytes !== expected) {
-        throw invalidArgument(`${where}: total_bytes ${c.totalBytes} does not match shape [${c.shape.join(', ')}] (${expected} bytes)`);
+        throw invalidArgument(
+          `${where}: total_bytes ${c.totalBytes} does not match shape [${c.shape.join(', ')}] (${expected} bytes)`,
+        );
       }
       if (this.checkpointBytes + expected > this.opts.maxCheckpointBytes) {
-        throw new CmError('RESOURCE_EXHAUSTED', `${where}: checkpoint exceeds the service's bound of ${this.opts.maxCheckpointBytes} bytes`, {
-          context: { runId, step: c.step },
-          hint: 'send pooled [D, N] activations or raise CM_SERVICE_MAX_CHECKPOINT_BYTES',
-        });
+        throw new CmError(
+          'RESOURCE_EXHAUSTED',
+          `${where}: checkpoint exceeds the service's bound of ${this.opts.maxCheckpointBytes} bytes`,
+          {
+            context: { runId, step: c.step },
+            hint: 'send pooled [D, N] activations or raise CM_SERVICE_MAX_CHECKPOINT_BYTES',
+          },
+        );
       }
       this.checkpointBytes += expected;
       a = { header: c, buffer: Buffer.allocUnsafe(expected), received: 0 };
@@ -168,10 +189,16 @@ export class StreamSession {
       c.pooling !== a.header.pooling ||
       c.shape.join(',') !== a.header.shape.join(',')
     ) {
-      throw invalidArgument(`${where}: chunk header (shape, dtype, pooling, total_bytes) changed within the layer`);
+      throw invalidArgument(
+        `${where}: chunk header (shape, dtype, pooling, total_bytes) changed within the layer`,
+      );
     }
-    if (c.offset !== a.received) throw invalidArgument(`${where}: chunk offset ${c.offset}, expected ${a.received} (chunks must be sent in order)`);
-    if (a.received + c.data.length > a.header.totalBytes) throw invalidArgument(`${where}: chunks exceed total_bytes ${a.header.totalBytes}`);
+    if (c.offset !== a.received)
+      throw invalidArgument(
+        `${where}: chunk offset ${c.offset}, expected ${a.received} (chunks must be sent in order)`,
+      );
+    if (a.received + c.data.length > a.header.totalBytes)
+      throw invalidArgument(`${where}: chunks exceed total_bytes ${a.header.totalBytes}`);
     c.data.copy(a.buffer, a.received);
     a.received += c.data.length;
     if (a.received === a.header.totalBytes) {
@@ -188,17 +215,27 @@ export class StreamSession {
   private onCheckpointEnd(m: WireCheckpointEnd): void {
     const runId = this.requireRun();
     if (this.step !== undefined && m.step !== this.step) {
-      throw invalidArgument(`run ${runId}: checkpoint_end for step ${m.step}, but the chunks were for step ${this.step}`, { runId, step: m.step });
+      throw invalidArgument(
+        `run ${runId}: checkpoint_end for step ${m.step}, but the chunks were for step ${this.step}`,
+        { runId, step: m.step },
+      );
     }
     if (this.assembling.size > 0) {
       const [layer, a] = [...this.assembling.entries()][0];
-      throw invalidArgument(`run ${runId} step ${m.step} layer ${layer}: checkpoint ended after ${a.received} of ${a.header.totalBytes} bytes`, {
-        runId,
-        step: m.step,
-        layer,
-      });
+      throw invalidArgument(
+        `run ${runId} step ${m.step} layer ${layer}: checkpoint ended after ${a.received} of ${a.header.totalBytes} bytes`,
+        {
+          runId,
+          step: m.step,
+          layer,
+        },
+      );
     }
-    const cp: CheckpointData = { step: m.step, layers: [...this.complete.values()], metrics: { ...m.metrics } };
+    const cp: CheckpointData = {
+      step: m.step,
+      layers: [...this.complete.values()],
+      metrics: { ...m.metrics },
+    };
     const bytes = this.checkpointBytes;
     const receiveMs = this.step === undefined ? 0 : performance.now() - this.firstChunkAt;
     this.step = undefined;
@@ -283,22 +320,32 @@ export class StreamSession {
     if (this.pauses++ === 0) this.call.pause();
   }
   private resume(): void {
-    if (this.pauses > 0 && --this.pauses === 0 && !this.closed && !this.halfClosed && !this.draining) this.call.resume();
+    if (this.pauses > 0 && --this.pauses === 0 && !this.closed && !this.halfClosed && !this.draining)
+      this.call.resume();
   }
 
   private async writeToSink(records: Parameters<RecordSink['write']>[0]): Promise<void> {
     try {
       await this.opts.sink.write(records);
     } catch (e) {
-      throw new CmError('UNAVAILABLE', `could not publish records: ${e instanceof Error ? e.message : String(e)}`, {
-        cause: e,
-        hint: 'the message bus is unreachable; the client resends unacknowledged checkpoints',
-      });
+      throw new CmError(
+        'UNAVAILABLE',
+        `could not publish records: ${e instanceof Error ? e.message : String(e)}`,
+        {
+          cause: e,
+          hint: 'the message bus is unreachable; the client resends unacknowledged checkpoints',
+        },
+      );
     }
   }
 
   private requireRun(): string {
-    if (this.runId === undefined) throw notFound('stream sent activations before RunStart: no run on this stream', {}, 'send run_start first');
+    if (this.runId === undefined)
+      throw notFound(
+        'stream sent activations before RunStart: no run on this stream',
+        {},
+        'send run_start first',
+      );
     return this.runId;
   }
 
@@ -310,7 +357,10 @@ export class StreamSession {
     if (this.closed) return;
     this.closed = true;
     const status = toGrpcStatus(e, step);
-    this.opts.log[this.draining ? 'info' : 'warn'](`stream of run ${this.runId ?? '(none)'} ended: ${status.details}`, { runId: this.runId, step, code: status.code });
+    this.opts.log[this.draining ? 'info' : 'warn'](
+      `stream of run ${this.runId ?? '(none)'} ended: ${status.details}`,
+      { runId: this.runId, step, code: status.code },
+    );
     this.call.emit('error', status);
     this.resolveDone();
   }

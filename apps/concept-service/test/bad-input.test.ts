@@ -4,8 +4,19 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { CmError } from '@cm/core';
-import { createMonitorClient, serviceDefinition, runStartToWire, type TrainerMessage } from '@cm/monitor-client';
-import { makeTestBundles, plantedActivations, testCheckpoint, testRunSpec, type TestBundles } from '@cm/engine/src/testing';
+import {
+  createMonitorClient,
+  serviceDefinition,
+  runStartToWire,
+  type TrainerMessage,
+} from '@cm/monitor-client';
+import {
+  makeTestBundles,
+  plantedActivations,
+  testCheckpoint,
+  testRunSpec,
+  type TestBundles,
+} from '@cm/engine/src/testing';
 import { startTestService, type TestService } from './helpers';
 
 let bundles: TestBundles;
@@ -50,7 +61,11 @@ describe('through the client', () => {
       await client.startRun(testRunSpec(`bad-d-${runSeq++}`, bundles.bundleId));
       const cp = testCheckpoint(bundles.space, 0);
       const good = cp.layers[1];
-      cp.layers[1] = { layer: good.layer, shape: [good.shape[0] - 1, good.shape[1]], data: good.data.subarray(0, (good.shape[0] - 1) * good.shape[1]) };
+      cp.layers[1] = {
+        layer: good.layer,
+        shape: [good.shape[0] - 1, good.shape[1]],
+        data: good.data.subarray(0, (good.shape[0] - 1) * good.shape[1]),
+      };
       const e = await rejection(client.sendCheckpoint(cp));
       expect(e.code).toBe('INVALID_ARGUMENT');
       expect(e.message).toMatch(/layer conv2: first dimension 119 must equal the probe bundle's 120 images/);
@@ -173,7 +188,16 @@ describe('raw streams', () => {
     call.write(encode(runStartToWire(testRunSpec(`big-${runSeq++}`, bundles.bundleId), false)));
     call.write(
       encode({
-        chunk: { step: 0, layer: 'fc', shape: [120, 6], dtype: 'DTYPE_FLOAT32', pooling: 'POOLING_AVG', offset: 0, totalBytes: 120 * 6 * 4, data: Buffer.alloc(300 * 1024) },
+        chunk: {
+          step: 0,
+          layer: 'fc',
+          shape: [120, 6],
+          dtype: 'DTYPE_FLOAT32',
+          pooling: 'POOLING_AVG',
+          offset: 0,
+          totalBytes: 120 * 6 * 4,
+          data: Buffer.alloc(300 * 1024),
+        },
       }),
     );
     const s = await status;
@@ -184,7 +208,20 @@ describe('raw streams', () => {
   it('activations before RunStart -> NOT_FOUND (unknown run)', async () => {
     const call = rawCall();
     const status = statusOf(call);
-    call.write(encode({ chunk: { step: 0, layer: 'fc', shape: [120, 6], dtype: 'DTYPE_FLOAT32', pooling: 'POOLING_AVG', offset: 0, totalBytes: 2880, data: Buffer.alloc(2880) } }));
+    call.write(
+      encode({
+        chunk: {
+          step: 0,
+          layer: 'fc',
+          shape: [120, 6],
+          dtype: 'DTYPE_FLOAT32',
+          pooling: 'POOLING_AVG',
+          offset: 0,
+          totalBytes: 2880,
+          data: Buffer.alloc(2880),
+        },
+      }),
+    );
     const s = await status;
     expect(grpc.status[s.code]).toBe('NOT_FOUND');
     expect(s.details).toMatch(/before RunStart/);
@@ -194,7 +231,20 @@ describe('raw streams', () => {
     const call = rawCall();
     const status = statusOf(call);
     call.write(encode(runStartToWire(testRunSpec(`order-${runSeq++}`, bundles.bundleId), false)));
-    call.write(encode({ chunk: { step: 0, layer: 'fc', shape: [120, 6], dtype: 'DTYPE_FLOAT32', pooling: 'POOLING_AVG', offset: 1024, totalBytes: 2880, data: Buffer.alloc(1024) } }));
+    call.write(
+      encode({
+        chunk: {
+          step: 0,
+          layer: 'fc',
+          shape: [120, 6],
+          dtype: 'DTYPE_FLOAT32',
+          pooling: 'POOLING_AVG',
+          offset: 1024,
+          totalBytes: 2880,
+          data: Buffer.alloc(1024),
+        },
+      }),
+    );
     const s = await status;
     expect(grpc.status[s.code]).toBe('INVALID_ARGUMENT');
     expect(s.details).toMatch(/chunk offset 1024, expected 0/);
@@ -204,7 +254,20 @@ describe('raw streams', () => {
     const call = rawCall();
     const status = statusOf(call);
     call.write(encode(runStartToWire(testRunSpec(`short-${runSeq++}`, bundles.bundleId), false)));
-    call.write(encode({ chunk: { step: 0, layer: 'fc', shape: [120, 6], dtype: 'DTYPE_FLOAT32', pooling: 'POOLING_AVG', offset: 0, totalBytes: 2880, data: Buffer.alloc(1000) } }));
+    call.write(
+      encode({
+        chunk: {
+          step: 0,
+          layer: 'fc',
+          shape: [120, 6],
+          dtype: 'DTYPE_FLOAT32',
+          pooling: 'POOLING_AVG',
+          offset: 0,
+          totalBytes: 2880,
+          data: Buffer.alloc(1000),
+        },
+      }),
+    );
     call.write(encode({ checkpointEnd: { step: 0, metrics: {} } }));
     const s = await status;
     expect(grpc.status[s.code]).toBe('INVALID_ARGUMENT');

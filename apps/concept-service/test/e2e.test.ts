@@ -14,7 +14,13 @@ import { dissectLayer } from '@cm/dissect';
 import { createMonitorClient } from '@cm/monitor-client';
 import { startClickHouse, startNats, type ManagedServer } from '@cm/stack';
 import { neuronLabelsSql, openStore, sqlString, type Store } from '@cm/store';
-import { makeTestBundles, testCheckpoint, testRunSpec, TEST_LAYERS, type TestBundles } from '@cm/engine/src/testing';
+import {
+  makeTestBundles,
+  testCheckpoint,
+  testRunSpec,
+  TEST_LAYERS,
+  type TestBundles,
+} from '@cm/engine/src/testing';
 
 const DB = 'cm_pipeline_e2e';
 const ROOT = resolve(__dirname, '../../..');
@@ -52,7 +58,11 @@ async function startService(): Promise<ChildProcess> {
     CM_DISSECT_WORKERS: '1',
     CM_SERVICE_HEALTH_PORT: String(healthPort),
   });
-  const up = await waitFor(async () => (await fetch(`http://127.0.0.1:${healthPort}/healthz`)).ok, 60_000, 200);
+  const up = await waitFor(
+    async () => (await fetch(`http://127.0.0.1:${healthPort}/healthz`)).ok,
+    60_000,
+    200,
+  );
   if (!up) throw new Error('concept service did not become healthy');
   return child;
 }
@@ -67,7 +77,11 @@ async function startRecorder(): Promise<ChildProcess> {
     CM_RECORDER_BATCH_MESSAGES: '5',
     CM_RECORDER_ACK_WAIT_MS: '2000',
   });
-  const up = await waitFor(async () => (await fetch(`http://127.0.0.1:${healthPort}/healthz`)).ok, 60_000, 200);
+  const up = await waitFor(
+    async () => (await fetch(`http://127.0.0.1:${healthPort}/healthz`)).ok,
+    60_000,
+    200,
+  );
   if (!up) throw new Error('recorder did not become healthy');
   return child;
 }
@@ -90,18 +104,28 @@ async function labelCounts(runId: string): Promise<{ raw: number; final: number;
 
 async function waitForRows(runId: string, expected: number): Promise<void> {
   const ok = await waitFor(async () => (await labelCounts(runId)).distinct >= expected, 30_000, 200);
-  if (!ok) throw new Error(`rows of ${runId}: ${JSON.stringify(await labelCounts(runId))}, expected ${expected}`);
+  if (!ok)
+    throw new Error(`rows of ${runId}: ${JSON.stringify(await labelCounts(runId))}, expected ${expected}`);
 }
 
 /** Labels stored for a run equal dissectLayer run directly on the same activations. */
 async function expectLabelsMatchDirect(runId: string, steps: number[]): Promise<void> {
-  const stored = await store.query<{ layer: string; step: number; neuron: number; concept: string }>(neuronLabelsSql(DB, { runId }));
+  const stored = await store.query<{ layer: string; step: number; neuron: number; concept: string }>(
+    neuronLabelsSql(DB, { runId }),
+  );
   const byKey = new Map(stored.map((r) => [`${r.layer}|${Number(r.step)}|${Number(r.neuron)}`, r.concept]));
   for (const step of steps) {
     const cp = testCheckpoint(bundles.space, step);
     for (const layer of cp.layers) {
-      const direct = await dissectLayer(bundles.space, { rows: layer.shape[0], cols: layer.shape[1], data: layer.data });
-      for (const l of direct.labels) expect(`${layer.layer}|${step}|${l.neuron}=${byKey.get(`${layer.layer}|${step}|${l.neuron}`)}`).toBe(`${layer.layer}|${step}|${l.neuron}=${l.concept}`);
+      const direct = await dissectLayer(bundles.space, {
+        rows: layer.shape[0],
+        cols: layer.shape[1],
+        data: layer.data,
+      });
+      for (const l of direct.labels)
+        expect(`${layer.layer}|${step}|${l.neuron}=${byKey.get(`${layer.layer}|${step}|${l.neuron}`)}`).toBe(
+          `${layer.layer}|${step}|${l.neuron}=${l.concept}`,
+        );
     }
   }
 }
@@ -120,7 +144,11 @@ async function expectSwitchesMatchDirect(runId: string, steps: number[]): Promis
     let previous: Int32Array | undefined;
     for (const step of steps) {
       const act = testCheckpoint(bundles.space, step).layers.find((l) => l.layer === layer.name)!;
-      const d = await dissectLayer(bundles.space, { rows: act.shape[0], cols: act.shape[1], data: act.data }, { previousTop1: previous });
+      const d = await dissectLayer(
+        bundles.space,
+        { rows: act.shape[0], cols: act.shape[1], data: act.data },
+        { previousTop1: previous },
+      );
       direct.push(`${layer.name}@${step}=${d.metrics.switches}`);
       previous = d.top1;
     }
@@ -135,10 +163,18 @@ beforeAll(async () => {
   bundles = await makeTestBundles();
   grpcPort = await freePort();
   [nats, clickhouse] = await Promise.all([
-    (async () => startNats({ dir: join(dir, 'nats'), port: await freePort(), monitorPort: await freePort() }))(),
-    (async () => startClickHouse({ dir: join(dir, 'ch'), httpPort: await freePort(), tcpPort: await freePort() }))(),
+    (async () =>
+      startNats({ dir: join(dir, 'nats'), port: await freePort(), monitorPort: await freePort() }))(),
+    (async () =>
+      startClickHouse({ dir: join(dir, 'ch'), httpPort: await freePort(), tcpPort: await freePort() }))(),
   ]);
-  store = await openStore({ kind: 'server', url: clickhouse.url, user: 'default', password: '', database: DB });
+  store = await openStore({
+    kind: 'server',
+    url: clickhouse.url,
+    user: 'default',
+    password: '',
+    database: DB,
+  });
   await store.migrate();
   [service, recorder] = await Promise.all([startService(), startRecorder()]);
 }, 120_000);
@@ -159,7 +195,8 @@ it('3 checkpoints of 3 layers: every neuron in ClickHouse exactly once, labels a
   const client = createMonitorClient({ target: `127.0.0.1:${grpcPort}`, ...fast });
   try {
     await client.startRun(testRunSpec(runId, bundles.bundleId));
-    for (let step = 0; step < 3; step++) expect((await client.sendCheckpoint(testCheckpoint(bundles.space, step)))?.step).toBe(step);
+    for (let step = 0; step < 3; step++)
+      expect((await client.sendCheckpoint(testCheckpoint(bundles.space, step)))?.step).toBe(step);
     await client.endRun('completed');
   } finally {
     await client.close();
@@ -167,9 +204,13 @@ it('3 checkpoints of 3 layers: every neuron in ClickHouse exactly once, labels a
   await waitForRows(runId, 3 * NEURONS);
   expect(await labelCounts(runId)).toEqual({ raw: 3 * NEURONS, final: 3 * NEURONS, distinct: 3 * NEURONS });
   await expectLabelsMatchDirect(runId, [0, 1, 2]);
-  const runs = await store.query<{ status: string }>(`SELECT status FROM runs FINAL WHERE run_id = ${sqlString(runId)}`);
+  const runs = await store.query<{ status: string }>(
+    `SELECT status FROM runs FINAL WHERE run_id = ${sqlString(runId)}`,
+  );
   expect(runs.map((r) => r.status)).toEqual(['completed']);
-  const cps = await store.query<{ n: string | number }>(`SELECT count() AS n FROM checkpoints FINAL WHERE run_id = ${sqlString(runId)}`);
+  const cps = await store.query<{ n: string | number }>(
+    `SELECT count() AS n FROM checkpoints FINAL WHERE run_id = ${sqlString(runId)}`,
+  );
   expect(Number(cps[0].n)).toBe(3);
 }, 120_000);
 
@@ -190,7 +231,10 @@ it('recorder killed and restarted mid-run: no label row lost or duplicated', asy
   }
   await waitForRows(runId, steps.length * NEURONS);
   const counts = await labelCounts(runId);
-  expect({ final: counts.final, distinct: counts.distinct }).toEqual({ final: steps.length * NEURONS, distinct: steps.length * NEURONS });
+  expect({ final: counts.final, distinct: counts.distinct }).toEqual({
+    final: steps.length * NEURONS,
+    distinct: steps.length * NEURONS,
+  });
   await expectLabelsMatchDirect(runId, steps);
 }, 180_000);
 
@@ -219,9 +263,24 @@ it('concept service killed mid-stream and restarted: the client resends, no labe
   }
   await waitForRows(runId, steps.length * NEURONS);
   const counts = await labelCounts(runId);
-  expect({ final: counts.final, distinct: counts.distinct }).toEqual({ final: steps.length * NEURONS, distinct: steps.length * NEURONS });
+  expect({ final: counts.final, distinct: counts.distinct }).toEqual({
+    final: steps.length * NEURONS,
+    distinct: steps.length * NEURONS,
+  });
   await expectLabelsMatchDirect(runId, steps);
   // the run state came back from the KV bucket: switches across the kill are the true ones
-  await waitFor(async () => Number((await store.query<{ n: string }>(`SELECT count() AS n FROM layer_metrics FINAL WHERE run_id = ${sqlString(runId)}`))[0].n) >= steps.length * TEST_LAYERS.length, 30_000, 200);
+  await waitFor(
+    async () =>
+      Number(
+        (
+          await store.query<{ n: string }>(
+            `SELECT count() AS n FROM layer_metrics FINAL WHERE run_id = ${sqlString(runId)}`,
+          )
+        )[0].n,
+      ) >=
+      steps.length * TEST_LAYERS.length,
+    30_000,
+    200,
+  );
   await expectSwitchesMatchDirect(runId, steps);
 }, 180_000);

@@ -3,7 +3,15 @@
  * resend after a sink failure and after a service restart.
  */
 import { createMonitorClient } from '@cm/monitor-client';
-import { makeTestBundles, rawConvActivations, testCheckpoint, testRunSpec, TEST_LAYERS, argmaxDissector, type TestBundles } from '@cm/engine/src/testing';
+import {
+  makeTestBundles,
+  rawConvActivations,
+  testCheckpoint,
+  testRunSpec,
+  TEST_LAYERS,
+  argmaxDissector,
+  type TestBundles,
+} from '@cm/engine/src/testing';
 import { startTestService, labelRowsOf, FlakySink } from './helpers';
 
 let bundles: TestBundles;
@@ -36,7 +44,12 @@ it('streams 3 checkpoints of 3 layers; every neuron is published once, acks carr
     expect(kinds.filter((k) => k === 'snapshot').length).toBe(9);
     const last = svc.sink.records[svc.sink.records.length - 1];
     expect(last.kind === 'run' && last.status).toBe('completed');
-    expect(client.stats()).toMatchObject({ acknowledgedCheckpoints: 3, droppedCheckpoints: 0, pendingCheckpoints: 0, bufferedBytes: 0 });
+    expect(client.stats()).toMatchObject({
+      acknowledgedCheckpoints: 3,
+      droppedCheckpoints: 0,
+      pendingCheckpoints: 0,
+      bufferedBytes: 0,
+    });
   } finally {
     await client.close();
     await svc.stop();
@@ -50,9 +63,16 @@ it('float16 on the wire gives the same labels as float32', async () => {
   try {
     await c32.startRun(testRunSpec('f32', bundles.bundleId));
     await c16.startRun(testRunSpec('f16', bundles.bundleId));
-    await Promise.all([c32.sendCheckpoint(testCheckpoint(bundles.space, 0)), c16.sendCheckpoint(testCheckpoint(bundles.space, 0))]);
+    await Promise.all([
+      c32.sendCheckpoint(testCheckpoint(bundles.space, 0)),
+      c16.sendCheckpoint(testCheckpoint(bundles.space, 0)),
+    ]);
     const labels = (run: string): string[] =>
-      svc.sink.records.flatMap((r) => (r.kind === 'labels' && r.runId === run ? r.labels.map((l) => `${r.layer}:${l.neuron}:${l.concept}`) : []));
+      svc.sink.records.flatMap((r) =>
+        r.kind === 'labels' && r.runId === run
+          ? r.labels.map((l) => `${r.layer}:${l.neuron}:${l.concept}`)
+          : [],
+      );
     expect(labels('f16').length).toBe(26);
     expect(labels('f16')).toEqual(labels('f32'));
   } finally {

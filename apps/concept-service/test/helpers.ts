@@ -32,11 +32,19 @@ export interface TestService {
 }
 
 export async function startTestService(
-  opts: { dissector?: LayerDissector; bundles?: TestBundles; sink?: FlakySink; engine?: ConceptEngine; listenAddress?: string } & Partial<ConceptServerOptions> = {},
+  opts: {
+    dissector?: LayerDissector;
+    bundles?: TestBundles;
+    sink?: FlakySink;
+    engine?: ConceptEngine;
+    listenAddress?: string;
+  } & Partial<ConceptServerOptions> = {},
 ): Promise<TestService> {
   const bundles = opts.bundles ?? (await makeTestBundles());
   const sink = opts.sink ?? new FlakySink();
-  const engine = opts.engine ?? new ConceptEngine({ bundles: bundles.bundles, dissector: opts.dissector ?? argmaxDissector() });
+  const engine =
+    opts.engine ??
+    new ConceptEngine({ bundles: bundles.bundles, dissector: opts.dissector ?? argmaxDissector() });
   const server = createConceptServer({ log: createLogger('test-service'), ...opts, engine, sink });
   const port = await server.listen(opts.listenAddress ?? '127.0.0.1:0');
   return {
@@ -55,7 +63,9 @@ export async function startTestService(
 
 export function labelRowsOf(records: CmRecord[]): string[] {
   const out: string[] = [];
-  for (const r of records) if (r.kind === 'labels') for (const l of r.labels) out.push(`${r.runId}|${r.layer}|${r.step}|${l.neuron}`);
+  for (const r of records)
+    if (r.kind === 'labels')
+      for (const l of r.labels) out.push(`${r.runId}|${r.layer}|${r.step}|${l.neuron}`);
   return out;
 }
 

@@ -9,14 +9,30 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, type CmConfig } from '@cm/config';
-import { STREAM, subjectFor, type AlertRecord, type CheckpointData, type CheckpointResult, type LayerSnapshotRecord, type RecordKind } from '@cm/contracts';
+import {
+  STREAM,
+  subjectFor,
+  type AlertRecord,
+  type CheckpointData,
+  type CheckpointResult,
+  type LayerSnapshotRecord,
+  type RecordKind,
+} from '@cm/contracts';
 import { freePort, waitFor } from '@cm/core';
 import { ConceptEngine, MemoryRunStateStore } from '@cm/engine';
 import { connectBus, openRunStateKv, type Bus } from '@cm/bus';
 import { dissectLayer } from '@cm/dissect';
 import { createMonitorClient, type MonitorClient } from '@cm/monitor-client';
 import { startNats, type ManagedServer } from '@cm/stack';
-import { argmaxDissector, makeTestBundles, plantedActivations, testCheckpoint, testRunSpec, TEST_LAYERS, type TestBundles } from '@cm/engine/src/testing';
+import {
+  argmaxDissector,
+  makeTestBundles,
+  plantedActivations,
+  testCheckpoint,
+  testRunSpec,
+  TEST_LAYERS,
+  type TestBundles,
+} from '@cm/engine/src/testing';
 import { startConceptService, type RunningService } from '../src/main';
 import { startTestService } from './helpers';
 
@@ -50,7 +66,10 @@ async function stopService(s: RunningService): Promise<void> {
 }
 
 function client(port: number): MonitorClient {
-  const c = createMonitorClient({ target: `127.0.0.1:${port}`, reconnect: { initialDelayMs: 50, maxDelayMs: 300 } });
+  const c = createMonitorClient({
+    target: `127.0.0.1:${port}`,
+    reconnect: { initialDelayMs: 50, maxDelayMs: 300 },
+  });
   clients.add(c);
   return c;
 }
@@ -65,13 +84,17 @@ async function published<T>(kind: RecordKind, runId: string, expected: number): 
 }
 
 const switchesOf = (snapshots: LayerSnapshotRecord[]): Record<string, number> =>
-  Object.fromEntries(snapshots.map((s) => [`${s.layer}@${s.step}`, s.switches]).sort(([a], [b]) => (a < b ? -1 : 1)));
+  Object.fromEntries(
+    snapshots.map((s) => [`${s.layer}@${s.step}`, s.switches]).sort(([a], [b]) => (a < b ? -1 : 1)),
+  );
 
 /** One dense layer of 10 neurons; collapsed steps copy neuron 0 into every neuron (one concept everywhere). */
 const FC = [{ name: 'fc', width: 10, kind: 'dense' as const }];
 function fcCheckpoint(step: number, collapsed: boolean): CheckpointData {
   const base = plantedActivations(bundles.space, 'fc', 10, step);
-  if (collapsed) for (let i = 0; i < base.shape[0]; i++) for (let k = 1; k < 10; k++) base.data[i * 10 + k] = base.data[i * 10] + 1e-3 * k;
+  if (collapsed)
+    for (let i = 0; i < base.shape[0]; i++)
+      for (let k = 1; k < 10; k++) base.data[i * 10 + k] = base.data[i * 10] + 1e-3 * k;
   return { step, layers: [base], metrics: {} };
 }
 
@@ -109,7 +132,8 @@ it('service restarted mid-run: same switches as an uninterrupted run and libs/di
   const refCollapse = client(grpcPort);
   await refCollapse.startRun(testRunSpec('collapse uninterrupted', bundles.bundleId, FC));
   const refAlerts: (CheckpointResult | undefined)[] = [];
-  for (const [step, collapsed] of plan.entries()) refAlerts.push(await refCollapse.sendCheckpoint(fcCheckpoint(step, collapsed)));
+  for (const [step, collapsed] of plan.entries())
+    refAlerts.push(await refCollapse.sendCheckpoint(fcCheckpoint(step, collapsed)));
   await refCollapse.endRun('completed');
 
   const a = client(grpcPort);
@@ -125,7 +149,8 @@ it('service restarted mid-run: same switches as an uninterrupted run and libs/di
   service = await startService(cfg); // a fresh process: nothing in memory
   expect(service.engine.heldRuns()).toEqual([]);
 
-  for (const step of [2, 3]) expect((await a.sendCheckpoint(testCheckpoint(bundles.space, step)))?.step).toBe(step);
+  for (const step of [2, 3])
+    expect((await a.sendCheckpoint(testCheckpoint(bundles.space, step)))?.step).toBe(step);
   for (const step of [5, 6, 7, 8, 9]) results.push(await b.sendCheckpoint(fcCheckpoint(step, plan[step])));
   await a.endRun('completed');
   await b.endRun('completed');
@@ -142,7 +167,11 @@ it('service restarted mid-run: same switches as an uninterrupted run and libs/di
     let previous: Int32Array | undefined;
     for (const step of steps) {
       const act = testCheckpoint(bundles.space, step).layers.find((l) => l.layer === layer.name)!;
-      const d = await dissectLayer(bundles.space, { rows: act.shape[0], cols: act.shape[1], data: act.data }, { previousTop1: previous });
+      const d = await dissectLayer(
+        bundles.space,
+        { rows: act.shape[0], cols: act.shape[1], data: act.data },
+        { previousTop1: previous },
+      );
       direct[`${layer.name}@${step}`] = d.metrics.switches;
       previous = d.top1;
     }
@@ -167,11 +196,15 @@ it('service restarted mid-run: same switches as an uninterrupted run and libs/di
   ]);
   // ended runs leave no state behind
   const kv = await openRunStateKv(bus);
-  for (const runId of ['restarted', 'collapse restarted', 'uninterrupted']) expect(await kv.load(runId)).toBeUndefined();
+  for (const runId of ['restarted', 'collapse restarted', 'uninterrupted'])
+    expect(await kv.load(runId)).toBeUndefined();
 }, 120_000);
 
 it('a trainer that reconnects to another replica carries its run on there', async () => {
-  const [replicaA, replicaB] = await Promise.all([serviceConfig().then(startService), serviceConfig().then(startService)]);
+  const [replicaA, replicaB] = await Promise.all([
+    serviceConfig().then(startService),
+    serviceConfig().then(startService),
+  ]);
   const first = client(replicaA.grpcPort);
   await first.startRun(testRunSpec('moved', bundles.bundleId));
   for (const step of [0, 1]) await first.sendCheckpoint(testCheckpoint(bundles.space, step));
@@ -194,7 +227,13 @@ it('a trainer that reconnects to another replica carries its run on there', asyn
 it('a run with an open stream is not evicted; once its stream is gone it is, and comes back from the store', async () => {
   let clock = 0;
   const store = new MemoryRunStateStore();
-  const engine = new ConceptEngine({ bundles: bundles.bundles, dissector: argmaxDissector(), stateStore: store, runIdleMs: 1000, clockMs: () => clock });
+  const engine = new ConceptEngine({
+    bundles: bundles.bundles,
+    dissector: argmaxDissector(),
+    stateStore: store,
+    runIdleMs: 1000,
+    clockMs: () => clock,
+  });
   const svc = await startTestService({ engine, bundles });
   try {
     const c = client(svc.port);
@@ -213,7 +252,9 @@ it('a run with an open stream is not evicted; once its stream is gone it is, and
     await again.startRun(testRunSpec('idle trainer', bundles.bundleId));
     expect((await again.sendCheckpoint(testCheckpoint(bundles.space, 1)))?.step).toBe(1);
     await again.endRun('completed');
-    expect(svc.sink.records.filter((r) => r.kind === 'run').map((r) => r.kind === 'run' && r.status)).toEqual(['running', 'completed']);
+    expect(svc.sink.records.filter((r) => r.kind === 'run').map((r) => r.kind === 'run' && r.status)).toEqual(
+      ['running', 'completed'],
+    );
     expect(store.runIds()).toEqual([]);
   } finally {
     engine.close();
@@ -223,6 +264,9 @@ it('a run with an open stream is not evicted; once its stream is gone it is, and
 
 it('CM_SERVICE_RUN_IDLE_MS and CM_RUN_STATE_TTL_HOURS configure eviction and the bucket TTL', () => {
   expect(loadConfig({}).service).toMatchObject({ runIdleMs: 3_600_000, runStateTtlHours: 0 });
-  expect(loadConfig({ CM_SERVICE_RUN_IDLE_MS: '0', CM_RUN_STATE_TTL_HOURS: '48' }).service).toMatchObject({ runIdleMs: 0, runStateTtlHours: 48 });
+  expect(loadConfig({ CM_SERVICE_RUN_IDLE_MS: '0', CM_RUN_STATE_TTL_HOURS: '48' }).service).toMatchObject({
+    runIdleMs: 0,
+    runStateTtlHours: 48,
+  });
   expect(() => loadConfig({ CM_SERVICE_RUN_IDLE_MS: '-1' })).toThrow(/CM_SERVICE_RUN_IDLE_MS/);
 });

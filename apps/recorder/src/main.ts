@@ -20,14 +20,23 @@ export interface RunningRecorder {
 }
 
 export async function startRecorder(config: CmConfig): Promise<RunningRecorder> {
-  const bus: Bus = await connectBus({ url: config.nats.url, user: config.nats.user, password: config.nats.password, name: 'cm-recorder' });
+  const bus: Bus = await connectBus({
+    url: config.nats.url,
+    user: config.nats.user,
+    password: config.nats.password,
+    name: 'cm-recorder',
+  });
   let store: Store | undefined;
   try {
     // the recorder writes to a ClickHouse server; the embedded chDB store is the all-in-one mode's
     store = await openStore(storeTargetFromString(config.clickhouse.url, config.clickhouse));
     await store.migrate();
     await bus.ensureStream(config.nats.replicas);
-    log.info('store ready', { store: describeTarget(store.target), version: store.serverVersion, features: store.features });
+    log.info('store ready', {
+      store: describeTarget(store.target),
+      version: store.serverVersion,
+      features: store.features,
+    });
   } catch (e) {
     await store?.close();
     await bus.close();

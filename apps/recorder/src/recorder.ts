@@ -1,5 +1,20 @@
-import { AckPolicy, DeliverPolicy, nanos, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from 'nats';
-import { CONSUMERS, isLabelsColumnsRecord, parseSubject, STREAM, validateWireRecord, type WireRecord } from '@cm/contracts';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  nanos,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from 'nats';
+import {
+  CONSUMERS,
+  isLabelsColumnsRecord,
+  parseSubject,
+  STREAM,
+  validateWireRecord,
+  type WireRecord,
+} from '@cm/contracts';
 import { createLogger, errorMessage, type Logger } from '@cm/core';
 import { appendRows, rowCount, type Store, type TableRows } from '@cm/store';
 
@@ -61,7 +76,15 @@ const MAX_INSERTS_IN_FLIGHT = 2;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export class RecorderConsumer {
-  readonly stats: RecorderStats = { stored: 0, terminated: 0, batches: 0, labelRows: 0, failedInserts: 0, decodeMs: 0, insertMs: 0 };
+  readonly stats: RecorderStats = {
+    stored: 0,
+    terminated: 0,
+    batches: 0,
+    labelRows: 0,
+    failedInserts: 0,
+    decodeMs: 0,
+    insertMs: 0,
+  };
   private readonly log: Logger;
   private readonly batchMessages: number;
   private readonly lingerMs: number;
@@ -94,8 +117,14 @@ export class RecorderConsumer {
     };
     try {
       const info = await jsm.consumers.info(STREAM.name, CONSUMERS.recorder);
-      if (info.config.ack_wait !== wanted.ack_wait || info.config.max_ack_pending !== wanted.max_ack_pending) {
-        await jsm.consumers.update(STREAM.name, CONSUMERS.recorder, { ack_wait: wanted.ack_wait, max_ack_pending: wanted.max_ack_pending });
+      if (
+        info.config.ack_wait !== wanted.ack_wait ||
+        info.config.max_ack_pending !== wanted.max_ack_pending
+      ) {
+        await jsm.consumers.update(STREAM.name, CONSUMERS.recorder, {
+          ack_wait: wanted.ack_wait,
+          max_ack_pending: wanted.max_ack_pending,
+        });
       }
     } catch (e) {
       if (!/consumer not found/i.test(errorMessage(e))) throw e;
@@ -111,7 +140,11 @@ export class RecorderConsumer {
       max_messages: this.batchMessages * 2,
       callback: (msg) => this.onMessage(msg),
     });
-    this.log.info('recorder consuming', { stream: STREAM.name, consumer: CONSUMERS.recorder, batchMessages: this.batchMessages });
+    this.log.info('recorder consuming', {
+      stream: STREAM.name,
+      consumer: CONSUMERS.recorder,
+      batchMessages: this.batchMessages,
+    });
   }
 
   /** Stop pulling, write and ack what is buffered, and return. */
@@ -170,12 +203,18 @@ export class RecorderConsumer {
       const record = validateWireRecord(JSON.parse(utf8.decode(msg.data)));
       const subject = parseSubject(msg.subject);
       if (!subject || subject.kind !== record.kind || subject.runId !== record.runId) {
-        throw new Error(`subject ${msg.subject} does not match the record (${record.kind} of run ${record.runId})`);
+        throw new Error(
+          `subject ${msg.subject} does not match the record (${record.kind} of run ${record.runId})`,
+        );
       }
       appendRows(rows, record);
       return { msg, record };
     } catch (e) {
-      this.log.warn('malformed message terminated', { subject: msg.subject, seq: msg.info.streamSequence, error: errorMessage(e) });
+      this.log.warn('malformed message terminated', {
+        subject: msg.subject,
+        seq: msg.info.streamSequence,
+        error: errorMessage(e),
+      });
       // no reason string: `+TERM <reason>` needs nats-server 2.10, and 2.9 (Debian's) ignores it
       msg.term();
       this.stats.terminated++;
@@ -194,7 +233,10 @@ export class RecorderConsumer {
   /** Insert a prepared batch, then ack its messages; on failure nak them with a growing delay. */
   private async commit({ rows, pending }: { rows: TableRows; pending: Pending[] }): Promise<void> {
     // a long insert must not let the ack wait expire (that would redeliver what is being written)
-    const keepAlive = setInterval(() => pending.forEach((p) => p.msg.working()), Math.max(500, this.ackWaitMs / 3));
+    const keepAlive = setInterval(
+      () => pending.forEach((p) => p.msg.working()),
+      Math.max(500, this.ackWaitMs / 3),
+    );
     const started = Date.now();
     try {
       await this.opts.store.insertRows(rows);
@@ -204,7 +246,11 @@ export class RecorderConsumer {
       this.stats.failedInserts++;
       this.stats.lastError = errorMessage(e);
       const delay = Math.min(30_000, 500 * 2 ** Math.min(6, this.consecutiveFailures - 1));
-      this.log.error('insert failed; messages will be redelivered', { messages: pending.length, retryInMs: delay, error: errorMessage(e) });
+      this.log.error('insert failed; messages will be redelivered', {
+        messages: pending.length,
+        retryInMs: delay,
+        error: errorMessage(e),
+      });
       for (const p of pending) p.msg.nak(delay);
       if (!this.stopped) await sleep(delay); // don't spin on a store that is down
       return;
@@ -217,18 +263,31 @@ export class RecorderConsumer {
     this.stats.batches++;
     this.stats.labelRows += rows.counts.neuronLabels;
     this.stats.lastInsertAt = new Date().toISOString();
-    this.log.info('stored batch', { ...summarize(pending.map((p) => p.record)), rows: rowCount(rows), ms: Date.now() - started });
+    this.log.info('stored batch', {
+      ...summarize(pending.map((p) => p.record)),
+      rows: rowCount(rows),
+      ms: Date.now() - started,
+    });
   }
 }
 
 /** What a batch held, for its log line: records by kind and the checkpoints (run@step) it touched. */
-export function summarize(records: WireRecord[]): { records: number; labelRows: number; checkpoints: string[] } {
+export function summarize(records: WireRecord[]): {
+  records: number;
+  labelRows: number;
+  checkpoints: string[];
+} {
   const checkpoints = new Set<string>();
   let labelRows = 0;
   for (const r of records) {
-    if (r.kind === 'labels') labelRows += isLabelsColumnsRecord(r) ? r.columns.neuron.length : r.labels.length;
+    if (r.kind === 'labels')
+      labelRows += isLabelsColumnsRecord(r) ? r.columns.neuron.length : r.labels.length;
     if ('step' in r) checkpoints.add(`${r.runId}@${r.step}`);
   }
   const list = [...checkpoints];
-  return { records: records.length, labelRows, checkpoints: list.length > 10 ? [...list.slice(0, 10), `+${list.length - 10} more`] : list };
+  return {
+    records: records.length,
+    labelRows,
+    checkpoints: list.length > 10 ? [...list.slice(0, 10), `+${list.length - 10} more`] : list,
+  };
 }

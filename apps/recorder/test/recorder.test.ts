@@ -24,12 +24,20 @@ let store: Store;
 
 beforeAll(async () => {
   [nats, clickhouse] = await Promise.all([
-    (async () => startNats({ dir: join(dir, 'nats'), port: await freePort(), monitorPort: await freePort() }))(),
-    (async () => startClickHouse({ dir: join(dir, 'ch'), httpPort: await freePort(), tcpPort: await freePort() }))(),
+    (async () =>
+      startNats({ dir: join(dir, 'nats'), port: await freePort(), monitorPort: await freePort() }))(),
+    (async () =>
+      startClickHouse({ dir: join(dir, 'ch'), httpPort: await freePort(), tcpPort: await freePort() }))(),
   ]);
   bus = await connectBus({ url: nats.url });
   await bus.ensureStream();
-  store = await openStore({ kind: 'server', url: clickhouse.url, user: 'default', password: '', database: DB });
+  store = await openStore({
+    kind: 'server',
+    url: clickhouse.url,
+    user: 'default',
+    password: '',
+    database: DB,
+  });
   await store.migrate();
 }, 90_000);
 
@@ -59,27 +67,52 @@ describe('RecorderConsumer (in process)', () => {
   it('stores every record once despite resends and duplicates, terminating malformed messages', async () => {
     const runId = "in-process 'run'";
     const records = sampleRun(runId, 3);
-    const recorder = new RecorderConsumer({ js: bus.js, jsm: bus.jsm, store, batchMessages: 4, lingerMs: 50, ackWaitMs: 5_000 });
+    const recorder = new RecorderConsumer({
+      js: bus.js,
+      jsm: bus.jsm,
+      store,
+      batchMessages: 4,
+      lingerMs: 50,
+      ackWaitMs: 5_000,
+    });
     await recorder.start();
     try {
       await bus.publishRecords(records);
       await bus.publishRecords(records); // resend: dropped by JetStream (same ids)
       // the same records again under other ids: JetStream stores them, the tables must absorb them
-      for (const [i, r] of records.entries()) await publishRaw(subjectFor(r.kind, r.runId), JSON.stringify(r), `again-${i}`);
+      for (const [i, r] of records.entries())
+        await publishRaw(subjectFor(r.kind, r.runId), JSON.stringify(r), `again-${i}`);
       await publishRaw(subjectFor('labels', runId), '{not json', 'bad-1');
-      await publishRaw(subjectFor('labels', runId), JSON.stringify({ kind: 'labels', runId, layer: 'fc', step: -1, labels: [], time: 'x' }), 'bad-2');
+      await publishRaw(
+        subjectFor('labels', runId),
+        JSON.stringify({ kind: 'labels', runId, layer: 'fc', step: -1, labels: [], time: 'x' }),
+        'bad-2',
+      );
       await publishRaw(subjectFor('alert', 'another-run'), JSON.stringify(records[1]), 'bad-3'); // subject does not match the record
-      await publishRaw(subjectFor('labels', runId), JSON.stringify({ ...labelsRecord(runId, 'fc', 7, 3), step: 2 ** 40 }), 'bad-4'); // no column holds it
+      await publishRaw(
+        subjectFor('labels', runId),
+        JSON.stringify({ ...labelsRecord(runId, 'fc', 7, 3), step: 2 ** 40 }),
+        'bad-4',
+      ); // no column holds it
       // the stream goes on after malformed messages
       await bus.publishRecords([labelsRecord(runId, 'late', 900, 5)]);
 
       const expected = 3 * (4 + 3) + 5;
-      expect(await waitFor(async () => (await labelStats(runId)).final === expected && recorder.stats.terminated === 4, 20_000)).toBe(true);
+      expect(
+        await waitFor(
+          async () => (await labelStats(runId)).final === expected && recorder.stats.terminated === 4,
+          20_000,
+        ),
+      ).toBe(true);
       expect(await labelStats(runId)).toEqual({ final: expected, distinct: expected });
       expect(recorder.stats.terminated).toBe(4);
-      const labels = await store.query<{ concept: string; neuron: number }>(neuronLabelsSql(DB, { runId, layer: 'late', step: 900 }));
+      const labels = await store.query<{ concept: string; neuron: number }>(
+        neuronLabelsSql(DB, { runId, layer: 'late', step: 900 }),
+      );
       expect(labels.map((l) => l.neuron)).toEqual([0, 1, 2, 3, 4]);
-      const checkpoints = await store.query(`SELECT step FROM checkpoints FINAL WHERE run_id = ${sqlString(runId)}`);
+      const checkpoints = await store.query(
+        `SELECT step FROM checkpoints FINAL WHERE run_id = ${sqlString(runId)}`,
+      );
       expect(checkpoints).toHaveLength(3);
     } finally {
       await recorder.stop();
@@ -92,21 +125,45 @@ describe('RecorderConsumer (in process)', () => {
   it('stores labels published in the columnar form exactly like the row form, terminating malformed ones', async () => {
     const runId = 'columnar-run';
     const columnsBus = await connectBus({ url: nats.url, labelEncoding: 'columns' });
-    const recorder = new RecorderConsumer({ js: bus.js, jsm: bus.jsm, store, batchMessages: 5, lingerMs: 20, ackWaitMs: 5_000 });
+    const recorder = new RecorderConsumer({
+      js: bus.js,
+      jsm: bus.jsm,
+      store,
+      batchMessages: 5,
+      lingerMs: 20,
+      ackWaitMs: 5_000,
+    });
     await recorder.start();
     try {
       const records = [runRecord(runId), labelsRecord(runId, 'fc', 1, 10), labelsRecord(runId, 'conv', 1, 7)];
       await columnsBus.publishRecords(records);
       await bus.publishRecords(records.slice(1)); // the same labels in the row form: same ids, dropped
       const good = toLabelsColumnsRecord(labelsRecord(runId, 'late', 2, 4));
-      await publishRaw(subjectFor('labels', runId), JSON.stringify({ ...good, columns: { ...good.columns, concept: [0, 1, 99, 0] } }), 'bad-columns-1');
-      await publishRaw(subjectFor('labels', runId), JSON.stringify({ ...good, columns: { ...good.columns, neuron: [0, 1, 2, 2 ** 40] } }), 'bad-columns-2');
+      await publishRaw(
+        subjectFor('labels', runId),
+        JSON.stringify({ ...good, columns: { ...good.columns, concept: [0, 1, 99, 0] } }),
+        'bad-columns-1',
+      );
+      await publishRaw(
+        subjectFor('labels', runId),
+        JSON.stringify({ ...good, columns: { ...good.columns, neuron: [0, 1, 2, 2 ** 40] } }),
+        'bad-columns-2',
+      );
       await columnsBus.publishRecords([labelsRecord(runId, 'late', 2, 4)]);
-      expect(await waitFor(async () => (await labelStats(runId)).final === 21 && recorder.stats.terminated === 2, 20_000)).toBe(true);
+      expect(
+        await waitFor(
+          async () => (await labelStats(runId)).final === 21 && recorder.stats.terminated === 2,
+          20_000,
+        ),
+      ).toBe(true);
       expect(await labelStats(runId)).toEqual({ final: 21, distinct: 21 });
-      const stored = await store.query<Record<string, unknown>>(neuronLabelsSql(DB, { runId, layer: 'fc', step: 1 }));
+      const stored = await store.query<Record<string, unknown>>(
+        neuronLabelsSql(DB, { runId, layer: 'fc', step: 1 }),
+      );
       const expected = labelsRecord(runId, 'fc', 1, 10).labels;
-      expect(stored.map((r) => [r.neuron, r.concept, r.category, r.top_concepts])).toEqual(expected.map((l) => [l.neuron, l.concept, l.category, l.topConcepts]));
+      expect(stored.map((r) => [r.neuron, r.concept, r.category, r.top_concepts])).toEqual(
+        expected.map((l) => [l.neuron, l.concept, l.category, l.topConcepts]),
+      );
     } finally {
       await recorder.stop();
       await columnsBus.close();
@@ -122,10 +179,21 @@ describe('RecorderConsumer (in process)', () => {
       if (failuresLeft-- > 0) throw new Error('store restarting');
       return store.insertRows(rows);
     };
-    const recorder = new RecorderConsumer({ js: bus.js, jsm: bus.jsm, store: flaky, batchMessages: 50, lingerMs: 20, ackWaitMs: 10_000 });
+    const recorder = new RecorderConsumer({
+      js: bus.js,
+      jsm: bus.jsm,
+      store: flaky,
+      batchMessages: 50,
+      lingerMs: 20,
+      ackWaitMs: 10_000,
+    });
     await recorder.start();
     try {
-      await bus.publishRecords([runRecord(runId), labelsRecord(runId, 'fc', 1, 10), labelsRecord(runId, 'fc', 2, 10)]);
+      await bus.publishRecords([
+        runRecord(runId),
+        labelsRecord(runId, 'fc', 1, 10),
+        labelsRecord(runId, 'fc', 2, 10),
+      ]);
       expect(await waitFor(async () => (await labelStats(runId)).final === 20, 20_000)).toBe(true);
       expect(recorder.stats.failedInserts).toBe(2);
       expect(recorder.healthy()).toBe(true);
@@ -193,7 +261,10 @@ describe('recorder process', () => {
     await new Promise((r) => setTimeout(r, 2500));
     expect(await labelStats(runId)).toEqual({ final: expected, distinct: expected });
 
-    const health = (await (await fetch(`http://127.0.0.1:${healthPort}/healthz`)).json()) as Record<string, unknown>;
+    const health = (await (await fetch(`http://127.0.0.1:${healthPort}/healthz`)).json()) as Record<
+      string,
+      unknown
+    >;
     expect(health).toMatchObject({ status: 'ok', nats: 'connected' });
 
     let stderr = '';

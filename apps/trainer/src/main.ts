@@ -38,22 +38,47 @@ export interface TrainerFlags extends TrainFlags, DeliveryFlags {
 }
 
 export function buildTrainerProgram(run: (flags: TrainerFlags) => Promise<void>): Command {
-  const program = new Command('trainer').description('Concept-Monitor reference trainer: tfjs training streamed to the concept service');
-  addDeliveryOptions(addTrainOptions(program).option('--target <host:port>', 'concept service address (default CM_GRPC_TARGET)'))
-    .action(run);
+  const program = new Command('trainer').description(
+    'Concept-Monitor reference trainer: tfjs training streamed to the concept service',
+  );
+  addDeliveryOptions(
+    addTrainOptions(program).option(
+      '--target <host:port>',
+      'concept service address (default CM_GRPC_TARGET)',
+    ),
+  ).action(run);
   return program;
 }
 
-export async function runTrainer(flags: TrainerFlags, config: CmConfig = loadConfig(), signal?: AbortSignal): Promise<{ result: TrainJobResult; client: MonitorClient }> {
+export async function runTrainer(
+  flags: TrainerFlags,
+  config: CmConfig = loadConfig(),
+  signal?: AbortSignal,
+): Promise<{ result: TrainJobResult; client: MonitorClient }> {
   const policy = parseDeliveryPolicy(flags.policy);
   const parsed = parseTrainFlags(flags);
   const backend = await selectBackend({ preference: flags.backend as BackendPreference, log });
   const { train, test } = await loadTrainTest(parsed.data, flags.testFraction, flags.seed);
   const root = resolvePath(config.bundles.dir);
-  const probe = flags.probe ? openProbeBundle(flags.probe, root) : await ensureSyntheticBundle(root, { images: flags.probeImages, seed: 7, size: flags.size === 64 ? 64 : 32 });
+  const probe = flags.probe
+    ? openProbeBundle(flags.probe, root)
+    : await ensureSyntheticBundle(root, {
+        images: flags.probeImages,
+        seed: 7,
+        size: flags.size === 64 ? 64 : 32,
+      });
   const target = flags.target ?? config.grpc.target;
-  const client = createMonitorClient({ target, policy, maxBlockMs: flags.maxBlockMs, log: log.child('monitor') });
-  log.info(`streaming to the concept service at ${target}`, { policy: flags.policy, bundle: probe.id, backend: backend.name });
+  const client = createMonitorClient({
+    target,
+    policy,
+    maxBlockMs: flags.maxBlockMs,
+    log: log.child('monitor'),
+  });
+  log.info(`streaming to the concept service at ${target}`, {
+    policy: flags.policy,
+    bundle: probe.id,
+    backend: backend.name,
+  });
   const view = new TerminalView();
   try {
     const job = trainJobFromFlags(flags, {
@@ -84,7 +109,12 @@ async function main(): Promise<void> {
     const stats = client.stats();
     await client.close();
     for (const run of result.runs) process.stdout.write(formatRunSummary(run) + '\n');
-    log.info('monitor client', { acknowledged: stats.acknowledgedCheckpoints, dropped: stats.droppedCheckpoints, resent: stats.resentCheckpoints, reconnects: stats.reconnects });
+    log.info('monitor client', {
+      acknowledged: stats.acknowledgedCheckpoints,
+      dropped: stats.droppedCheckpoints,
+      resent: stats.resentCheckpoints,
+      reconnects: stats.reconnects,
+    });
     if (result.runs.some((r) => r.status === 'failed')) process.exitCode = 1;
   });
   program.exitOverride();

@@ -5,7 +5,14 @@ import { createLogger } from '@cm/core';
 import { createLocalMonitor } from '@cm/engine';
 import { BundleDirectory } from '@cm/probe';
 import { openStore, sqlString, type Store } from '@cm/store';
-import { ensureSyntheticBundle, probeImagesOf, runTrainJob, selectBackend, worldDataset, type TrainJob } from '@cm/train';
+import {
+  ensureSyntheticBundle,
+  probeImagesOf,
+  runTrainJob,
+  selectBackend,
+  worldDataset,
+  type TrainJob,
+} from '@cm/train';
 
 /**
  * Every paradigm end to end in all-in-one mode: real engine, real dissection, embedded chDB store.
@@ -29,7 +36,11 @@ afterAll(async () => {
 
 it('standard, finetune, adversarial and lottery runs land in the store with their paradigm', async () => {
   const bundle = await ensureSyntheticBundle(join(dir, 'bundles'), { images: 120, seed: 7 });
-  const monitor = createLocalMonitor({ bundles: new BundleDirectory(join(dir, 'bundles')), store, workers: 1 });
+  const monitor = createLocalMonitor({
+    bundles: new BundleDirectory(join(dir, 'bundles')),
+    store,
+    workers: 1,
+  });
   const train = worldDataset({ task: 'shape', count: 32, seed: 1 });
   const base: Omit<TrainJob, 'paradigm' | 'runId'> = {
     train,
@@ -46,13 +57,31 @@ it('standard, finetune, adversarial and lottery runs land in the store with thei
   try {
     const std = await runTrainJob({ ...base, paradigm: 'standard', runId: 'e2e-standard' });
     const colour = worldDataset({ task: 'colour', count: 32, seed: 2 });
-    await runTrainJob({ ...base, train: colour, paradigm: 'finetune', runId: 'e2e-finetune', finetune: { from: std.runs[0].savedTo!, freeze: ['conv1'] } });
-    await runTrainJob({ ...base, paradigm: 'adversarial', runId: 'e2e-adversarial', attack: { method: 'fgsm', epsilon: 4 / 255 } });
-    await runTrainJob({ ...base, paradigm: 'lottery', runId: 'e2e-lottery', lottery: { rounds: 1, rate: 0.5, rewindStep: 0 } });
+    await runTrainJob({
+      ...base,
+      train: colour,
+      paradigm: 'finetune',
+      runId: 'e2e-finetune',
+      finetune: { from: std.runs[0].savedTo!, freeze: ['conv1'] },
+    });
+    await runTrainJob({
+      ...base,
+      paradigm: 'adversarial',
+      runId: 'e2e-adversarial',
+      attack: { method: 'fgsm', epsilon: 4 / 255 },
+    });
+    await runTrainJob({
+      ...base,
+      paradigm: 'lottery',
+      runId: 'e2e-lottery',
+      lottery: { rounds: 1, rate: 0.5, rewindStep: 0 },
+    });
   } finally {
     await monitor.close();
   }
-  const runs = await store.query<{ run_id: string; paradigm: string; status: string }>(`SELECT run_id, paradigm, status FROM runs FINAL ORDER BY run_id`);
+  const runs = await store.query<{ run_id: string; paradigm: string; status: string }>(
+    `SELECT run_id, paradigm, status FROM runs FINAL ORDER BY run_id`,
+  );
   expect(runs.map((r) => [r.run_id, r.paradigm, r.status])).toEqual([
     ['e2e-adversarial', 'adversarial', 'completed'],
     ['e2e-finetune', 'finetune', 'completed'],
@@ -60,7 +89,9 @@ it('standard, finetune, adversarial and lottery runs land in the store with thei
     ['e2e-lottery-r1', 'lottery', 'completed'],
     ['e2e-standard', 'standard', 'completed'],
   ]);
-  const steps = await store.query<{ run_id: string; n: string | number }>(`SELECT run_id, count() AS n FROM checkpoints FINAL GROUP BY run_id ORDER BY run_id`);
+  const steps = await store.query<{ run_id: string; n: string | number }>(
+    `SELECT run_id, count() AS n FROM checkpoints FINAL GROUP BY run_id ORDER BY run_id`,
+  );
   expect(steps.every((s) => Number(s.n) === 3)).toBe(true); // steps 0, 1, 2
   const ftLogits = await store.query<{ n: string | number }>(
     `SELECT count() AS n FROM neuron_labels FINAL WHERE run_id = ${sqlString('e2e-finetune')} AND layer = 'logits' AND step = 2`,

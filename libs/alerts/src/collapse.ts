@@ -13,11 +13,7 @@ import type { AlertRecord, CollapseLayerState, CollapseRunState, LayerSnapshotRe
  */
 
 export type CollapseRule =
-  | 'diversity_drop'
-  | 'diversity_floor'
-  | 'concept_dominance'
-  | 'interpretable_vanish'
-  | 'dead_neurons';
+  'diversity_drop' | 'diversity_floor' | 'concept_dominance' | 'interpretable_vanish' | 'dead_neurons';
 
 export const COLLAPSE_RULES: readonly CollapseRule[] = [
   'diversity_drop',
@@ -95,7 +91,10 @@ function validateRules(rules: CollapseRulesConfig): void {
   for (const key of ['window', 'hysteresis'] as const) {
     const v = rules[key];
     if (!Number.isInteger(v) || v < 1) {
-      throw invalidArgument(`collapse rule setting ${key} must be a positive integer, got ${v}`, { key, value: v });
+      throw invalidArgument(`collapse rule setting ${key} must be a positive integer, got ${v}`, {
+        key,
+        value: v,
+      });
     }
   }
 }
@@ -199,9 +198,17 @@ export class CollapseDetector {
       if (run !== runId) continue;
       const rules: CollapseLayerState['rules'] = {};
       for (const [rule, st] of layer.rules) {
-        rules[rule] = st.alertId === undefined ? { firing: st.firing, streak: st.streak } : { firing: st.firing, streak: st.streak, alertId: st.alertId };
+        rules[rule] =
+          st.alertId === undefined
+            ? { firing: st.firing, streak: st.streak }
+            : { firing: st.firing, streak: st.streak, alertId: st.alertId };
       }
-      out[name] = { lastStep: layer.lastStep, diversityHistory: [...layer.diversityHistory], interpretableHistory: [...layer.interpretableHistory], rules };
+      out[name] = {
+        lastStep: layer.lastStep,
+        diversityHistory: [...layer.diversityHistory],
+        interpretableHistory: [...layer.interpretableHistory],
+        rules,
+      };
     }
     return out;
   }
@@ -215,25 +222,35 @@ export class CollapseDetector {
     const bad = (what: string): never => {
       throw new CmError('CORRUPT', `collapse detector state of run ${runId}: ${what}`, {
         context: { runId },
-        hint: 'the stored run state is damaged or from an incompatible version; delete it to restart the run\'s alert history',
+        hint: "the stored run state is damaged or from an incompatible version; delete it to restart the run's alert history",
       });
     };
     if (typeof state !== 'object' || state === null || Array.isArray(state)) bad('not an object');
     for (const [name, layer] of Object.entries(state)) {
       if (typeof layer !== 'object' || layer === null) bad(`layer ${name} is not an object`);
-      if (!Number.isInteger(layer.lastStep) || layer.lastStep < -1) bad(`layer ${name}: lastStep ${String(layer.lastStep)} is not an integer >= -1`);
+      if (!Number.isInteger(layer.lastStep) || layer.lastStep < -1)
+        bad(`layer ${name}: lastStep ${String(layer.lastStep)} is not an integer >= -1`);
       const history = (h: unknown, field: string): number[] => {
-        if (!Array.isArray(h) || !h.every((v) => typeof v === 'number' && Number.isFinite(v))) bad(`layer ${name}: ${field} must be finite numbers`);
+        if (!Array.isArray(h) || !h.every((v) => typeof v === 'number' && Number.isFinite(v)))
+          bad(`layer ${name}: ${field} must be finite numbers`);
         // the window may have been configured smaller since the state was saved: keep the latest
         return (h as number[]).slice(-this.rules.window);
       };
       const rules = new Map<CollapseRule, RuleState>();
-      if (typeof layer.rules !== 'object' || layer.rules === null) bad(`layer ${name}: rules is not an object`);
+      if (typeof layer.rules !== 'object' || layer.rules === null)
+        bad(`layer ${name}: rules is not an object`);
       for (const [rule, st] of Object.entries(layer.rules)) {
         if (!(COLLAPSE_RULES as readonly string[]).includes(rule)) bad(`layer ${name}: unknown rule ${rule}`);
-        if (typeof st?.firing !== 'boolean' || !Number.isInteger(st.streak) || st.streak < 0) bad(`layer ${name} rule ${rule}: firing/streak malformed`);
-        if (st.firing !== (typeof st.alertId === 'string')) bad(`layer ${name} rule ${rule}: a firing rule needs its alertId, a quiet one has none`);
-        rules.set(rule as CollapseRule, st.firing ? { firing: true, streak: st.streak, alertId: st.alertId } : { firing: false, streak: st.streak });
+        if (typeof st?.firing !== 'boolean' || !Number.isInteger(st.streak) || st.streak < 0)
+          bad(`layer ${name} rule ${rule}: firing/streak malformed`);
+        if (st.firing !== (typeof st.alertId === 'string'))
+          bad(`layer ${name} rule ${rule}: a firing rule needs its alertId, a quiet one has none`);
+        rules.set(
+          rule as CollapseRule,
+          st.firing
+            ? { firing: true, streak: st.streak, alertId: st.alertId }
+            : { firing: false, streak: st.streak },
+        );
       }
       imported.set(JSON.stringify([runId, name]), {
         lastStep: layer.lastStep,
@@ -257,14 +274,22 @@ export class CollapseDetector {
     const r = this.rules;
     const out: Partial<Record<CollapseRule, Observation>> = {};
     const diversity = s.distinctConceptShare;
-    out.diversity_floor = { condition: diversity < r.diversityFloor, value: diversity, threshold: r.diversityFloor };
+    out.diversity_floor = {
+      condition: diversity < r.diversityFloor,
+      value: diversity,
+      threshold: r.diversityFloor,
+    };
     if (layer.diversityHistory.length >= r.window) {
       const threshold = r.diversityDropRatio * median(layer.diversityHistory);
       out.diversity_drop = { condition: diversity < threshold, value: diversity, threshold };
     }
     const top = s.topConcepts[0];
     const share = top && s.neurons > 0 ? top.count / s.neurons : 0;
-    out.concept_dominance = { condition: share > r.dominanceShare, value: share, threshold: r.dominanceShare };
+    out.concept_dominance = {
+      condition: share > r.dominanceShare,
+      value: share,
+      threshold: r.dominanceShare,
+    };
     if (layer.interpretableHistory.length >= r.window) {
       const baseline = median(layer.interpretableHistory);
       const threshold = r.interpretableVanishRatio * baseline;
@@ -274,7 +299,11 @@ export class CollapseDetector {
         threshold,
       };
     }
-    out.dead_neurons = { condition: s.deadFraction > r.deadShare, value: s.deadFraction, threshold: r.deadShare };
+    out.dead_neurons = {
+      condition: s.deadFraction > r.deadShare,
+      value: s.deadFraction,
+      threshold: r.deadShare,
+    };
     return out;
   }
 
@@ -297,7 +326,12 @@ export class CollapseDetector {
     return !st || (!st.firing && st.streak === 0);
   }
 
-  private advance(rule: CollapseRule, obs: Observation, s: LayerSnapshotRecord, layer: LayerState): AlertRecord | undefined {
+  private advance(
+    rule: CollapseRule,
+    obs: Observation,
+    s: LayerSnapshotRecord,
+    layer: LayerState,
+  ): AlertRecord | undefined {
     let st = layer.rules.get(rule);
     if (!st) {
       st = { firing: false, streak: 0 };
@@ -349,7 +383,12 @@ export function alertIdFor(runId: string, layer: string, rule: CollapseRule, fir
   return `${runId}/${layer}/${rule}/${firedAtStep}`;
 }
 
-function describe(rule: CollapseRule, state: AlertRecord['state'], obs: Observation, s: LayerSnapshotRecord): string {
+function describe(
+  rule: CollapseRule,
+  state: AlertRecord['state'],
+  obs: Observation,
+  s: LayerSnapshotRecord,
+): string {
   const where = `run ${s.runId} layer ${s.layer} step ${s.step}`;
   const v = fmt(obs.value);
   const t = fmt(obs.threshold);

@@ -21,7 +21,10 @@ const log = createLogger('alerts.webhook');
  * episode's firing before its resolution). A delivery failure is reported, never thrown: the
  * alert is already durable in the store/stream, and training must not stall on a chat relay.
  */
-export async function deliverAlerts(notifier: WebhookNotifier, records: readonly CmRecord[]): Promise<AlertDelivery> {
+export async function deliverAlerts(
+  notifier: WebhookNotifier,
+  records: readonly CmRecord[],
+): Promise<AlertDelivery> {
   const out: AlertDelivery = { delivered: [], failed: [] };
   for (const r of records) {
     if (r.kind !== 'alert') continue;
@@ -30,7 +33,10 @@ export async function deliverAlerts(notifier: WebhookNotifier, records: readonly
       out.delivered.push(r);
     } catch (e) {
       const error = errorMessage(e);
-      log.warn(`alert ${r.alertId} not delivered to ${notifier.url}: ${error}`, { alertId: r.alertId, runId: r.runId });
+      log.warn(`alert ${r.alertId} not delivered to ${notifier.url}: ${error}`, {
+        alertId: r.alertId,
+        runId: r.runId,
+      });
       out.failed.push({ alert: r, error });
     }
   }
@@ -41,7 +47,11 @@ export async function deliverAlerts(notifier: WebhookNotifier, records: readonly
  * A writer that stores records first and then hands the alerts among them to the webhook: what a
  * concept service or all-in-one monitor wraps around its sink when CM_ALERT_WEBHOOK_URL is set.
  */
-export function withWebhook(inner: RecordWriter, notifier: WebhookNotifier, onDelivery?: (d: AlertDelivery) => void): RecordWriter {
+export function withWebhook(
+  inner: RecordWriter,
+  notifier: WebhookNotifier,
+  onDelivery?: (d: AlertDelivery) => void,
+): RecordWriter {
   return {
     async write(records: CmRecord[]): Promise<void> {
       await inner.write(records);

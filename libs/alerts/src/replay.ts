@@ -38,10 +38,26 @@ export interface SyntheticRun {
 }
 
 const CONCEPTS: { concept: string; category: string }[] = [
-  ['red', 'color'], ['blue', 'color'], ['green', 'color'], ['yellow', 'color'], ['striped', 'texture'],
-  ['dotted', 'texture'], ['furry', 'texture'], ['grid', 'texture'], ['circle', 'shape'], ['square', 'shape'],
-  ['triangle', 'shape'], ['wheel', 'object'], ['dog', 'object'], ['cat', 'object'], ['car', 'object'],
-  ['tree', 'object'], ['sky', 'scene'], ['road', 'scene'], ['water', 'scene'], ['grass', 'scene'],
+  ['red', 'color'],
+  ['blue', 'color'],
+  ['green', 'color'],
+  ['yellow', 'color'],
+  ['striped', 'texture'],
+  ['dotted', 'texture'],
+  ['furry', 'texture'],
+  ['grid', 'texture'],
+  ['circle', 'shape'],
+  ['square', 'shape'],
+  ['triangle', 'shape'],
+  ['wheel', 'object'],
+  ['dog', 'object'],
+  ['cat', 'object'],
+  ['car', 'object'],
+  ['tree', 'object'],
+  ['sky', 'scene'],
+  ['road', 'scene'],
+  ['water', 'scene'],
+  ['grass', 'scene'],
 ].map(([concept, category]) => ({ concept, category }));
 const COLLAPSE_CONCEPT = 4; // 'striped'
 
@@ -97,7 +113,8 @@ export function summariseLayer(
   let spread = 0;
   for (const l of labels) spread += Math.hypot(l.x - sx / n, l.y - sy / n);
   let switches = 0;
-  if (previous) for (let i = 0; i < n; i++) if (previous[i] && previous[i].concept !== labels[i].concept) switches++;
+  if (previous)
+    for (let i = 0; i < n; i++) if (previous[i] && previous[i].concept !== labels[i].concept) switches++;
   return {
     kind: 'snapshot',
     runId,
@@ -113,7 +130,9 @@ export function summariseLayer(
     switches,
     switchFraction: switches / n,
     threshold,
-    categoryShares: Object.fromEntries([...categories].map(([c, k]) => [c, interpretable ? k / interpretable : 0])),
+    categoryShares: Object.fromEntries(
+      [...categories].map(([c, k]) => [c, interpretable ? k / interpretable : 0]),
+    ),
     topConcepts: top.map(([concept, count]) => ({ concept, count })),
     time,
   };
@@ -124,7 +143,8 @@ export function syntheticRun(options: SyntheticRunOptions): SyntheticRun {
     { name: 'conv1', width: 16 },
     { name: 'conv2', width: 24 },
   ];
-  if (!Number.isInteger(options.steps) || options.steps < 1) throw invalidArgument(`steps must be a positive integer, got ${options.steps}`);
+  if (!Number.isInteger(options.steps) || options.steps < 1)
+    throw invalidArgument(`steps must be a positive integer, got ${options.steps}`);
   if (options.collapse && !layers.some((l) => l.name === options.collapse?.layer)) {
     throw invalidArgument(`collapse layer ${options.collapse.layer} is not one of the run's layers`, {
       layers: layers.map((l) => l.name),
@@ -155,7 +175,9 @@ export function syntheticRun(options: SyntheticRunOptions): SyntheticRun {
   const snapshots: LayerSnapshotRecord[] = [];
   const previous = new Map<string, NeuronLabelRow[]>();
   // Each neuron has a "home" concept it drifts around; early checkpoints are less interpretable.
-  const home = new Map(layers.map((l) => [l.name, Array.from({ length: l.width }, () => Math.floor(rand() * CONCEPTS.length))]));
+  const home = new Map(
+    layers.map((l) => [l.name, Array.from({ length: l.width }, () => Math.floor(rand() * CONCEPTS.length))]),
+  );
 
   for (let k = 0; k < options.steps; k++) {
     const step = k * stepEvery;
@@ -164,7 +186,11 @@ export function syntheticRun(options: SyntheticRunOptions): SyntheticRun {
       kind: 'checkpoint',
       runId: options.runId,
       step,
-      metrics: { loss: 2.3 * Math.exp(-2 * progress) + 0.05 * rand(), accuracy: 0.1 + 0.8 * progress * (0.95 + 0.05 * rand()), learningRate: 0.01 },
+      metrics: {
+        loss: 2.3 * Math.exp(-2 * progress) + 0.05 * rand(),
+        accuracy: 0.1 + 0.8 * progress * (0.95 + 0.05 * rand()),
+        learningRate: 0.01,
+      },
       time: timeAt(k),
     });
     for (const layer of layers) {
@@ -194,8 +220,19 @@ export function syntheticRun(options: SyntheticRunOptions): SyntheticRun {
           y,
         };
       });
-      labels.push({ kind: 'labels', runId: options.runId, layer: layer.name, step, part: 0, parts: 1, labels: rows, time: timeAt(k) });
-      snapshots.push(summariseLayer(options.runId, layer.name, step, rows, previous.get(layer.name), timeAt(k), threshold));
+      labels.push({
+        kind: 'labels',
+        runId: options.runId,
+        layer: layer.name,
+        step,
+        part: 0,
+        parts: 1,
+        labels: rows,
+        time: timeAt(k),
+      });
+      snapshots.push(
+        summariseLayer(options.runId, layer.name, step, rows, previous.get(layer.name), timeAt(k), threshold),
+      );
       previous.set(layer.name, rows);
     }
   }
@@ -203,7 +240,10 @@ export function syntheticRun(options: SyntheticRunOptions): SyntheticRun {
 }
 
 /** Run a snapshot stream through a fresh detector; the alerts in the order they were raised. */
-export function replaySnapshots(rules: CollapseRulesConfig, snapshots: readonly LayerSnapshotRecord[]): AlertRecord[] {
+export function replaySnapshots(
+  rules: CollapseRulesConfig,
+  snapshots: readonly LayerSnapshotRecord[],
+): AlertRecord[] {
   const detector = new CollapseDetector(rules);
   return snapshots.flatMap((s) => detector.observe(s));
 }

@@ -35,7 +35,11 @@ export class WebhookNotifier {
     try {
       parsed = new URL(options.url);
     } catch {
-      throw invalidArgument(`webhook url is not a URL: ${options.url}`, { url: options.url }, 'set CM_ALERT_WEBHOOK_URL to http(s)://...');
+      throw invalidArgument(
+        `webhook url is not a URL: ${options.url}`,
+        { url: options.url },
+        'set CM_ALERT_WEBHOOK_URL to http(s)://...',
+      );
     }
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
       throw invalidArgument(`webhook url must be http(s), got ${parsed.protocol}`, { url: options.url });
@@ -45,9 +49,13 @@ export class WebhookNotifier {
     this.backoffMs = options.backoffMs ?? 500;
     this.timeoutMs = options.timeoutMs ?? 5000;
     this.headers = options.headers ?? {};
-    if (!Number.isInteger(this.retries) || this.retries < 0) throw invalidArgument(`webhook retries must be >= 0, got ${this.retries}`);
+    if (!Number.isInteger(this.retries) || this.retries < 0)
+      throw invalidArgument(`webhook retries must be >= 0, got ${this.retries}`);
     if (!(this.backoffMs >= 0) || !(this.timeoutMs > 0)) {
-      throw invalidArgument('webhook backoffMs must be >= 0 and timeoutMs > 0', { backoffMs: this.backoffMs, timeoutMs: this.timeoutMs });
+      throw invalidArgument('webhook backoffMs must be >= 0 and timeoutMs > 0', {
+        backoffMs: this.backoffMs,
+        timeoutMs: this.timeoutMs,
+      });
     }
   }
 
@@ -61,7 +69,11 @@ export class WebhookNotifier {
       try {
         const res = await fetch(this.url, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'user-agent': 'concept-monitor-alerts', ...this.headers },
+          headers: {
+            'content-type': 'application/json',
+            'user-agent': 'concept-monitor-alerts',
+            ...this.headers,
+          },
           body,
           signal: AbortSignal.timeout(this.timeoutMs),
         });
@@ -69,23 +81,36 @@ export class WebhookNotifier {
         // Drain the body so the connection can be reused.
         await res.arrayBuffer().catch(() => undefined);
       } catch (e) {
-        const cause = e instanceof Error ? (e.name === 'TimeoutError' ? `timeout after ${this.timeoutMs} ms` : e.message) : String(e);
+        const cause =
+          e instanceof Error
+            ? e.name === 'TimeoutError'
+              ? `timeout after ${this.timeoutMs} ms`
+              : e.message
+            : String(e);
         failures.push(cause);
         continue;
       }
       if (status >= 200 && status < 300) return;
       failures.push(`HTTP ${status}`);
       if (!RETRYABLE.has(status)) {
-        throw new CmError('INVALID_ARGUMENT', `webhook ${this.url} rejected alert ${alert.alertId}: HTTP ${status}`, {
-          context: { url: this.url, alertId: alert.alertId, status },
-          hint: 'check what the receiver expects; the alert is the JSON body',
-        });
+        throw new CmError(
+          'INVALID_ARGUMENT',
+          `webhook ${this.url} rejected alert ${alert.alertId}: HTTP ${status}`,
+          {
+            context: { url: this.url, alertId: alert.alertId, status },
+            hint: 'check what the receiver expects; the alert is the JSON body',
+          },
+        );
       }
     }
-    throw new CmError('UNAVAILABLE', `webhook ${this.url} failed after ${failures.length} attempts: ${failures.join('; ')}`, {
-      context: { url: this.url, alertId: alert.alertId, failures },
-      hint: 'is the receiver up? retries and backoff: CM_ALERT_WEBHOOK_RETRIES, CM_ALERT_WEBHOOK_BACKOFF_MS',
-    });
+    throw new CmError(
+      'UNAVAILABLE',
+      `webhook ${this.url} failed after ${failures.length} attempts: ${failures.join('; ')}`,
+      {
+        context: { url: this.url, alertId: alert.alertId, failures },
+        hint: 'is the receiver up? retries and backoff: CM_ALERT_WEBHOOK_RETRIES, CM_ALERT_WEBHOOK_BACKOFF_MS',
+      },
+    );
   }
 }
 

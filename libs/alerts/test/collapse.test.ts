@@ -1,6 +1,12 @@
 import type { AlertRecord, CollapseRunState, LayerSnapshotRecord } from '@cm/contracts';
 import { loadConfig } from '@cm/config';
-import { CollapseDetector, replaySnapshots, rulesFromConfig, syntheticRun, type CollapseRulesConfig } from '../src';
+import {
+  CollapseDetector,
+  replaySnapshots,
+  rulesFromConfig,
+  syntheticRun,
+  type CollapseRulesConfig,
+} from '../src';
 
 const rules: CollapseRulesConfig = rulesFromConfig(loadConfig({}).alerts);
 
@@ -28,12 +34,20 @@ function snap(step: number, over: Partial<LayerSnapshotRecord> = {}): LayerSnaps
   };
 }
 
-const feed = (d: CollapseDetector, list: LayerSnapshotRecord[]): AlertRecord[] => list.flatMap((s) => d.observe(s));
+const feed = (d: CollapseDetector, list: LayerSnapshotRecord[]): AlertRecord[] =>
+  list.flatMap((s) => d.observe(s));
 
 describe('CollapseDetector', () => {
   it('raises nothing on a healthy stream', () => {
     const d = new CollapseDetector(rules);
-    expect(feed(d, Array.from({ length: 30 }, (_, i) => snap(i, { distinctConceptShare: 0.45 + 0.1 * ((i * 7) % 3) / 2 })))).toEqual([]);
+    expect(
+      feed(
+        d,
+        Array.from({ length: 30 }, (_, i) =>
+          snap(i, { distinctConceptShare: 0.45 + (0.1 * ((i * 7) % 3)) / 2 }),
+        ),
+      ),
+    ).toEqual([]);
   });
 
   it('fires once after hysteresis and resolves once, sharing the alertId', () => {
@@ -54,7 +68,13 @@ describe('CollapseDetector', () => {
       ['concept_dominance', 'resolved', 6],
     ]);
     expect(alerts[0].alertId).toBe(alerts[1].alertId);
-    expect(alerts[0]).toMatchObject({ runId: 'r1', layer: 'conv1', value: 0.8, threshold: rules.dominanceShare, severity: 'critical' });
+    expect(alerts[0]).toMatchObject({
+      runId: 'r1',
+      layer: 'conv1',
+      value: 0.8,
+      threshold: rules.dominanceShare,
+      severity: 'critical',
+    });
     expect(alerts[0].message).toContain('stripes');
     expect(alerts[0].message).toContain('step 2');
   });
@@ -85,7 +105,9 @@ describe('CollapseDetector', () => {
 
   it('needs a full window of history before diversity_drop can fire', () => {
     const d = new CollapseDetector({ ...rules, window: 5, hysteresis: 1 });
-    expect(feed(d, [snap(0, { distinctConceptShare: 0.6 }), snap(1, { distinctConceptShare: 0.1 })])).toEqual([]);
+    expect(feed(d, [snap(0, { distinctConceptShare: 0.6 }), snap(1, { distinctConceptShare: 0.1 })])).toEqual(
+      [],
+    );
   });
 
   it('covers the floor, vanish and dead-neuron rules', () => {
@@ -97,13 +119,20 @@ describe('CollapseDetector', () => {
       snap(3, { distinctConceptShare: 0.3, interpretableFraction: 0.1, deadFraction: 0.7 }),
     ]);
     expect(alerts.map((a) => a.rule).sort()).toEqual(['dead_neurons', 'interpretable_vanish']);
-    const floor = feed(new CollapseDetector({ ...rules, hysteresis: 1 }), [snap(0, { distinctConceptShare: 0.01 })]);
+    const floor = feed(new CollapseDetector({ ...rules, hysteresis: 1 }), [
+      snap(0, { distinctConceptShare: 0.01 }),
+    ]);
     expect(floor.map((a) => [a.rule, a.severity])).toEqual([['diversity_floor', 'critical']]);
   });
 
   it('does not fire interpretable_vanish for a layer that never was interpretable', () => {
     const d = new CollapseDetector({ ...rules, window: 3, hysteresis: 1 });
-    expect(feed(d, [0, 1, 2, 3, 4].map((i) => snap(i, { interpretableFraction: i < 3 ? 0.05 : 0 })))).toEqual([]);
+    expect(
+      feed(
+        d,
+        [0, 1, 2, 3, 4].map((i) => snap(i, { interpretableFraction: i < 3 ? 0.05 : 0 })),
+      ),
+    ).toEqual([]);
   });
 
   it('keeps runs and layers apart and ignores redelivered steps', () => {
@@ -167,27 +196,45 @@ describe('CollapseDetector', () => {
       }
       throw new Error('expected CORRUPT');
     };
-    expect(bad((s) => (s.conv1.rules.nonsense = { firing: false, streak: 0 }))).toMatch(/layer conv1: unknown rule nonsense/);
-    expect(bad((s) => delete s.conv1.rules.diversity_floor.alertId)).toMatch(/rule diversity_floor: a firing rule needs its alertId/);
-    expect(bad((s) => (s.conv1.diversityHistory = ['x'] as unknown as number[]))).toMatch(/diversityHistory must be finite numbers/);
+    expect(bad((s) => (s.conv1.rules.nonsense = { firing: false, streak: 0 }))).toMatch(
+      /layer conv1: unknown rule nonsense/,
+    );
+    expect(bad((s) => delete s.conv1.rules.diversity_floor.alertId)).toMatch(
+      /rule diversity_floor: a firing rule needs its alertId/,
+    );
+    expect(bad((s) => (s.conv1.diversityHistory = ['x'] as unknown as number[]))).toMatch(
+      /diversityHistory must be finite numbers/,
+    );
     expect(bad((s) => (s.conv1.lastStep = 1.5))).toMatch(/lastStep 1.5/);
   });
 
   it('rejects bad settings with a clear error', () => {
     expect(() => new CollapseDetector({ ...rules, window: 0 })).toThrow(/window must be a positive integer/);
-    expect(() => new CollapseDetector({ ...rules, dominanceShare: 1.5 })).toThrow(/dominanceShare must be in \[0, 1\]/);
+    expect(() => new CollapseDetector({ ...rules, dominanceShare: 1.5 })).toThrow(
+      /dominanceShare must be in \[0, 1\]/,
+    );
     expect(() => new CollapseDetector(rules).observe(snap(-1))).toThrow(/non-negative integer/);
   });
 
   it('reads thresholds from the CM_ALERT_* configuration', () => {
-    const r = rulesFromConfig(loadConfig({ CM_ALERT_DEAD_SHARE: '0.3', CM_ALERT_HYSTERESIS: '4', CM_ALERT_INTERPRETABLE_VANISH_RATIO: '0.25' }).alerts);
+    const r = rulesFromConfig(
+      loadConfig({
+        CM_ALERT_DEAD_SHARE: '0.3',
+        CM_ALERT_HYSTERESIS: '4',
+        CM_ALERT_INTERPRETABLE_VANISH_RATIO: '0.25',
+      }).alerts,
+    );
     expect(r).toMatchObject({ deadShare: 0.3, hysteresis: 4, interpretableVanishRatio: 0.25 });
   });
 });
 
 describe('synthetic replay', () => {
   it('an engineered collapse raises exactly one firing and one resolution per rule episode; a healthy run none', () => {
-    const collapsed = syntheticRun({ runId: 'collapse', steps: 24, collapse: { layer: 'conv2', from: 10, to: 16 } });
+    const collapsed = syntheticRun({
+      runId: 'collapse',
+      steps: 24,
+      collapse: { layer: 'conv2', from: 10, to: 16 },
+    });
     const alerts = replaySnapshots(rules, collapsed.snapshots);
     expect(alerts.length).toBeGreaterThan(0);
     expect(new Set(alerts.map((a) => a.layer))).toEqual(new Set(['conv2']));

@@ -25,14 +25,19 @@ interface Received {
 }
 
 /** A real HTTP receiver on 127.0.0.1 answering with the scripted statuses in turn (200 after). */
-async function receiver(statuses: (number | 'hang')[]): Promise<{ url: string; received: Received[]; server: Server }> {
+async function receiver(
+  statuses: (number | 'hang')[],
+): Promise<{ url: string; received: Received[]; server: Server }> {
   const received: Received[] = [];
   const port = await freePort();
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      received.push({ body: JSON.parse(Buffer.concat(chunks).toString('utf8')), contentType: req.headers['content-type'] });
+      received.push({
+        body: JSON.parse(Buffer.concat(chunks).toString('utf8')),
+        contentType: req.headers['content-type'],
+      });
       const status = statuses.shift() ?? 200;
       if (status === 'hang') return; // never answer: the client must time out
       res.writeHead(status).end();
@@ -72,7 +77,9 @@ describe('WebhookNotifier', () => {
   it('gives up after the retries with UNAVAILABLE, and does not retry a 400', async () => {
     const a = await receiver([500, 500, 500]);
     try {
-      await expect(new WebhookNotifier({ url: a.url, retries: 2, backoffMs: 5 }).notify(alert)).rejects.toMatchObject({
+      await expect(
+        new WebhookNotifier({ url: a.url, retries: 2, backoffMs: 5 }).notify(alert),
+      ).rejects.toMatchObject({
         code: 'UNAVAILABLE',
         message: expect.stringContaining('failed after 3 attempts'),
       });
@@ -82,7 +89,9 @@ describe('WebhookNotifier', () => {
     }
     const b = await receiver([400]);
     try {
-      await expect(new WebhookNotifier({ url: b.url, retries: 3, backoffMs: 5 }).notify(alert)).rejects.toMatchObject({
+      await expect(
+        new WebhookNotifier({ url: b.url, retries: 3, backoffMs: 5 }).notify(alert),
+      ).rejects.toMatchObject({
         code: 'INVALID_ARGUMENT',
       });
       expect(b.received).toHaveLength(1);
@@ -114,7 +123,9 @@ describe('withWebhook', () => {
     const { url, received, server } = await receiver([]);
     try {
       const deliveries: number[] = [];
-      await withWebhook(inner, new WebhookNotifier({ url }), (d) => deliveries.push(d.delivered.length)).write([checkpoint, alert]);
+      await withWebhook(inner, new WebhookNotifier({ url }), (d) =>
+        deliveries.push(d.delivered.length),
+      ).write([checkpoint, alert]);
       expect(stored).toEqual([checkpoint, alert]);
       expect(received.map((r) => r.body)).toEqual([alert]);
       expect(deliveries).toEqual([1]);

@@ -10,7 +10,15 @@ import {
   type StreamConfig,
   type PubAck,
 } from 'nats';
-import { ALERT_SUBJECT_WILDCARD, MAX_MESSAGE_BYTES, STREAM, subjectFor, validateRecord, type AlertRecord, type CmRecord } from '@cm/contracts';
+import {
+  ALERT_SUBJECT_WILDCARD,
+  MAX_MESSAGE_BYTES,
+  STREAM,
+  subjectFor,
+  validateRecord,
+  type AlertRecord,
+  type CmRecord,
+} from '@cm/contracts';
 import { CmError, createLogger, errorMessage } from '@cm/core';
 import { toMessages, type LabelEncoding } from './split';
 
@@ -103,7 +111,10 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
         c.subjects.length === wanted.subjects!.length &&
         c.subjects.every((s, i) => s === wanted.subjects![i]);
       if (!same) {
-        await jsm.streams.update(STREAM.name, { subjects: wanted.subjects, duplicate_window: wanted.duplicate_window });
+        await jsm.streams.update(STREAM.name, {
+          subjects: wanted.subjects,
+          duplicate_window: wanted.duplicate_window,
+        });
         log.info('stream updated', { stream: STREAM.name });
       }
     } catch (e) {
@@ -136,11 +147,15 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     }
     await Promise.allSettled([...inFlight]);
     if (failures.length) {
-      throw new CmError('UNAVAILABLE', `${failures.length} of ${messages.length} messages were not acknowledged by JetStream: ${errorMessage(failures[0])}`, {
-        context: { failed: failures.length, total: messages.length },
-        cause: failures[0],
-        hint: 'is the stream created (ensureStream) and NATS reachable? resending is safe',
-      });
+      throw new CmError(
+        'UNAVAILABLE',
+        `${failures.length} of ${messages.length} messages were not acknowledged by JetStream: ${errorMessage(failures[0])}`,
+        {
+          context: { failed: failures.length, total: messages.length },
+          cause: failures[0],
+          hint: 'is the stream created (ensureStream) and NATS reachable? resending is safe',
+        },
+      );
     }
   }
 

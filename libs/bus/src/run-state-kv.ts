@@ -50,20 +50,28 @@ function int32ToBase64(a: Int32Array): string {
 
 function base64ToInt32(text: string, where: string): Int32Array {
   const bytes = Buffer.from(text, 'base64');
-  if (bytes.length % 4 !== 0) throw new Error(`${where}: ${bytes.length} bytes is not a whole number of int32`);
+  if (bytes.length % 4 !== 0)
+    throw new Error(`${where}: ${bytes.length} bytes is not a whole number of int32`);
   const copy = Buffer.from(bytes); // own, aligned buffer
   if (!littleEndian) copy.swap32();
   return new Int32Array(copy.buffer, copy.byteOffset, copy.length / 4);
 }
 
-const ruleState = z.object({ firing: z.boolean(), streak: z.number().int().min(0), alertId: z.string().optional() });
+const ruleState = z.object({
+  firing: z.boolean(),
+  streak: z.number().int().min(0),
+  alertId: z.string().optional(),
+});
 const layerState = z.object({
   lastStep: z.number().int(),
   diversityHistory: z.array(z.number()),
   interpretableHistory: z.array(z.number()),
   rules: z.record(z.string(), ruleState),
 });
-const carrySchema = z.object({ top1: z.record(z.string(), z.string()), detector: z.record(z.string(), layerState).optional() });
+const carrySchema = z.object({
+  top1: z.record(z.string(), z.string()),
+  detector: z.record(z.string(), layerState).optional(),
+});
 const valueSchema = z.object({
   format: z.literal(RUN_STATE_FORMAT),
   spec: z.object({
@@ -100,7 +108,8 @@ function carryToJson(c: RunCarry): z.infer<typeof carrySchema> {
 
 function carryFromJson(c: z.infer<typeof carrySchema>, where: string): RunCarry {
   const top1: Record<string, Int32Array> = {};
-  for (const [layer, text] of Object.entries(c.top1)) top1[layer] = base64ToInt32(text, `${where} layer ${layer}`);
+  for (const [layer, text] of Object.entries(c.top1))
+    top1[layer] = base64ToInt32(text, `${where} layer ${layer}`);
   return c.detector === undefined ? { top1 } : { top1, detector: c.detector };
 }
 
@@ -162,10 +171,14 @@ export function encodeRunStateWithin(state: PersistedRunState, maxBytes: number)
     const bytes = encodeRunState(recent === state.recent ? state : { ...state, recent });
     if (bytes.byteLength <= maxBytes) return bytes;
     if (recent.length === 0) {
-      throw new CmError('RESOURCE_EXHAUSTED', `state of run ${state.spec.runId} is ${bytes.byteLength} bytes, over the ${maxBytes}-byte value limit of bucket ${RUN_STATE_BUCKET.name}`, {
-        context: { runId: state.spec.runId, bytes: bytes.byteLength, maxBytes },
-        hint: 'raise NATS max_payload (the state holds one int32 per monitored neuron)',
-      });
+      throw new CmError(
+        'RESOURCE_EXHAUSTED',
+        `state of run ${state.spec.runId} is ${bytes.byteLength} bytes, over the ${maxBytes}-byte value limit of bucket ${RUN_STATE_BUCKET.name}`,
+        {
+          context: { runId: state.spec.runId, bytes: bytes.byteLength, maxBytes },
+          hint: 'raise NATS max_payload (the state holds one int32 per monitored neuron)',
+        },
+      );
     }
     recent = recent.slice(1);
   }
@@ -174,11 +187,19 @@ export function encodeRunStateWithin(state: PersistedRunState, maxBytes: number)
 // ---- the store ----
 
 /** Open (creating if needed) the run-state bucket on a connected bus. */
-export async function openRunStateKv(bus: Pick<Bus, 'js' | 'jsm' | 'nc'>, opts: RunStateKvOptions = {}): Promise<RunStateKv> {
+export async function openRunStateKv(
+  bus: Pick<Bus, 'js' | 'jsm' | 'nc'>,
+  opts: RunStateKvOptions = {},
+): Promise<RunStateKv> {
   const replicas = opts.replicas ?? 1;
   const ttlMs = opts.ttlMs ?? 0;
-  if (!Number.isInteger(replicas) || replicas < 1) throw new CmError('INVALID_ARGUMENT', `run-state bucket replicas must be a positive integer, got ${replicas}`);
-  if (!(ttlMs >= 0) || !Number.isFinite(ttlMs)) throw new CmError('INVALID_ARGUMENT', `run-state TTL must be >= 0 ms, got ${ttlMs}`);
+  if (!Number.isInteger(replicas) || replicas < 1)
+    throw new CmError(
+      'INVALID_ARGUMENT',
+      `run-state bucket replicas must be a positive integer, got ${replicas}`,
+    );
+  if (!(ttlMs >= 0) || !Number.isFinite(ttlMs))
+    throw new CmError('INVALID_ARGUMENT', `run-state TTL must be >= 0 ms, got ${ttlMs}`);
   let kv: KV;
   try {
     kv = await bus.js.views.kv(RUN_STATE_BUCKET.name, {
@@ -195,13 +216,18 @@ export async function openRunStateKv(bus: Pick<Bus, 'js' | 'jsm' | 'nc'>, opts: 
       log.info('run-state bucket TTL updated', { bucket: RUN_STATE_BUCKET.name, ttlMs });
     }
   } catch (e) {
-    throw new CmError('UNAVAILABLE', `cannot open the run-state bucket ${RUN_STATE_BUCKET.name}: ${errorMessage(e)}`, {
-      cause: e,
-      hint: 'is JetStream enabled on the NATS server (nats-server -js)?',
-    });
+    throw new CmError(
+      'UNAVAILABLE',
+      `cannot open the run-state bucket ${RUN_STATE_BUCKET.name}: ${errorMessage(e)}`,
+      {
+        cause: e,
+        hint: 'is JetStream enabled on the NATS server (nats-server -js)?',
+      },
+    );
   }
   // Room for the message headers and subject around the value.
-  const maxValueBytes = opts.maxValueBytes ?? Math.max(1024, (bus.nc.info?.max_payload ?? 1024 * 1024) - 4096);
+  const maxValueBytes =
+    opts.maxValueBytes ?? Math.max(1024, (bus.nc.info?.max_payload ?? 1024 * 1024) - 4096);
 
   return {
     kv,
@@ -211,7 +237,8 @@ export async function openRunStateKv(bus: Pick<Bus, 'js' | 'jsm' | 'nc'>, opts: 
       return decodeRunState(entry.value, runId);
     },
     async save(runId, state) {
-      if (state.spec.runId !== runId) throw new CmError('INVALID_ARGUMENT', `state of run ${state.spec.runId} saved under run ${runId}`);
+      if (state.spec.runId !== runId)
+        throw new CmError('INVALID_ARGUMENT', `state of run ${state.spec.runId} saved under run ${runId}`);
       await kv.put(runStateKey(runId), encodeRunStateWithin(state, maxValueBytes));
     },
     async delete(runId) {

@@ -1,4 +1,10 @@
-import { MAX_MESSAGE_BYTES, messageId, toLabelsColumnsRecord, type CmRecord, type LabelsRecord } from '@cm/contracts';
+import {
+  MAX_MESSAGE_BYTES,
+  messageId,
+  toLabelsColumnsRecord,
+  type CmRecord,
+  type LabelsRecord,
+} from '@cm/contracts';
 import { CmError } from '@cm/core';
 
 /** One message ready to publish: its de-duplication id and its JSON body. */
@@ -19,7 +25,11 @@ const encoder = new TextEncoder();
 export type LabelEncoding = 'rows' | 'columns';
 
 function encodeRecord(record: CmRecord, labelEncoding: LabelEncoding): Uint8Array {
-  return encoder.encode(JSON.stringify(record.kind === 'labels' && labelEncoding === 'columns' ? toLabelsColumnsRecord(record) : record));
+  return encoder.encode(
+    JSON.stringify(
+      record.kind === 'labels' && labelEncoding === 'columns' ? toLabelsColumnsRecord(record) : record,
+    ),
+  );
 }
 
 /**
@@ -55,7 +65,11 @@ export function messageIdFor(record: CmRecord): string {
  * message carries), so a resend in either form is dropped inside the duplicate window as long as it
  * splits the same way.
  */
-export function toMessages(records: CmRecord[], maxBytes: number = MAX_MESSAGE_BYTES, labelEncoding: LabelEncoding = 'rows'): OutgoingMessage[] {
+export function toMessages(
+  records: CmRecord[],
+  maxBytes: number = MAX_MESSAGE_BYTES,
+  labelEncoding: LabelEncoding = 'rows',
+): OutgoingMessage[] {
   const out: OutgoingMessage[] = [];
   for (const record of records) {
     const body = encodeRecord(record, labelEncoding);
@@ -64,9 +78,13 @@ export function toMessages(records: CmRecord[], maxBytes: number = MAX_MESSAGE_B
       continue;
     }
     if (record.kind !== 'labels') {
-      throw new CmError('RESOURCE_EXHAUSTED', `${record.kind} record of run ${record.runId} is ${body.byteLength} bytes, over the ${maxBytes}-byte message limit`, {
-        context: { kind: record.kind, runId: record.runId, bytes: body.byteLength, maxBytes },
-      });
+      throw new CmError(
+        'RESOURCE_EXHAUSTED',
+        `${record.kind} record of run ${record.runId} is ${body.byteLength} bytes, over the ${maxBytes}-byte message limit`,
+        {
+          context: { kind: record.kind, runId: record.runId, bytes: body.byteLength, maxBytes },
+        },
+      );
     }
     for (const part of splitLabels(record, body.byteLength, maxBytes, labelEncoding)) {
       out.push({ record: part.record, msgId: messageIdFor(part.record), body: part.body });
@@ -75,14 +93,23 @@ export function toMessages(records: CmRecord[], maxBytes: number = MAX_MESSAGE_B
   return out;
 }
 
-function splitLabels(record: LabelsRecord, bytes: number, maxBytes: number, labelEncoding: LabelEncoding): { record: LabelsRecord; body: Uint8Array }[] {
+function splitLabels(
+  record: LabelsRecord,
+  bytes: number,
+  maxBytes: number,
+  labelEncoding: LabelEncoding,
+): { record: LabelsRecord; body: Uint8Array }[] {
   // start from the size ratio (+ margin) and double the number of chunks until every chunk fits
   let k = Math.max(2, Math.ceil((bytes / maxBytes) * 1.1));
   for (;;) {
     if (k > record.labels.length) {
-      throw new CmError('RESOURCE_EXHAUSTED', `a single neuron row of layer ${record.layer} (run ${record.runId}, step ${record.step}) is over the ${maxBytes}-byte message limit`, {
-        context: { runId: record.runId, layer: record.layer, step: record.step, maxBytes },
-      });
+      throw new CmError(
+        'RESOURCE_EXHAUSTED',
+        `a single neuron row of layer ${record.layer} (run ${record.runId}, step ${record.step}) is over the ${maxBytes}-byte message limit`,
+        {
+          context: { runId: record.runId, layer: record.layer, step: record.step, maxBytes },
+        },
+      );
     }
     const size = Math.ceil(record.labels.length / k);
     const chunks: { record: LabelsRecord; body: Uint8Array }[] = [];

@@ -1,7 +1,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fromLabelColumns, isLabelsColumnsRecord, MAX_MESSAGE_BYTES, STREAM, validateWireRecord, type AlertRecord, type LabelsRecord } from '@cm/contracts';
+import {
+  fromLabelColumns,
+  isLabelsColumnsRecord,
+  MAX_MESSAGE_BYTES,
+  STREAM,
+  validateWireRecord,
+  type AlertRecord,
+  type LabelsRecord,
+} from '@cm/contracts';
 import { freePort } from '@cm/core';
 import { startNats, type ManagedServer } from '@cm/stack';
 import { connectBus, messageIdFor, toMessages, type Bus } from '../src';
@@ -31,8 +39,18 @@ function labels(width: number, conceptLength = 8): LabelsRecord {
 }
 
 const alert = (state: AlertRecord['state']): AlertRecord => ({
-  kind: 'alert', alertId: 'a1', runId: 'r1', layer: 'fc', step: 5, rule: 'concept_dominance', state,
-  severity: 'critical', value: 0.8, threshold: 0.6, message: 'one concept dominates', time: '2026-01-01T00:00:00.000Z',
+  kind: 'alert',
+  alertId: 'a1',
+  runId: 'r1',
+  layer: 'fc',
+  step: 5,
+  rule: 'concept_dominance',
+  state,
+  severity: 'critical',
+  value: 0.8,
+  threshold: 0.6,
+  message: 'one concept dominates',
+  time: '2026-01-01T00:00:00.000Z',
 });
 
 describe('toMessages (pure)', () => {
@@ -69,7 +87,10 @@ describe('toMessages (pure)', () => {
     expect(isLabelsColumnsRecord(decoded) && fromLabelColumns(decoded.columns)).toEqual(small.labels);
     const big = labels(500, 40);
     const rowsBytes = toMessages([big]).reduce((n, m) => n + m.body.byteLength, 0);
-    const columnsBytes = toMessages([big], MAX_MESSAGE_BYTES, 'columns').reduce((n, m) => n + m.body.byteLength, 0);
+    const columnsBytes = toMessages([big], MAX_MESSAGE_BYTES, 'columns').reduce(
+      (n, m) => n + m.body.byteLength,
+      0,
+    );
     expect(columnsBytes * 3).toBeLessThan(rowsBytes);
   });
 
@@ -93,7 +114,13 @@ describe('toMessages (pure)', () => {
   });
 
   it('refuses a non-label record over the limit', () => {
-    const run = { kind: 'checkpoint' as const, runId: 'r', step: 1, metrics: { x: 1 }, time: '2026-01-01T00:00:00Z' };
+    const run = {
+      kind: 'checkpoint' as const,
+      runId: 'r',
+      step: 1,
+      metrics: { x: 1 },
+      time: '2026-01-01T00:00:00Z',
+    };
     expect(() => toMessages([run], 10)).toThrow(/over the 10-byte message limit/);
   });
 });
@@ -148,6 +175,8 @@ describe('bus on a real nats-server', () => {
 
   it('names the server when it cannot connect', async () => {
     const port = await freePort();
-    await expect(connectBus({ url: `nats://127.0.0.1:${port}` })).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    await expect(connectBus({ url: `nats://127.0.0.1:${port}` })).rejects.toMatchObject({
+      code: 'UNAVAILABLE',
+    });
   });
 });

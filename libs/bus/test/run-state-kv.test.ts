@@ -4,21 +4,50 @@ import { join } from 'node:path';
 import { RUN_STATE_BUCKET, runStateKey, type PersistedRunState } from '@cm/contracts';
 import { CmError, freePort } from '@cm/core';
 import { startNats, type ManagedServer } from '@cm/stack';
-import { connectBus, decodeRunState, encodeRunState, encodeRunStateWithin, openRunStateKv, type Bus } from '../src';
+import {
+  connectBus,
+  decodeRunState,
+  encodeRunState,
+  encodeRunStateWithin,
+  openRunStateKv,
+  type Bus,
+} from '../src';
 
 function state(runId: string, width = 5, recentSteps = [2, 3]): PersistedRunState {
-  const top1 = (seed: number): Int32Array => Int32Array.from({ length: width }, (_, k) => (k * 7 + seed) % 1000 - 3);
+  const top1 = (seed: number): Int32Array =>
+    Int32Array.from({ length: width }, (_, k) => ((k * 7 + seed) % 1000) - 3);
   const detector = {
     fc: {
       lastStep: 3,
       diversityHistory: [0.5, 0.4],
       interpretableHistory: [0.25],
-      rules: { concept_dominance: { firing: true, streak: 1, alertId: `${runId}/fc/concept_dominance/3` }, diversity_floor: { firing: false, streak: 1 } },
+      rules: {
+        concept_dominance: { firing: true, streak: 1, alertId: `${runId}/fc/concept_dominance/3` },
+        diversity_floor: { firing: false, streak: 1 },
+      },
     },
   };
   return {
-    spec: { runId, model: 'm', paradigm: 'standard', bundleId: 'b'.repeat(16), layers: [{ name: 'fc', width, kind: 'dense' }], tags: { a: 'b' } },
-    record: { kind: 'run', runId, model: 'm', paradigm: 'standard', bundleId: 'b'.repeat(16), layers: [{ name: 'fc', width }], tags: { a: 'b' }, status: 'running', startedAt: '2025-01-01T00:00:00.000Z', time: '2025-01-01T00:00:00.000Z' },
+    spec: {
+      runId,
+      model: 'm',
+      paradigm: 'standard',
+      bundleId: 'b'.repeat(16),
+      layers: [{ name: 'fc', width, kind: 'dense' }],
+      tags: { a: 'b' },
+    },
+    record: {
+      kind: 'run',
+      runId,
+      model: 'm',
+      paradigm: 'standard',
+      bundleId: 'b'.repeat(16),
+      layers: [{ name: 'fc', width }],
+      tags: { a: 'b' },
+      status: 'running',
+      startedAt: '2025-01-01T00:00:00.000Z',
+      time: '2025-01-01T00:00:00.000Z',
+    },
     lastStep: 3,
     current: { top1: { fc: top1(3) }, detector },
     recent: recentSteps.map((step) => ({ step, before: { top1: { fc: top1(step - 1) }, detector } })),
@@ -50,10 +79,16 @@ describe('run-state codec (pure)', () => {
     };
     const enc = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v));
     const json = JSON.parse(new TextDecoder().decode(encodeRunState(state('r'))));
-    expect(code(() => decodeRunState(new TextEncoder().encode('{'), 'r'))).toMatch(/saved state of run r \(bucket CM_RUN_STATE_V1\): not JSON/);
+    expect(code(() => decodeRunState(new TextEncoder().encode('{'), 'r'))).toMatch(
+      /saved state of run r \(bucket CM_RUN_STATE_V1\): not JSON/,
+    );
     expect(code(() => decodeRunState(enc({ ...json, format: 99 }), 'r'))).toMatch(/format/);
-    expect(code(() => decodeRunState(enc(json), 'other'))).toMatch(/saved state of run other .*: it belongs to run r/);
-    expect(code(() => decodeRunState(enc({ ...json, current: { top1: { fc: 'AAA=' } } }), 'r'))).toMatch(/current layer fc: 2 bytes is not a whole number of int32/);
+    expect(code(() => decodeRunState(enc(json), 'other'))).toMatch(
+      /saved state of run other .*: it belongs to run r/,
+    );
+    expect(code(() => decodeRunState(enc({ ...json, current: { top1: { fc: 'AAA=' } } }), 'r'))).toMatch(
+      /current layer fc: 2 bytes is not a whole number of int32/,
+    );
     expect(code(() => decodeRunState(enc({ ...json, lastStep: -5 }), 'r'))).toMatch(/lastStep/);
   });
 
@@ -65,7 +100,9 @@ describe('run-state codec (pure)', () => {
     const fitted = decodeRunState(encodeRunStateWithin(s, without + 2.5 * perStep), 'r');
     expect(fitted.recent.map((r) => r.step)).toEqual([7, 8]);
     expect(decodeRunState(encodeRunStateWithin(s, full), 'r').recent).toHaveLength(4);
-    expect(() => encodeRunStateWithin(s, without - 1)).toThrow(/state of run r is \d+ bytes, over the \d+-byte value limit/);
+    expect(() => encodeRunStateWithin(s, without - 1)).toThrow(
+      /state of run r is \d+ bytes, over the \d+-byte value limit/,
+    );
   });
 });
 
@@ -107,7 +144,9 @@ describe('openRunStateKv on nats-server', () => {
 
   it('applies the configured TTL, also to an existing bucket', async () => {
     await openRunStateKv(bus, { ttlMs: 2 * 3600_000 });
-    expect((await bus.jsm.streams.info(`KV_${RUN_STATE_BUCKET.name}`)).config.max_age).toBe(2 * 3600_000 * 1e6);
+    expect((await bus.jsm.streams.info(`KV_${RUN_STATE_BUCKET.name}`)).config.max_age).toBe(
+      2 * 3600_000 * 1e6,
+    );
     await openRunStateKv(bus, { ttlMs: 0 });
     expect((await bus.jsm.streams.info(`KV_${RUN_STATE_BUCKET.name}`)).config.max_age).toBe(0);
   });

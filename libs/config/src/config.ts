@@ -33,7 +33,10 @@ export const configSchema = z.object({
     url: url.default('http://127.0.0.1:8123'),
     user: z.string().default('default'),
     password: z.string().default(''),
-    database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).default('concept_monitor'),
+    database: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+      .default('concept_monitor'),
   }),
   /** Embedded chDB store folder (all-in-one mode and the demo). */
   chdbPath: z.string().default('.cm/store'),
@@ -51,11 +54,19 @@ export const configSchema = z.object({
   service: z.object({
     healthPort: port.default(8081),
     /** Concept service: drop a run from memory after this long without a checkpoint or stream (state stays in the KV bucket); 0 = never. */
-    runIdleMs: z.coerce.number().int().min(0).default(60 * 60 * 1000),
+    runIdleMs: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .default(60 * 60 * 1000),
     /** Concept service: drop a run's saved state this long after its last checkpoint (abandoned runs); 0 = keep until RunEnd. */
     runStateTtlHours: z.coerce.number().min(0).default(0),
   }),
-  recorder: z.object({ healthPort: port.default(8082), batchMessages: positiveInt.default(100), ackWaitMs: positiveInt.default(30_000) }),
+  recorder: z.object({
+    healthPort: port.default(8082),
+    batchMessages: positiveInt.default(100),
+    ackWaitMs: positiveInt.default(30_000),
+  }),
   stack: z.object({
     dir: z.string().default('.cm/stack'),
     natsPort: port.default(4222),
@@ -157,7 +168,18 @@ export function loadConfig(
   env: NodeJS.ProcessEnv = process.env,
   overrides: Record<string, string | number | boolean | undefined> = {},
 ): CmConfig {
-  const tree: Tree = { log: {}, nats: {}, clickhouse: {}, grpc: {}, bundles: {}, service: {}, recorder: {}, stack: {}, dissect: {}, alerts: {} };
+  const tree: Tree = {
+    log: {},
+    nats: {},
+    clickhouse: {},
+    grpc: {},
+    bundles: {},
+    service: {},
+    recorder: {},
+    stack: {},
+    dissect: {},
+    alerts: {},
+  };
   for (const [name, path] of Object.entries(ENV)) {
     const v = env[name];
     if (v !== undefined && v !== '') setPath(tree, path, v);

@@ -10,7 +10,11 @@ describe('loadConfig', () => {
   });
 
   it('reads and coerces environment variables', () => {
-    const c = loadConfig({ CM_NATS_PORT: '14222', CM_CLICKHOUSE_URL: 'http://127.0.0.1:18123', CM_ALERT_HYSTERESIS: '3' });
+    const c = loadConfig({
+      CM_NATS_PORT: '14222',
+      CM_CLICKHOUSE_URL: 'http://127.0.0.1:18123',
+      CM_ALERT_HYSTERESIS: '3',
+    });
     expect(c.stack.natsPort).toBe(14222);
     expect(c.clickhouse.url).toBe('http://127.0.0.1:18123');
     expect(c.alerts.hysteresis).toBe(3);
@@ -41,7 +45,9 @@ describe('loadConfig', () => {
       const keys = path.split('.');
       let node: unknown = loadConfig({});
       for (const k of keys.slice(0, -1)) node = (node as Record<string, unknown>)[k];
-      expect(Object.keys(node as object).concat(['user', 'password', 'webhookUrl'])).toContain(keys[keys.length - 1]);
+      expect(Object.keys(node as object).concat(['user', 'password', 'webhookUrl'])).toContain(
+        keys[keys.length - 1],
+      );
     }
   });
 });

@@ -1,4 +1,10 @@
-import { RecordValidationError, validateRecord, type LabelsRecord, type NeuronLabelRow, type CmRecord } from './records';
+import {
+  RecordValidationError,
+  validateRecord,
+  type LabelsRecord,
+  type NeuronLabelRow,
+  type CmRecord,
+} from './records';
 
 /**
  * The compact, columnar wire form of a labels record (optional; the row form `LabelsRecord` is
@@ -113,7 +119,9 @@ export function fromLabelColumns(c: LabelColumns): NeuronLabelRow[] {
   let s = 0;
   for (let i = 0; i < c.neuron.length; i++) {
     const topConcepts = c.topConcepts.slice(t, (t += c.topConceptCount[i])).map((k) => c.strings[k]);
-    const topScores = c.topScores.slice(s, (s += c.topScoreCount[i])).map((v) => (v === null ? Number.NaN : v));
+    const topScores = c.topScores
+      .slice(s, (s += c.topScoreCount[i]))
+      .map((v) => (v === null ? Number.NaN : v));
     rows.push({
       neuron: c.neuron[i],
       concept: c.strings[c.concept[i]],
@@ -160,7 +168,8 @@ export function validateLabelsColumnsRecord(value: unknown): LabelsColumnsRecord
   const array = (name: keyof LabelColumns, length?: number): unknown[] => {
     const a = c[name];
     if (!Array.isArray(a)) return fail(`${name} is not an array`);
-    if (length !== undefined && a.length !== length) fail(`${name} has ${a.length} entries, expected ${length}`);
+    if (length !== undefined && a.length !== length)
+      fail(`${name} has ${a.length} entries, expected ${length}`);
     return a;
   };
   const strings = array('strings');
@@ -186,7 +195,8 @@ export function validateLabelsColumnsRecord(value: unknown): LabelsColumnsRecord
   };
   const floats = (name: keyof LabelColumns, length: number): void => {
     const a = array(name, length);
-    for (let i = 0; i < length; i++) if (a[i] !== null && typeof a[i] !== 'number') fail(`${name}[${i}] is not a number`);
+    for (let i = 0; i < length; i++)
+      if (a[i] !== null && typeof a[i] !== 'number') fail(`${name}[${i}] is not a number`);
   };
   const flags = (name: keyof LabelColumns): void => {
     const a = array(name, n);
@@ -211,7 +221,12 @@ export function validateLabelsColumnsRecord(value: unknown): LabelsColumnsRecord
  * form, anything else by `validateRecord`.
  */
 export function validateWireRecord(value: unknown): WireRecord {
-  if (typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'labels' && 'columns' in value) {
+  if (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as { kind?: unknown }).kind === 'labels' &&
+    'columns' in value
+  ) {
     if ('labels' in value) throw new RecordValidationError('labels: both labels and columns');
     return validateLabelsColumnsRecord(value);
   }

@@ -118,20 +118,24 @@ export function validateRecord(value: unknown): CmRecord {
       if (!isStr(r.bundleId) || !Array.isArray(r.layers)) fail('run: bundleId or layers missing');
       break;
     case 'checkpoint':
-      if (!isInt(r.step) || typeof r.metrics !== 'object' || r.metrics === null) fail('checkpoint: step or metrics');
+      if (!isInt(r.step) || typeof r.metrics !== 'object' || r.metrics === null)
+        fail('checkpoint: step or metrics');
       break;
     case 'labels':
-      if (!isStr(r.layer) || !isInt(r.step) || !Array.isArray(r.labels)) fail('labels: layer, step or labels');
+      if (!isStr(r.layer) || !isInt(r.step) || !Array.isArray(r.labels))
+        fail('labels: layer, step or labels');
       for (const l of r.labels as unknown[]) {
         const row = l as Record<string, unknown>;
         if (!isInt(row.neuron) || !isStr(row.concept) || !isNum(row.score)) fail('labels: bad neuron row');
       }
       break;
     case 'snapshot':
-      if (!isStr(r.layer) || !isInt(r.step) || !isNum(r.interpretableFraction)) fail('snapshot: layer, step or metrics');
+      if (!isStr(r.layer) || !isInt(r.step) || !isNum(r.interpretableFraction))
+        fail('snapshot: layer, step or metrics');
       break;
     case 'alert':
-      if (!isStr(r.alertId) || !isStr(r.rule) || (r.state !== 'firing' && r.state !== 'resolved')) fail('alert: id, rule or state');
+      if (!isStr(r.alertId) || !isStr(r.rule) || (r.state !== 'firing' && r.state !== 'resolved'))
+        fail('alert: id, rule or state');
       break;
     default:
       fail(`unknown kind ${String(r.kind)}`);

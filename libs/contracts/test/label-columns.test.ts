@@ -18,9 +18,42 @@ const record = (): LabelsRecord => ({
   parts: 1,
   time: '2026-01-01T00:00:00.000Z',
   labels: [
-    { neuron: 0, concept: 'dog', category: 'object', score: 0.5, interpretable: true, dead: false, topConcepts: ['dog', 'cat'], topScores: [0.5, 0.25], x: 1, y: -1 },
-    { neuron: 1, concept: "o'clock\t", category: 'scene', score: 0.1, interpretable: false, dead: true, topConcepts: [], topScores: [0.75], x: 0.5, y: 2 },
-    { neuron: 7, concept: 'dog', category: 'object', score: 0, interpretable: false, dead: false, topConcepts: ['cat', 'sky', 'dog'], topScores: [], x: 0, y: 0 },
+    {
+      neuron: 0,
+      concept: 'dog',
+      category: 'object',
+      score: 0.5,
+      interpretable: true,
+      dead: false,
+      topConcepts: ['dog', 'cat'],
+      topScores: [0.5, 0.25],
+      x: 1,
+      y: -1,
+    },
+    {
+      neuron: 1,
+      concept: "o'clock\t",
+      category: 'scene',
+      score: 0.1,
+      interpretable: false,
+      dead: true,
+      topConcepts: [],
+      topScores: [0.75],
+      x: 0.5,
+      y: 2,
+    },
+    {
+      neuron: 7,
+      concept: 'dog',
+      category: 'object',
+      score: 0,
+      interpretable: false,
+      dead: false,
+      topConcepts: ['cat', 'sky', 'dog'],
+      topScores: [],
+      x: 0,
+      y: 0,
+    },
   ],
 });
 
@@ -56,15 +89,37 @@ describe('columnar labels', () => {
   });
 
   const wire = (): Record<string, unknown> & { columns: Record<string, unknown[]> } =>
-    JSON.parse(JSON.stringify(toLabelsColumnsRecord(record()))) as Record<string, unknown> & { columns: Record<string, unknown[]> };
+    JSON.parse(JSON.stringify(toLabelsColumnsRecord(record()))) as Record<string, unknown> & {
+      columns: Record<string, unknown[]>;
+    };
   const broken: [string, (w: ReturnType<typeof wire>) => void, RegExp][] = [
-    ['no columns object', (w) => (w.columns = null as unknown as Record<string, unknown[]>), /columns missing/],
-    ['a column that is not an array', (w) => (w.columns.score = 'x' as unknown as unknown[]), /score is not an array/],
+    [
+      'no columns object',
+      (w) => (w.columns = null as unknown as Record<string, unknown[]>),
+      /columns missing/,
+    ],
+    [
+      'a column that is not an array',
+      (w) => (w.columns.score = 'x' as unknown as unknown[]),
+      /score is not an array/,
+    ],
     ['a short column', (w) => w.columns.x.pop(), /x has 2 entries, expected 3/],
     ['a concept index out of range', (w) => (w.columns.concept[1] = 99), /concept\[1\] is not an index/],
-    ['a top concept index out of range', (w) => (w.columns.topConcepts[0] = -1), /topConcepts\[0\] is not an index/],
-    ['counts that do not add up', (w) => (w.columns.topConceptCount[0] = 3), /topConcepts has 5 entries, expected 6/],
-    ['a score that is not a finite number', (w) => (w.columns.score[0] = null), /score\[0\] is not a finite number/],
+    [
+      'a top concept index out of range',
+      (w) => (w.columns.topConcepts[0] = -1),
+      /topConcepts\[0\] is not an index/,
+    ],
+    [
+      'counts that do not add up',
+      (w) => (w.columns.topConceptCount[0] = 3),
+      /topConcepts has 5 entries, expected 6/,
+    ],
+    [
+      'a score that is not a finite number',
+      (w) => (w.columns.score[0] = null),
+      /score\[0\] is not a finite number/,
+    ],
     ['a flag that is not 0/1', (w) => (w.columns.dead[0] = true), /dead\[0\] is not 0 or 1/],
     ['a string that is not a string', (w) => (w.columns.strings[0] = 5), /strings\[0\] is not a string/],
     ['a negative neuron', (w) => (w.columns.neuron[0] = -1), /neuron\[0\] is not a neuron index/],

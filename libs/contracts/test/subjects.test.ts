@@ -1,4 +1,11 @@
-import { encodeToken, decodeToken, subjectFor, parseSubject, validateRecord, RecordValidationError } from '../src';
+import {
+  encodeToken,
+  decodeToken,
+  subjectFor,
+  parseSubject,
+  validateRecord,
+  RecordValidationError,
+} from '../src';
 
 describe('subjects', () => {
   it('encodes run ids into one safe token and back', () => {
@@ -17,8 +24,16 @@ describe('subjects', () => {
   });
   it('rejects malformed records with the reason', () => {
     expect(() => validateRecord({ kind: 'labels', runId: 'r', time: 'nope' })).toThrow(RecordValidationError);
-    expect(() => validateRecord({ kind: 'zzz', runId: 'r', time: new Date().toISOString() })).toThrow(/unknown kind/);
-    const ok = { kind: 'checkpoint', runId: 'r', step: 3, metrics: { loss: 1 }, time: new Date().toISOString() };
+    expect(() => validateRecord({ kind: 'zzz', runId: 'r', time: new Date().toISOString() })).toThrow(
+      /unknown kind/,
+    );
+    const ok = {
+      kind: 'checkpoint',
+      runId: 'r',
+      step: 3,
+      metrics: { loss: 1 },
+      time: new Date().toISOString(),
+    };
     expect(validateRecord(ok)).toBe(ok);
   });
 });

@@ -40,7 +40,9 @@ export function createLogger(name: string): Logger {
       sink(JSON.stringify({ time: new Date().toISOString(), level, name, msg, ...ctx }));
     } else {
       const extra = ctx && Object.keys(ctx).length ? ' ' + JSON.stringify(ctx) : '';
-      sink(`${new Date().toISOString().slice(11, 23)} ${level.toUpperCase().padEnd(5)} [${name}] ${msg}${extra}`);
+      sink(
+        `${new Date().toISOString().slice(11, 23)} ${level.toUpperCase().padEnd(5)} [${name}] ${msg}${extra}`,
+      );
     }
   };
   return {

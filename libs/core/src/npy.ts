@@ -69,8 +69,10 @@ export function parseNpy(buf: Uint8Array, source = '<buffer>'): NpyArray {
     throw corrupt(source, `header is not a numpy dict: ${header.trim()}`);
   }
   const dtype = DESCR_TO_DTYPE[descr];
-  if (!dtype) throw corrupt(source, `dtype ${descr} is not supported (float32, float64, float16, uint8, int32, int64)`);
-  if (fortran === 'True') throw corrupt(source, 'Fortran-ordered arrays are not supported (use np.ascontiguousarray)');
+  if (!dtype)
+    throw corrupt(source, `dtype ${descr} is not supported (float32, float64, float16, uint8, int32, int64)`);
+  if (fortran === 'True')
+    throw corrupt(source, 'Fortran-ordered arrays are not supported (use np.ascontiguousarray)');
   const shape = shapeText
     .split(',')
     .map((s) => s.trim())
@@ -81,7 +83,10 @@ export function parseNpy(buf: Uint8Array, source = '<buffer>'): NpyArray {
   const dataStart = offset + headerLen;
   const need = count * BYTES[dtype];
   if (b.length - dataStart < need) {
-    throw corrupt(source, `truncated data: shape (${shape.join(', ')}) needs ${need} bytes, file has ${b.length - dataStart}`);
+    throw corrupt(
+      source,
+      `truncated data: shape (${shape.join(', ')}) needs ${need} bytes, file has ${b.length - dataStart}`,
+    );
   }
   // Copy into a fresh, aligned buffer: typed arrays need offsets that are multiples of the item size.
   const bytes = new Uint8Array(need);
@@ -107,7 +112,10 @@ export function readNpy(file: string): NpyArray {
   try {
     buf = readFileSync(file);
   } catch (e) {
-    throw new CmError('NOT_FOUND', `cannot read ${file}: ${(e as Error).message}`, { context: { file }, cause: e });
+    throw new CmError('NOT_FOUND', `cannot read ${file}: ${(e as Error).message}`, {
+      context: { file },
+      cause: e,
+    });
   }
   return parseNpy(buf, file);
 }
@@ -125,7 +133,10 @@ export function dtypeOf(data: NpyData): NpyDtype {
 export function encodeNpy(data: NpyData, shape: readonly number[], dtype: NpyDtype = dtypeOf(data)): Buffer {
   const count = shape.reduce((a, n) => a * n, 1);
   if (count !== data.length) {
-    throw new CmError('INVALID_ARGUMENT', `encodeNpy: shape (${shape.join(', ')}) holds ${count} values, data has ${data.length}`);
+    throw new CmError(
+      'INVALID_ARGUMENT',
+      `encodeNpy: shape (${shape.join(', ')}) holds ${count} values, data has ${data.length}`,
+    );
   }
   const shapeText = shape.length === 1 ? `${shape[0]},` : shape.join(', ');
   let header = `{'descr': '${DTYPE_TO_DESCR[dtype]}', 'fortran_order': False, 'shape': (${shapeText}), }`;
@@ -137,7 +148,11 @@ export function encodeNpy(data: NpyData, shape: readonly number[], dtype: NpyDty
   pre[6] = 1;
   pre[7] = 0;
   pre.writeUInt16LE(header.length, 8);
-  return Buffer.concat([pre, Buffer.from(header, 'latin1'), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]);
+  return Buffer.concat([
+    pre,
+    Buffer.from(header, 'latin1'),
+    Buffer.from(data.buffer, data.byteOffset, data.byteLength),
+  ]);
 }
 
 export function writeNpy(file: string, data: NpyData, shape: readonly number[]): void {
@@ -145,10 +160,17 @@ export function writeNpy(file: string, data: NpyData, shape: readonly number[]):
 }
 
 /** Read a 2-D float matrix (float32, or float64 converted), naming the file and the expected role in errors. */
-export function readFloatMatrix(file: string, role: string): { rows: number; cols: number; data: Float32Array } {
+export function readFloatMatrix(
+  file: string,
+  role: string,
+): { rows: number; cols: number; data: Float32Array } {
   const arr = readNpy(file);
   if (arr.shape.length !== 2) {
-    throw new CmError('INVALID_ARGUMENT', `${file}: ${role} must be 2-D, got shape (${arr.shape.join(', ')})`, { context: { file } });
+    throw new CmError(
+      'INVALID_ARGUMENT',
+      `${file}: ${role} must be 2-D, got shape (${arr.shape.join(', ')})`,
+      { context: { file } },
+    );
   }
   let data: Float32Array;
   if (arr.dtype === 'float32') data = arr.data as Float32Array;

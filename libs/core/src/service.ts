@@ -17,7 +17,11 @@ export interface HealthServer {
 }
 
 /** `GET /healthz` answers 200 with the report while `check` says ok, else 503; other paths 404. */
-export async function startHealthServer(port: number, check: () => Promise<HealthReport> | HealthReport, host = '127.0.0.1'): Promise<HealthServer> {
+export async function startHealthServer(
+  port: number,
+  check: () => Promise<HealthReport> | HealthReport,
+  host = '127.0.0.1',
+): Promise<HealthServer> {
   const server = createServer((req, res) => {
     if (req.url?.split('?')[0] !== '/healthz') {
       res.writeHead(404).end();

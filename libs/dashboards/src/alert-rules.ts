@@ -61,16 +61,33 @@ function sqlQuery(refId: string, sql: string, windowS: number): alerting.QueryBu
 function reduceLast(refId: string, input: string): alerting.QueryBuilder {
   return new alerting.QueryBuilder(refId)
     .datasourceUid(EXPRESSION_UID)
-    .model(new expr.TypeReduceBuilder().refId(refId).expression(input).reducer('last').settings({ mode: 'dropNN' }));
+    .model(
+      new expr.TypeReduceBuilder()
+        .refId(refId)
+        .expression(input)
+        .reducer('last')
+        .settings({ mode: 'dropNN' }),
+    );
 }
 
 function threshold(refId: string, input: string, type: 'gt' | 'lt', value: number): alerting.QueryBuilder {
-  return new alerting.QueryBuilder(refId)
-    .datasourceUid(EXPRESSION_UID)
-    .model(new expr.TypeThresholdBuilder().refId(refId).expression(input).conditions([{ evaluator: { type, params: [value] } }]));
+  return new alerting.QueryBuilder(refId).datasourceUid(EXPRESSION_UID).model(
+    new expr.TypeThresholdBuilder()
+      .refId(refId)
+      .expression(input)
+      .conditions([{ evaluator: { type, params: [value] } }]),
+  );
 }
 
-function rule(uid: string, title: string, sql: string, windowS: number, cmp: 'gt' | 'lt', value: number, summary: string): alerting.RuleBuilder {
+function rule(
+  uid: string,
+  title: string,
+  sql: string,
+  windowS: number,
+  cmp: 'gt' | 'lt',
+  value: number,
+  summary: string,
+): alerting.RuleBuilder {
   return new alerting.RuleBuilder(title)
     .uid(uid)
     .folderUID(DASHBOARD_FOLDER_UID)
@@ -127,24 +144,25 @@ export function buildAlertRules(thresholds: CollapseThresholds): alerting.Rule[]
 const plain = <T>(value: unknown): T => JSON.parse(JSON.stringify(value)) as T;
 
 export function alertRulesProvisioning(thresholds: CollapseThresholds): AlertRulesProvisioning {
-  const rules = buildAlertRules(thresholds).map(
-    (r): ProvisionedAlertRule => ({
-      uid: r.uid as string,
-      title: r.title,
-      condition: r.condition,
-      data: r.data.map((q) => ({
-        refId: q.refId as string,
-        datasourceUid: q.datasourceUid as string,
-        relativeTimeRange: { from: q.relativeTimeRange?.from ?? 0, to: q.relativeTimeRange?.to ?? 0 },
-        model: plain<Record<string, unknown>>(q.model),
-      })),
-      noDataState: r.noDataState,
-      execErrState: r.execErrState,
-      for: r.for,
-      annotations: r.annotations ?? {},
-      labels: r.labels ?? {},
-      isPaused: r.isPaused ?? false,
-    }),
-  );
-  return { apiVersion: 1, groups: [{ orgId: 1, name: ALERT_RULE_GROUP, folder: DASHBOARD_FOLDER, interval: '1m', rules }] };
+  const rules = buildAlertRules(thresholds).map((r): ProvisionedAlertRule => ({
+    uid: r.uid as string,
+    title: r.title,
+    condition: r.condition,
+    data: r.data.map((q) => ({
+      refId: q.refId as string,
+      datasourceUid: q.datasourceUid as string,
+      relativeTimeRange: { from: q.relativeTimeRange?.from ?? 0, to: q.relativeTimeRange?.to ?? 0 },
+      model: plain<Record<string, unknown>>(q.model),
+    })),
+    noDataState: r.noDataState,
+    execErrState: r.execErrState,
+    for: r.for,
+    annotations: r.annotations ?? {},
+    labels: r.labels ?? {},
+    isPaused: r.isPaused ?? false,
+  }));
+  return {
+    apiVersion: 1,
+    groups: [{ orgId: 1, name: ALERT_RULE_GROUP, folder: DASHBOARD_FOLDER, interval: '1m', rules }],
+  };
 }

@@ -44,7 +44,12 @@ const layerVariable = (sql = SQL.LAYERS_VARIABLE_SQL): dashboard.QueryVariableBu
     .refresh(dashboard.VariableRefresh.OnDashboardLoad)
     .sort(dashboard.VariableSort.AlphabeticalAsc);
 
-const customVariable = (name: string, label: string, values: string[], current: string): dashboard.CustomVariableBuilder =>
+const customVariable = (
+  name: string,
+  label: string,
+  values: string[],
+  current: string,
+): dashboard.CustomVariableBuilder =>
   new dashboard.CustomVariableBuilder(name)
     .label(label)
     .values(values.join(','))
@@ -87,7 +92,9 @@ function runOverview(): dashboard.DashboardBuilder {
   const runLink = `/d/${DASHBOARD_UIDS.runOverview}?var-run=\${__data.fields.run_id}&from=\${__data.fields.from_ms}&to=\${__data.fields.to_ms}`;
   return new dashboard.DashboardBuilder('Concept-Monitor: run overview')
     .uid(DASHBOARD_UIDS.runOverview)
-    .description('Loss and accuracy, per-layer interpretability and concept diversity, and concept-collapse alerts of one run.')
+    .description(
+      'Loss and accuracy, per-layer interpretability and concept diversity, and concept-collapse alerts of one run.',
+    )
     .tags(TAGS)
     .time({ from: 'now-6h', to: 'now' })
     .refresh('30s')
@@ -118,8 +125,22 @@ function runOverview(): dashboard.DashboardBuilder {
         ])
         .gridPos({ x: 0, y: 7, w: 24, h: 8 }),
     )
-    .withPanel(fraction('Interpretable share per layer', SQL.INTERPRETABLE_SHARE_SQL).gridPos({ x: 0, y: 15, w: 12, h: 9 }))
-    .withPanel(fraction('Concept diversity per layer (distinct-concept share)', SQL.DIVERSITY_SQL).gridPos({ x: 12, y: 15, w: 12, h: 9 }))
+    .withPanel(
+      fraction('Interpretable share per layer', SQL.INTERPRETABLE_SHARE_SQL).gridPos({
+        x: 0,
+        y: 15,
+        w: 12,
+        h: 9,
+      }),
+    )
+    .withPanel(
+      fraction('Concept diversity per layer (distinct-concept share)', SQL.DIVERSITY_SQL).gridPos({
+        x: 12,
+        y: 15,
+        w: 12,
+        h: 9,
+      }),
+    )
     .withPanel(
       new table.PanelBuilder()
         .title('Layers at their latest checkpoint')
@@ -139,7 +160,9 @@ function runOverview(): dashboard.DashboardBuilder {
 function layerView(): dashboard.DashboardBuilder {
   return new dashboard.DashboardBuilder('Concept-Monitor: layer view')
     .uid(DASHBOARD_UIDS.layerView)
-    .description("Each neuron's concept over the run, the concepts neurons switch between, and the category mix of one layer.")
+    .description(
+      "Each neuron's concept over the run, the concepts neurons switch between, and the category mix of one layer.",
+    )
     .tags(TAGS)
     .time({ from: 'now-6h', to: 'now' })
     .refresh('1m')
@@ -203,7 +226,9 @@ function layerView(): dashboard.DashboardBuilder {
 function conceptMap(): dashboard.DashboardBuilder {
   return new dashboard.DashboardBuilder('Concept-Monitor: concept map')
     .uid(DASHBOARD_UIDS.conceptMap)
-    .description("Neurons placed in one 2D concept space at a chosen step, and the paths of the neurons that moved most.")
+    .description(
+      'Neurons placed in one 2D concept space at a chosen step, and the paths of the neurons that moved most.',
+    )
     .tags(TAGS)
     .time({ from: 'now-30d', to: 'now' })
     .link(links())

@@ -45,8 +45,10 @@ export class ClickHouseQueryBuilder implements cog.Builder<cog.Dataquery> {
 }
 
 /** Shorthands used by the dashboards. */
-export const sqlTable = (sql: string, refId = 'A'): ClickHouseQueryBuilder => new ClickHouseQueryBuilder(sql, 'table', refId);
-export const sqlTimeSeries = (sql: string, refId = 'A'): ClickHouseQueryBuilder => new ClickHouseQueryBuilder(sql, 'timeseries', refId);
+export const sqlTable = (sql: string, refId = 'A'): ClickHouseQueryBuilder =>
+  new ClickHouseQueryBuilder(sql, 'table', refId);
+export const sqlTimeSeries = (sql: string, refId = 'A'): ClickHouseQueryBuilder =>
+  new ClickHouseQueryBuilder(sql, 'timeseries', refId);
 
 /**
  * Grafana's data source provisioning file (provisioning/datasources/*.yaml) for the ClickHouse

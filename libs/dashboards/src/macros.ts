@@ -64,13 +64,21 @@ function formatValue(name: string, value: string | string[], format: string | un
 export function expandVariables(sql: string, variables: Record<string, string | string[]>): string {
   const lookup = (name: string, format?: string): string => {
     const value = variables[name];
-    if (value === undefined) throw invalidArgument(`template variable $${name} has no value`, { variable: name, known: Object.keys(variables) });
+    if (value === undefined)
+      throw invalidArgument(`template variable $${name} has no value`, {
+        variable: name,
+        known: Object.keys(variables),
+      });
     return formatValue(name, value, format);
   };
   return sql
-    .replace(/\$\{([A-Za-z0-9_]+)(?::([A-Za-z]+))?\}/g, (_, name: string, format?: string) => lookup(name, format))
+    .replace(/\$\{([A-Za-z0-9_]+)(?::([A-Za-z]+))?\}/g, (_, name: string, format?: string) =>
+      lookup(name, format),
+    )
     .replace(/\[\[([A-Za-z0-9_]+)\]\]/g, (_, name: string) => lookup(name))
-    .replace(/\$([A-Za-z_][A-Za-z0-9_]*)(?![A-Za-z0-9_(])/g, (whole, name: string) => (name.startsWith('__') ? whole : lookup(name)));
+    .replace(/\$([A-Za-z_][A-Za-z0-9_]*)(?![A-Za-z0-9_(])/g, (whole, name: string) =>
+      name.startsWith('__') ? whole : lookup(name),
+    );
 }
 
 function toSeconds(d: Date): number {
@@ -97,18 +105,22 @@ export function expandMacros(sql: string, ctx: ExpandContext): string {
     toTime_ms: `fromUnixTimestamp64Milli(${ctx.to.getTime()})`,
     interval_s: String(intervalS),
   };
-  return sql.replace(/\$__([A-Za-z_]+)(\(([^()]*)\))?/g, (_whole, name: string, call?: string, arg?: string) => {
-    if (call !== undefined) {
-      const fn = withArg[name];
-      if (!fn) throw invalidArgument(`unknown ClickHouse data source macro $__${name}(...)`, { macro: name });
-      const column = (arg ?? '').trim().replace(/["']/g, '');
-      if (!column) throw invalidArgument(`macro $__${name} needs a column argument`, { macro: name });
-      return fn(column);
-    }
-    if (name in plain) return plain[name];
-    if (name in withArg) throw invalidArgument(`macro $__${name} needs a column argument`, { macro: name });
-    throw invalidArgument(`unknown ClickHouse data source macro $__${name}`, { macro: name });
-  });
+  return sql.replace(
+    /\$__([A-Za-z_]+)(\(([^()]*)\))?/g,
+    (_whole, name: string, call?: string, arg?: string) => {
+      if (call !== undefined) {
+        const fn = withArg[name];
+        if (!fn)
+          throw invalidArgument(`unknown ClickHouse data source macro $__${name}(...)`, { macro: name });
+        const column = (arg ?? '').trim().replace(/["']/g, '');
+        if (!column) throw invalidArgument(`macro $__${name} needs a column argument`, { macro: name });
+        return fn(column);
+      }
+      if (name in plain) return plain[name];
+      if (name in withArg) throw invalidArgument(`macro $__${name} needs a column argument`, { macro: name });
+      throw invalidArgument(`unknown ClickHouse data source macro $__${name}`, { macro: name });
+    },
+  );
 }
 
 /** Both steps, in Grafana's order: variables first (browser), then the data source's macros (backend). */

@@ -16,7 +16,8 @@ const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null && 
 const list = (v: unknown): Json[] => (Array.isArray(v) ? v.filter(isObj) : []);
 
 function rawSql(target: Json, where: string): string {
-  if (typeof target.rawSql !== 'string' || target.rawSql.trim() === '') throw invalidArgument(`${where} has no rawSql`, { where });
+  if (typeof target.rawSql !== 'string' || target.rawSql.trim() === '')
+    throw invalidArgument(`${where} has no rawSql`, { where });
   return target.rawSql;
 }
 

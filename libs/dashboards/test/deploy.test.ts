@@ -20,7 +20,10 @@ interface Service {
   environment?: Record<string, string>;
   volumes?: string[];
 }
-const compose = parse(composeText, { merge: true }) as { services: Record<string, Service>; volumes: Record<string, unknown> };
+const compose = parse(composeText, { merge: true }) as {
+  services: Record<string, Service>;
+  volumes: Record<string, unknown>;
+};
 
 function envExampleVars(): Map<string, string> {
   const vars = new Map<string, string>();
@@ -38,7 +41,13 @@ function composeReferences(text: string): string[] {
 
 describe('deploy/ static check', () => {
   it('has the five services; each has an image or a build whose Dockerfile exists', () => {
-    expect(Object.keys(compose.services).sort()).toEqual(['clickhouse', 'concept-service', 'grafana', 'nats', 'recorder']);
+    expect(Object.keys(compose.services).sort()).toEqual([
+      'clickhouse',
+      'concept-service',
+      'grafana',
+      'nats',
+      'recorder',
+    ]);
     for (const [name, svc] of Object.entries(compose.services)) {
       expect({ name, ok: Boolean(svc.image || svc.build) }).toEqual({ name, ok: true });
       if (svc.build) {
@@ -57,10 +66,15 @@ describe('deploy/ static check', () => {
     const vars = envExampleVars();
     for (const svc of Object.values(compose.services)) {
       if (!svc.image) continue;
-      const resolved = svc.image.replace(/\$\{([A-Z_]+):-([^}]*)\}/g, (_, v: string, dflt: string) => vars.get(v) || dflt);
+      const resolved = svc.image.replace(
+        /\$\{([A-Z_]+):-([^}]*)\}/g,
+        (_, v: string, dflt: string) => vars.get(v) || dflt,
+      );
       expect(resolved).toMatch(/^[a-z0-9/._-]+:[0-9][\w.-]*$/);
     }
-    expect(compose.services.grafana.environment?.GF_PLUGINS_PREINSTALL_SYNC).toMatch(/^grafana-clickhouse-datasource@\$\{GRAFANA_CLICKHOUSE_PLUGIN_VERSION:-\d+\.\d+\.\d+\}$/);
+    expect(compose.services.grafana.environment?.GF_PLUGINS_PREINSTALL_SYNC).toMatch(
+      /^grafana-clickhouse-datasource@\$\{GRAFANA_CLICKHOUSE_PLUGIN_VERSION:-\d+\.\d+\.\d+\}$/,
+    );
   });
 
   it('every variable the compose file and the mounted configs reference is in .env.example', () => {
@@ -88,12 +102,22 @@ describe('deploy/ static check', () => {
 
   it('CM_* settings in .env.example and in the services are real configuration variables', () => {
     const known = new Set(Object.keys(ENV));
-    const cm = [...envExampleVars().keys()].filter((k) => k.startsWith('CM_') && k !== 'CM_GRAFANA_CH_PASSWORD');
+    const cm = [...envExampleVars().keys()].filter(
+      (k) => k.startsWith('CM_') && k !== 'CM_GRAFANA_CH_PASSWORD',
+    );
     expect(cm.filter((k) => !known.has(k))).toEqual([]);
     for (const name of ['recorder', 'concept-service']) {
       const env = Object.keys(compose.services[name].environment ?? {});
       expect(env.filter((k) => !known.has(k))).toEqual([]);
-      expect(env).toEqual(expect.arrayContaining(['CM_NATS_URL', 'CM_NATS_USER', 'CM_NATS_PASSWORD', 'CM_CLICKHOUSE_URL', 'CM_CLICKHOUSE_USER']));
+      expect(env).toEqual(
+        expect.arrayContaining([
+          'CM_NATS_URL',
+          'CM_NATS_USER',
+          'CM_NATS_PASSWORD',
+          'CM_CLICKHOUSE_URL',
+          'CM_CLICKHOUSE_USER',
+        ]),
+      );
     }
   });
 
@@ -117,7 +141,10 @@ function composeTool(): { ok: boolean; why: string } {
   const v = spawnSync('docker', ['compose', 'version', '--short'], { encoding: 'utf8', timeout: 15_000 });
   if (v.error) return { ok: false, why: `docker client not found (${v.error.message})` };
   if (v.status === 0) return { ok: true, why: `docker compose ${v.stdout.trim()}` };
-  const info = spawnSync('docker', ['info', '--format', '{{.ServerVersion}}'], { encoding: 'utf8', timeout: 15_000 });
+  const info = spawnSync('docker', ['info', '--format', '{{.ServerVersion}}'], {
+    encoding: 'utf8',
+    timeout: 15_000,
+  });
   const engineState = info.status === 0 ? `engine ${info.stdout.trim()}` : 'no docker engine either';
   return { ok: false, why: `docker compose is not installed (${engineState})` };
 }
@@ -130,10 +157,22 @@ if (!compose_.ok) {
 
 (compose_.ok ? describe : describe.skip)(`docker compose config (${compose_.why})`, () => {
   it('validates deploy/docker-compose.yml with .env.example', () => {
-    const out = execFileSync('docker', ['compose', '-f', join(DEPLOY, 'docker-compose.yml'), '--env-file', join(DEPLOY, '.env.example'), 'config', '--quiet'], {
-      encoding: 'utf8',
-      timeout: 60_000,
-    });
+    const out = execFileSync(
+      'docker',
+      [
+        'compose',
+        '-f',
+        join(DEPLOY, 'docker-compose.yml'),
+        '--env-file',
+        join(DEPLOY, '.env.example'),
+        'config',
+        '--quiet',
+      ],
+      {
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
     expect(out).toBe('');
   });
 });

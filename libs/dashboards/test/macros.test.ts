@@ -6,16 +6,24 @@ const TO = 1714566600;
 
 describe('expandMacros (grafana-clickhouse-datasource semantics)', () => {
   it('expands the time macros with second precision', () => {
-    expect(expandMacros('WHERE $__timeFilter(time)', ctx)).toBe(`WHERE time >= toDateTime(${FROM}) AND time <= toDateTime(${TO})`);
+    expect(expandMacros('WHERE $__timeFilter(time)', ctx)).toBe(
+      `WHERE time >= toDateTime(${FROM}) AND time <= toDateTime(${TO})`,
+    );
     expect(expandMacros('$__fromTime..$__toTime', ctx)).toBe(`toDateTime(${FROM})..toDateTime(${TO})`);
-    expect(expandMacros('$__dateFilter(d)', ctx)).toBe("d >= toDate('2024-05-01') AND d <= toDate('2024-05-01')");
-    expect(expandMacros('$__timeFilter_ms(t)', ctx)).toBe('t >= fromUnixTimestamp64Milli(1714557600000) AND t <= fromUnixTimestamp64Milli(1714566600500)');
+    expect(expandMacros('$__dateFilter(d)', ctx)).toBe(
+      "d >= toDate('2024-05-01') AND d <= toDate('2024-05-01')",
+    );
+    expect(expandMacros('$__timeFilter_ms(t)', ctx)).toBe(
+      't >= fromUnixTimestamp64Milli(1714557600000) AND t <= fromUnixTimestamp64Milli(1714566600500)',
+    );
     expect(expandMacros('$__timeInterval(time) / $__interval_s', { ...ctx, intervalMs: 30_000 })).toBe(
       'toStartOfInterval(toDateTime(time), INTERVAL 30 second) / 30',
     );
   });
   it('strips quotes from macro arguments like the plugin', () => {
-    expect(expandMacros("$__timeFilter('time')", ctx)).toBe(`time >= toDateTime(${FROM}) AND time <= toDateTime(${TO})`);
+    expect(expandMacros("$__timeFilter('time')", ctx)).toBe(
+      `time >= toDateTime(${FROM}) AND time <= toDateTime(${TO})`,
+    );
   });
   it('refuses unknown macros and missing arguments, naming them', () => {
     expect(() => expandMacros('$__conditionalAll(x, $y)', ctx)).toThrow(/\$__conditionalAll/);
@@ -38,7 +46,9 @@ describe('expandVariables (Grafana interpolation)', () => {
   });
   it('refuses a variable without value and an unknown format', () => {
     expect(() => expandVariables("'${missing}'", {})).toThrow(/template variable \$missing has no value/);
-    expect(() => expandVariables('${run:json}', { run: 'x' })).toThrow(/unsupported variable format run:json/);
+    expect(() => expandVariables('${run:json}', { run: 'x' })).toThrow(
+      /unsupported variable format run:json/,
+    );
   });
 });
 

@@ -7,9 +7,23 @@ import { freePort } from '@cm/core';
 import { loadConfig } from '@cm/config';
 import { rulesFromConfig, WebhookNotifier, withWebhook } from '@cm/alerts';
 import { createLocalMonitor, inlineDissector } from '@cm/engine';
-import { makeTestBundles, seeded, testCheckpoint, testRunSpec, TEST_LAYERS, type TestBundles } from '@cm/engine/src/testing';
+import {
+  makeTestBundles,
+  seeded,
+  testCheckpoint,
+  testRunSpec,
+  TEST_LAYERS,
+  type TestBundles,
+} from '@cm/engine/src/testing';
 import type { ConceptSpace } from '@cm/dissect';
-import { expandPanelSql, generateFiles, GRAFANA_DIR, queriesOfAlertRules, queriesOfDashboard, type ShippedQuery } from '../src';
+import {
+  expandPanelSql,
+  generateFiles,
+  GRAFANA_DIR,
+  queriesOfAlertRules,
+  queriesOfDashboard,
+  type ShippedQuery,
+} from '../src';
 import { openTestStores, type TestStores } from './stores';
 
 /**
@@ -29,7 +43,13 @@ const COLLAPSE_FROM = 6;
 const COLLAPSE_TO = 10;
 
 /** Pooled activations where neuron k follows concept (k*7+step) % S, or concept 0 for all while collapsed. */
-function activations(space: ConceptSpace, layer: string, width: number, step: number, collapsed: boolean): LayerActivations {
+function activations(
+  space: ConceptSpace,
+  layer: string,
+  width: number,
+  step: number,
+  collapsed: boolean,
+): LayerActivations {
   const { rows: d, cols: s, data: p } = space.probeScores;
   const rnd = seeded(1000 + step * 31 + width);
   const data = new Float32Array(d * width);
@@ -44,7 +64,9 @@ function collapseCheckpoint(space: ConceptSpace, step: number, until = COLLAPSE_
   const collapsed = step >= COLLAPSE_FROM && step < until;
   return {
     step,
-    layers: TEST_LAYERS.map((l) => activations(space, l.name, l.width, step, collapsed && l.name === 'conv2')),
+    layers: TEST_LAYERS.map((l) =>
+      activations(space, l.name, l.width, step, collapsed && l.name === 'conv2'),
+    ),
     metrics: { loss: 1 / (step + 1), accuracy: 0.5 + step / 100 },
   };
 }
@@ -84,7 +106,10 @@ beforeAll(async () => {
   const all = stores.stores.map((s) => s.store);
   // Every record into both stores, then the alerts to the webhook (what a service does with CM_ALERT_WEBHOOK_URL).
   const sink = withWebhook(
-    { write: async (records: CmRecord[]) => void (await Promise.all(all.map((s) => s.insertRecords(records)))) },
+    {
+      write: async (records: CmRecord[]) =>
+        void (await Promise.all(all.map((s) => s.insertRecords(records)))),
+    },
     new WebhookNotifier({ url: webhook.url, retries: 1, backoffMs: 10 }),
   );
   const alertRules = rulesFromConfig(loadConfig({}).alerts);
@@ -93,7 +118,13 @@ beforeAll(async () => {
     [COLLAPSE, STEPS, (step: number) => collapseCheckpoint(bundles.space, step)],
     [OPEN, COLLAPSE_FROM + 3, (step: number) => collapseCheckpoint(bundles.space, step, Infinity)],
   ] as const) {
-    const monitor = createLocalMonitor({ bundles: bundles.bundles, store: all[0], dissector: inlineDissector(), alertRules, sink });
+    const monitor = createLocalMonitor({
+      bundles: bundles.bundles,
+      store: all[0],
+      dissector: inlineDissector(),
+      alertRules,
+      sink,
+    });
     await monitor.startRun(testRunSpec(runId, bundles.bundleId));
     for (let step = 0; step < steps; step++) await monitor.sendCheckpoint(checkpoint(step));
     await monitor.endRun('completed');
@@ -109,37 +140,48 @@ afterAll(async () => {
 });
 
 describe('engineered collapse, end to end', () => {
-  it.each(['chdb', 'clickhouse-server'])('%s: one firing and one resolution per episode, only on the collapsed layer; none for the healthy run', async (name) => {
-    const store = stores.stores.find((s) => s.name === name)!.store;
-    const rows = await store.query<{ alert_id: string; run_id: string; layer: string; rule: string; state: string; step: number }>(
-      `SELECT alert_id, run_id, layer, rule, state, step FROM alerts FINAL ORDER BY alert_id, state`,
-    );
-    expect(rows.filter((r) => r.run_id === HEALTHY)).toEqual([]);
-    const collapse = rows.filter((r) => r.run_id === COLLAPSE);
-    expect(collapse.length).toBeGreaterThan(0);
-    const episodes = new Map<string, string[]>();
-    for (const r of collapse) episodes.set(r.alert_id, [...(episodes.get(r.alert_id) ?? []), r.state]);
-    for (const states of episodes.values()) expect(states.sort()).toEqual(['firing', 'resolved']);
-    expect(new Set(collapse.map((r) => r.layer))).toEqual(new Set(['conv2']));
-    const firing = collapse.filter((r) => r.state === 'firing');
-    // one episode per rule: the collapse is one episode, whichever rules saw it
-    expect(new Set(firing.map((r) => r.rule)).size).toBe(firing.length);
-    // Real CLIP-Dissect cannot tell a layer of identical neurons apart: they lose their labels
-    // (rather than all taking one), so this collapse shows as interpretable neurons vanishing.
-    expect(firing.map((r) => r.rule)).toEqual(expect.arrayContaining(['interpretable_vanish']));
-    for (const f of firing) {
-      expect(Number(f.step)).toBeGreaterThanOrEqual(COLLAPSE_FROM);
-      expect(Number(f.step)).toBeLessThan(COLLAPSE_TO);
-    }
-    // the run that stays collapsed: the same rules fire once each and nothing resolves
-    const open = rows.filter((r) => r.run_id === OPEN);
-    expect(open.map((r) => r.state)).toEqual(open.map(() => 'firing'));
-    expect(open.map((r) => r.rule).sort()).toEqual(firing.map((r) => r.rule).sort());
-  });
+  it.each(['chdb', 'clickhouse-server'])(
+    '%s: one firing and one resolution per episode, only on the collapsed layer; none for the healthy run',
+    async (name) => {
+      const store = stores.stores.find((s) => s.name === name)!.store;
+      const rows = await store.query<{
+        alert_id: string;
+        run_id: string;
+        layer: string;
+        rule: string;
+        state: string;
+        step: number;
+      }>(`SELECT alert_id, run_id, layer, rule, state, step FROM alerts FINAL ORDER BY alert_id, state`);
+      expect(rows.filter((r) => r.run_id === HEALTHY)).toEqual([]);
+      const collapse = rows.filter((r) => r.run_id === COLLAPSE);
+      expect(collapse.length).toBeGreaterThan(0);
+      const episodes = new Map<string, string[]>();
+      for (const r of collapse) episodes.set(r.alert_id, [...(episodes.get(r.alert_id) ?? []), r.state]);
+      for (const states of episodes.values()) expect(states.sort()).toEqual(['firing', 'resolved']);
+      expect(new Set(collapse.map((r) => r.layer))).toEqual(new Set(['conv2']));
+      const firing = collapse.filter((r) => r.state === 'firing');
+      // one episode per rule: the collapse is one episode, whichever rules saw it
+      expect(new Set(firing.map((r) => r.rule)).size).toBe(firing.length);
+      // Real CLIP-Dissect cannot tell a layer of identical neurons apart: they lose their labels
+      // (rather than all taking one), so this collapse shows as interpretable neurons vanishing.
+      expect(firing.map((r) => r.rule)).toEqual(expect.arrayContaining(['interpretable_vanish']));
+      for (const f of firing) {
+        expect(Number(f.step)).toBeGreaterThanOrEqual(COLLAPSE_FROM);
+        expect(Number(f.step)).toBeLessThan(COLLAPSE_TO);
+      }
+      // the run that stays collapsed: the same rules fire once each and nothing resolves
+      const open = rows.filter((r) => r.run_id === OPEN);
+      expect(open.map((r) => r.state)).toEqual(open.map(() => 'firing'));
+      expect(open.map((r) => r.rule).sort()).toEqual(firing.map((r) => r.rule).sort());
+    },
+  );
 
   it('delivered exactly the stored alerts to the webhook, firing before resolution', async () => {
-    const stored = await stores.stores[0].store.query<{ alert_id: string; state: string }>(`SELECT alert_id, state FROM alerts FINAL`);
-    const key = (a: { alertId?: string; alert_id?: string; state: string }): string => `${a.alertId ?? a.alert_id}|${a.state}`;
+    const stored = await stores.stores[0].store.query<{ alert_id: string; state: string }>(
+      `SELECT alert_id, state FROM alerts FINAL`,
+    );
+    const key = (a: { alertId?: string; alert_id?: string; state: string }): string =>
+      `${a.alertId ?? a.alert_id}|${a.state}`;
     expect(webhook.received.map(key).sort()).toEqual(stored.map(key).sort());
     for (const a of webhook.received.filter((x) => x.state === 'resolved')) {
       const fired = webhook.received.findIndex((x) => x.alertId === a.alertId && x.state === 'firing');
@@ -167,7 +209,9 @@ describe('every panel, variable, annotation and alert-rule query returns rows', 
     expect(queries.length).toBeGreaterThanOrEqual(25);
   });
 
-  const cases = queries.flatMap((q) => ['chdb', 'clickhouse-server'].map((store) => [store, q.where, q] as const));
+  const cases = queries.flatMap((q) =>
+    ['chdb', 'clickhouse-server'].map((store) => [store, q.where, q] as const),
+  );
   it.each(cases)('%s: %s', async (storeName, _where, q) => {
     const store = stores.stores.find((s) => s.name === storeName)!.store;
     const sql = expandPanelSql(q.sql, {
@@ -198,7 +242,11 @@ function recipes(): { heading: string; sql: string }[] {
   const re = /^## (.*)$|^```sql\n([\s\S]*?)^```$/gm;
   for (let m = re.exec(text); m; m = re.exec(text)) {
     if (m[1] !== undefined) heading = m[1];
-    else out.push({ heading: `${heading} #${out.filter((r) => r.heading.startsWith(heading)).length + 1}`, sql: m[2] });
+    else
+      out.push({
+        heading: `${heading} #${out.filter((r) => r.heading.startsWith(heading)).length + 1}`,
+        sql: m[2],
+      });
   }
   return out;
 }
@@ -212,21 +260,34 @@ describe('docs/sql-recipes.md: every recipe runs and answers', () => {
     expect(headings).toMatch(/changed concept most/);
     expect(headings).toMatch(/runs collapsed/);
   });
-  const cases = list.flatMap((r) => ['chdb', 'clickhouse-server'].map((store) => [store, r.heading, r.sql] as const));
+  const cases = list.flatMap((r) =>
+    ['chdb', 'clickhouse-server'].map((store) => [store, r.heading, r.sql] as const),
+  );
   it.each(cases)('%s: %s', async (storeName, _heading, sql) => {
     const store = stores.stores.find((s) => s.name === storeName)!.store;
-    const rows = await store.query(expandPanelSql(sql, { from: started, to: new Date(), variables: { run: COLLAPSE, layer: 'conv2' } }));
+    const rows = await store.query(
+      expandPanelSql(sql, { from: started, to: new Date(), variables: { run: COLLAPSE, layer: 'conv2' } }),
+    );
     expect(rows.length).toBeGreaterThan(0);
   });
 
   it('answers correctly on the engineered run: conv2 collapsed at the firing step and recovered', async () => {
-    const sql = list.find((r) => r.heading.startsWith('Which runs collapsed') && r.sql.includes('recovered_at_step'))!.sql;
-    const rows = await stores.stores[1].store.query<{ run_id: string; layer: string; collapsed_at_step: number; recovered_at_step: string }>(sql);
+    const sql = list.find(
+      (r) => r.heading.startsWith('Which runs collapsed') && r.sql.includes('recovered_at_step'),
+    )!.sql;
+    const rows = await stores.stores[1].store.query<{
+      run_id: string;
+      layer: string;
+      collapsed_at_step: number;
+      recovered_at_step: string;
+    }>(sql);
     const episode = rows.find((r) => r.run_id === COLLAPSE)!;
     expect(episode.layer).toBe('conv2');
     expect(Number(episode.collapsed_at_step)).toBeGreaterThanOrEqual(COLLAPSE_FROM);
     expect(Number(episode.recovered_at_step)).toBeGreaterThanOrEqual(COLLAPSE_TO);
-    expect(rows.filter((r) => r.run_id === OPEN).every((r) => r.recovered_at_step === 'still collapsed')).toBe(true);
+    expect(
+      rows.filter((r) => r.run_id === OPEN).every((r) => r.recovered_at_step === 'still collapsed'),
+    ).toBe(true);
     expect(rows.some((r) => r.run_id === HEALTHY)).toBe(false);
   });
 });

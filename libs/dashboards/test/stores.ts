@@ -16,8 +16,15 @@ export async function openTestStores(database = 'cm_dash_test'): Promise<TestSto
   const stores: { name: string; store: Store }[] = [];
   let server: ManagedServer | undefined;
   try {
-    stores.push({ name: 'chdb', store: await openStore({ kind: 'chdb', path: join(dir, 'chdb'), database }) });
-    server = await startClickHouse({ dir: join(dir, 'stack'), httpPort: await freePort(), tcpPort: await freePort() });
+    stores.push({
+      name: 'chdb',
+      store: await openStore({ kind: 'chdb', path: join(dir, 'chdb'), database }),
+    });
+    server = await startClickHouse({
+      dir: join(dir, 'stack'),
+      httpPort: await freePort(),
+      tcpPort: await freePort(),
+    });
     stores.push({
       name: 'clickhouse-server',
       store: await openStore({ kind: 'server', url: server.url, user: 'default', password: '', database }),

@@ -57,19 +57,34 @@ export function normalQuantile(p: number): number {
     if (p === 1) return Infinity;
     return NaN;
   }
-  const a = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.38357751867269e2, -3.066479806614716e1, 2.506628277459239];
-  const b = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
-  const c = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+  const a = [
+    -3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.38357751867269e2, -3.066479806614716e1,
+    2.506628277459239,
+  ];
+  const b = [
+    -5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1,
+    -1.328068155288572e1,
+  ];
+  const c = [
+    -7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968,
+    2.938163982698783,
+  ];
   const d = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
   const low = 0.02425;
   if (p < low) {
     const q = Math.sqrt(-2 * Math.log(p));
-    return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+    return (
+      (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+      ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1)
+    );
   }
   if (p > 1 - low) return -normalQuantile(1 - p);
   const q = p - 0.5;
   const r = q * q;
-  return ((((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q) / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
+  return (
+    ((((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q) /
+    (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
+  );
 }
 
 /**
@@ -112,7 +127,12 @@ const MARGIN_FLOOR = 1e-5;
 const thresholdCache = new WeakMap<Float32Array, Map<string, Promise<number>>>();
 const likelihoodCache = new WeakMap<Float32Array, Map<string, Promise<LikelihoodNull>>>();
 
-function cached<T>(caches: WeakMap<Float32Array, Map<string, Promise<T>>>, P: Matrix, key: string, compute: () => Promise<T>): Promise<T> {
+function cached<T>(
+  caches: WeakMap<Float32Array, Map<string, Promise<T>>>,
+  P: Matrix,
+  key: string,
+  compute: () => Promise<T>,
+): Promise<T> {
   let perP = caches.get(P.data);
   if (!perP) {
     perP = new Map();
@@ -128,7 +148,10 @@ function cached<T>(caches: WeakMap<Float32Array, Map<string, Promise<T>>>, P: Ma
 }
 
 function checkQuantile(q: number): void {
-  if (!(q > 0 && q < 1)) throw new CmError('INVALID_ARGUMENT', `calibration quantile must lie in (0, 1), got ${q}`, { context: { quantile: q } });
+  if (!(q > 0 && q < 1))
+    throw new CmError('INVALID_ARGUMENT', `calibration quantile must lie in (0, 1), got ${q}`, {
+      context: { quantile: q },
+    });
 }
 
 /**
@@ -148,7 +171,10 @@ export function likelihoodNullOn(
   const q = opts.quantile ?? 0.99;
   checkQuantile(q);
   const M = opts.nullNeurons ?? DEFAULT_NULL_NEURONS;
-  if (!Number.isInteger(M) || M < 2) throw new CmError('INVALID_ARGUMENT', `nullNeurons must be an integer >= 2, got ${M}`, { context: { nullNeurons: M } });
+  if (!Number.isInteger(M) || M < 2)
+    throw new CmError('INVALID_ARGUMENT', `nullNeurons must be an integer >= 2, got ${M}`, {
+      context: { nullNeurons: M },
+    });
   const P = space.probeScores;
   return cached(likelihoodCache, P, `${paramsKey(r)}|${seed}|${q}|${M}`, async () => {
     const Qnull = nullActivations(P.rows, M, seed);
@@ -201,8 +227,12 @@ export async function calibrateOn(
   opts: CalibrationOptions = {},
 ): Promise<number> {
   const r = resolveParams(method, params);
-  if (!Number.isInteger(width) || width < 1) throw new CmError('INVALID_ARGUMENT', `calibration width must be a positive integer, got ${width}`, { context: { width } });
-  if (usesLikelihoodNull(r.method)) return (await likelihoodNullOn(exec, space, r.method, params, opts)).margin;
+  if (!Number.isInteger(width) || width < 1)
+    throw new CmError('INVALID_ARGUMENT', `calibration width must be a positive integer, got ${width}`, {
+      context: { width },
+    });
+  if (usesLikelihoodNull(r.method))
+    return (await likelihoodNullOn(exec, space, r.method, params, opts)).margin;
   const seed = opts.seed ?? DEFAULT_CALIBRATION_SEED;
   const q = opts.quantile ?? 0.99;
   const samples = opts.samples ?? 1000;
@@ -229,7 +259,8 @@ export async function calibrateOn(
 }
 
 function calibrationExecutor(space: ConceptSpace, neurons: number): Executor {
-  const big = space.probeScores.rows * space.probeScores.cols > 2e7 || neurons * space.probeScores.cols * 100 > 2e7;
+  const big =
+    space.probeScores.rows * space.probeScores.cols > 2e7 || neurons * space.probeScores.cols * 100 > 2e7;
   return big ? defaultExecutor() : inlineExecutor;
 }
 
@@ -260,5 +291,11 @@ export function calibrateLikelihoodNull(
   params?: SimilarityParams,
   opts?: CalibrationOptions,
 ): Promise<LikelihoodNull> {
-  return likelihoodNullOn(calibrationExecutor(space, opts?.nullNeurons ?? DEFAULT_NULL_NEURONS), space, method, params, opts);
+  return likelihoodNullOn(
+    calibrationExecutor(space, opts?.nullNeurons ?? DEFAULT_NULL_NEURONS),
+    space,
+    method,
+    params,
+    opts,
+  );
 }

@@ -1,5 +1,12 @@
 import { CmError } from '@cm/core';
-import type { ConceptSpace, LayerDissection, Matrix, NeuronLabel, SimilarityMethod, SimilarityParams } from './types';
+import type {
+  ConceptSpace,
+  LayerDissection,
+  Matrix,
+  NeuronLabel,
+  SimilarityMethod,
+  SimilarityParams,
+} from './types';
 import type { Executor } from './executor';
 import { inlineExecutor } from './executor';
 import { resolveParams, validateInputs } from './params';
@@ -49,7 +56,11 @@ export function tieTolerance(max: number): number {
  * maximum are ordered by L instead (higher first, then lower index): the reference label
  * argmax_j sim[k, j] except where the top scores tie (saturation).
  */
-export function topConceptsPerNeuron(sim: Matrix, k: number, likelihoodOffset?: ArrayLike<number>): { indices: Int32Array; scores: Float32Array } {
+export function topConceptsPerNeuron(
+  sim: Matrix,
+  k: number,
+  likelihoodOffset?: ArrayLike<number>,
+): { indices: Int32Array; scores: Float32Array } {
   const N = sim.rows;
   const S = sim.cols;
   const kk = Math.min(k, S);
@@ -111,7 +122,12 @@ export function deadNeurons(Q: Matrix): boolean[] {
  * unit concept embeddings; the sum is normalised to unit length so neurons of every layer,
  * checkpoint and run are comparable in one space.
  */
-export function unifiedEmbedding(conceptEmbeddings: Matrix, conceptIndices: ArrayLike<number>, scores: ArrayLike<number>, temperature = 1): Float32Array {
+export function unifiedEmbedding(
+  conceptEmbeddings: Matrix,
+  conceptIndices: ArrayLike<number>,
+  scores: ArrayLike<number>,
+  temperature = 1,
+): Float32Array {
   const d = conceptEmbeddings.cols;
   const k = conceptIndices.length;
   const out = new Float64Array(d);
@@ -144,19 +160,39 @@ export function validateSpace(space: ConceptSpace): void {
     throw new CmError('INVALID_ARGUMENT', 'the concept set is empty', { hint: 'give at least one concept' });
   }
   if (space.concepts.length !== S) {
-    throw new CmError('INVALID_ARGUMENT', `the concept set has ${space.concepts.length} concepts but the probe scores P have ${S} columns`, {
-      context: { concepts: space.concepts.length, pCols: S },
-    });
+    throw new CmError(
+      'INVALID_ARGUMENT',
+      `the concept set has ${space.concepts.length} concepts but the probe scores P have ${S} columns`,
+      {
+        context: { concepts: space.concepts.length, pCols: S },
+      },
+    );
   }
   if (space.categories.length !== S) {
-    throw new CmError('INVALID_ARGUMENT', `the concept set has ${S} concepts but ${space.categories.length} categories`, { context: { categories: space.categories.length, S } });
+    throw new CmError(
+      'INVALID_ARGUMENT',
+      `the concept set has ${S} concepts but ${space.categories.length} categories`,
+      { context: { categories: space.categories.length, S } },
+    );
   }
   if (space.conceptEmbeddings.rows !== S) {
-    throw new CmError('INVALID_ARGUMENT', `concept embeddings have ${space.conceptEmbeddings.rows} rows, expected one per concept (${S})`, { context: { rows: space.conceptEmbeddings.rows, S } });
+    throw new CmError(
+      'INVALID_ARGUMENT',
+      `concept embeddings have ${space.conceptEmbeddings.rows} rows, expected one per concept (${S})`,
+      { context: { rows: space.conceptEmbeddings.rows, S } },
+    );
   }
   const d = space.conceptEmbeddings.cols;
-  if (space.projection.mean.length !== d || space.projection.components.rows !== d || space.projection.components.cols !== 2) {
-    throw new CmError('INVALID_ARGUMENT', `the 2D projection does not match ${d}-dimensional concept embeddings`, { context: { d } });
+  if (
+    space.projection.mean.length !== d ||
+    space.projection.components.rows !== d ||
+    space.projection.components.cols !== 2
+  ) {
+    throw new CmError(
+      'INVALID_ARGUMENT',
+      `the 2D projection does not match ${d}-dimensional concept embeddings`,
+      { context: { d } },
+    );
   }
 }
 
@@ -180,7 +216,10 @@ export function labelsFromSimilarity(
   const lik = opts.likelihood;
   const offset = lik ? Float64Array.from(lik.logp, (v) => lik.lambda * v) : undefined;
   if (opts.likelihoodThresholds && !offset) {
-    throw new CmError('INTERNAL', 'likelihood thresholds need the layer normaliser logp to recover each neuron\'s likelihood');
+    throw new CmError(
+      'INTERNAL',
+      "likelihood thresholds need the layer normaliser logp to recover each neuron's likelihood",
+    );
   }
   const { indices, scores } = topConceptsPerNeuron(sim, opts.topK, offset);
   const kk = Math.min(opts.topK, sim.cols);
@@ -195,9 +234,10 @@ export function labelsFromSimilarity(
     const embedding = unifiedEmbedding(space.conceptEmbeddings, idx, sc, opts.embeddingTemperature);
     const { x, y } = projectTo2d(space, embedding);
     const score = sc[0];
-    const interpretable = opts.likelihoodThresholds && offset
-      ? sim.data[n * sim.cols + idx[0]] + offset[idx[0]] > opts.likelihoodThresholds[idx[0]]
-      : score > opts.threshold;
+    const interpretable =
+      opts.likelihoodThresholds && offset
+        ? sim.data[n * sim.cols + idx[0]] + offset[idx[0]] > opts.likelihoodThresholds[idx[0]]
+        : score > opts.threshold;
     labels.push({
       neuron: n,
       concept: space.concepts[idx[0]],
@@ -218,23 +258,37 @@ export function labelsFromSimilarity(
 }
 
 /** dissectLayer on a given executor (a DissectPool or the calling thread). */
-export async function dissectOn(exec: Executor, space: ConceptSpace, Q: Matrix, opts: DissectOptions = {}): Promise<LayerDissection & { top1: Int32Array }> {
+export async function dissectOn(
+  exec: Executor,
+  space: ConceptSpace,
+  Q: Matrix,
+  opts: DissectOptions = {},
+): Promise<LayerDissection & { top1: Int32Array }> {
   validateSpace(space);
   const method = opts.method ?? 'soft_wpmi';
   const r = resolveParams(method, opts.params);
   validateInputs(r, space.probeScores, Q);
   const topK = opts.topK ?? 5;
-  if (!Number.isInteger(topK) || topK < 1) throw new CmError('INVALID_ARGUMENT', `topK must be a positive integer, got ${topK}`, { context: { topK } });
-  if (opts.previousTop1 && opts.previousTop1.length !== Q.cols) {
-    throw new CmError('INVALID_ARGUMENT', `previousTop1 has ${opts.previousTop1.length} entries but the layer has ${Q.cols} neurons`, {
-      context: { previous: opts.previousTop1.length, neurons: Q.cols },
+  if (!Number.isInteger(topK) || topK < 1)
+    throw new CmError('INVALID_ARGUMENT', `topK must be a positive integer, got ${topK}`, {
+      context: { topK },
     });
+  if (opts.previousTop1 && opts.previousTop1.length !== Q.cols) {
+    throw new CmError(
+      'INVALID_ARGUMENT',
+      `previousTop1 has ${opts.previousTop1.length} entries but the layer has ${Q.cols} neurons`,
+      {
+        context: { previous: opts.previousTop1.length, neurons: Q.cols },
+      },
+    );
   }
   const calibration = { seed: opts.calibrationSeed };
   const [result, threshold, nullL] = await Promise.all([
     similarityDetailedOn(exec, r, space.probeScores, Q),
     opts.threshold ?? calibrateOn(exec, space, Q.cols, method, opts.params, calibration),
-    opts.threshold === undefined && usesLikelihoodNull(r.method) ? likelihoodNullOn(exec, space, r.method, opts.params, calibration) : undefined,
+    opts.threshold === undefined && usesLikelihoodNull(r.method)
+      ? likelihoodNullOn(exec, space, r.method, opts.params, calibration)
+      : undefined,
   ]);
   const dead = deadNeurons(Q);
   const { labels, top1 } = labelsFromSimilarity(result.sim, space, dead, {
@@ -259,7 +313,12 @@ export async function dissectOn(exec: Executor, space: ConceptSpace, Q: Matrix, 
  * place it in the unified concept space and on the bundle's fixed 2D map, and compute the layer's
  * metrics. Big layers run on the default worker pool; use DissectPool.dissect to choose the pool.
  */
-export function dissectLayer(space: ConceptSpace, Q: Matrix, opts: DissectOptions = {}): Promise<LayerDissection & { top1: Int32Array }> {
-  const big = space.probeScores.rows * space.probeScores.cols > 2e7 || Q.cols * space.probeScores.cols * 100 > 2e7;
+export function dissectLayer(
+  space: ConceptSpace,
+  Q: Matrix,
+  opts: DissectOptions = {},
+): Promise<LayerDissection & { top1: Int32Array }> {
+  const big =
+    space.probeScores.rows * space.probeScores.cols > 2e7 || Q.cols * space.probeScores.cols * 100 > 2e7;
   return dissectOn(big ? defaultExecutor() : inlineExecutor, space, Q, opts);
 }

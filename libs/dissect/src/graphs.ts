@@ -9,7 +9,10 @@ import { buildOnnxModel } from './onnx-model';
 export function softmaxGraph(): Uint8Array {
   return buildOnnxModel({
     name: 'scaled_softmax',
-    inputs: [{ name: 'P', shape: ['d', 'S'] }, { name: 'a', shape: [1] }],
+    inputs: [
+      { name: 'P', shape: ['d', 'S'] },
+      { name: 'a', shape: [1] },
+    ],
     outputs: [{ name: 'Sm', shape: ['d', 'S'] }],
     nodes: [
       { op: 'Mul', inputs: ['P', 'a'], outputs: ['aP'] },
@@ -26,7 +29,10 @@ export function softmaxGraph(): Uint8Array {
 export function matmulGraph(): Uint8Array {
   return buildOnnxModel({
     name: 'matmul',
-    inputs: [{ name: 'A', shape: ['N', 'D'] }, { name: 'B', shape: ['D', 's'] }],
+    inputs: [
+      { name: 'A', shape: ['N', 'D'] },
+      { name: 'B', shape: ['D', 's'] },
+    ],
     outputs: [{ name: 'Y', shape: ['N', 's'] }],
     nodes: [{ op: 'MatMul', inputs: ['A', 'B'], outputs: ['Y'] }],
   });

@@ -1,9 +1,28 @@
 export * from './types';
-export { SOFT_WPMI_DEFAULTS, WPMI_DEFAULTS, COS_CUBED_DEFAULTS, RANK_REORDER_DEFAULTS, SIMILARITY_METHODS, resolveParams, validateInputs } from './params';
+export {
+  SOFT_WPMI_DEFAULTS,
+  WPMI_DEFAULTS,
+  COS_CUBED_DEFAULTS,
+  RANK_REORDER_DEFAULTS,
+  SIMILARITY_METHODS,
+  resolveParams,
+  validateInputs,
+} from './params';
 export { computeSimilarity, computeSimilarityOn, allocSharedMatrix, defaultExecutor } from './similarity';
 export { inlineExecutor, type Executor } from './executor';
 export { DissectPool, type DissectPoolOptions } from './pool';
-export { dissectLayer, dissectOn, labelsFromSimilarity, topConceptsPerNeuron, tieTolerance, TIE_TOLERANCE, deadNeurons, unifiedEmbedding, validateSpace, type DissectOptions } from './dissect';
+export {
+  dissectLayer,
+  dissectOn,
+  labelsFromSimilarity,
+  topConceptsPerNeuron,
+  tieTolerance,
+  TIE_TOLERANCE,
+  deadNeurons,
+  unifiedEmbedding,
+  validateSpace,
+  type DissectOptions,
+} from './dissect';
 export {
   calibrateThreshold,
   calibrateOn,
@@ -18,6 +37,14 @@ export {
   type CalibrationOptions,
   type LikelihoodNull,
 } from './calibrate';
-export { layerMetrics, normalisedEntropy, distinctShare, embeddingSpread, conceptSwitches, topLayerConcepts, type MetricsOptions } from './metrics';
+export {
+  layerMetrics,
+  normalisedEntropy,
+  distinctShare,
+  embeddingSpread,
+  conceptSwitches,
+  topLayerConcepts,
+  type MetricsOptions,
+} from './metrics';
 export { fitProjection, projectTo2d, type Projection } from './projection';
 export { poolLayer } from './pooling';

@@ -61,7 +61,10 @@ export function embeddingSpread(embeddings: readonly Float32Array[]): number {
 }
 
 /** Neurons whose top-1 concept changed: per-neuron flags and their count. */
-export function conceptSwitches(top1: Int32Array, previousTop1: Int32Array | undefined): { switched: boolean[]; count: number } {
+export function conceptSwitches(
+  top1: Int32Array,
+  previousTop1: Int32Array | undefined,
+): { switched: boolean[]; count: number } {
   const switched = new Array<boolean>(top1.length).fill(false);
   if (!previousTop1) return { switched, count: 0 };
   let count = 0;
@@ -82,7 +85,8 @@ export function layerMetrics(labels: readonly NeuronLabel[], opts: MetricsOption
   const liveTop1 = Int32Array.from(live, (l) => l.conceptIndex);
   const { count } = conceptSwitches(top1, opts.previousTop1);
   const categoryShares: Record<string, number> = {};
-  for (const l of interpretable) categoryShares[l.category] = (categoryShares[l.category] ?? 0) + 1 / interpretable.length;
+  for (const l of interpretable)
+    categoryShares[l.category] = (categoryShares[l.category] ?? 0) + 1 / interpretable.length;
   return {
     neurons: n,
     interpretableFraction: n ? interpretable.length / n : 0,
@@ -100,7 +104,10 @@ export function layerMetrics(labels: readonly NeuronLabel[], opts: MetricsOption
 }
 
 /** Most common top-1 concepts of live neurons, most frequent first (ties: concept order). */
-export function topLayerConcepts(labels: readonly NeuronLabel[], limit = 10): { concept: string; count: number }[] {
+export function topLayerConcepts(
+  labels: readonly NeuronLabel[],
+  limit = 10,
+): { concept: string; count: number }[] {
   const counts = new Map<number, { concept: string; count: number }>();
   for (const l of labels) {
     if (l.dead) continue;

@@ -30,7 +30,9 @@ const ONNX_SUBSET = {
         },
         Dimension: { fields: { dimValue: { type: 'int64', id: 1 }, dimParam: { type: 'string', id: 2 } } },
         TensorShapeProto: { fields: { dim: { rule: 'repeated', type: 'Dimension', id: 1 } } },
-        TensorTypeProto: { fields: { elemType: { type: 'int32', id: 1 }, shape: { type: 'TensorShapeProto', id: 2 } } },
+        TensorTypeProto: {
+          fields: { elemType: { type: 'int32', id: 1 }, shape: { type: 'TensorShapeProto', id: 2 } },
+        },
         TypeProto: { fields: { tensorType: { type: 'TensorTypeProto', id: 1 } } },
         ValueInfoProto: { fields: { name: { type: 'string', id: 1 }, type: { type: 'TypeProto', id: 2 } } },
         GraphProto: {
@@ -41,7 +43,9 @@ const ONNX_SUBSET = {
             output: { rule: 'repeated', type: 'ValueInfoProto', id: 12 },
           },
         },
-        OperatorSetIdProto: { fields: { domain: { type: 'string', id: 1 }, version: { type: 'int64', id: 2 } } },
+        OperatorSetIdProto: {
+          fields: { domain: { type: 'string', id: 1 }, version: { type: 'int64', id: 2 } },
+        },
         ModelProto: {
           fields: {
             irVersion: { type: 'int64', id: 1 },
@@ -65,7 +69,8 @@ const ATTR_FLOAT = 1;
 const ATTR_INT = 2;
 const ATTR_INTS = 7;
 
-export type OnnxAttribute = { name: string; f: number } | { name: string; i: number } | { name: string; ints: number[] };
+export type OnnxAttribute =
+  { name: string; f: number } | { name: string; i: number } | { name: string; ints: number[] };
 export interface OnnxNode {
   op: string;
   inputs: string[];
@@ -97,7 +102,12 @@ function encodeValue(v: OnnxValue): Record<string, unknown> {
 }
 
 /** Serialise a float32 graph to ONNX bytes (IR version 8, default-domain opset 13). */
-export function buildOnnxModel(graph: { name: string; inputs: OnnxValue[]; outputs: OnnxValue[]; nodes: OnnxNode[] }): Uint8Array {
+export function buildOnnxModel(graph: {
+  name: string;
+  inputs: OnnxValue[];
+  outputs: OnnxValue[];
+  nodes: OnnxNode[];
+}): Uint8Array {
   const message = ModelProto.fromObject({
     irVersion: 8,
     producerName: 'concept-monitor',

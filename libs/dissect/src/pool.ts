@@ -46,7 +46,9 @@ export class DissectPool implements Executor {
   constructor(options: DissectPoolOptions = {}) {
     const n = options.workers ?? availableParallelism();
     if (!Number.isInteger(n) || n < 1 || n > 64) {
-      throw new CmError('INVALID_ARGUMENT', `DissectPool: workers must be an integer in 1..64, got ${n}`, { context: { workers: n } });
+      throw new CmError('INVALID_ARGUMENT', `DissectPool: workers must be an integer in 1..64, got ${n}`, {
+        context: { workers: n },
+      });
     }
     this.size = n;
     this.unrefWhenIdle = options.unrefWhenIdle ?? false;
@@ -62,7 +64,10 @@ export class DissectPool implements Executor {
       slot.busy = undefined;
       if (msg.ok) job.resolve();
       else {
-        const e = new CmError(msg.error.code as CmErrorCode, msg.error.message, { context: msg.error.context, hint: msg.error.hint });
+        const e = new CmError(msg.error.code as CmErrorCode, msg.error.message, {
+          context: msg.error.context,
+          hint: msg.error.hint,
+        });
         if (msg.error.stack) e.stack = msg.error.stack;
         job.reject(e);
       }
@@ -79,7 +84,9 @@ export class DissectPool implements Executor {
   private failSlot(slot: Slot, err: Error): void {
     const job = slot.busy;
     slot.busy = undefined;
-    job?.reject(new CmError('INTERNAL', `dissect worker ${slot.index} failed: ${err.message}`, { cause: err }));
+    job?.reject(
+      new CmError('INTERNAL', `dissect worker ${slot.index} failed: ${err.message}`, { cause: err }),
+    );
     if (this.closed) return;
     void slot.worker.terminate();
     this.slots[slot.index] = this.startSlot(slot.index);
@@ -117,12 +124,22 @@ export class DissectPool implements Executor {
   }
 
   /** dissectLayer on this pool's workers. */
-  dissect(space: ConceptSpace, Q: Matrix, opts?: DissectOptions): Promise<LayerDissection & { top1: Int32Array }> {
+  dissect(
+    space: ConceptSpace,
+    Q: Matrix,
+    opts?: DissectOptions,
+  ): Promise<LayerDissection & { top1: Int32Array }> {
     return dissectOn(this, space, Q, opts);
   }
 
   /** calibrateThreshold on this pool's workers. */
-  calibrate(space: ConceptSpace, width: number, method?: SimilarityMethod, params?: SimilarityParams, opts?: CalibrationOptions): Promise<number> {
+  calibrate(
+    space: ConceptSpace,
+    width: number,
+    method?: SimilarityMethod,
+    params?: SimilarityParams,
+    opts?: CalibrationOptions,
+  ): Promise<number> {
     return calibrateOn(this, space, width, method, params, opts);
   }
 

@@ -9,15 +9,28 @@ export function poolLayer(t: LayerTensor, mode: PoolingMode = 'avg'): Matrix {
   const shape = t.shape;
   const count = shape.reduce((a, n) => a * n, 1);
   if (shape.some((n) => !Number.isInteger(n) || n < 1)) {
-    throw new CmError('INVALID_ARGUMENT', `layer tensor has a bad shape [${shape.join(', ')}]`, { context: { shape } });
+    throw new CmError('INVALID_ARGUMENT', `layer tensor has a bad shape [${shape.join(', ')}]`, {
+      context: { shape },
+    });
   }
   if (t.data.length !== count) {
-    throw new CmError('INVALID_ARGUMENT', `layer tensor of shape [${shape.join(', ')}] needs ${count} values, has ${t.data.length}`, { context: { shape, length: t.data.length } });
+    throw new CmError(
+      'INVALID_ARGUMENT',
+      `layer tensor of shape [${shape.join(', ')}] needs ${count} values, has ${t.data.length}`,
+      { context: { shape, length: t.data.length } },
+    );
   }
-  if (mode !== 'avg' && mode !== 'max') throw new CmError('INVALID_ARGUMENT', `unknown pooling mode ${String(mode)} (avg or max)`, { context: { mode } });
+  if (mode !== 'avg' && mode !== 'max')
+    throw new CmError('INVALID_ARGUMENT', `unknown pooling mode ${String(mode)} (avg or max)`, {
+      context: { mode },
+    });
   if (shape.length === 2) return { rows: shape[0], cols: shape[1], data: t.data };
   if (shape.length !== 4) {
-    throw new CmError('INVALID_ARGUMENT', `layer tensor must be [D, N] (dense) or [D, H, W, C] (conv, NHWC), got [${shape.join(', ')}]`, { context: { shape } });
+    throw new CmError(
+      'INVALID_ARGUMENT',
+      `layer tensor must be [D, N] (dense) or [D, H, W, C] (conv, NHWC), got [${shape.join(', ')}]`,
+      { context: { shape } },
+    );
   }
   const [D, H, W, C] = shape;
   const HW = H * W;
@@ -31,7 +44,8 @@ export function poolLayer(t: LayerTensor, mode: PoolingMode = 'avg'): Matrix {
       for (let c = 0; c < C; c++) out[d * C + c] = acc[c] / HW;
     } else {
       acc.fill(-Infinity);
-      for (let s = 0; s < HW; s++) for (let c = 0; c < C; c++) if (t.data[base + s * C + c] > acc[c]) acc[c] = t.data[base + s * C + c];
+      for (let s = 0; s < HW; s++)
+        for (let c = 0; c < C; c++) if (t.data[base + s * C + c] > acc[c]) acc[c] = t.data[base + s * C + c];
       for (let c = 0; c < C; c++) out[d * C + c] = acc[c];
     }
   }

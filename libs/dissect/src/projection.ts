@@ -78,7 +78,11 @@ export function fitProjection(conceptEmbeddings: Matrix): Projection {
   const d = conceptEmbeddings.cols;
   const X = conceptEmbeddings.data;
   if (S < 1 || d < 1 || X.length !== S * d) {
-    throw new CmError('INVALID_ARGUMENT', `fitProjection: concept embeddings must be a non-empty S x d matrix, got ${S} x ${d} with ${X.length} values`, { context: { S, d } });
+    throw new CmError(
+      'INVALID_ARGUMENT',
+      `fitProjection: concept embeddings must be a non-empty S x d matrix, got ${S} x ${d} with ${X.length} values`,
+      { context: { S, d } },
+    );
   }
   const mean = new Float64Array(d);
   for (let s = 0; s < S; s++) for (let j = 0; j < d; j++) mean[j] += X[s * d + j];
@@ -111,13 +115,20 @@ export function fitProjection(conceptEmbeddings: Matrix): Projection {
 }
 
 /** A unified embedding's place on the bundle's fixed 2D map. */
-export function projectTo2d(space: Pick<ConceptSpace, 'projection'>, embedding: Float32Array): { x: number; y: number } {
+export function projectTo2d(
+  space: Pick<ConceptSpace, 'projection'>,
+  embedding: Float32Array,
+): { x: number; y: number } {
   const { components, mean } = space.projection;
   const d = mean.length;
   if (embedding.length !== d || components.rows !== d || components.cols !== 2) {
-    throw new CmError('INVALID_ARGUMENT', `projectTo2d: embedding has ${embedding.length} dims, projection expects ${d} (components ${components.rows} x ${components.cols})`, {
-      context: { embedding: embedding.length, d },
-    });
+    throw new CmError(
+      'INVALID_ARGUMENT',
+      `projectTo2d: embedding has ${embedding.length} dims, projection expects ${d} (components ${components.rows} x ${components.cols})`,
+      {
+        context: { embedding: embedding.length, d },
+      },
+    );
   }
   let x = 0;
   let y = 0;

@@ -17,7 +17,11 @@ export function toShared(m: Matrix): SharedMatrixRef {
   const hit = sharedCopies.get(m.data);
   if (hit) return hit;
   let buffer: SharedArrayBuffer;
-  if (m.data.buffer instanceof SharedArrayBuffer && m.data.byteOffset === 0 && m.data.buffer.byteLength === m.data.byteLength) {
+  if (
+    m.data.buffer instanceof SharedArrayBuffer &&
+    m.data.byteOffset === 0 &&
+    m.data.buffer.byteLength === m.data.byteLength
+  ) {
     buffer = m.data.buffer;
   } else {
     buffer = new SharedArrayBuffer(m.data.byteLength);
@@ -61,14 +65,35 @@ function softmaxCache(exec: Executor, p: SharedMatrixRef, a: number): Promise<So
     const bytes = smOffset + p.rows * stride * 4;
     const pages = Math.ceil(bytes / 65536);
     if (pages > 65536) {
-      throw new CmError('RESOURCE_EXHAUSTED', `softmax cache of ${p.rows} x ${p.cols} exceeds the 4 GiB WebAssembly memory`, {
-        context: { D: p.rows, S: p.cols },
-        hint: 'use fewer probe images or concepts',
-      });
+      throw new CmError(
+        'RESOURCE_EXHAUSTED',
+        `softmax cache of ${p.rows} x ${p.cols} exceeds the 4 GiB WebAssembly memory`,
+        {
+          context: { D: p.rows, S: p.cols },
+          hint: 'use fewer probe images or concepts',
+        },
+      );
     }
     const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
-    const sm: SoftmaxCacheRef = { id: nextId++, memory, rows: p.rows, cols: p.cols, stride, smOffset, slotBytes, a };
-    await exec.run(splitRange(p.rows, exec.size).map(([rowStart, rowEnd]): Task => ({ kind: 'softmax', p, sm, rowStart, rowEnd })));
+    const sm: SoftmaxCacheRef = {
+      id: nextId++,
+      memory,
+      rows: p.rows,
+      cols: p.cols,
+      stride,
+      smOffset,
+      slotBytes,
+      a,
+    };
+    await exec.run(
+      splitRange(p.rows, exec.size).map(([rowStart, rowEnd]): Task => ({
+        kind: 'softmax',
+        p,
+        sm,
+        rowStart,
+        rowEnd,
+      })),
+    );
     return sm;
   })();
   caches.set(key, created);
@@ -80,7 +105,16 @@ function softmaxCache(exec: Executor, p: SharedMatrixRef, a: number): Promise<So
 /** Top-k image indices per neuron (N x k, int32, largest activation first), computed by the executor. */
 export async function topImages(exec: Executor, q: SharedMatrixRef, k: number): Promise<Int32Array> {
   const out = new SharedArrayBuffer(q.cols * k * 4);
-  await exec.run(splitRange(q.cols, exec.size).map(([colStart, colEnd]): Task => ({ kind: 'topk', q, k, colStart, colEnd, out })));
+  await exec.run(
+    splitRange(q.cols, exec.size).map(([colStart, colEnd]): Task => ({
+      kind: 'topk',
+      q,
+      k,
+      colStart,
+      colEnd,
+      out,
+    })),
+  );
   return new Int32Array(out);
 }
 
@@ -107,7 +141,12 @@ export async function similarityOn(exec: Executor, r: ResolvedParams, P: Matrix,
 }
 
 /** Same, with the (soft_)wpmi normaliser logp (see SimilarityResult). */
-export async function similarityDetailedOn(exec: Executor, r: ResolvedParams, P: Matrix, Q: Matrix): Promise<SimilarityResult> {
+export async function similarityDetailedOn(
+  exec: Executor,
+  r: ResolvedParams,
+  P: Matrix,
+  Q: Matrix,
+): Promise<SimilarityResult> {
   const p = toShared(P);
   const q = toShared(Q);
   const N = Q.cols;
@@ -143,13 +182,35 @@ export async function similarityDetailedOn(exec: Executor, r: ResolvedParams, P:
     case 'cos_cubed': {
       const cubed = r.method === 'cos_cubed';
       const minNorm = r.method === 'cos_cubed' ? r.params.minNorm : 0;
-      await exec.run(splitRange(S, exec.size, 8).map(([colStart, colEnd]): Task => ({ kind: 'cosine', cubed, minNorm, p, q, colStart, colEnd, out })));
+      await exec.run(
+        splitRange(S, exec.size, 8).map(([colStart, colEnd]): Task => ({
+          kind: 'cosine',
+          cubed,
+          minNorm,
+          p,
+          q,
+          colStart,
+          colEnd,
+          out,
+        })),
+      );
       break;
     }
     case 'rank_reorder': {
       const { p: power, topFraction, scaleP, seed } = r.params;
       await exec.run(
-        splitRange(N, exec.size).map(([colStart, colEnd]): Task => ({ kind: 'rank_reorder', p, q, power, topFraction, scaleP, seed, colStart, colEnd, out })),
+        splitRange(N, exec.size).map(([colStart, colEnd]): Task => ({
+          kind: 'rank_reorder',
+          p,
+          q,
+          power,
+          topFraction,
+          scaleP,
+          seed,
+          colStart,
+          colEnd,
+          out,
+        })),
       );
       break;
     }
@@ -192,7 +253,12 @@ export function defaultExecutor(): Executor {
  * Q (D x N, images x neurons), float32 row-major; returns N x S. Reference defaults (method.md)
  * unless `params` overrides them. Big inputs run on the default worker pool (all cores).
  */
-export async function computeSimilarity(method: SimilarityMethod, P: Matrix, Q: Matrix, params?: SimilarityParams): Promise<Matrix> {
+export async function computeSimilarity(
+  method: SimilarityMethod,
+  P: Matrix,
+  Q: Matrix,
+  params?: SimilarityParams,
+): Promise<Matrix> {
   const r = resolveParams(method, params);
   validateInputs(r, P, Q);
   const exec = workOf(r, P, Q) > INLINE_WORK_LIMIT ? defaultExecutor() : inlineExecutor;
@@ -200,7 +266,13 @@ export async function computeSimilarity(method: SimilarityMethod, P: Matrix, Q: 
 }
 
 /** Same, on a given executor (a DissectPool, or inlineExecutor to stay in this thread). */
-export async function computeSimilarityOn(exec: Executor, method: SimilarityMethod, P: Matrix, Q: Matrix, params?: SimilarityParams): Promise<Matrix> {
+export async function computeSimilarityOn(
+  exec: Executor,
+  method: SimilarityMethod,
+  P: Matrix,
+  Q: Matrix,
+  params?: SimilarityParams,
+): Promise<Matrix> {
   const r = resolveParams(method, params);
   validateInputs(r, P, Q);
   return similarityOn(exec, r, P, Q);

@@ -52,7 +52,16 @@ export type Task =
       /** S float64: logp[j] = logsumexp_k L[k, j] - log N, so that L = sim + lambda * logp can be recovered. */
       logp: SharedArrayBuffer;
     }
-  | { kind: 'cosine'; cubed: boolean; minNorm: number; p: SharedMatrixRef; q: SharedMatrixRef; colStart: number; colEnd: number; out: SharedArrayBuffer }
+  | {
+      kind: 'cosine';
+      cubed: boolean;
+      minNorm: number;
+      p: SharedMatrixRef;
+      q: SharedMatrixRef;
+      colStart: number;
+      colEnd: number;
+      out: SharedArrayBuffer;
+    }
   | {
       kind: 'rank_reorder';
       p: SharedMatrixRef;
@@ -87,7 +96,11 @@ function session(name: string, build: () => Uint8Array): Promise<ort.InferenceSe
   let s = sessions.get(name);
   if (!s) {
     // One ORT thread per task: the pool already runs one task per core.
-    s = ort.InferenceSession.create(build(), { intraOpNumThreads: 1, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+    s = ort.InferenceSession.create(build(), {
+      intraOpNumThreads: 1,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: 'all',
+    });
     sessions.set(name, s);
   }
   return s;
@@ -209,7 +222,12 @@ function kthLargest(values: Float32Array, k: number, scratch: Float32Array): num
  * Put the indices of the k largest values, in descending order (ties: lower index first), in
  * order[0..k). Quickselect finds the k-th value, one pass collects the winners, and only those k are sorted.
  */
-export function selectTopK(values: Float32Array, order: Int32Array, k: number, scratch = new Float32Array(values.length)): void {
+export function selectTopK(
+  values: Float32Array,
+  order: Int32Array,
+  k: number,
+  scratch = new Float32Array(values.length),
+): void {
   const D = values.length;
   const kth = kthLargest(values, k, scratch);
   let n = 0;
@@ -250,8 +268,10 @@ async function likelihoodTask(t: Extract<Task, { kind: 'likelihood' }>, slot: nu
     minC = Math.min(minC, Math.fround(t.c[r]));
   }
   // Each factor is >= c_r (Sm >= 0) and <= 1 + min_prob, so products only risk underflow.
-  const chunk = minC > 0 && minC < 1 ? Math.max(1, Math.min(K, Math.floor(Math.log(CHUNK_FLOOR) / Math.log(minC)))) : K;
-  const segment = minC > 0 && minC < 1 ? Math.max(1, Math.min(K, Math.floor(Math.log(SEGMENT_FLOOR) / Math.log(minC)))) : K;
+  const chunk =
+    minC > 0 && minC < 1 ? Math.max(1, Math.min(K, Math.floor(Math.log(CHUNK_FLOOR) / Math.log(minC)))) : K;
+  const segment =
+    minC > 0 && minC < 1 ? Math.max(1, Math.min(K, Math.floor(Math.log(SEGMENT_FLOOR) / Math.log(minC)))) : K;
   const idx = new Int32Array(t.idx);
   const out = new Float32Array(t.out);
   const logpOut = new Float64Array(t.logp);
@@ -269,7 +289,18 @@ async function likelihoodTask(t: Extract<Task, { kind: 'likelihood' }>, slot: nu
       const Lk = k * B;
       for (let r0 = 0; r0 < K; r0 += segment) {
         // exp(L[k, j]) is the product itself: with one segment the kernel sums it into `total`, and logsumexp needs no exp
-        kernel(smAddr, groups, offsAddr, cpAddr, r0, Math.min(K, r0 + segment), chunk, qAddr, outAddr, singleSegment ? totAddr : 0);
+        kernel(
+          smAddr,
+          groups,
+          offsAddr,
+          cpAddr,
+          r0,
+          Math.min(K, r0 + segment),
+          chunk,
+          qAddr,
+          outAddr,
+          singleSegment ? totAddr : 0,
+        );
         if (r0 === 0) L.set(logs.subarray(0, width), Lk);
         else for (let j = 0; j < width; j++) L[Lk + j] += logs[j];
       }
@@ -360,7 +391,15 @@ async function cosineTask(t: Extract<Task, { kind: 'cosine' }>, engine: DenseEng
 }
 
 /** Columns of X (rows x cols, row-major) transformed as cos / cos_cubed prescribe, as float64 column vectors. */
-function normalisedColumnsLoops(X: Float32Array, rows: number, cols: number, c0: number, c1: number, cubed: boolean, minNorm: number): Float64Array[] {
+function normalisedColumnsLoops(
+  X: Float32Array,
+  rows: number,
+  cols: number,
+  c0: number,
+  c1: number,
+  cubed: boolean,
+  minNorm: number,
+): Float64Array[] {
   const out: Float64Array[] = [];
   for (let c = c0; c < c1; c++) {
     const v = new Float64Array(rows);
@@ -387,7 +426,15 @@ function cosineLoops(t: Extract<Task, { kind: 'cosine' }>): void {
   const D = p.rows;
   const S = p.cols;
   const N = q.cols;
-  const Pn = normalisedColumnsLoops(new Float32Array(p.buffer), D, S, t.colStart, t.colEnd, t.cubed, t.minNorm);
+  const Pn = normalisedColumnsLoops(
+    new Float32Array(p.buffer),
+    D,
+    S,
+    t.colStart,
+    t.colEnd,
+    t.cubed,
+    t.minNorm,
+  );
   const Qn = normalisedColumnsLoops(new Float32Array(q.buffer), D, N, 0, N, t.cubed, t.minNorm);
   const out = new Float32Array(t.out);
   for (let k = 0; k < N; k++) {

@@ -12,10 +12,29 @@ export interface Matrix {
 
 export type SimilarityMethod = 'soft_wpmi' | 'wpmi' | 'cos' | 'cos_cubed' | 'rank_reorder';
 
-export interface SoftWpmiParams { topK: number; a: number; lambda: number; minProb: number; pStart: number; pEnd: number }
-export interface WpmiParams { topK: number; a: number; lambda: number; minProb: number }
-export interface CosCubedParams { minNorm: number }
-export interface RankReorderParams { p: number; topFraction: number; scaleP: number; seed: number }
+export interface SoftWpmiParams {
+  topK: number;
+  a: number;
+  lambda: number;
+  minProb: number;
+  pStart: number;
+  pEnd: number;
+}
+export interface WpmiParams {
+  topK: number;
+  a: number;
+  lambda: number;
+  minProb: number;
+}
+export interface CosCubedParams {
+  minNorm: number;
+}
+export interface RankReorderParams {
+  p: number;
+  topFraction: number;
+  scaleP: number;
+  seed: number;
+}
 
 export type SimilarityParams = Partial<SoftWpmiParams & WpmiParams & CosCubedParams & RankReorderParams>;
 

@@ -27,7 +27,11 @@ async function compileKernel(): Promise<WebAssembly.Module> {
   // wabt ships an emscripten factory without types for the default export's call signature
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const init = require('wabt') as () => Promise<{
-    parseWat(name: string, text: string, features: Record<string, boolean>): { toBinary(o: object): { buffer: Uint8Array }; destroy(): void };
+    parseWat(
+      name: string,
+      text: string,
+      features: Record<string, boolean>,
+    ): { toBinary(o: object): { buffer: Uint8Array }; destroy(): void };
   }>;
   const wabt = await init();
   const source = readFileSync(join(__dirname, 'likelihood.wat'), 'utf8');
@@ -43,7 +47,11 @@ async function compileKernel(): Promise<WebAssembly.Module> {
 export function likelihoodModule(): Promise<WebAssembly.Module> {
   compiled ??= compileKernel().catch((e: unknown) => {
     compiled = undefined;
-    throw new CmError('INTERNAL', `cannot assemble the WebAssembly likelihood kernel: ${(e as Error).message}`, { cause: e });
+    throw new CmError(
+      'INTERNAL',
+      `cannot assemble the WebAssembly likelihood kernel: ${(e as Error).message}`,
+      { cause: e },
+    );
   });
   return compiled;
 }

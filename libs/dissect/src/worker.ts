@@ -10,7 +10,17 @@ export interface TaskMessage {
 }
 export type ResultMessage =
   | { id: number; ok: true }
-  | { id: number; ok: false; error: { code: string; message: string; context: Record<string, unknown>; hint?: string; stack?: string } };
+  | {
+      id: number;
+      ok: false;
+      error: {
+        code: string;
+        message: string;
+        context: Record<string, unknown>;
+        hint?: string;
+        stack?: string;
+      };
+    };
 
 const port = parentPort;
 if (port) {

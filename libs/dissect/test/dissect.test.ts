@@ -1,4 +1,17 @@
-import { calibrateLikelihoodNull, calibrateThreshold, deadNeurons, normalQuantile, dissectLayer, fitProjection, nullActivations, poolLayer, projectTo2d, unifiedEmbedding, type ConceptSpace, type Matrix } from '../src';
+import {
+  calibrateLikelihoodNull,
+  calibrateThreshold,
+  deadNeurons,
+  normalQuantile,
+  dissectLayer,
+  fitProjection,
+  nullActivations,
+  poolLayer,
+  projectTo2d,
+  unifiedEmbedding,
+  type ConceptSpace,
+  type Matrix,
+} from '../src';
 import { loadReference, uniform } from './helpers';
 
 const ref = loadReference();
@@ -34,7 +47,9 @@ describe('dissectLayer', () => {
     expect(hits.length).toBeGreaterThanOrEqual(ref.planted.length - 1);
     // D = 400 and top_k = 100 make a weak plant: about half of the planted neurons clear the 99% null quantile
     expect(hits.filter((l) => l.interpretable).length).toBeGreaterThanOrEqual(hits.length * 0.4);
-    expect(labels.filter((l) => l.interpretable).every((l) => l.conceptIndex === ref.planted[l.neuron])).toBe(true);
+    expect(labels.filter((l) => l.interpretable).every((l) => l.conceptIndex === ref.planted[l.neuron])).toBe(
+      true,
+    );
     expect(Array.from(top1)).toEqual(labels.map((l) => l.conceptIndex));
     for (const l of labels) {
       expect(l.topConcepts).toHaveLength(5);
@@ -80,7 +95,8 @@ describe('dissectLayer', () => {
     expect(await calibrateLikelihoodNull(sp)).toBe(nullL);
     expect(a).toBe(nullL.margin);
     expect(nullL.z).toBeCloseTo(normalQuantile(1 - 0.01 / S), 12);
-    for (let j = 0; j < S; j++) expect(nullL.thresholds[j] - nullL.mean[j]).toBeGreaterThanOrEqual(nullL.z * nullL.sd[j]);
+    for (let j = 0; j < S; j++)
+      expect(nullL.thresholds[j] - nullL.mean[j]).toBeGreaterThanOrEqual(nullL.z * nullL.sd[j]);
   });
 
   it('counts switches against the previous checkpoint and flags dead neurons', async () => {
@@ -100,8 +116,12 @@ describe('dissectLayer', () => {
   it('rejects an empty concept set and mismatched spaces', async () => {
     const empty: ConceptSpace = { ...sp, concepts: [], categories: [] };
     await expect(dissectLayer(empty, ref.Q)).rejects.toThrow(/concept set is empty/);
-    await expect(dissectLayer({ ...sp, concepts: sp.concepts.slice(1) }, ref.Q)).rejects.toThrow(/47 concepts but the probe scores P have 48 columns/);
-    await expect(dissectLayer(sp, ref.Q, { previousTop1: new Int32Array(3) })).rejects.toThrow(/previousTop1 has 3 entries/);
+    await expect(dissectLayer({ ...sp, concepts: sp.concepts.slice(1) }, ref.Q)).rejects.toThrow(
+      /47 concepts but the probe scores P have 48 columns/,
+    );
+    await expect(dissectLayer(sp, ref.Q, { previousTop1: new Int32Array(3) })).rejects.toThrow(
+      /previousTop1 has 3 entries/,
+    );
   });
 });
 
@@ -114,7 +134,10 @@ describe('helpers', () => {
   });
 
   it('deadNeurons finds constant columns', () => {
-    expect(deadNeurons({ rows: 3, cols: 2, data: Float32Array.from([1, 5, 2, 5, 3, 5]) })).toEqual([false, true]);
+    expect(deadNeurons({ rows: 3, cols: 2, data: Float32Array.from([1, 5, 2, 5, 3, 5]) })).toEqual([
+      false,
+      true,
+    ]);
   });
 
   it('fitProjection finds the principal axes with a fixed sign, deterministically', () => {
@@ -138,7 +161,11 @@ describe('helpers', () => {
     expect(Array.from(poolLayer(t, 'max').data)).toEqual([3, 20]);
     const dense = poolLayer({ shape: [2, 3], data: new Float32Array(6) }, 'avg');
     expect([dense.rows, dense.cols]).toEqual([2, 3]);
-    expect(() => poolLayer({ shape: [2, 3, 4], data: new Float32Array(24) }, 'avg')).toThrow(/\[D, N\] \(dense\) or \[D, H, W, C\]/);
-    expect(() => poolLayer({ shape: [2, 3], data: new Float32Array(5) }, 'avg')).toThrow(/needs 6 values, has 5/);
+    expect(() => poolLayer({ shape: [2, 3, 4], data: new Float32Array(24) }, 'avg')).toThrow(
+      /\[D, N\] \(dense\) or \[D, H, W, C\]/,
+    );
+    expect(() => poolLayer({ shape: [2, 3], data: new Float32Array(5) }, 'avg')).toThrow(
+      /needs 6 values, has 5/,
+    );
   });
 });

@@ -14,7 +14,10 @@ export interface ReferenceCase {
 }
 
 export function loadReference(): ReferenceCase {
-  const meta = JSON.parse(readFileSync(join(VECTORS, 'meta.json'), 'utf8')) as { planted_preference: number[]; methods: Record<string, Record<string, number>> };
+  const meta = JSON.parse(readFileSync(join(VECTORS, 'meta.json'), 'utf8')) as {
+    planted_preference: number[];
+    methods: Record<string, Record<string, number>>;
+  };
   return {
     P: readFloatMatrix(join(VECTORS, 'clip_feats.npy'), 'P'),
     Q: readFloatMatrix(join(VECTORS, 'target_feats.npy'), 'Q'),

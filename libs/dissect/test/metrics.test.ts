@@ -1,4 +1,12 @@
-import { conceptSwitches, distinctShare, embeddingSpread, layerMetrics, normalisedEntropy, topLayerConcepts, type NeuronLabel } from '../src';
+import {
+  conceptSwitches,
+  distinctShare,
+  embeddingSpread,
+  layerMetrics,
+  normalisedEntropy,
+  topLayerConcepts,
+  type NeuronLabel,
+} from '../src';
 
 /** A hand-made label: concept j has the unit embedding e_j in 4 dimensions. */
 function label(neuron: number, conceptIndex: number, opts: Partial<NeuronLabel> = {}): NeuronLabel {
@@ -46,22 +54,37 @@ describe('layer metrics on hand-made layers', () => {
     const top1 = [0, 0, 0, 1];
     expect(distinctShare(top1, 10)).toBeCloseTo(1 / 3, 12);
     const p = [0.75, 0.25];
-    expect(normalisedEntropy(top1, 10)).toBeCloseTo(-(p[0] * Math.log(p[0]) + p[1] * Math.log(p[1])) / Math.log(4), 12);
+    expect(normalisedEntropy(top1, 10)).toBeCloseTo(
+      -(p[0] * Math.log(p[0]) + p[1] * Math.log(p[1])) / Math.log(4),
+      12,
+    );
   });
 
   it('a neuron that changes concept counts as a switch; unknown previous labels (-1) do not', () => {
-    const { switched, count } = conceptSwitches(Int32Array.from([1, 2, 3, 4]), Int32Array.from([1, 5, -1, 4]));
+    const { switched, count } = conceptSwitches(
+      Int32Array.from([1, 2, 3, 4]),
+      Int32Array.from([1, 5, -1, 4]),
+    );
     expect(switched).toEqual([false, true, false, false]);
     expect(count).toBe(1);
     const labels = [1, 2, 3, 4].map((c, n) => label(n, c));
-    const m = layerMetrics(labels, { conceptCount: 8, threshold: 0, previousTop1: Int32Array.from([1, 5, -1, 4]) });
+    const m = layerMetrics(labels, {
+      conceptCount: 8,
+      threshold: 0,
+      previousTop1: Int32Array.from([1, 5, -1, 4]),
+    });
     expect(m.switches).toBe(1);
     expect(m.switchFraction).toBe(0.25);
     expect(layerMetrics(labels, { conceptCount: 8, threshold: 0 }).switches).toBe(0);
   });
 
   it('dead neurons count as not interpretable and stay out of label statistics', () => {
-    const labels = [label(0, 1), label(1, 1), label(2, 3, { dead: true, interpretable: false, score: 99 }), label(3, 1, { interpretable: false, score: 0 })];
+    const labels = [
+      label(0, 1),
+      label(1, 1),
+      label(2, 3, { dead: true, interpretable: false, score: 99 }),
+      label(3, 1, { interpretable: false, score: 0 }),
+    ];
     const m = layerMetrics(labels, { conceptCount: 4, threshold: 0.5 });
     expect(m.deadFraction).toBe(0.25);
     expect(m.interpretableFraction).toBe(0.5);

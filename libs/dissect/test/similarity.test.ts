@@ -1,4 +1,13 @@
-import { computeSimilarity, computeSimilarityOn, DissectPool, inlineExecutor, SOFT_WPMI_DEFAULTS, WPMI_DEFAULTS, type Matrix, type SimilarityMethod } from '../src';
+import {
+  computeSimilarity,
+  computeSimilarityOn,
+  DissectPool,
+  inlineExecutor,
+  SOFT_WPMI_DEFAULTS,
+  WPMI_DEFAULTS,
+  type Matrix,
+  type SimilarityMethod,
+} from '../src';
 import { argmaxRows, loadReference, maxAbsDiff, uniform } from './helpers';
 
 /**
@@ -16,7 +25,11 @@ const EPS32 = 2 ** -23;
 const TOLERANCE: Record<Exclude<SimilarityMethod, 'rank_reorder'>, number> = {
   cos: 16 * EPS32,
   cos_cubed: 32 * EPS32,
-  soft_wpmi: 2 * EPS32 * SOFT_WPMI_DEFAULTS.topK * Math.abs(Math.log(1 - SOFT_WPMI_DEFAULTS.pStart + SOFT_WPMI_DEFAULTS.minProb)),
+  soft_wpmi:
+    2 *
+    EPS32 *
+    SOFT_WPMI_DEFAULTS.topK *
+    Math.abs(Math.log(1 - SOFT_WPMI_DEFAULTS.pStart + SOFT_WPMI_DEFAULTS.minProb)),
   wpmi: 2 * EPS32 * WPMI_DEFAULTS.topK * Math.abs(Math.log(WPMI_DEFAULTS.minProb)),
 };
 
@@ -27,35 +40,38 @@ beforeAll(() => {
 });
 afterAll(() => pool.close());
 
-describe.each(['soft_wpmi', 'wpmi', 'cos', 'cos_cubed'] as const)('%s reproduces the CLIP-Dissect reference vectors', (method) => {
-  const expected = ref.expected(method);
+describe.each(['soft_wpmi', 'wpmi', 'cos', 'cos_cubed'] as const)(
+  '%s reproduces the CLIP-Dissect reference vectors',
+  (method) => {
+    const expected = ref.expected(method);
 
-  it('in the calling thread, to float32 precision', async () => {
-    const sim = await computeSimilarityOn(inlineExecutor, method, ref.P, ref.Q);
-    expect([sim.rows, sim.cols]).toEqual([expected.rows, expected.cols]);
-    expect(maxAbsDiff(sim, expected)).toBeLessThanOrEqual(TOLERANCE[method]);
-    expect(argmaxRows(sim)).toEqual(argmaxRows(expected));
-  });
+    it('in the calling thread, to float32 precision', async () => {
+      const sim = await computeSimilarityOn(inlineExecutor, method, ref.P, ref.Q);
+      expect([sim.rows, sim.cols]).toEqual([expected.rows, expected.cols]);
+      expect(maxAbsDiff(sim, expected)).toBeLessThanOrEqual(TOLERANCE[method]);
+      expect(argmaxRows(sim)).toEqual(argmaxRows(expected));
+    });
 
-  it('on a worker pool, with the same result', async () => {
-    const sim = await pool.similarity(method, ref.P, ref.Q);
-    expect(maxAbsDiff(sim, expected)).toBeLessThanOrEqual(TOLERANCE[method]);
-  });
+    it('on a worker pool, with the same result', async () => {
+      const sim = await pool.similarity(method, ref.P, ref.Q);
+      expect(maxAbsDiff(sim, expected)).toBeLessThanOrEqual(TOLERANCE[method]);
+    });
 
-  it('recovers the planted preferences as labels (where the reference does) and keeps them in the top 5', async () => {
-    const sim = await computeSimilarity(method, ref.P, ref.Q);
-    const ours = argmaxRows(sim);
-    const theirs = argmaxRows(expected);
-    const recovered = ref.planted.filter((c, n) => ours[n] === c).length;
-    expect(recovered).toBe(ref.planted.filter((c, n) => theirs[n] === c).length);
-    expect(recovered).toBeGreaterThanOrEqual(ref.planted.length - 1);
-    for (let n = 0; n < sim.rows; n++) {
-      const row = Array.from(sim.data.subarray(n * sim.cols, (n + 1) * sim.cols));
-      const rank = row.filter((v) => v > row[ref.planted[n]]).length;
-      expect(rank).toBeLessThan(5);
-    }
-  });
-});
+    it('recovers the planted preferences as labels (where the reference does) and keeps them in the top 5', async () => {
+      const sim = await computeSimilarity(method, ref.P, ref.Q);
+      const ours = argmaxRows(sim);
+      const theirs = argmaxRows(expected);
+      const recovered = ref.planted.filter((c, n) => ours[n] === c).length;
+      expect(recovered).toBe(ref.planted.filter((c, n) => theirs[n] === c).length);
+      expect(recovered).toBeGreaterThanOrEqual(ref.planted.length - 1);
+      for (let n = 0; n < sim.rows; n++) {
+        const row = Array.from(sim.data.subarray(n * sim.cols, (n + 1) * sim.cols));
+        const rank = row.filter((v) => v > row[ref.planted[n]]).length;
+        expect(rank).toBeLessThan(5);
+      }
+    });
+  },
+);
 
 it('parameters are overridable (a different a changes soft_wpmi)', async () => {
   const base = await computeSimilarity('soft_wpmi', ref.P, ref.Q);
@@ -74,7 +90,9 @@ it('soft_wpmi with a top_k whose product would underflow float64 still matches a
   const sim = await computeSimilarityOn(inlineExecutor, 'soft_wpmi', P, Q, { topK });
   const { a, pStart, pEnd, minProb } = SOFT_WPMI_DEFAULTS;
   const L = Array.from({ length: N }, (_, k) => {
-    const order = Array.from({ length: D }, (_, i) => i).sort((x, y) => Q.data[y * N + k] - Q.data[x * N + k] || x - y);
+    const order = Array.from({ length: D }, (_, i) => i).sort(
+      (x, y) => Q.data[y * N + k] - Q.data[x * N + k] || x - y,
+    );
     return Array.from({ length: S }, (_, j) => {
       let s = 0;
       for (let r = 0; r < topK; r++) {
@@ -112,7 +130,8 @@ describe('rank_reorder (no reference vector: properties of the port)', () => {
     expect(maxAbsDiff(a, b)).toBeGreaterThan(0);
     for (let n = 0; n < a.rows; n++) {
       const ratio = a.data[n * a.cols] / b.data[n * b.cols];
-      for (let j = 0; j < a.cols; j++) expect(a.data[n * a.cols + j] / b.data[n * b.cols + j]).toBeCloseTo(ratio, 4);
+      for (let j = 0; j < a.cols; j++)
+        expect(a.data[n * a.cols + j] / b.data[n * b.cols + j]).toBeCloseTo(ratio, 4);
     }
     expect(argmaxRows(a)).toEqual(argmaxRows(b));
   });
@@ -126,7 +145,9 @@ describe('rank_reorder (no reference vector: properties of the port)', () => {
     const sim = await computeSimilarity('rank_reorder', P, Q);
     expect(sim.data[4]).toBeCloseTo(0, 6);
     expect(argmaxRows(sim)).toEqual([4]);
-    const recovered = argmaxRows(await computeSimilarity('rank_reorder', ref.P, ref.Q)).filter((c, n) => c === ref.planted[n]).length;
+    const recovered = argmaxRows(await computeSimilarity('rank_reorder', ref.P, ref.Q)).filter(
+      (c, n) => c === ref.planted[n],
+    ).length;
     expect(recovered).toBeGreaterThanOrEqual(ref.planted.length - 1);
   });
 });
@@ -135,28 +156,49 @@ describe('bad input gets a clear CmError naming the problem', () => {
   const P: Matrix = { rows: 10, cols: 4, data: uniform(40, 1) };
   const Q: Matrix = { rows: 10, cols: 3, data: uniform(30, 2) };
   it('mismatched image counts', async () => {
-    await expect(computeSimilarity('cos', P, { rows: 9, cols: 3, data: uniform(27, 3) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/10 images .* activations have 9/) });
+    await expect(
+      computeSimilarity('cos', P, { rows: 9, cols: 3, data: uniform(27, 3) }),
+    ).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/10 images .* activations have 9/),
+    });
   });
   it('data length not matching the declared shape', async () => {
-    await expect(computeSimilarity('cos', P, { rows: 10, cols: 3, data: uniform(20, 3) })).rejects.toThrow(/declared 10 x 3 but holds 20/);
+    await expect(computeSimilarity('cos', P, { rows: 10, cols: 3, data: uniform(20, 3) })).rejects.toThrow(
+      /declared 10 x 3 but holds 20/,
+    );
   });
   it('NaN and Inf, with their position', async () => {
     const bad = Float32Array.from(Q.data);
     bad[7] = NaN;
-    await expect(computeSimilarity('cos', P, { ...Q, data: bad })).rejects.toThrow(/activations Q has a non-finite value \(NaN\) at row 2, column 1/);
+    await expect(computeSimilarity('cos', P, { ...Q, data: bad })).rejects.toThrow(
+      /activations Q has a non-finite value \(NaN\) at row 2, column 1/,
+    );
     const inf = Float32Array.from(P.data);
     inf[5] = Infinity;
-    await expect(computeSimilarity('wpmi', { ...P, data: inf }, Q, { topK: 2 })).rejects.toThrow(/probe scores P has a non-finite value \(Infinity\)/);
+    await expect(computeSimilarity('wpmi', { ...P, data: inf }, Q, { topK: 2 })).rejects.toThrow(
+      /probe scores P has a non-finite value \(Infinity\)/,
+    );
   });
   it('D smaller than top_k', async () => {
-    await expect(computeSimilarity('soft_wpmi', P, Q)).rejects.toThrow(/top_k \(100\) exceeds the number of probe images D \(10\)/);
+    await expect(computeSimilarity('soft_wpmi', P, Q)).rejects.toThrow(
+      /top_k \(100\) exceeds the number of probe images D \(10\)/,
+    );
   });
   it('unknown method and bad parameters', async () => {
-    await expect(computeSimilarity('nope' as SimilarityMethod, P, Q)).rejects.toThrow(/unknown similarity method nope/);
-    await expect(computeSimilarity('wpmi', P, Q, { topK: 0 })).rejects.toThrow(/top_k must be a positive integer/);
-    await expect(computeSimilarity('cos_cubed', P, Q, { minNorm: -1 })).rejects.toThrow(/min_norm must be > 0/);
+    await expect(computeSimilarity('nope' as SimilarityMethod, P, Q)).rejects.toThrow(
+      /unknown similarity method nope/,
+    );
+    await expect(computeSimilarity('wpmi', P, Q, { topK: 0 })).rejects.toThrow(
+      /top_k must be a positive integer/,
+    );
+    await expect(computeSimilarity('cos_cubed', P, Q, { minNorm: -1 })).rejects.toThrow(
+      /min_norm must be > 0/,
+    );
   });
   it('empty matrices', async () => {
-    await expect(computeSimilarity('cos', { rows: 10, cols: 0, data: new Float32Array(0) }, Q)).rejects.toThrow(/at least one row and one column/);
+    await expect(
+      computeSimilarity('cos', { rows: 10, cols: 0, data: new Float32Array(0) }, Q),
+    ).rejects.toThrow(/at least one row and one column/);
   });
 });

@@ -32,7 +32,13 @@ import type {
   RunSpec,
 } from '@cm/contracts';
 import { CollapseDetector, rulesFromConfig, type CollapseRulesConfig } from '@cm/alerts';
-import { poolLayer, type ConceptSpace, type DissectOptions, type LayerDissection, type Matrix } from '@cm/dissect';
+import {
+  poolLayer,
+  type ConceptSpace,
+  type DissectOptions,
+  type LayerDissection,
+  type Matrix,
+} from '@cm/dissect';
 import { checkpointRecord, checkpointResult, labelRow, labelsRecords, snapshotRecord } from './records';
 import { sameRunSpec, validateCheckpoint, validateRunSpec } from './validate';
 import { DEFAULT_RUN_IDLE_MS, MemoryRunStateStore, type RunStateStore } from './run-state';
@@ -48,14 +54,18 @@ export interface BundleSource {
   get(id: string): EngineBundle | Promise<EngineBundle>;
 }
 
-
 export type LayerResult = LayerDissection & { top1: Int32Array };
 
 /** DissectPool from @cm/dissect (worker threads) or `inlineDissector` (dissectLayer in this thread). */
 export interface LayerDissector {
   dissect(space: ConceptSpace, activations: Matrix, opts: DissectOptions): Promise<LayerResult>;
   /** Optional warm-up: compute (and cache) the interpretability threshold of a layer width. */
-  calibrate?(space: ConceptSpace, width: number, method?: DissectOptions['method'], params?: DissectOptions['params']): Promise<number>;
+  calibrate?(
+    space: ConceptSpace,
+    width: number,
+    method?: DissectOptions['method'],
+    params?: DissectOptions['params'],
+  ): Promise<number>;
 }
 
 /** The collapse detector as the engine uses it (CollapseDetector from @cm/alerts fits). */
@@ -214,7 +224,16 @@ export class ConceptEngine {
       startedAt: time,
       time,
     };
-    const started = this.newRunState({ spec: { ...spec, layers: spec.layers.map((l) => ({ ...l })), tags: { ...spec.tags } }, record, lastStep: -1, current: { top1: {} }, recent: [] }, bundle);
+    const started = this.newRunState(
+      {
+        spec: { ...spec, layers: spec.layers.map((l) => ({ ...l })), tags: { ...spec.tags } },
+        record,
+        lastStep: -1,
+        current: { top1: {} },
+        recent: [],
+      },
+      bundle,
+    );
     started.current = { top1: {}, detector: started.detector.exportState?.(runId) };
     // Saved at once: a trainer that reconnects to another replica before its first checkpoint
     // resumes this run there instead of starting it again.
@@ -330,7 +349,9 @@ export class ConceptEngine {
     }
     const before = run.current;
     const { processed, after } = await this.compute(run, cp, before, run.detector);
-    const history = [...run.history, { step: cp.step, before }].slice(this.resendDepth === 0 ? run.history.length + 1 : -this.resendDepth);
+    const history = [...run.history, { step: cp.step, before }].slice(
+      this.resendDepth === 0 ? run.history.length + 1 : -this.resendDepth,
+    );
     try {
       // Durable before the caller acks: an acknowledged checkpoint is never lost to a restart.
       await this.saveState(run, this.persisted(run, cp.step, after, history));
@@ -364,7 +385,10 @@ export class ConceptEngine {
           layer.shape.length === 2
             ? { rows: layer.shape[0], cols: layer.shape[1], data: layer.data }
             : poolLayer({ shape: layer.shape, data: layer.data }, layer.pooling ?? 'avg');
-        return this.opts.dissector.dissect(run.space, q, { ...this.opts.dissectOptions, previousTop1: base.top1[layer.layer] });
+        return this.opts.dissector.dissect(run.space, q, {
+          ...this.opts.dissectOptions,
+          previousTop1: base.top1[layer.layer],
+        });
       }),
     );
     const labels: CmRecord[] = [];
@@ -380,7 +404,12 @@ export class ConceptEngine {
     return {
       processed: {
         step: cp.step,
-        records: [checkpointRecord(runId, cp.step, cp.metrics ?? {}, time), ...labels, ...snapshots, ...alerts],
+        records: [
+          checkpointRecord(runId, cp.step, cp.metrics ?? {}, time),
+          ...labels,
+          ...snapshots,
+          ...alerts,
+        ],
         result: checkpointResult(cp.step, snapshots, alerts),
         replayed: false,
       },
@@ -408,7 +437,9 @@ export class ConceptEngine {
   }
 
   private newDetector(runId: string): SnapshotObserver {
-    return this.opts.detectorFactory?.(runId) ?? new CollapseDetector(this.opts.alertRules ?? DEFAULT_ALERT_RULES);
+    return (
+      this.opts.detectorFactory?.(runId) ?? new CollapseDetector(this.opts.alertRules ?? DEFAULT_ALERT_RULES)
+    );
   }
 
   private newRunState(saved: PersistedRunState, bundle: EngineBundle): RunState {
@@ -432,7 +463,12 @@ export class ConceptEngine {
     };
   }
 
-  private persisted(run: RunState, lastStep: number, current: RunCarry, recent: PersistedRunState['recent']): PersistedRunState {
+  private persisted(
+    run: RunState,
+    lastStep: number,
+    current: RunCarry,
+    recent: PersistedRunState['recent'],
+  ): PersistedRunState {
     return { spec: run.spec, record: run.record, lastStep, current, recent };
   }
 
@@ -469,7 +505,10 @@ export class ConceptEngine {
     const widths = new Map(stored.spec.layers.map((l) => [l.name, l.width]));
     for (const carry of [stored.current, ...stored.recent.map((r) => r.before)]) {
       for (const [layer, top1] of Object.entries(carry.top1)) {
-        if (widths.get(layer) !== top1.length) throw corrupt(`previous top-1 of layer ${layer} has ${top1.length} neurons, the run declares ${widths.get(layer) ?? 'no such layer'}`);
+        if (widths.get(layer) !== top1.length)
+          throw corrupt(
+            `previous top-1 of layer ${layer} has ${top1.length} neurons, the run declares ${widths.get(layer) ?? 'no such layer'}`,
+          );
       }
     }
     let run: RunState;
@@ -509,14 +548,27 @@ export class ConceptEngine {
     const { calibrate } = this.opts.dissector;
     if (calibrate && this.opts.dissectOptions?.threshold === undefined) {
       for (const width of new Set(spec.layers.map((l) => l.width))) {
-        calibrate.call(this.opts.dissector, bundle.space, width, this.opts.dissectOptions?.method, this.opts.dissectOptions?.params).catch(() => undefined);
+        calibrate
+          .call(
+            this.opts.dissector,
+            bundle.space,
+            width,
+            this.opts.dissectOptions?.method,
+            this.opts.dissectOptions?.params,
+          )
+          .catch(() => undefined);
       }
     }
   }
 
   private state(runId: string): RunState {
     const run = this.runs.get(runId);
-    if (!run) throw notFound(`run ${runId} is not started on this concept service`, { runId }, 'send RunStart (startRun) first');
+    if (!run)
+      throw notFound(
+        `run ${runId} is not started on this concept service`,
+        { runId },
+        'send RunStart (startRun) first',
+      );
     return run;
   }
 

@@ -32,13 +32,19 @@ export interface LocalMonitor extends Monitor {
 export function createLocalMonitor(opts: LocalMonitorOptions): LocalMonitor {
   const pool = opts.dissector ? undefined : new DissectPool({ workers: opts.workers ?? 1 });
   const dissector: LayerDissector = opts.dissector ?? (pool as DissectPool);
-  const engine = new ConceptEngine({ bundles: opts.bundles, dissector, alertRules: opts.alertRules, dissectOptions: opts.dissectOptions });
+  const engine = new ConceptEngine({
+    bundles: opts.bundles,
+    dissector,
+    alertRules: opts.alertRules,
+    dissectOptions: opts.dissectOptions,
+  });
   const stored = opts.sink ?? storeSink(opts.store);
   const sink: RecordSink = opts.webhook ? withWebhook(stored, opts.webhook) : stored;
   let runId: string | undefined;
 
   const current = (): string => {
-    if (runId === undefined) throw new CmError('NOT_FOUND', 'no run started on this monitor', { hint: 'call startRun first' });
+    if (runId === undefined)
+      throw new CmError('NOT_FOUND', 'no run started on this monitor', { hint: 'call startRun first' });
     return runId;
   };
 
@@ -46,9 +52,13 @@ export function createLocalMonitor(opts: LocalMonitorOptions): LocalMonitor {
     engine,
     async startRun(spec: RunSpec): Promise<void> {
       if (runId !== undefined && runId !== spec.runId) {
-        throw new CmError('INVALID_ARGUMENT', `this monitor is running ${runId}; end it before starting ${spec.runId}`, {
-          context: { runId, next: spec.runId },
-        });
+        throw new CmError(
+          'INVALID_ARGUMENT',
+          `this monitor is running ${runId}; end it before starting ${spec.runId}`,
+          {
+            context: { runId, next: spec.runId },
+          },
+        );
       }
       const started = await engine.startRun(spec);
       await sink.write(started.records);

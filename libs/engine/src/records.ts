@@ -38,7 +38,13 @@ export function labelRow(l: NeuronLabel): NeuronLabelRow {
  * One layer's labels as LabelsRecords of less than MAX_MESSAGE_BYTES each. The split depends only
  * on the rows, so a recomputed checkpoint splits into the same parts (same message ids).
  */
-export function labelsRecords(runId: string, layer: string, step: number, rows: NeuronLabelRow[], time: string): LabelsRecord[] {
+export function labelsRecords(
+  runId: string,
+  layer: string,
+  step: number,
+  rows: NeuronLabelRow[],
+  time: string,
+): LabelsRecord[] {
   const groups: NeuronLabelRow[][] = [];
   let current: NeuronLabelRow[] = [];
   let size = 0;
@@ -53,10 +59,25 @@ export function labelsRecords(runId: string, layer: string, step: number, rows: 
     size += rowBytes;
   }
   if (current.length > 0 || groups.length === 0) groups.push(current);
-  return groups.map((labels, part) => ({ kind: 'labels', runId, layer, step, part, parts: groups.length, labels, time }));
+  return groups.map((labels, part) => ({
+    kind: 'labels',
+    runId,
+    layer,
+    step,
+    part,
+    parts: groups.length,
+    labels,
+    time,
+  }));
 }
 
-export function snapshotRecord(runId: string, layer: string, step: number, d: LayerDissection, time: string): LayerSnapshotRecord {
+export function snapshotRecord(
+  runId: string,
+  layer: string,
+  step: number,
+  d: LayerDissection,
+  time: string,
+): LayerSnapshotRecord {
   const m = d.metrics;
   return {
     kind: 'snapshot',
@@ -79,11 +100,20 @@ export function snapshotRecord(runId: string, layer: string, step: number, d: La
   };
 }
 
-export function checkpointRecord(runId: string, step: number, metrics: Record<string, number>, time: string): CheckpointRecord {
+export function checkpointRecord(
+  runId: string,
+  step: number,
+  metrics: Record<string, number>,
+  time: string,
+): CheckpointRecord {
   return { kind: 'checkpoint', runId, step, metrics: { ...metrics }, time };
 }
 
-export function checkpointResult(step: number, snapshots: LayerSnapshotRecord[], alerts: AlertRecord[]): CheckpointResult {
+export function checkpointResult(
+  step: number,
+  snapshots: LayerSnapshotRecord[],
+  alerts: AlertRecord[],
+): CheckpointResult {
   return {
     step,
     layers: snapshots.map((s) => ({

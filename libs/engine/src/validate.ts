@@ -11,26 +11,49 @@ export const MAX_LAYER_NAME_LENGTH = 256;
 
 export function validateRunSpec(spec: RunSpec): void {
   const ctx = { runId: spec.runId };
-  if (typeof spec.runId !== 'string' || spec.runId.trim().length === 0) throw invalidArgument('run id must be a non-empty string', ctx);
-  if (spec.runId.length > MAX_RUN_ID_LENGTH) throw invalidArgument(`run id is longer than ${MAX_RUN_ID_LENGTH} characters`, ctx);
+  if (typeof spec.runId !== 'string' || spec.runId.trim().length === 0)
+    throw invalidArgument('run id must be a non-empty string', ctx);
+  if (spec.runId.length > MAX_RUN_ID_LENGTH)
+    throw invalidArgument(`run id is longer than ${MAX_RUN_ID_LENGTH} characters`, ctx);
   if (typeof spec.bundleId !== 'string' || spec.bundleId.length === 0) {
-    throw invalidArgument(`run ${spec.runId}: probe bundle id is empty`, ctx, 'pass the id printed by `cm probe build`');
+    throw invalidArgument(
+      `run ${spec.runId}: probe bundle id is empty`,
+      ctx,
+      'pass the id printed by `cm probe build`',
+    );
   }
   if (!Array.isArray(spec.layers) || spec.layers.length === 0) {
-    throw invalidArgument(`run ${spec.runId}: declares no monitored layers`, ctx, 'list at least one layer with its width');
+    throw invalidArgument(
+      `run ${spec.runId}: declares no monitored layers`,
+      ctx,
+      'list at least one layer with its width',
+    );
   }
   const seen = new Set<string>();
   for (const l of spec.layers) {
     if (typeof l.name !== 'string' || l.name.length === 0 || l.name.length > MAX_LAYER_NAME_LENGTH) {
-      throw invalidArgument(`run ${spec.runId}: layer name must be 1..${MAX_LAYER_NAME_LENGTH} characters`, { ...ctx, layer: l.name });
+      throw invalidArgument(`run ${spec.runId}: layer name must be 1..${MAX_LAYER_NAME_LENGTH} characters`, {
+        ...ctx,
+        layer: l.name,
+      });
     }
-    if (seen.has(l.name)) throw invalidArgument(`run ${spec.runId}: layer ${l.name} is declared twice`, { ...ctx, layer: l.name });
+    if (seen.has(l.name))
+      throw invalidArgument(`run ${spec.runId}: layer ${l.name} is declared twice`, {
+        ...ctx,
+        layer: l.name,
+      });
     seen.add(l.name);
     if (!Number.isInteger(l.width) || l.width < 1) {
-      throw invalidArgument(`run ${spec.runId}: layer ${l.name} has width ${l.width}; it must be a positive integer`, { ...ctx, layer: l.name });
+      throw invalidArgument(
+        `run ${spec.runId}: layer ${l.name} has width ${l.width}; it must be a positive integer`,
+        { ...ctx, layer: l.name },
+      );
     }
     if (l.kind !== 'conv' && l.kind !== 'dense') {
-      throw invalidArgument(`run ${spec.runId}: layer ${l.name} has kind ${String(l.kind)}; expected conv or dense`, { ...ctx, layer: l.name });
+      throw invalidArgument(
+        `run ${spec.runId}: layer ${l.name} has kind ${String(l.kind)}; expected conv or dense`,
+        { ...ctx, layer: l.name },
+      );
     }
   }
   for (const [k, v] of Object.entries(spec.tags ?? {})) {
@@ -41,7 +64,13 @@ export function validateRunSpec(spec: RunSpec): void {
 /** Two specs describe the same run (a reconnecting client resends its RunStart). */
 export function sameRunSpec(a: RunSpec, b: RunSpec): boolean {
   const layers = (s: RunSpec): string => JSON.stringify(s.layers.map((l) => [l.name, l.width, l.kind]));
-  return a.runId === b.runId && a.bundleId === b.bundleId && a.model === b.model && a.paradigm === b.paradigm && layers(a) === layers(b);
+  return (
+    a.runId === b.runId &&
+    a.bundleId === b.bundleId &&
+    a.model === b.model &&
+    a.paradigm === b.paradigm &&
+    layers(a) === layers(b)
+  );
 }
 
 /**
@@ -56,12 +85,18 @@ export function validateCheckpoint(
   cp: CheckpointData,
 ): void {
   if (!Number.isInteger(cp.step) || cp.step < 0) {
-    throw invalidArgument(`run ${runId}: checkpoint step must be a non-negative integer, got ${cp.step}`, { runId, step: cp.step });
+    throw invalidArgument(`run ${runId}: checkpoint step must be a non-negative integer, got ${cp.step}`, {
+      runId,
+      step: cp.step,
+    });
   }
   const ctx = { runId, step: cp.step };
   for (const [k, v] of Object.entries(cp.metrics ?? {})) {
     if (typeof v !== 'number' || !Number.isFinite(v)) {
-      throw invalidArgument(`run ${runId} step ${cp.step}: training metric ${k} is ${String(v)}; metrics must be finite numbers`, ctx);
+      throw invalidArgument(
+        `run ${runId} step ${cp.step}: training metric ${k} is ${String(v)}; metrics must be finite numbers`,
+        ctx,
+      );
     }
   }
   const seen = new Set<string>();
@@ -74,18 +109,31 @@ export function validateCheckpoint(
         `declared layers: ${[...declared.keys()].join(', ')}`,
       );
     }
-    if (seen.has(layer.layer)) throw invalidArgument(`run ${runId} step ${cp.step}: layer ${layer.layer} sent twice`, { ...ctx, layer: layer.layer });
+    if (seen.has(layer.layer))
+      throw invalidArgument(`run ${runId} step ${cp.step}: layer ${layer.layer} sent twice`, {
+        ...ctx,
+        layer: layer.layer,
+      });
     seen.add(layer.layer);
     validateLayerShape(runId, cp.step, decl, probeImages, layer);
     assertFinite(runId, cp.step, layer);
   }
   const missing = [...declared.keys()].filter((n) => !seen.has(n));
   if (missing.length) {
-    throw invalidArgument(`run ${runId} step ${cp.step}: missing activations of declared layer(s) ${missing.join(', ')}`, { ...ctx, missing });
+    throw invalidArgument(
+      `run ${runId} step ${cp.step}: missing activations of declared layer(s) ${missing.join(', ')}`,
+      { ...ctx, missing },
+    );
   }
 }
 
-export function validateLayerShape(runId: string, step: number, decl: MonitoredLayer, probeImages: number, layer: LayerActivations): void {
+export function validateLayerShape(
+  runId: string,
+  step: number,
+  decl: MonitoredLayer,
+  probeImages: number,
+  layer: LayerActivations,
+): void {
   validateLayerHeader(runId, step, decl, probeImages, layer.layer, layer.shape);
   const shape = layer.shape;
   const count = shape.reduce((a, n) => a * n, 1);
@@ -96,11 +144,14 @@ export function validateLayerShape(runId: string, step: number, decl: MonitoredL
     );
   }
   if (layer.pooling !== undefined && layer.pooling !== 'avg' && layer.pooling !== 'max') {
-    throw invalidArgument(`run ${runId} step ${step} layer ${layer.layer}: pooling ${String(layer.pooling)} must be avg or max`, {
-      runId,
-      step,
-      layer: layer.layer,
-    });
+    throw invalidArgument(
+      `run ${runId} step ${step} layer ${layer.layer}: pooling ${String(layer.pooling)} must be avg or max`,
+      {
+        runId,
+        step,
+        layer: layer.layer,
+      },
+    );
   }
 }
 
@@ -118,8 +169,15 @@ export function validateLayerHeader(
 ): void {
   const ctx = { runId, step, layer: layerName, shape };
   const where = `run ${runId} step ${step} layer ${layerName}`;
-  if (!Array.isArray(shape) || (shape.length !== 2 && shape.length !== 4) || shape.some((n) => !Number.isInteger(n) || n < 1)) {
-    throw invalidArgument(`${where}: shape [${String(shape)}] must be [D, N] (pooled) or [D, H, W, C] (raw NHWC)`, ctx);
+  if (
+    !Array.isArray(shape) ||
+    (shape.length !== 2 && shape.length !== 4) ||
+    shape.some((n) => !Number.isInteger(n) || n < 1)
+  ) {
+    throw invalidArgument(
+      `${where}: shape [${String(shape)}] must be [D, N] (pooled) or [D, H, W, C] (raw NHWC)`,
+      ctx,
+    );
   }
   if (shape[0] !== probeImages) {
     throw invalidArgument(
@@ -130,7 +188,10 @@ export function validateLayerHeader(
   }
   const width = shape[shape.length - 1];
   if (width !== decl.width) {
-    throw invalidArgument(`${where}: last dimension ${width} does not match the declared width ${decl.width}`, ctx);
+    throw invalidArgument(
+      `${where}: last dimension ${width} does not match the declared width ${decl.width}`,
+      ctx,
+    );
   }
 }
 

@@ -1,8 +1,22 @@
 import { CmError } from '@cm/core';
-import { MAX_MESSAGE_BYTES, type CmRecord, type LabelsRecord, type LayerSnapshotRecord, type NeuronLabelRow } from '@cm/contracts';
+import {
+  MAX_MESSAGE_BYTES,
+  type CmRecord,
+  type LabelsRecord,
+  type LayerSnapshotRecord,
+  type NeuronLabelRow,
+} from '@cm/contracts';
 import { dissectLayer, poolLayer } from '@cm/dissect';
 import { ConceptEngine, inlineDissector, labelsRecords, MemorySink, createLocalMonitor } from '../src';
-import { makeTestBundles, plantedActivations, rawConvActivations, testCheckpoint, testRunSpec, TEST_LAYERS, type TestBundles } from '../src/testing';
+import {
+  makeTestBundles,
+  plantedActivations,
+  rawConvActivations,
+  testCheckpoint,
+  testRunSpec,
+  TEST_LAYERS,
+  type TestBundles,
+} from '../src/testing';
 
 let tb: TestBundles;
 beforeAll(async () => {
@@ -11,7 +25,8 @@ beforeAll(async () => {
 afterAll(() => tb.cleanup());
 
 const fixedNow = (): Date => new Date('2025-01-02T03:04:05.000Z');
-const newEngine = (): ConceptEngine => new ConceptEngine({ bundles: tb.bundles, dissector: inlineDissector(), now: fixedNow });
+const newEngine = (): ConceptEngine =>
+  new ConceptEngine({ bundles: tb.bundles, dissector: inlineDissector(), now: fixedNow });
 
 async function rejected(p: Promise<unknown> | (() => unknown)): Promise<CmError> {
   try {
@@ -30,7 +45,9 @@ describe('startRun', () => {
   it('unknown bundle -> NOT_FOUND naming run and bundle', async () => {
     const e = await rejected(newEngine().startRun(testRunSpec('r', 'abcdefabcdefabcd')));
     expect(e.code).toBe('NOT_FOUND');
-    expect(e.message).toMatch(/run r: probe bundle abcdefabcdefabcd: probe bundle abcdefabcdefabcd is not in/);
+    expect(e.message).toMatch(
+      /run r: probe bundle abcdefabcdefabcd: probe bundle abcdefabcdefabcd is not in/,
+    );
   });
   it('bad layer declarations -> INVALID_ARGUMENT', async () => {
     const engine = newEngine();
@@ -38,14 +55,19 @@ describe('startRun', () => {
     expect((await rejected(engine.startRun(twice))).message).toMatch(/layer conv1 is declared twice/);
     const zero = testRunSpec('r', tb.bundleId, [{ name: 'x', width: 0, kind: 'dense' }]);
     expect((await rejected(engine.startRun(zero))).message).toMatch(/layer x has width 0/);
-    expect((await rejected(engine.startRun(testRunSpec('r', tb.bundleId, [])))).message).toMatch(/declares no monitored layers/);
+    expect((await rejected(engine.startRun(testRunSpec('r', tb.bundleId, [])))).message).toMatch(
+      /declares no monitored layers/,
+    );
   });
   it('a second start with the same spec resumes; a different spec is refused', async () => {
     const engine = newEngine();
     const first = await engine.startRun(testRunSpec('r', tb.bundleId));
     expect(first).toMatchObject({ resumed: false, probeImages: 120 });
     expect(first.records.map((r) => r.kind)).toEqual(['run']);
-    expect(await engine.startRun(testRunSpec('r', tb.bundleId))).toMatchObject({ resumed: true, records: [] });
+    expect(await engine.startRun(testRunSpec('r', tb.bundleId))).toMatchObject({
+      resumed: true,
+      records: [],
+    });
     const other = testRunSpec('r', tb.bundleId, [TEST_LAYERS[0]]);
     expect((await rejected(engine.startRun(other))).message).toMatch(/already running with a different/);
   });
@@ -67,18 +89,37 @@ describe('processCheckpoint', () => {
       cp.layers[0] = rawConvActivations(tb.space, 'conv1', 8, step);
       const out = await engine.processCheckpoint('r1', cp);
       expect(out.replayed).toBe(false);
-      expect(out.records.map((r) => r.kind)).toEqual(['checkpoint', 'labels', 'labels', 'labels', 'snapshot', 'snapshot', 'snapshot']);
-      expect(out.records[0]).toEqual({ kind: 'checkpoint', runId: 'r1', step, metrics: cp.metrics, time: '2025-01-02T03:04:05.000Z' });
+      expect(out.records.map((r) => r.kind)).toEqual([
+        'checkpoint',
+        'labels',
+        'labels',
+        'labels',
+        'snapshot',
+        'snapshot',
+        'snapshot',
+      ]);
+      expect(out.records[0]).toEqual({
+        kind: 'checkpoint',
+        runId: 'r1',
+        step,
+        metrics: cp.metrics,
+        time: '2025-01-02T03:04:05.000Z',
+      });
       const next: Record<string, Int32Array> = {};
       for (const layer of cp.layers) {
-        const q = layer.shape.length === 4 ? poolLayer(layer, 'avg') : { rows: layer.shape[0], cols: layer.shape[1], data: layer.data };
+        const q =
+          layer.shape.length === 4
+            ? poolLayer(layer, 'avg')
+            : { rows: layer.shape[0], cols: layer.shape[1], data: layer.data };
         const direct = await dissectLayer(tb.space, q, { previousTop1: previous[layer.layer] });
         next[layer.layer] = direct.top1;
         const rows = labelsOf(out.records, layer.layer);
         expect(rows.map((r) => r.neuron)).toEqual(direct.labels.map((l) => l.neuron));
         expect(rows.map((r) => r.concept)).toEqual(direct.labels.map((l) => l.concept));
         expect(rows.map((r) => r.score)).toEqual(direct.labels.map((l) => l.score));
-        const snap = out.records.find((r): r is LayerSnapshotRecord => r.kind === 'snapshot' && r.layer === layer.layer)!;
+        const snap = out.records.find(
+          (r): r is LayerSnapshotRecord => r.kind === 'snapshot' && r.layer === layer.layer,
+        )!;
         expect(snap.switches).toBe(direct.metrics.switches);
         expect(snap.interpretableFraction).toBe(direct.metrics.interpretableFraction);
       }
@@ -111,11 +152,19 @@ describe('processCheckpoint', () => {
       expect(e.code).toBe('INVALID_ARGUMENT');
       return e.message;
     };
-    expect(await msg((cp) => (cp.layers[1] = plantedActivations(tb.space, 'conv2', 11, 0)))).toMatch(/layer conv2: last dimension 11 does not match the declared width 12/);
-    expect(await msg((cp) => (cp.layers[2] = { ...cp.layers[2], shape: [60, 12] }))).toMatch(/layer fc: first dimension 60 must equal the probe bundle's 120 images/);
-    expect(await msg((cp) => (cp.layers[2] = { ...cp.layers[2], shape: [120, 2, 6] }))).toMatch(/must be \[D, N\] \(pooled\) or \[D, H, W, C\]/);
+    expect(await msg((cp) => (cp.layers[1] = plantedActivations(tb.space, 'conv2', 11, 0)))).toMatch(
+      /layer conv2: last dimension 11 does not match the declared width 12/,
+    );
+    expect(await msg((cp) => (cp.layers[2] = { ...cp.layers[2], shape: [60, 12] }))).toMatch(
+      /layer fc: first dimension 60 must equal the probe bundle's 120 images/,
+    );
+    expect(await msg((cp) => (cp.layers[2] = { ...cp.layers[2], shape: [120, 2, 6] }))).toMatch(
+      /must be \[D, N\] \(pooled\) or \[D, H, W, C\]/,
+    );
     expect(await msg((cp) => cp.layers.pop())).toMatch(/missing activations of declared layer\(s\) fc/);
-    expect(await msg((cp) => (cp.layers[1].data[7] = Infinity))).toMatch(/layer conv2: value Infinity at index 7 \(\[0, 7\]\) is not finite/);
+    expect(await msg((cp) => (cp.layers[1].data[7] = Infinity))).toMatch(
+      /layer conv2: value Infinity at index 7 \(\[0, 7\]\) is not finite/,
+    );
     expect(await msg((cp) => (cp.metrics.loss = NaN))).toMatch(/training metric loss is NaN/);
     // the run is unharmed: a good checkpoint goes through
     expect((await engine.processCheckpoint('r3', testCheckpoint(tb.space, 0))).step).toBe(0);
@@ -127,14 +176,16 @@ describe('processCheckpoint', () => {
     const collapsed = (step: number) => {
       const base = plantedActivations(tb.space, 'fc', 10, 0);
       // every neuron copies neuron 0 (plus a little noise): one concept everywhere
-      for (let i = 0; i < base.shape[0]; i++) for (let k = 1; k < 10; k++) base.data[i * 10 + k] = base.data[i * 10] + 1e-3 * k;
+      for (let i = 0; i < base.shape[0]; i++)
+        for (let k = 1; k < 10; k++) base.data[i * 10 + k] = base.data[i * 10] + 1e-3 * k;
       return { step, layers: [base], metrics: {} };
     };
     const alerts: CmRecord[] = [];
     for (let step = 0; step < 3; step++) {
       const out = await engine.processCheckpoint('r4', collapsed(step));
       alerts.push(...out.records.filter((r) => r.kind === 'alert'));
-      if (out.result.alerts.length) expect(out.result.alerts[0]).toMatchObject({ layer: 'fc', state: 'firing' });
+      if (out.result.alerts.length)
+        expect(out.result.alerts[0]).toMatchObject({ layer: 'fc', state: 'firing' });
     }
     expect(alerts.map((a) => a.kind === 'alert' && a.rule)).toContain('concept_dominance');
   });
@@ -143,7 +194,12 @@ describe('processCheckpoint', () => {
     const engine = newEngine();
     await engine.startRun(testRunSpec('r5', tb.bundleId));
     const rec = await engine.endRun('r5', 'completed');
-    expect(rec).toMatchObject({ kind: 'run', runId: 'r5', status: 'completed', endedAt: '2025-01-02T03:04:05.000Z' });
+    expect(rec).toMatchObject({
+      kind: 'run',
+      runId: 'r5',
+      status: 'completed',
+      endedAt: '2025-01-02T03:04:05.000Z',
+    });
     expect((await rejected(() => engine.endRun('r5', 'completed'))).code).toBe('NOT_FOUND');
   });
 });
@@ -156,7 +212,13 @@ it('labelsRecords splits a wide layer into parts under MAX_MESSAGE_BYTES, determ
     score: 0.123456789,
     interpretable: true,
     dead: false,
-    topConcepts: ['a-long-concept-name-1', 'a-long-concept-name-2', 'a-long-concept-name-3', 'a-long-concept-name-4', 'a-long-concept-name-5'],
+    topConcepts: [
+      'a-long-concept-name-1',
+      'a-long-concept-name-2',
+      'a-long-concept-name-3',
+      'a-long-concept-name-4',
+      'a-long-concept-name-5',
+    ],
     topScores: [0.1234567, 0.1234567, 0.1234567, 0.1234567, 0.1234567],
     x: 0.123456789,
     y: -0.98765432,
@@ -173,14 +235,29 @@ it('labelsRecords splits a wide layer into parts under MAX_MESSAGE_BYTES, determ
 
 it('createLocalMonitor: the Monitor seam in one process, records into the sink', async () => {
   const sink = new MemorySink();
-  const monitor = createLocalMonitor({ bundles: tb.bundles, store: { insertRecords: async () => undefined }, dissector: inlineDissector(), sink });
+  const monitor = createLocalMonitor({
+    bundles: tb.bundles,
+    store: { insertRecords: async () => undefined },
+    dissector: inlineDissector(),
+    sink,
+  });
   try {
     await expect(monitor.sendCheckpoint(testCheckpoint(tb.space, 0))).rejects.toThrow(/no run started/);
     await monitor.startRun(testRunSpec('local', tb.bundleId));
     const r = await monitor.sendCheckpoint(testCheckpoint(tb.space, 0));
     expect(r?.layers.length).toBe(3);
     await monitor.endRun('completed');
-    expect(sink.records.map((x) => x.kind)).toEqual(['run', 'checkpoint', 'labels', 'labels', 'labels', 'snapshot', 'snapshot', 'snapshot', 'run']);
+    expect(sink.records.map((x) => x.kind)).toEqual([
+      'run',
+      'checkpoint',
+      'labels',
+      'labels',
+      'labels',
+      'snapshot',
+      'snapshot',
+      'snapshot',
+      'run',
+    ]);
   } finally {
     await monitor.close();
   }

@@ -31,7 +31,8 @@ it('3 checkpoints of 3 layers: every neuron in chDB exactly once, labels as libs
   const monitor = createLocalMonitor({ bundles: tb.bundles, store, workers: 1 });
   try {
     await monitor.startRun(testRunSpec(runId, tb.bundleId));
-    for (let step = 0; step < 3; step++) expect((await monitor.sendCheckpoint(testCheckpoint(tb.space, step)))?.step).toBe(step);
+    for (let step = 0; step < 3; step++)
+      expect((await monitor.sendCheckpoint(testCheckpoint(tb.space, step)))?.step).toBe(step);
     // a resend (the trainer retried) changes nothing
     await monitor.sendCheckpoint(testCheckpoint(tb.space, 2));
     await monitor.endRun('completed');
@@ -42,15 +43,28 @@ it('3 checkpoints of 3 layers: every neuron in chDB exactly once, labels as libs
   const [counts] = await store.query<Record<string, string | number>>(
     `SELECT count() AS final, uniqExact(layer, step, neuron) AS distinct FROM neuron_labels FINAL WHERE run_id = ${sqlString(runId)}`,
   );
-  expect({ final: Number(counts.final), distinct: Number(counts.distinct) }).toEqual({ final: 3 * neurons, distinct: 3 * neurons });
-  const stored = await store.query<{ layer: string; step: number; neuron: number; concept: string }>(neuronLabelsSql(DB, { runId }));
+  expect({ final: Number(counts.final), distinct: Number(counts.distinct) }).toEqual({
+    final: 3 * neurons,
+    distinct: 3 * neurons,
+  });
+  const stored = await store.query<{ layer: string; step: number; neuron: number; concept: string }>(
+    neuronLabelsSql(DB, { runId }),
+  );
   const byKey = new Map(stored.map((r) => [`${r.layer}|${Number(r.step)}|${Number(r.neuron)}`, r.concept]));
   for (let step = 0; step < 3; step++) {
     for (const layer of testCheckpoint(tb.space, step).layers) {
-      const direct = await dissectLayer(tb.space, { rows: layer.shape[0], cols: layer.shape[1], data: layer.data });
-      expect(direct.labels.map((l) => byKey.get(`${layer.layer}|${step}|${l.neuron}`))).toEqual(direct.labels.map((l) => l.concept));
+      const direct = await dissectLayer(tb.space, {
+        rows: layer.shape[0],
+        cols: layer.shape[1],
+        data: layer.data,
+      });
+      expect(direct.labels.map((l) => byKey.get(`${layer.layer}|${step}|${l.neuron}`))).toEqual(
+        direct.labels.map((l) => l.concept),
+      );
     }
   }
-  const runs = await store.query<{ status: string }>(`SELECT status FROM runs FINAL WHERE run_id = ${sqlString(runId)}`);
+  const runs = await store.query<{ status: string }>(
+    `SELECT status FROM runs FINAL WHERE run_id = ${sqlString(runId)}`,
+  );
   expect(runs.map((r) => r.status)).toEqual(['completed']);
 }, 120_000);

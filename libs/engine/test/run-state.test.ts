@@ -5,9 +5,27 @@
  * clock, byte for byte), same label switches, same alert episodes.
  */
 import { CmError } from '@cm/core';
-import type { AlertRecord, CheckpointData, CmRecord, LayerSnapshotRecord, PersistedRunState } from '@cm/contracts';
-import { ConceptEngine, inlineDissector, MemoryRunStateStore, type ConceptEngineOptions, type RunStateStore } from '../src';
-import { makeTestBundles, plantedActivations, testCheckpoint, testRunSpec, type TestBundles } from '../src/testing';
+import type {
+  AlertRecord,
+  CheckpointData,
+  CmRecord,
+  LayerSnapshotRecord,
+  PersistedRunState,
+} from '@cm/contracts';
+import {
+  ConceptEngine,
+  inlineDissector,
+  MemoryRunStateStore,
+  type ConceptEngineOptions,
+  type RunStateStore,
+} from '../src';
+import {
+  makeTestBundles,
+  plantedActivations,
+  testCheckpoint,
+  testRunSpec,
+  type TestBundles,
+} from '../src/testing';
 
 let tb: TestBundles;
 beforeAll(async () => {
@@ -20,7 +38,13 @@ const engines: ConceptEngine[] = [];
 afterEach(() => engines.splice(0).forEach((e) => e.close()));
 
 function newEngine(store: RunStateStore, more: Partial<ConceptEngineOptions> = {}): ConceptEngine {
-  const engine = new ConceptEngine({ bundles: tb.bundles, dissector: inlineDissector(), now: fixedNow, stateStore: store, ...more });
+  const engine = new ConceptEngine({
+    bundles: tb.bundles,
+    dissector: inlineDissector(),
+    now: fixedNow,
+    stateStore: store,
+    ...more,
+  });
   engines.push(engine);
   return engine;
 }
@@ -35,14 +59,18 @@ async function rejected(p: () => Promise<unknown>): Promise<CmError> {
   throw new Error('expected an error');
 }
 
-const snapshots = (records: CmRecord[]): LayerSnapshotRecord[] => records.filter((r): r is LayerSnapshotRecord => r.kind === 'snapshot');
-const alertsOf = (records: CmRecord[]): AlertRecord[] => records.filter((r): r is AlertRecord => r.kind === 'alert');
+const snapshots = (records: CmRecord[]): LayerSnapshotRecord[] =>
+  records.filter((r): r is LayerSnapshotRecord => r.kind === 'snapshot');
+const alertsOf = (records: CmRecord[]): AlertRecord[] =>
+  records.filter((r): r is AlertRecord => r.kind === 'alert');
 
 /** One dense layer of 10 neurons; `collapsed` steps copy neuron 0 into every neuron (one concept everywhere). */
 const FC = [{ name: 'fc', width: 10, kind: 'dense' as const }];
 function fcCheckpoint(step: number, collapsed: boolean): CheckpointData {
   const base = plantedActivations(tb.space, 'fc', 10, step);
-  if (collapsed) for (let i = 0; i < base.shape[0]; i++) for (let k = 1; k < 10; k++) base.data[i * 10 + k] = base.data[i * 10] + 1e-3 * k;
+  if (collapsed)
+    for (let i = 0; i < base.shape[0]; i++)
+      for (let k = 1; k < 10; k++) base.data[i * 10 + k] = base.data[i * 10] + 1e-3 * k;
   return { step, layers: [base], metrics: {} };
 }
 
@@ -52,7 +80,18 @@ describe('MemoryRunStateStore', () => {
     expect(await store.load('r')).toBeUndefined();
     const state: PersistedRunState = {
       spec: testRunSpec('r', 'b'),
-      record: { kind: 'run', runId: 'r', model: 'm', paradigm: 'p', bundleId: 'b', layers: [], tags: {}, status: 'running', startedAt: 't', time: 't' },
+      record: {
+        kind: 'run',
+        runId: 'r',
+        model: 'm',
+        paradigm: 'p',
+        bundleId: 'b',
+        layers: [],
+        tags: {},
+        status: 'running',
+        startedAt: 't',
+        time: 't',
+      },
       lastStep: 3,
       current: { top1: { fc: Int32Array.from([1, 2, 3]) } },
       recent: [{ step: 3, before: { top1: { fc: Int32Array.from([0, 2, 3]) } } }],
@@ -76,7 +115,8 @@ describe('ConceptEngine with a state store', () => {
     const uninterrupted = newEngine(new MemoryRunStateStore());
     await uninterrupted.startRun(testRunSpec('r', tb.bundleId));
     const expected: CmRecord[][] = [];
-    for (let step = 0; step < 4; step++) expected.push((await uninterrupted.processCheckpoint('r', testCheckpoint(tb.space, step))).records);
+    for (let step = 0; step < 4; step++)
+      expected.push((await uninterrupted.processCheckpoint('r', testCheckpoint(tb.space, step))).records);
 
     const store = new MemoryRunStateStore();
     const first = newEngine(store);
@@ -109,8 +149,12 @@ describe('ConceptEngine with a state store', () => {
     const reference = newEngine(new MemoryRunStateStore());
     await reference.startRun(testRunSpec('r', tb.bundleId));
     await reference.processCheckpoint('r', testCheckpoint(tb.space, 0));
-    expect(out.records).toEqual((await reference.processCheckpoint('r', testCheckpoint(tb.space, 1))).records);
-    expect((await rejected(() => newEngine(store).processCheckpoint('ghost', testCheckpoint(tb.space, 0)))).code).toBe('NOT_FOUND');
+    expect(out.records).toEqual(
+      (await reference.processCheckpoint('r', testCheckpoint(tb.space, 1))).records,
+    );
+    expect(
+      (await rejected(() => newEngine(store).processCheckpoint('ghost', testCheckpoint(tb.space, 0)))).code,
+    ).toBe('NOT_FOUND');
   });
 
   it('checkpoints processed but not acknowledged before a restart are recomputed identically when resent', async () => {
@@ -118,7 +162,8 @@ describe('ConceptEngine with a state store', () => {
     const a = newEngine(store);
     await a.startRun(testRunSpec('r', tb.bundleId));
     const firstTime: CmRecord[][] = [];
-    for (let step = 0; step < 6; step++) firstTime.push((await a.processCheckpoint('r', testCheckpoint(tb.space, step))).records);
+    for (let step = 0; step < 6; step++)
+      firstTime.push((await a.processCheckpoint('r', testCheckpoint(tb.space, step))).records);
     const b = newEngine(store);
     await b.startRun(testRunSpec('r', tb.bundleId));
     for (const step of [4, 5]) {
@@ -127,12 +172,17 @@ describe('ConceptEngine with a state store', () => {
       expect(again.records).toEqual(firstTime[step]);
     }
     // resendDepth (4) steps are kept: step 1 is too old to be a resend
-    expect((await rejected(() => b.processCheckpoint('r', testCheckpoint(tb.space, 1)))).message).toMatch(/step 1 is not after the last processed step 5/);
+    expect((await rejected(() => b.processCheckpoint('r', testCheckpoint(tb.space, 1)))).message).toMatch(
+      /step 1 is not after the last processed step 5/,
+    );
     // the run's state did not move back: step 6 follows step 5
     const reference = newEngine(new MemoryRunStateStore());
     await reference.startRun(testRunSpec('r', tb.bundleId));
-    for (let step = 0; step < 6; step++) await reference.processCheckpoint('r', testCheckpoint(tb.space, step));
-    expect((await b.processCheckpoint('r', testCheckpoint(tb.space, 6))).records).toEqual((await reference.processCheckpoint('r', testCheckpoint(tb.space, 6))).records);
+    for (let step = 0; step < 6; step++)
+      await reference.processCheckpoint('r', testCheckpoint(tb.space, step));
+    expect((await b.processCheckpoint('r', testCheckpoint(tb.space, 6))).records).toEqual(
+      (await reference.processCheckpoint('r', testCheckpoint(tb.space, 6))).records,
+    );
   });
 
   it('an open collapse episode continues across a restart: fired once, resolved once, same alertId', async () => {
@@ -140,7 +190,10 @@ describe('ConceptEngine with a state store', () => {
     const reference = newEngine(new MemoryRunStateStore());
     await reference.startRun(testRunSpec('c', tb.bundleId, FC));
     const expected: AlertRecord[] = [];
-    for (const [step, collapsed] of plan.entries()) expected.push(...alertsOf((await reference.processCheckpoint('c', fcCheckpoint(step, collapsed))).records));
+    for (const [step, collapsed] of plan.entries())
+      expected.push(
+        ...alertsOf((await reference.processCheckpoint('c', fcCheckpoint(step, collapsed))).records),
+      );
     expect(expected.map((a) => [a.rule, a.state, a.step])).toEqual([
       ['diversity_floor', 'firing', 3],
       ['concept_dominance', 'firing', 3],
@@ -188,7 +241,9 @@ describe('ConceptEngine with a state store', () => {
     const reference = newEngine(new MemoryRunStateStore());
     await reference.startRun(testRunSpec('idle', tb.bundleId));
     await reference.processCheckpoint('idle', testCheckpoint(tb.space, 0));
-    expect(out.records).toEqual((await reference.processCheckpoint('idle', testCheckpoint(tb.space, 1))).records);
+    expect(out.records).toEqual(
+      (await reference.processCheckpoint('idle', testCheckpoint(tb.space, 1))).records,
+    );
     // runIdleMs 0 never evicts
     const keeper = newEngine(store, { runIdleMs: 0, clockMs: () => clock });
     await keeper.startRun(testRunSpec('kept', tb.bundleId));
@@ -208,8 +263,11 @@ describe('ConceptEngine with a state store', () => {
     const out = await a.processCheckpoint('r', testCheckpoint(tb.space, 2));
     const reference = newEngine(new MemoryRunStateStore());
     await reference.startRun(testRunSpec('r', tb.bundleId));
-    for (let step = 0; step < 2; step++) await reference.processCheckpoint('r', testCheckpoint(tb.space, step));
-    expect(out.records).toEqual((await reference.processCheckpoint('r', testCheckpoint(tb.space, 2))).records);
+    for (let step = 0; step < 2; step++)
+      await reference.processCheckpoint('r', testCheckpoint(tb.space, step));
+    expect(out.records).toEqual(
+      (await reference.processCheckpoint('r', testCheckpoint(tb.space, 2))).records,
+    );
   });
 
   it('a failed save fails the checkpoint (UNAVAILABLE) and commits nothing: the resend gives the uninterrupted result', async () => {
@@ -230,7 +288,8 @@ describe('ConceptEngine with a state store', () => {
     const reference = newEngine(new MemoryRunStateStore());
     await reference.startRun(testRunSpec('c', tb.bundleId, FC));
     const expected: CmRecord[][] = [];
-    for (const [step, collapsed] of plan.entries()) expected.push((await reference.processCheckpoint('c', fcCheckpoint(step, collapsed))).records);
+    for (const [step, collapsed] of plan.entries())
+      expected.push((await reference.processCheckpoint('c', fcCheckpoint(step, collapsed))).records);
 
     const engine = newEngine(store);
     await engine.startRun(testRunSpec('c', tb.bundleId, FC));
@@ -241,21 +300,36 @@ describe('ConceptEngine with a state store', () => {
         expect(e.code).toBe('UNAVAILABLE');
         expect(e.message).toMatch(/run c: could not save the run state: nats: timeout/);
       }
-      expect((await engine.processCheckpoint('c', fcCheckpoint(step, collapsed))).records).toEqual(expected[step]);
+      expect((await engine.processCheckpoint('c', fcCheckpoint(step, collapsed))).records).toEqual(
+        expected[step],
+      );
     }
-    expect(alertsOf(expected[3]).map((a) => `${a.rule} ${a.state}`)).toEqual(['diversity_floor firing', 'concept_dominance firing']);
+    expect(alertsOf(expected[3]).map((a) => `${a.rule} ${a.state}`)).toEqual([
+      'diversity_floor firing',
+      'concept_dominance firing',
+    ]);
   });
 
   it('endRun deletes the saved state, also for a run only the store holds (ended on another replica)', async () => {
     const store = new MemoryRunStateStore();
     const clockA = new Date('2025-01-01T00:00:00.000Z');
-    const a = new ConceptEngine({ bundles: tb.bundles, dissector: inlineDissector(), now: () => clockA, stateStore: store });
+    const a = new ConceptEngine({
+      bundles: tb.bundles,
+      dissector: inlineDissector(),
+      now: () => clockA,
+      stateStore: store,
+    });
     engines.push(a);
     await a.startRun(testRunSpec('r', tb.bundleId));
     expect(store.runIds()).toEqual(['r']);
     const b = newEngine(store);
     const rec = await b.endRun('r', 'failed');
-    expect(rec).toMatchObject({ runId: 'r', status: 'failed', startedAt: '2025-01-01T00:00:00.000Z', endedAt: '2025-01-02T03:04:05.000Z' });
+    expect(rec).toMatchObject({
+      runId: 'r',
+      status: 'failed',
+      startedAt: '2025-01-01T00:00:00.000Z',
+      endedAt: '2025-01-02T03:04:05.000Z',
+    });
     expect(store.runIds()).toEqual([]);
     expect((await rejected(() => b.endRun('r', 'completed'))).code).toBe('NOT_FOUND');
   });
@@ -270,6 +344,8 @@ describe('ConceptEngine with a state store', () => {
     await store.save('r', saved);
     const e = await rejected(() => newEngine(store).startRun(testRunSpec('r', tb.bundleId)));
     expect(e.code).toBe('CORRUPT');
-    expect(e.message).toMatch(/saved state of run r: previous top-1 of layer fc has 3 neurons, the run declares 6/);
+    expect(e.message).toMatch(
+      /saved state of run r: previous top-1 of layer fc has 3 neurons, the run declares 6/,
+    );
   });
 });

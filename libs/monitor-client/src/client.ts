@@ -92,9 +92,13 @@ const CM_CODE: Partial<Record<grpc.status, CmErrorCode>> = {
 };
 
 function statusError(s: { code: grpc.status; details: string }, target: string): CmError {
-  return new CmError(CM_CODE[s.code] ?? 'INTERNAL', `concept service ${target}: ${s.details || grpc.status[s.code]}`, {
-    context: { grpcCode: grpc.status[s.code], target },
-  });
+  return new CmError(
+    CM_CODE[s.code] ?? 'INTERNAL',
+    `concept service ${target}: ${s.details || grpc.status[s.code]}`,
+    {
+      context: { grpcCode: grpc.status[s.code], target },
+    },
+  );
 }
 
 interface Item {
@@ -124,7 +128,10 @@ interface Connection {
   wake?: () => void;
 }
 
-type StreamMethod = (metadata?: grpc.Metadata, options?: grpc.CallOptions) => grpc.ClientDuplexStream<TrainerMessage, ServiceMessage>;
+type StreamMethod = (
+  metadata?: grpc.Metadata,
+  options?: grpc.CallOptions,
+) => grpc.ClientDuplexStream<TrainerMessage, ServiceMessage>;
 
 export function createMonitorClient(opts: MonitorClientOptions): MonitorClient {
   return new GrpcMonitorClient(opts);
@@ -167,8 +174,10 @@ class GrpcMonitorClient implements MonitorClient {
     this.initialDelayMs = opts.reconnect?.initialDelayMs ?? 100;
     this.maxDelayMs = opts.reconnect?.maxDelayMs ?? 2000;
     this.delayMs = this.initialDelayMs;
-    if (!(this.maxBlockMs >= 0)) throw new CmError('INVALID_ARGUMENT', `maxBlockMs must be >= 0, got ${this.maxBlockMs}`);
-    if (!(this.maxBufferedBytes > 0)) throw new CmError('INVALID_ARGUMENT', `maxBufferedBytes must be > 0, got ${this.maxBufferedBytes}`);
+    if (!(this.maxBlockMs >= 0))
+      throw new CmError('INVALID_ARGUMENT', `maxBlockMs must be >= 0, got ${this.maxBlockMs}`);
+    if (!(this.maxBufferedBytes > 0))
+      throw new CmError('INVALID_ARGUMENT', `maxBufferedBytes must be > 0, got ${this.maxBufferedBytes}`);
     const Ctor = clientConstructor();
     this.grpcClient = new Ctor(opts.target, opts.credentials ?? grpc.credentials.createInsecure(), {
       // Reconnect quickly after a service restart (grpc-js defaults back off to 2 minutes).
@@ -194,9 +203,13 @@ class GrpcMonitorClient implements MonitorClient {
   async startRun(spec: RunSpec): Promise<void> {
     this.assertOpen();
     if (this.spec) {
-      throw new CmError('INVALID_ARGUMENT', `run ${this.spec.runId} is still running on this client; endRun() it first`, {
-        context: { runId: this.spec.runId, next: spec.runId },
-      });
+      throw new CmError(
+        'INVALID_ARGUMENT',
+        `run ${this.spec.runId} is still running on this client; endRun() it first`,
+        {
+          context: { runId: this.spec.runId, next: spec.runId },
+        },
+      );
     }
     this.spec = spec;
     this.accepted = false;
@@ -210,28 +223,39 @@ class GrpcMonitorClient implements MonitorClient {
     }
     if (!ready) {
       if (this.policy === 'drop') {
-        this.log.warn(`concept service ${this.opts.target} unreachable for ${this.maxBlockMs} ms; run ${spec.runId} goes on, checkpoints are dropped until it returns`);
+        this.log.warn(
+          `concept service ${this.opts.target} unreachable for ${this.maxBlockMs} ms; run ${spec.runId} goes on, checkpoints are dropped until it returns`,
+        );
         return;
       }
       this.resetRun();
-      throw new CmError('UNAVAILABLE', `concept service ${this.opts.target} unreachable for ${this.maxBlockMs} ms`, {
-        context: { target: this.opts.target },
-        hint: 'start it (`cm stack up`) or use policy drop',
-      });
+      throw new CmError(
+        'UNAVAILABLE',
+        `concept service ${this.opts.target} unreachable for ${this.maxBlockMs} ms`,
+        {
+          context: { target: this.opts.target },
+          hint: 'start it (`cm stack up`) or use policy drop',
+        },
+      );
     }
   }
 
   async sendCheckpoint(cp: CheckpointData): Promise<CheckpointResult | undefined> {
     this.assertOpen();
     if (this.fatal) throw this.fatal;
-    if (!this.spec) throw new CmError('NOT_FOUND', 'no run started on this client', { hint: 'call startRun first' });
+    if (!this.spec)
+      throw new CmError('NOT_FOUND', 'no run started on this client', { hint: 'call startRun first' });
     const messages = checkpointToWire(cp, this.dtype, this.chunkBytes);
     const bytes = payloadBytes(messages);
     if (bytes > this.maxBufferedBytes) {
-      throw new CmError('RESOURCE_EXHAUSTED', `checkpoint ${cp.step} needs ${bytes} bytes, more than maxBufferedBytes ${this.maxBufferedBytes}`, {
-        context: { step: cp.step, bytes },
-        hint: 'raise maxBufferedBytes, send pooled [D, N] activations, or use dtype float16',
-      });
+      throw new CmError(
+        'RESOURCE_EXHAUSTED',
+        `checkpoint ${cp.step} needs ${bytes} bytes, more than maxBufferedBytes ${this.maxBufferedBytes}`,
+        {
+          context: { step: cp.step, bytes },
+          hint: 'raise maxBufferedBytes, send pooled [D, N] activations, or use dtype float16',
+        },
+      );
     }
     // Reserve buffer room first, in call order (steps must reach the service in order).
     const granted = this.reserve(bytes);
@@ -240,7 +264,10 @@ class GrpcMonitorClient implements MonitorClient {
       this.assertOpen();
       if (this.policy === 'drop') {
         this.counters.dropped++;
-        this.log.warn(`checkpoint ${cp.step} dropped: send buffer full for ${this.maxBlockMs} ms`, { step: cp.step, dropped: this.counters.dropped });
+        this.log.warn(`checkpoint ${cp.step} dropped: send buffer full for ${this.maxBlockMs} ms`, {
+          step: cp.step,
+          dropped: this.counters.dropped,
+        });
         return undefined;
       }
       throw new CmError('TIMEOUT', `checkpoint ${cp.step}: send buffer full for ${this.maxBlockMs} ms`, {
@@ -253,12 +280,15 @@ class GrpcMonitorClient implements MonitorClient {
 
   async endRun(status: 'completed' | 'failed'): Promise<void> {
     this.assertOpen();
-    if (!this.spec) throw new CmError('NOT_FOUND', 'no run started on this client', { hint: 'call startRun first' });
+    if (!this.spec)
+      throw new CmError('NOT_FOUND', 'no run started on this client', { hint: 'call startRun first' });
     if (this.fatal) {
       this.resetRun();
       return;
     }
-    const runEnd: TrainerMessage = { runEnd: { status: status === 'failed' ? 'RUN_STATUS_FAILED' : 'RUN_STATUS_COMPLETED' } };
+    const runEnd: TrainerMessage = {
+      runEnd: { status: status === 'failed' ? 'RUN_STATUS_FAILED' : 'RUN_STATUS_COMPLETED' },
+    };
     await this.enqueue('end', -1, [runEnd], 64);
     this.resetRun();
   }
@@ -271,7 +301,12 @@ class GrpcMonitorClient implements MonitorClient {
     const items = this.items;
     this.items = [];
     this.buffered = 0;
-    for (const i of items) i.reject(new CmError('UNAVAILABLE', 'monitor client closed before the service acknowledged', { context: { step: i.step } }));
+    for (const i of items)
+      i.reject(
+        new CmError('UNAVAILABLE', 'monitor client closed before the service acknowledged', {
+          context: { step: i.step },
+        }),
+      );
     this.killConnection();
     for (const w of this.readyWaiters) w();
     this.refuseRoom();
@@ -301,7 +336,9 @@ class GrpcMonitorClient implements MonitorClient {
       conn.ready = true;
       if (this.accepted) {
         this.counters.reconnects++;
-        this.log.info(`reconnected to ${this.opts.target}; resending ${this.items.length} unacknowledged item(s)`);
+        this.log.info(
+          `reconnected to ${this.opts.target}; resending ${this.items.length} unacknowledged item(s)`,
+        );
       }
       this.accepted = true;
       this.outageLogged = false;
@@ -374,7 +411,9 @@ class GrpcMonitorClient implements MonitorClient {
       const stepText = s.metadata?.get('cm-step')[0];
       const step = stepText === undefined ? undefined : Number(stepText);
       const idx =
-        step !== undefined ? this.items.findIndex((i) => i.kind === 'checkpoint' && i.step === step) : this.items.findIndex((i) => i.writtenOn === conn.id);
+        step !== undefined
+          ? this.items.findIndex((i) => i.kind === 'checkpoint' && i.step === step)
+          : this.items.findIndex((i) => i.writtenOn === conn.id);
       if (idx >= 0) {
         const [item] = this.items.splice(idx, 1);
         this.release(item);
@@ -388,7 +427,9 @@ class GrpcMonitorClient implements MonitorClient {
     }
     if (!this.outageLogged) {
       this.outageLogged = true;
-      this.log.warn(`stream to ${this.opts.target} lost (${grpc.status[s.code]}: ${s.details}); reconnecting, ${this.items.length} item(s) to resend`);
+      this.log.warn(
+        `stream to ${this.opts.target} lost (${grpc.status[s.code]}: ${s.details}); reconnecting, ${this.items.length} item(s) to resend`,
+      );
     }
     this.armDeadlines();
     this.reconnectTimer = setTimeout(() => this.connect(), this.delayMs);
@@ -406,7 +447,12 @@ class GrpcMonitorClient implements MonitorClient {
 
   // ---- buffer -----------------------------------------------------------------------------
 
-  private enqueue(kind: Item['kind'], step: number, messages: TrainerMessage[], bytes: number): Promise<CheckpointResult | undefined> {
+  private enqueue(
+    kind: Item['kind'],
+    step: number,
+    messages: TrainerMessage[],
+    bytes: number,
+  ): Promise<CheckpointResult | undefined> {
     return new Promise((resolve, reject) => {
       this.items.push({ kind, step, messages, bytes, writtenOn: 0, resolve, reject });
       if (kind === 'end') this.buffered += bytes; // checkpoints reserved their room in reserve()
@@ -507,14 +553,20 @@ class GrpcMonitorClient implements MonitorClient {
         item.resolve(undefined);
       } else {
         item.reject(
-          new CmError('UNAVAILABLE', `concept service ${this.opts.target} unreachable for ${this.maxBlockMs} ms`, {
-            context: { step: item.step },
-          }),
+          new CmError(
+            'UNAVAILABLE',
+            `concept service ${this.opts.target} unreachable for ${this.maxBlockMs} ms`,
+            {
+              context: { step: item.step },
+            },
+          ),
         );
       }
     }
     if (expired.length && this.policy === 'drop') {
-      this.log.warn(`service unreachable for ${this.maxBlockMs} ms: dropped ${expired.length} item(s)`, { droppedCheckpoints: this.counters.dropped });
+      this.log.warn(`service unreachable for ${this.maxBlockMs} ms: dropped ${expired.length} item(s)`, {
+        droppedCheckpoints: this.counters.dropped,
+      });
     }
     this.armDeadlines();
   }

@@ -97,7 +97,8 @@ export function serviceDefinition(): grpc.ServiceDefinition {
   if (!cached) {
     const pkg = protoLoader.loadSync(PROTO_FILE, LOADER_OPTIONS);
     const def = pkg[SERVICE_NAME];
-    if (!def || !('Monitor' in def)) throw new CmError('INTERNAL', `${PROTO_FILE} lacks service ${SERVICE_NAME}`);
+    if (!def || !('Monitor' in def))
+      throw new CmError('INTERNAL', `${PROTO_FILE} lacks service ${SERVICE_NAME}`);
     cached = def as grpc.ServiceDefinition;
   }
   return cached;
@@ -150,8 +151,13 @@ export type WireFloat = 'float32' | 'float16';
  * `chunkBytes` payload bytes, then CheckpointEnd. The data is copied (a trainer may reuse its
  * arrays as soon as sendCheckpoint returns).
  */
-export function checkpointToWire(cp: CheckpointData, dtype: WireFloat, chunkBytes = DEFAULT_CHUNK_BYTES): TrainerMessage[] {
-  if (!Number.isInteger(cp.step) || cp.step < 0) throw invalidArgument(`checkpoint step must be a non-negative integer, got ${cp.step}`);
+export function checkpointToWire(
+  cp: CheckpointData,
+  dtype: WireFloat,
+  chunkBytes = DEFAULT_CHUNK_BYTES,
+): TrainerMessage[] {
+  if (!Number.isInteger(cp.step) || cp.step < 0)
+    throw invalidArgument(`checkpoint step must be a non-negative integer, got ${cp.step}`);
   if (chunkBytes < 1024) throw invalidArgument(`chunkBytes must be at least 1024, got ${chunkBytes}`);
   const out: TrainerMessage[] = [];
   for (const layer of cp.layers) {
@@ -171,7 +177,16 @@ export function checkpointToWire(cp: CheckpointData, dtype: WireFloat, chunkByte
     do {
       const data = bytes.subarray(offset, Math.min(offset + step, bytes.length));
       out.push({
-        chunk: { step: cp.step, layer: layer.layer, shape: [...layer.shape], dtype: wireDType, pooling, offset, totalBytes: bytes.length, data },
+        chunk: {
+          step: cp.step,
+          layer: layer.layer,
+          shape: [...layer.shape],
+          dtype: wireDType,
+          pooling,
+          offset,
+          totalBytes: bytes.length,
+          data,
+        },
       });
       offset += data.length;
     } while (offset < bytes.length);

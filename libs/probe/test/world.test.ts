@@ -158,7 +158,6 @@ describe('synthetic concept world', () => {
     expect(mean(area.medium)).toBeLessThan(mean(area.large));
   });
 
-
   it('makes size an area: every shape of one size covers about the same pixels', () => {
     // Before, one half-extent for all shapes gave a large circle 2.4x the pixels of a large star,
     // which confounded 'circle' with 'large' for networks that pool over the image (docs/probe.md).
@@ -170,7 +169,11 @@ describe('synthetic concept world', () => {
       const pixels = SHAPES.map((shape) => {
         let total = 0;
         for (let k = 0; k < 30; k++) {
-          const scene = sampleScene(rng, { background: 'black background', count: 1, first: { shape, size: sizeName, position: 'center', colour: 'white' } });
+          const scene = sampleScene(rng, {
+            background: 'black background',
+            count: 1,
+            first: { shape, size: sizeName, position: 'center', colour: 'white' },
+          });
           renderScene(scene, size, undefined, 0, mask);
           total += mask.reduce((n, m) => n + (m === 1 ? 1 : 0), 0);
         }

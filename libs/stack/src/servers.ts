@@ -49,7 +49,17 @@ export async function startNats(opts: NatsOptions): Promise<ManagedServer> {
   const dir = resolve(opts.dir);
   const storeDir = join(dir, 'nats-data');
   mkdirSync(storeDir, { recursive: true });
-  const args = ['-a', '127.0.0.1', '-p', String(opts.port), '-m', String(opts.monitorPort), '-js', '-sd', storeDir];
+  const args = [
+    '-a',
+    '127.0.0.1',
+    '-p',
+    String(opts.port),
+    '-m',
+    String(opts.monitorPort),
+    '-js',
+    '-sd',
+    storeDir,
+  ];
   if (opts.user) args.push('--user', opts.user, '--pass', opts.password ?? '');
   const svc = await startService(dir, {
     name: NATS_SERVICE,
@@ -57,7 +67,11 @@ export async function startNats(opts: NatsOptions): Promise<ManagedServer> {
     args,
     health: () => httpOk(`http://127.0.0.1:${opts.monitorPort}/healthz?js-enabled-only=true`),
   });
-  return { ...svc, url: `nats://127.0.0.1:${opts.port}`, stop: async () => void (await stopService(dir, NATS_SERVICE)) };
+  return {
+    ...svc,
+    url: `nats://127.0.0.1:${opts.port}`,
+    stop: async () => void (await stopService(dir, NATS_SERVICE)),
+  };
 }
 
 /**
@@ -98,9 +112,14 @@ const USERS_XML = `<?xml version="1.0"?>
 `;
 
 export async function startClickHouse(opts: ClickHouseOptions): Promise<ManagedServer> {
-  const bin = findBinary('clickhouse-server', ['clickhouse-server', '/usr/sbin/clickhouse-server', '/usr/bin/clickhouse-server']);
+  const bin = findBinary('clickhouse-server', [
+    'clickhouse-server',
+    '/usr/sbin/clickhouse-server',
+    '/usr/bin/clickhouse-server',
+  ]);
   const dir = resolve(opts.dir, 'clickhouse');
-  for (const sub of ['data', 'tmp', 'user_files', 'format_schemas', 'logs']) mkdirSync(join(dir, sub), { recursive: true });
+  for (const sub of ['data', 'tmp', 'user_files', 'format_schemas', 'logs'])
+    mkdirSync(join(dir, sub), { recursive: true });
   writeFileSync(join(dir, 'config.xml'), clickHouseConfigXml(dir, opts.httpPort, opts.tcpPort));
   writeFileSync(join(dir, 'users.xml'), USERS_XML);
   const stackDir = resolve(opts.dir);

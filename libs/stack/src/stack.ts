@@ -41,7 +41,10 @@ export interface ServiceStatus {
 
 const STATE_FILE = 'stack.json';
 
-export async function stackUp(opts: StackOptions, log: (line: string) => void = () => undefined): Promise<ServiceStatus[]> {
+export async function stackUp(
+  opts: StackOptions,
+  log: (line: string) => void = () => undefined,
+): Promise<ServiceStatus[]> {
   const dir = resolve(opts.dir);
   mkdirSync(dir, { recursive: true });
   const state: StackState = { startedAt: new Date().toISOString(), services: [] };
@@ -51,7 +54,11 @@ export async function stackUp(opts: StackOptions, log: (line: string) => void = 
     state.services.push({ name: NATS_SERVICE, health: `http://127.0.0.1:${opts.natsMonitorPort}/healthz` });
     save();
     log(`nats-server up: ${nats.url} (pid ${nats.pid})`);
-    const ch = await startClickHouse({ dir, httpPort: opts.clickhouseHttpPort, tcpPort: opts.clickhouseTcpPort });
+    const ch = await startClickHouse({
+      dir,
+      httpPort: opts.clickhouseHttpPort,
+      tcpPort: opts.clickhouseTcpPort,
+    });
     state.services.push({ name: CLICKHOUSE_SERVICE, health: `${ch.url}/ping` });
     save();
     log(`clickhouse-server up: ${ch.url} (pid ${ch.pid})`);

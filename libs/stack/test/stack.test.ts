@@ -9,7 +9,12 @@ import { isAlive, readPid, stackDown, stackStatus, stackUp } from '../src';
 /** Integration: the real nats-server and clickhouse-server, started and stopped by the stack code. */
 describe('local stack (real nats-server + clickhouse-server)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cm-stack-'));
-  let ports: { natsPort: number; natsMonitorPort: number; clickhouseHttpPort: number; clickhouseTcpPort: number };
+  let ports: {
+    natsPort: number;
+    natsMonitorPort: number;
+    clickhouseHttpPort: number;
+    clickhouseTcpPort: number;
+  };
 
   beforeAll(async () => {
     ports = {
@@ -51,10 +56,24 @@ describe('local stack (real nats-server + clickhouse-server)', () => {
   it('creates a table, inserts and selects rows', async () => {
     const ch = createClient({ url: `http://127.0.0.1:${ports.clickhouseHttpPort}` });
     try {
-      await ch.command({ query: 'CREATE TABLE IF NOT EXISTS smoke (id UInt32, name String) ENGINE = MergeTree ORDER BY id' });
-      await ch.insert({ table: 'smoke', values: [{ id: 2, name: 'b' }, { id: 1, name: 'a' }], format: 'JSONEachRow' });
-      const rows = await (await ch.query({ query: 'SELECT id, name FROM smoke ORDER BY id', format: 'JSONEachRow' })).json();
-      expect(rows).toEqual([{ id: 1, name: 'a' }, { id: 2, name: 'b' }]);
+      await ch.command({
+        query: 'CREATE TABLE IF NOT EXISTS smoke (id UInt32, name String) ENGINE = MergeTree ORDER BY id',
+      });
+      await ch.insert({
+        table: 'smoke',
+        values: [
+          { id: 2, name: 'b' },
+          { id: 1, name: 'a' },
+        ],
+        format: 'JSONEachRow',
+      });
+      const rows = await (
+        await ch.query({ query: 'SELECT id, name FROM smoke ORDER BY id', format: 'JSONEachRow' })
+      ).json();
+      expect(rows).toEqual([
+        { id: 1, name: 'a' },
+        { id: 2, name: 'b' },
+      ]);
     } finally {
       await ch.close();
     }

@@ -1,4 +1,11 @@
-import { isLabelsColumnsRecord, TABLES, toLabelColumns, type CmRecord, type LabelColumns, type WireRecord } from '@cm/contracts';
+import {
+  isLabelsColumnsRecord,
+  TABLES,
+  toLabelColumns,
+  type CmRecord,
+  type LabelColumns,
+  type WireRecord,
+} from '@cm/contracts';
 import { invalidArgument } from '@cm/core';
 
 /**
@@ -62,10 +69,26 @@ export const TABLE_KEYS = Object.keys(TABLE_OF) as TableKey[];
 
 /** How each table's lines are encoded: the FORMAT clause (and column list) of its INSERT. */
 export const NEURON_LABEL_COLUMNS = [
-  'run_id', 'layer', 'step', 'neuron', 'concept', 'category', 'score', 'interpretable', 'dead',
-  'top_concepts', 'top_scores', 'x', 'y', 'time', 'time_ms',
+  'run_id',
+  'layer',
+  'step',
+  'neuron',
+  'concept',
+  'category',
+  'score',
+  'interpretable',
+  'dead',
+  'top_concepts',
+  'top_scores',
+  'x',
+  'y',
+  'time',
+  'time_ms',
 ] as const;
-export const INSERT_FORMAT: Record<TableKey, { format: 'JSONEachRow' | 'TabSeparated'; columns?: readonly string[] }> = {
+export const INSERT_FORMAT: Record<
+  TableKey,
+  { format: 'JSONEachRow' | 'TabSeparated'; columns?: readonly string[] }
+> = {
   runs: { format: 'JSONEachRow' },
   checkpoints: { format: 'JSONEachRow' },
   neuronLabels: { format: 'TabSeparated', columns: NEURON_LABEL_COLUMNS },
@@ -77,7 +100,14 @@ const TSV_SPECIAL = /[\\\t\n\r\0]/;
 const TSV_SPECIAL_G = /[\\\t\n\r\0]/g;
 const QUOTED_SPECIAL = /[\\'\t\n\r\0]/;
 const QUOTED_SPECIAL_G = /[\\'\t\n\r\0]/g;
-const ESCAPES: Record<string, string> = { '\\': '\\\\', "'": "\\'", '\t': '\\t', '\n': '\\n', '\r': '\\r', '\0': '\\0' };
+const ESCAPES: Record<string, string> = {
+  '\\': '\\\\',
+  "'": "\\'",
+  '\t': '\\t',
+  '\n': '\\n',
+  '\r': '\\r',
+  '\0': '\\0',
+};
 const escapeChar = (c: string): string => ESCAPES[c];
 
 /** A String value as a TabSeparated field. */
@@ -116,22 +146,27 @@ export function float(v: number): number | string {
   return v > 0 ? 'inf' : '-inf';
 }
 
-
 function uint32(v: number, what: string, record: WireRecord): number {
   if (!Number.isInteger(v) || v < 0 || v > UINT32_MAX) {
-    throw invalidArgument(`${what} must be an integer in 0..${UINT32_MAX}, got ${v}`, { kind: record.kind, runId: record.runId, [what]: v });
+    throw invalidArgument(`${what} must be an integer in 0..${UINT32_MAX}, got ${v}`, {
+      kind: record.kind,
+      runId: record.runId,
+      [what]: v,
+    });
   }
   return v;
 }
 
 function str(v: unknown, what: string, record: WireRecord): string {
-  if (typeof v !== 'string') throw invalidArgument(`${what} must be a string`, { kind: record.kind, runId: record.runId });
+  if (typeof v !== 'string')
+    throw invalidArgument(`${what} must be a string`, { kind: record.kind, runId: record.runId });
   return v;
 }
 
 function times(iso: string, record: WireRecord): { time: number; time_ms: number } {
   const ms = Date.parse(iso);
-  if (Number.isNaN(ms) || ms < 0) throw invalidArgument(`time is not a valid ISO date: ${iso}`, { kind: record.kind, runId: record.runId });
+  if (Number.isNaN(ms) || ms < 0)
+    throw invalidArgument(`time is not a valid ISO date: ${iso}`, { kind: record.kind, runId: record.runId });
   return { time: Math.floor(ms / 1000), time_ms: ms };
 }
 
@@ -253,10 +288,18 @@ export function rowCount(rows: TableRows): number {
  * one encoder for both). Everything that can refuse the record is checked before anything is
  * written, so a refused record leaves `out` untouched.
  */
-function appendLabels(out: TableRows, record: Extract<WireRecord, { kind: 'labels' }>, t: { time: number; time_ms: number }): void {
+function appendLabels(
+  out: TableRows,
+  record: Extract<WireRecord, { kind: 'labels' }>,
+  t: { time: number; time_ms: number },
+): void {
   const layer = str(record.layer, 'layer', record);
   const step = uint32(record.step, 'step', record);
-  if (t.time > UINT32_MAX) throw invalidArgument(`time ${record.time} is past the DateTime range (2106)`, { kind: record.kind, runId: record.runId });
+  if (t.time > UINT32_MAX)
+    throw invalidArgument(`time ${record.time} is past the DateTime range (2106)`, {
+      kind: record.kind,
+      runId: record.runId,
+    });
   const c = isLabelsColumnsRecord(record) ? record.columns : toLabelColumns(record.labels);
   const { strings } = c;
   for (let i = 0; i < strings.length; i++) str(strings[i], 'concept, category and top concept', record);
@@ -273,11 +316,18 @@ function appendLabels(out: TableRows, record: Extract<WireRecord, { kind: 'label
   for (let i = 0; i < n; i++) categoryOf[c.concept[i]] = c.category[i];
   let seen = out.labelConcepts.get(record.runId);
   if (!seen) out.labelConcepts.set(record.runId, (seen = new Map()));
-  for (let k = 0; k < strings.length; k++) if (categoryOf[k] >= 0) seen.set(strings[k], strings[categoryOf[k]]);
+  for (let k = 0; k < strings.length; k++)
+    if (categoryOf[k] >= 0) seen.set(strings[k], strings[categoryOf[k]]);
 }
 
 /** Columns in NEURON_LABEL_COLUMNS order as TabSeparated lines (no trailing newline). */
-function labelsTsv(runId: string, layer: string, step: number, t: { time: number; time_ms: number }, c: LabelColumns): string {
+function labelsTsv(
+  runId: string,
+  layer: string,
+  step: number,
+  t: { time: number; time_ms: number },
+  c: LabelColumns,
+): string {
   const prefix = `${tsvString(runId)}\t${tsvString(layer)}\t${step}\t`;
   const suffix = `\t${t.time}\t${t.time_ms}`;
   // every string of the record escaped once (fields), quoted on first use (array items)
@@ -293,15 +343,28 @@ function labelsTsv(runId: string, layer: string, step: number, t: { time: number
       top += (first ? '' : ',') + (quoted[k] ??= tsvQuoted(c.strings[k]));
     }
     let scores = '';
-    for (let end = ts + c.topScoreCount[i], first = true; ts < end; ts++, first = false) scores += (first ? '' : ',') + floatTsv(c.topScores[ts] as number);
+    for (let end = ts + c.topScoreCount[i], first = true; ts < end; ts++, first = false)
+      scores += (first ? '' : ',') + floatTsv(c.topScores[ts] as number);
     chunk +=
       (i ? '\n' : '') +
       prefix +
       c.neuron[i] +
-      '\t' + field[c.concept[i]] + '\t' + field[c.category[i]] + '\t' + floatTsv(c.score[i]) +
-      (c.interpretable[i] ? '\t1' : '\t0') + (c.dead[i] ? '\t1' : '\t0') +
-      '\t[' + top + ']\t[' + scores + ']\t' +
-      floatTsv(c.x[i] ?? 0) + '\t' + floatTsv(c.y[i] ?? 0) +
+      '\t' +
+      field[c.concept[i]] +
+      '\t' +
+      field[c.category[i]] +
+      '\t' +
+      floatTsv(c.score[i]) +
+      (c.interpretable[i] ? '\t1' : '\t0') +
+      (c.dead[i] ? '\t1' : '\t0') +
+      '\t[' +
+      top +
+      ']\t[' +
+      scores +
+      ']\t' +
+      floatTsv(c.x[i] ?? 0) +
+      '\t' +
+      floatTsv(c.y[i] ?? 0) +
       suffix;
   }
   return chunk;
@@ -344,12 +407,18 @@ function rowBinaryStrings(strings: readonly string[]): { bytes: Buffer; start: I
   }
   start[strings.length] = size;
   const bytes = Buffer.allocUnsafe(size);
-  for (let k = 0; k < strings.length; k++) bytes.write(strings[k], writeVarint(bytes, start[k], lengths[k]), 'utf8');
+  for (let k = 0; k < strings.length; k++)
+    bytes.write(strings[k], writeVarint(bytes, start[k], lengths[k]), 'utf8');
   return { bytes, start };
 }
 
 /** Copy string k of rowBinaryStrings into `to` at `o`; returns the offset after it. */
-function copyString(to: Uint8Array, o: number, strings: { bytes: Buffer; start: Int32Array }, k: number): number {
+function copyString(
+  to: Uint8Array,
+  o: number,
+  strings: { bytes: Buffer; start: Int32Array },
+  k: number,
+): number {
   const { bytes, start } = strings;
   for (let b = start[k], end = start[k + 1]; b < end; b++) to[o++] = bytes[b];
   return o;
@@ -362,7 +431,13 @@ function copyString(to: Uint8Array, o: number, strings: { bytes: Buffer; start: 
  * ClickHouse stores exactly what its text parser would have (round to nearest); NaN and infinities
  * are plain IEEE values here. The record is sized first, then written into one buffer.
  */
-function labelsRowBinary(runId: string, layer: string, step: number, t: { time: number; time_ms: number }, c: LabelColumns): Uint8Array {
+function labelsRowBinary(
+  runId: string,
+  layer: string,
+  step: number,
+  t: { time: number; time_ms: number },
+  c: LabelColumns,
+): Uint8Array {
   const head = rowBinaryStrings([runId, layer]);
   const prefix = Buffer.concat([head.bytes, Buffer.from(new Uint32Array([step]).buffer)]);
   const encoded = rowBinaryStrings(c.strings);
@@ -398,7 +473,8 @@ function labelsRowBinary(runId: string, layer: string, step: number, t: { time: 
     for (const end = tc + topCount; tc < end; tc++) o = copyString(buf, o, encoded, c.topConcepts[tc]);
     const scoreCount = c.topScoreCount[i];
     o = writeVarint(buf, o, scoreCount);
-    for (const end = ts + scoreCount; ts < end; ts++, o += 4) view.setFloat32(o, c.topScores[ts] ?? Number.NaN, true);
+    for (const end = ts + scoreCount; ts < end; ts++, o += 4)
+      view.setFloat32(o, c.topScores[ts] ?? Number.NaN, true);
     view.setFloat32(o, c.x[i] ?? 0, true);
     view.setFloat32(o + 4, c.y[i] ?? 0, true);
     view.setUint32(o + 8, t.time, true);

@@ -46,7 +46,9 @@ function types(f: StoreFeatures) {
 }
 
 function ttl(ctx: SchemaContext): string {
-  return ctx.features.ttl && ctx.retentionDays > 0 ? ` TTL time + toIntervalDay(${Math.floor(ctx.retentionDays)})` : '';
+  return ctx.features.ttl && ctx.retentionDays > 0
+    ? ` TTL time + toIntervalDay(${Math.floor(ctx.retentionDays)})`
+    : '';
 }
 
 export const MIGRATIONS_TABLE_DDL = (database: string): string =>

@@ -50,7 +50,11 @@ const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** A database or table name, back-quoted. Only plain identifiers are accepted (config validates the same). */
 export function sqlIdentifier(name: string): string {
   if (!IDENTIFIER.test(name)) {
-    throw invalidArgument(`not a valid ClickHouse identifier: ${JSON.stringify(name)}`, { name }, 'use letters, digits and _ only');
+    throw invalidArgument(
+      `not a valid ClickHouse identifier: ${JSON.stringify(name)}`,
+      { name },
+      'use letters, digits and _ only',
+    );
   }
   return '`' + name + '`';
 }

@@ -6,7 +6,17 @@ import { createChdbConnection } from 'chdb/connection';
 import { TABLES, type CmRecord } from '@cm/contracts';
 import { CmError, errorMessage } from '@cm/core';
 import { MIGRATIONS, MIGRATIONS_TABLE_DDL, qualified, type Migration } from './schema';
-import { emptyRows, INSERT_FORMAT, NEURON_LABEL_COLUMNS, TABLE_KEYS, TABLE_OF, appendRows, type LabelFormat, type TableKey, type TableRows } from './rows';
+import {
+  emptyRows,
+  INSERT_FORMAT,
+  NEURON_LABEL_COLUMNS,
+  TABLE_KEYS,
+  TABLE_OF,
+  appendRows,
+  type LabelFormat,
+  type TableKey,
+  type TableRows,
+} from './rows';
 import { sqlIdentifier, sqlString } from './sql';
 import { featuresFor, parseServerVersion, type StoreFeatures } from './version';
 
@@ -58,7 +68,10 @@ export interface Store {
  * The CLI's `--store` value: `http://` or `https://` -> server (user, password and `?database=` may be
  * in the URL, else the defaults), anything else -> a chDB data folder.
  */
-export function storeTargetFromString(value: string, defaults: { user?: string; password?: string; database: string }): StoreTarget {
+export function storeTargetFromString(
+  value: string,
+  defaults: { user?: string; password?: string; database: string },
+): StoreTarget {
   if (/^https?:\/\//i.test(value)) {
     let url: URL;
     try {
@@ -77,7 +90,9 @@ export function storeTargetFromString(value: string, defaults: { user?: string; 
 
 /** A short description without secrets, for logs and errors. */
 export function describeTarget(target: StoreTarget): string {
-  return target.kind === 'server' ? `clickhouse ${target.url} (database ${target.database})` : `chdb ${target.path} (database ${target.database})`;
+  return target.kind === 'server'
+    ? `clickhouse ${target.url} (database ${target.database})`
+    : `chdb ${target.path} (database ${target.database})`;
 }
 
 function storeError(target: StoreTarget, action: string, e: unknown, sql?: string): CmError {
@@ -88,11 +103,23 @@ function storeError(target: StoreTarget, action: string, e: unknown, sql?: strin
   const legacy = /^Code: (\d+)/.exec(errorMessage(e));
   const serverCode = typeof parsed === 'string' && /^\d+$/.test(parsed) ? parsed : legacy?.[1];
   const refused = serverCode !== undefined;
-  return new CmError(refused ? 'INVALID_ARGUMENT' : 'UNAVAILABLE', `${action} failed on ${describeTarget(target)}: ${errorMessage(e)}`, {
-    context: { store: describeTarget(target), ...(sql ? { sql: sql.slice(0, 500) } : {}), ...(refused ? { clickhouseCode: serverCode } : {}) },
-    cause: e,
-    hint: refused ? undefined : target.kind === 'server' ? 'is clickhouse-server running? (`cm stack up`, CM_CLICKHOUSE_URL)' : undefined,
-  });
+  return new CmError(
+    refused ? 'INVALID_ARGUMENT' : 'UNAVAILABLE',
+    `${action} failed on ${describeTarget(target)}: ${errorMessage(e)}`,
+    {
+      context: {
+        store: describeTarget(target),
+        ...(sql ? { sql: sql.slice(0, 500) } : {}),
+        ...(refused ? { clickhouseCode: serverCode } : {}),
+      },
+      cause: e,
+      hint: refused
+        ? undefined
+        : target.kind === 'server'
+          ? 'is clickhouse-server running? (`cm stack up`, CM_CLICKHOUSE_URL)'
+          : undefined,
+    },
+  );
 }
 
 function makeClient(target: StoreTarget, database?: string): ClickHouseClient {
@@ -111,7 +138,9 @@ function makeClient(target: StoreTarget, database?: string): ClickHouseClient {
   }
   mkdirSync(target.path, { recursive: true });
   // chdb/connection implements @clickhouse/client's Connection contract in process: same client API
-  return createClient({ connection: createChdbConnection({ path: target.path }), log } as Parameters<typeof createClient>[0]);
+  return createClient({ connection: createChdbConnection({ path: target.path }), log } as Parameters<
+    typeof createClient
+  >[0]);
 }
 
 export async function openStore(target: StoreTarget): Promise<Store> {
@@ -131,13 +160,19 @@ export async function openStore(target: StoreTarget): Promise<Store> {
   }
   let serverVersion: string;
   try {
-    const rows = await (await client.query({ query: 'SELECT version() AS v', format: 'JSONEachRow' })).json<{ v: string }>();
+    const rows = await (
+      await client.query({ query: 'SELECT version() AS v', format: 'JSONEachRow' })
+    ).json<{ v: string }>();
     serverVersion = rows[0].v;
     if (normalized.kind === 'server') {
       const exists = await (
-        await client.query({ query: `SELECT count() AS n FROM system.databases WHERE name = ${sqlString(database)}`, format: 'JSONEachRow' })
+        await client.query({
+          query: `SELECT count() AS n FROM system.databases WHERE name = ${sqlString(database)}`,
+          format: 'JSONEachRow',
+        })
       ).json<{ n: string | number }>();
-      if (Number(exists[0].n) === 0) await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${sqlIdentifier(database)}` });
+      if (Number(exists[0].n) === 0)
+        await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${sqlIdentifier(database)}` });
       await client.close();
       client = makeClient(normalized, database);
     } else {
@@ -149,7 +184,12 @@ export async function openStore(target: StoreTarget): Promise<Store> {
     await client.close().catch(() => undefined);
     throw storeError(normalized, 'connecting', e);
   }
-  return new ClickHouseStore(normalized, client, serverVersion, featuresFor(parseServerVersion(serverVersion)));
+  return new ClickHouseStore(
+    normalized,
+    client,
+    serverVersion,
+    featuresFor(parseServerVersion(serverVersion)),
+  );
 }
 
 class ClickHouseStore implements Store {
@@ -195,12 +235,18 @@ class ClickHouseStore implements Store {
 
   async migrate(migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
     const applied = new Set(await this.appliedMigrations());
-    const ctx = { database: this.database, features: this.features, retentionDays: this.target.retentionDays ?? 0 };
+    const ctx = {
+      database: this.database,
+      features: this.features,
+      retentionDays: this.target.retentionDays ?? 0,
+    };
     const now: number[] = [];
     for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
       if (applied.has(m.version)) continue;
       for (const statement of m.statements(ctx)) await this.command(statement);
-      await this.insert(TABLES.migrations, [{ version: m.version, name: m.name, applied_at: Math.floor(Date.now() / 1000) }]);
+      await this.insert(TABLES.migrations, [
+        { version: m.version, name: m.name, applied_at: Math.floor(Date.now() / 1000) },
+      ]);
       now.push(m.version);
     }
     return now;
@@ -220,7 +266,12 @@ class ClickHouseStore implements Store {
    * once on a dropped connection: rows are keyed by their natural key, so a repeated insert is
    * harmless.
    */
-  private async insertBody(table: string, query: string, chunks: () => Iterable<string | Uint8Array>, rowCount: number): Promise<void> {
+  private async insertBody(
+    table: string,
+    query: string,
+    chunks: () => Iterable<string | Uint8Array>,
+    rowCount: number,
+  ): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         const result = await this.client.exec({ query, values: Readable.from(chunks()) });
@@ -229,8 +280,11 @@ class ClickHouseStore implements Store {
         });
         return;
       } catch (e) {
-        const transient = /ECONNRESET|socket hang up|EPIPE/i.test(`${(e as { code?: string })?.code} ${errorMessage(e)}`);
-        if (attempt >= 2 || !transient) throw storeError(this.target, `insert into ${table} (${rowCount} rows)`, e);
+        const transient = /ECONNRESET|socket hang up|EPIPE/i.test(
+          `${(e as { code?: string })?.code} ${errorMessage(e)}`,
+        );
+        if (attempt >= 2 || !transient)
+          throw storeError(this.target, `insert into ${table} (${rowCount} rows)`, e);
       }
     }
   }
@@ -241,7 +295,12 @@ class ClickHouseStore implements Store {
     const { format, columns } = INSERT_FORMAT[key];
     const query = `INSERT INTO ${qualified(this.database, table)}${columns ? ` (${columns.join(', ')})` : ''} FORMAT ${format}`;
     // one string for the small tables; label chunks (one per labels record) streamed as they are
-    return this.insertBody(table, query, () => (key === 'neuronLabels' ? lines.map((l) => l + '\n') : [lines.join('\n') + '\n']), rowCount);
+    return this.insertBody(
+      table,
+      query,
+      () => (key === 'neuronLabels' ? lines.map((l) => l + '\n') : [lines.join('\n') + '\n']),
+      rowCount,
+    );
   }
 
   private insertLabelBytes(chunks: Uint8Array[], rowCount: number): Promise<void> {
@@ -297,7 +356,10 @@ class ClickHouseStore implements Store {
         bundle = found[0].bundle_id;
         this.bundles.set(runId, bundle);
       }
-      await this.insertConcepts(bundle, [...concepts].map(([concept, category]) => ({ concept, category })));
+      await this.insertConcepts(
+        bundle,
+        [...concepts].map(([concept, category]) => ({ concept, category })),
+      );
     }
   }
 
@@ -311,7 +373,9 @@ class ClickHouseStore implements Store {
 
   async queryColumns(sql: string): Promise<QueryColumns> {
     try {
-      const result = (await (await this.client.query({ query: sql, format: 'JSONCompact' })).json()) as unknown as {
+      const result = (await (
+        await this.client.query({ query: sql, format: 'JSONCompact' })
+      ).json()) as unknown as {
         meta?: { name: string; type: string }[];
         data?: unknown[][];
       };
@@ -321,7 +385,10 @@ class ClickHouseStore implements Store {
     }
   }
 
-  async queryText(sql: string, format: 'CSVWithNames' | 'TabSeparatedWithNames' | 'JSONEachRow'): Promise<string> {
+  async queryText(
+    sql: string,
+    format: 'CSVWithNames' | 'TabSeparatedWithNames' | 'JSONEachRow',
+  ): Promise<string> {
     try {
       return await (await this.client.query({ query: sql, format })).text();
     } catch (e) {

@@ -1,10 +1,22 @@
-import type { AlertRecord, CheckpointRecord, CmRecord, LabelsRecord, LayerSnapshotRecord, NeuronLabelRow, RunRecord } from '@cm/contracts';
+import type {
+  AlertRecord,
+  CheckpointRecord,
+  CmRecord,
+  LabelsRecord,
+  LayerSnapshotRecord,
+  NeuronLabelRow,
+  RunRecord,
+} from '@cm/contracts';
 
 /** Test records of every kind, with the strings a trainer might send (quotes, backslashes, unicode). */
 export const NASTY_RUN_ID = "run 'o\\ne'; DROP TABLE runs --\n ü";
 export const NASTY_LAYER = "block.1/conv'2";
 
-export function runRecord(runId: string, status: RunRecord['status'] = 'running', time = '2026-01-01T00:00:00.000Z'): RunRecord {
+export function runRecord(
+  runId: string,
+  status: RunRecord['status'] = 'running',
+  time = '2026-01-01T00:00:00.000Z',
+): RunRecord {
   return {
     kind: 'run',
     runId,
@@ -24,7 +36,13 @@ export function runRecord(runId: string, status: RunRecord['status'] = 'running'
 }
 
 export function checkpointRecord(runId: string, step: number, loss = 1 / (step + 1)): CheckpointRecord {
-  return { kind: 'checkpoint', runId, step, metrics: { loss, accuracy: 0.5, learningRate: 0.001 }, time: new Date(Date.UTC(2026, 0, 1, 0, 0, step)).toISOString() };
+  return {
+    kind: 'checkpoint',
+    runId,
+    step,
+    metrics: { loss, accuracy: 0.5, learningRate: 0.001 },
+    time: new Date(Date.UTC(2026, 0, 1, 0, 0, step)).toISOString(),
+  };
 }
 
 export function labelRows(width: number, step: number): NeuronLabelRow[] {
@@ -42,8 +60,23 @@ export function labelRows(width: number, step: number): NeuronLabelRow[] {
   }));
 }
 
-export function labelsRecord(runId: string, layer: string, step: number, width: number, time?: string): LabelsRecord {
-  return { kind: 'labels', runId, layer, step, part: 0, parts: 1, labels: labelRows(width, step), time: time ?? new Date(Date.UTC(2026, 0, 1, 0, 0, step)).toISOString() };
+export function labelsRecord(
+  runId: string,
+  layer: string,
+  step: number,
+  width: number,
+  time?: string,
+): LabelsRecord {
+  return {
+    kind: 'labels',
+    runId,
+    layer,
+    step,
+    part: 0,
+    parts: 1,
+    labels: labelRows(width, step),
+    time: time ?? new Date(Date.UTC(2026, 0, 1, 0, 0, step)).toISOString(),
+  };
 }
 
 export function snapshotRecord(runId: string, layer: string, step: number): LayerSnapshotRecord {

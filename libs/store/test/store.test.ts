@@ -22,7 +22,15 @@ import {
   type Store,
   type StoreTarget,
 } from '../src';
-import { alertRecord, checkpointRecord, labelsRecord, NASTY_LAYER, NASTY_RUN_ID, runRecord, sampleRun } from './fixtures';
+import {
+  alertRecord,
+  checkpointRecord,
+  labelsRecord,
+  NASTY_LAYER,
+  NASTY_RUN_ID,
+  runRecord,
+  sampleRun,
+} from './fixtures';
 
 /**
  * The same suite on clickhouse-server 18.16 (apt, real process) and on embedded chDB (ClickHouse 26):
@@ -40,7 +48,11 @@ const backends: [string, () => Promise<StoreTarget>][] = [
   [
     'clickhouse-server 18.16',
     async () => {
-      server = await startClickHouse({ dir: join(dir, 'server'), httpPort: await freePort(), tcpPort: await freePort() });
+      server = await startClickHouse({
+        dir: join(dir, 'server'),
+        httpPort: await freePort(),
+        tcpPort: await freePort(),
+      });
       return { kind: 'server', url: server.url, user: 'default', password: '', database: 'cm_test' };
     },
   ],
@@ -67,12 +79,27 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
   it('applies migrations once and records their versions', async () => {
     expect(await store.migrate()).toEqual(MIGRATIONS.map((m) => m.version));
     expect(await store.migrate()).toEqual([]);
-    const extra = { version: 999, name: 'test-only', statements: () => [`CREATE TABLE IF NOT EXISTS cm_test.t999 (a UInt8) ENGINE = MergeTree ORDER BY a`] };
+    const extra = {
+      version: 999,
+      name: 'test-only',
+      statements: () => [`CREATE TABLE IF NOT EXISTS cm_test.t999 (a UInt8) ENGINE = MergeTree ORDER BY a`],
+    };
     expect(await store.migrate([...MIGRATIONS, extra])).toEqual([999]);
     expect(await store.migrate([...MIGRATIONS, extra])).toEqual([]);
     expect(await store.appliedMigrations()).toEqual([...MIGRATIONS.map((m) => m.version), 999]);
-    const tables = await store.query<{ name: string }>(`SELECT name FROM system.tables WHERE database = 'cm_test' ORDER BY name`);
-    expect(tables.map((t) => t.name)).toEqual(['alerts', 'checkpoints', 'concepts', 'layer_metrics', 'neuron_labels', 'runs', 'schema_migrations', 't999']);
+    const tables = await store.query<{ name: string }>(
+      `SELECT name FROM system.tables WHERE database = 'cm_test' ORDER BY name`,
+    );
+    expect(tables.map((t) => t.name)).toEqual([
+      'alerts',
+      'checkpoints',
+      'concepts',
+      'layer_metrics',
+      'neuron_labels',
+      'runs',
+      'schema_migrations',
+      't999',
+    ]);
   });
 
   it('round-trips strings through sqlString', async () => {
@@ -86,35 +113,64 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
     const records = sampleRun(NASTY_RUN_ID, 3);
     await store.insertRecords(records);
 
-    const labels = await store.query<Record<string, unknown>>(neuronLabelsSql(store.database, { runId: NASTY_RUN_ID }));
+    const labels = await store.query<Record<string, unknown>>(
+      neuronLabelsSql(store.database, { runId: NASTY_RUN_ID }),
+    );
     expect(labels).toHaveLength(3 * (4 + 3));
-    const first = labels.find((l) => l.layer === NASTY_LAYER && Number(l.step) === 100 && Number(l.neuron) === 2)!;
+    const first = labels.find(
+      (l) => l.layer === NASTY_LAYER && Number(l.step) === 100 && Number(l.neuron) === 2,
+    )!;
     const expected = labelsRecord(NASTY_RUN_ID, NASTY_LAYER, 100, 4).labels[2];
-    expect(first).toMatchObject({ run_id: NASTY_RUN_ID, concept: expected.concept, category: expected.category, interpretable: 1, dead: 0, top_concepts: ['dog', 'cat', 'sky'] });
+    expect(first).toMatchObject({
+      run_id: NASTY_RUN_ID,
+      concept: expected.concept,
+      category: expected.category,
+      interpretable: 1,
+      dead: 0,
+      top_concepts: ['dog', 'cat', 'sky'],
+    });
     expect(Number(first.score)).toBeCloseTo(expected.score, 5);
     expect(Number(first.x)).toBeCloseTo(1, 5);
     expect(Number(first.y)).toBeCloseTo(-0.5, 5);
 
-    const oneLayer = await store.query(neuronLabelsSql(store.database, { runId: NASTY_RUN_ID, layer: 'fc', step: 200 }));
+    const oneLayer = await store.query(
+      neuronLabelsSql(store.database, { runId: NASTY_RUN_ID, layer: 'fc', step: 200 }),
+    );
     expect(oneLayer).toHaveLength(3);
 
     const metrics = await store.query<Record<string, unknown>>(layerMetricsSql(store.database, NASTY_RUN_ID));
     expect(metrics).toHaveLength(6);
-    expect(metrics[0]).toMatchObject({ categories: ['object', 'scene', 'texture'], top_concept_names: ['dog', "o'clock"], top_concept_counts: [2, 1] });
+    expect(metrics[0]).toMatchObject({
+      categories: ['object', 'scene', 'texture'],
+      top_concept_names: ['dog', "o'clock"],
+      top_concept_counts: [2, 1],
+    });
 
-    const checkpoints = await store.query<Record<string, unknown>>(checkpointsSql(store.database, NASTY_RUN_ID));
+    const checkpoints = await store.query<Record<string, unknown>>(
+      checkpointsSql(store.database, NASTY_RUN_ID),
+    );
     expect(checkpoints.map((c) => Number(c.step))).toEqual([0, 100, 200]);
     expect(checkpoints[1].metric_names).toEqual(['loss', 'accuracy', 'learningRate']);
 
     const alerts = await store.query<Record<string, unknown>>(alertsSql(store.database, NASTY_RUN_ID));
     expect(alerts).toHaveLength(1);
-    expect(alerts[0]).toMatchObject({ state: 'firing', rule: 'diversity_drop', message: "diversity of 'fc' dropped" });
+    expect(alerts[0]).toMatchObject({
+      state: 'firing',
+      rule: 'diversity_drop',
+      message: "diversity of 'fc' dropped",
+    });
 
-    const runs = await store.query<Record<string, unknown>>(`SELECT run_id, tags.key AS k, tags.value AS v, layers.name AS ln FROM runs FINAL`);
-    expect(runs).toEqual([{ run_id: NASTY_RUN_ID, k: ['owner', 'seed'], v: ["o'hara", '7'], ln: [NASTY_LAYER, 'fc'] }]);
+    const runs = await store.query<Record<string, unknown>>(
+      `SELECT run_id, tags.key AS k, tags.value AS v, layers.name AS ln FROM runs FINAL`,
+    );
+    expect(runs).toEqual([
+      { run_id: NASTY_RUN_ID, k: ['owner', 'seed'], v: ["o'hara", '7'], ln: [NASTY_LAYER, 'fc'] },
+    ]);
 
     // the concept dictionary is filled from label rows under the run's bundle
-    const concepts = await store.query<{ concept: string }>(`SELECT concept FROM concepts FINAL WHERE bundle_id = 'bundle-1' ORDER BY concept`);
+    const concepts = await store.query<{ concept: string }>(
+      `SELECT concept FROM concepts FINAL WHERE bundle_id = 'bundle-1' ORDER BY concept`,
+    );
     expect(concepts.map((c) => c.concept)).toEqual(['cat', 'dog', "o'clock", 'stripes\\x']);
   });
 
@@ -132,12 +188,28 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
     expect(recomputed.every((l) => String(l.time).startsWith('2026-06-01'))).toBe(true);
     expect(await store.query(checkpointsSql(store.database, runId))).toHaveLength(2);
     expect(await store.query(alertsSql(store.database, runId))).toHaveLength(1);
-    const raw = await store.query<{ n: string | number }>(`SELECT count() AS n FROM neuron_labels WHERE run_id = 'dup-run'`);
+    const raw = await store.query<{ n: string | number }>(
+      `SELECT count() AS n FROM neuron_labels WHERE run_id = 'dup-run'`,
+    );
     expect(Number(raw[0].n)).toBeGreaterThanOrEqual(labels.length); // unmerged duplicates may exist; FINAL hides them
   });
 
   it('round-trips hostile strings and non-finite floats in neuron label rows (TSV encoding)', async () => {
-    const hostile = ['tab\there', 'new\nline', 'cr\rx', 'nul\u0000x', 'back\\slash\\', "quote'd", '"dq"', '[a,b]', "\\'", 'ü🧠', '', '\\t literal', 'end\\'];
+    const hostile = [
+      'tab\there',
+      'new\nline',
+      'cr\rx',
+      'nul\u0000x',
+      'back\\slash\\',
+      "quote'd",
+      '"dq"',
+      '[a,b]',
+      "\\'",
+      'ü🧠',
+      '',
+      '\\t literal',
+      'end\\',
+    ];
     const runId = 'hostile\trun\n';
     const layer = "lay\\er\t'1'";
     const record = labelsRecord(runId, layer, 5, hostile.length);
@@ -152,7 +224,14 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
     const rows = await store.query<Record<string, unknown>>(neuronLabelsSql(store.database, { runId }));
     expect(rows).toHaveLength(hostile.length);
     rows.forEach((r, i) => {
-      expect(r).toMatchObject({ run_id: runId, layer, neuron: i, concept: hostile[i], category: hostile[(i + 1) % hostile.length], top_concepts: [hostile[i], hostile[(i + 2) % hostile.length]] });
+      expect(r).toMatchObject({
+        run_id: runId,
+        layer,
+        neuron: i,
+        concept: hostile[i],
+        category: hostile[(i + 1) % hostile.length],
+        top_concepts: [hostile[i], hostile[(i + 2) % hostile.length]],
+      });
     });
     const special = await store.query<{ s: number; a: number; b: number }>(
       `SELECT isNaN(score) AS s, isNaN(top_scores[1]) AS a, isInfinite(top_scores[2]) AS b FROM neuron_labels FINAL WHERE run_id = ${sqlString(runId)} AND neuron = 0`,
@@ -170,9 +249,12 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
       l.topScores = i === 2 ? [] : [0.123456789, Number.NaN, -Number.POSITIVE_INFINITY];
     });
     rowsRecord.labels[3].x = Number.NaN; // JSON carries it as null in both forms: stored as 0
-    const viaJson = <T,>(v: T): unknown => JSON.parse(JSON.stringify(v));
-    const columnsRecord = validateWireRecord(viaJson({ ...toLabelsColumnsRecord(rowsRecord), runId: 'enc-columns' }));
-    const formats: LabelFormat[] = store.labelFormat === 'RowBinary' ? ['RowBinary', 'TabSeparated'] : ['TabSeparated'];
+    const viaJson = <T>(v: T): unknown => JSON.parse(JSON.stringify(v));
+    const columnsRecord = validateWireRecord(
+      viaJson({ ...toLabelsColumnsRecord(rowsRecord), runId: 'enc-columns' }),
+    );
+    const formats: LabelFormat[] =
+      store.labelFormat === 'RowBinary' ? ['RowBinary', 'TabSeparated'] : ['TabSeparated'];
     expect(store.newRows().labelFormat).toBe(store.labelFormat);
     for (const format of formats) {
       const batch = emptyRows(format);
@@ -182,12 +264,19 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
       await store.insertRows(batch);
     }
     // floats as ClickHouse's text (nan/inf do not survive JSON output on every version)
-    const columns = 'layer, step, neuron, concept, category, toString(score) AS score, interpretable, dead, top_concepts, arrayMap(v -> toString(v), top_scores) AS top_scores, toString(x) AS x, toString(y) AS y, time, time_ms';
+    const columns =
+      'layer, step, neuron, concept, category, toString(score) AS score, interpretable, dead, top_concepts, arrayMap(v -> toString(v), top_scores) AS top_scores, toString(x) AS x, toString(y) AS y, time, time_ms';
     const read = (runId: string): Promise<Record<string, unknown>[]> =>
-      store.query(`SELECT ${columns} FROM neuron_labels FINAL WHERE run_id = ${sqlString(runId)} ORDER BY neuron`);
+      store.query(
+        `SELECT ${columns} FROM neuron_labels FINAL WHERE run_id = ${sqlString(runId)} ORDER BY neuron`,
+      );
     const expected = await read('enc-rows');
     expect(expected).toHaveLength(hostile.length);
-    expect(expected[0]).toMatchObject({ concept: hostile[0], category: hostile[3], top_concepts: [hostile[1], 'dog', hostile[0]] });
+    expect(expected[0]).toMatchObject({
+      concept: hostile[0],
+      category: hostile[3],
+      top_concepts: [hostile[1], 'dog', hostile[0]],
+    });
     expect(expected[2]).toMatchObject({ top_scores: [] });
     // through JSON (the wire) every non-finite float is null: a top score is then stored as nan
     expect(expected[0]).toMatchObject({ top_scores: ['0.12345679', 'nan', 'nan'] });
@@ -204,14 +293,22 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
 
   it('reports runs with last step and health', async () => {
     const runId = 'health-run';
-    await store.insertRecords([runRecord(runId), checkpointRecord(runId, 0), checkpointRecord(runId, 500), alertRecord(runId, 'firing', 500)]);
+    await store.insertRecords([
+      runRecord(runId),
+      checkpointRecord(runId, 0),
+      checkpointRecord(runId, 500),
+      alertRecord(runId, 'firing', 500),
+    ]);
     let overview = await store.query<Record<string, unknown>>(runsOverviewSql(store.database));
     let row = overview.find((r) => r.run_id === runId)!;
     expect(row).toMatchObject({ status: 'running', health: 'alerting', firing_rules: 'diversity_drop' });
     expect(Number(row.last_step)).toBe(500);
     expect(Number(row.checkpoints)).toBe(2);
 
-    await store.insertRecords([alertRecord(runId, 'resolved', 600), runRecord(runId, 'completed', '2026-01-02T00:00:00.000Z')]);
+    await store.insertRecords([
+      alertRecord(runId, 'resolved', 600),
+      runRecord(runId, 'completed', '2026-01-02T00:00:00.000Z'),
+    ]);
     overview = await store.query<Record<string, unknown>>(runsOverviewSql(store.database));
     row = overview.find((r) => r.run_id === runId)!;
     expect(row).toMatchObject({ status: 'completed', health: 'ok' });
@@ -221,7 +318,9 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
 
   it('stores non-finite training metrics instead of failing the batch', async () => {
     await store.insertRecords([checkpointRecord('nan-run', 1, Number.NaN)]);
-    const rows = await store.query<{ isnan: number }>(`SELECT isNaN(metrics.value[indexOf(metrics.name, 'loss')]) AS isnan FROM checkpoints FINAL WHERE run_id = 'nan-run'`);
+    const rows = await store.query<{ isnan: number }>(
+      `SELECT isNaN(metrics.value[indexOf(metrics.name, 'loss')]) AS isnan FROM checkpoints FINAL WHERE run_id = 'nan-run'`,
+    );
     expect(rows).toEqual([{ isnan: 1 }]);
   });
 
@@ -234,26 +333,49 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
   });
 
   it('turns a bad query into a clear error', async () => {
-    await expect(store.query('SELECT * FROM no_such_table')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(store.query('SELECT * FROM no_such_table')).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
   });
 });
 
 describe('storeTargetFromString', () => {
   it('reads server URLs and chDB folders', () => {
     expect(storeTargetFromString('http://u:p%40ss@127.0.0.1:8123/?database=x', { database: 'cm' })).toEqual({
-      kind: 'server', url: 'http://127.0.0.1:8123', user: 'u', password: 'p@ss', database: 'x',
+      kind: 'server',
+      url: 'http://127.0.0.1:8123',
+      user: 'u',
+      password: 'p@ss',
+      database: 'x',
     });
-    expect(storeTargetFromString('http://127.0.0.1:8123', { database: 'cm' })).toMatchObject({ user: 'default', password: '', database: 'cm' });
-    expect(storeTargetFromString('.cm/store', { database: 'cm' })).toMatchObject({ kind: 'chdb', database: 'cm' });
+    expect(storeTargetFromString('http://127.0.0.1:8123', { database: 'cm' })).toMatchObject({
+      user: 'default',
+      password: '',
+      database: 'cm',
+    });
+    expect(storeTargetFromString('.cm/store', { database: 'cm' })).toMatchObject({
+      kind: 'chdb',
+      database: 'cm',
+    });
   });
 });
 
 describe('openStore', () => {
   it('says clearly when the server is down', async () => {
     const port = await freePort();
-    await expect(openStore({ kind: 'server', url: `http://127.0.0.1:${port}`, user: 'default', password: '', database: 'x' })).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    await expect(
+      openStore({
+        kind: 'server',
+        url: `http://127.0.0.1:${port}`,
+        user: 'default',
+        password: '',
+        database: 'x',
+      }),
+    ).rejects.toMatchObject({ code: 'UNAVAILABLE' });
   });
   it('refuses a database name that is not an identifier', async () => {
-    await expect(openStore({ kind: 'chdb', path: join(dir, 'chdb'), database: 'x; DROP' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(
+      openStore({ kind: 'chdb', path: join(dir, 'chdb'), database: 'x; DROP' }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 });

@@ -20,10 +20,17 @@ export interface AttackSpec {
 }
 
 export function checkAttack(spec: AttackSpec): Required<Omit<AttackSpec, 'seed'>> & { seed: number } {
-  if (!(spec.epsilon > 0 && spec.epsilon <= 1)) throw invalidArgument(`adversarial epsilon must be in (0, 1], got ${spec.epsilon}`, { epsilon: spec.epsilon }, 'pixels are in [0, 1]: 8/255 = 0.0314');
-  const steps = spec.method === 'fgsm' ? 1 : spec.steps ?? 3;
-  if (!Number.isInteger(steps) || steps < 1 || steps > 100) throw invalidArgument(`PGD steps must be an integer from 1 to 100, got ${steps}`);
-  const stepSize = spec.stepSize ?? (spec.method === 'fgsm' ? 1.25 * spec.epsilon : (2.5 * spec.epsilon) / steps);
+  if (!(spec.epsilon > 0 && spec.epsilon <= 1))
+    throw invalidArgument(
+      `adversarial epsilon must be in (0, 1], got ${spec.epsilon}`,
+      { epsilon: spec.epsilon },
+      'pixels are in [0, 1]: 8/255 = 0.0314',
+    );
+  const steps = spec.method === 'fgsm' ? 1 : (spec.steps ?? 3);
+  if (!Number.isInteger(steps) || steps < 1 || steps > 100)
+    throw invalidArgument(`PGD steps must be an integer from 1 to 100, got ${steps}`);
+  const stepSize =
+    spec.stepSize ?? (spec.method === 'fgsm' ? 1.25 * spec.epsilon : (2.5 * spec.epsilon) / steps);
   return { method: spec.method, epsilon: spec.epsilon, steps, stepSize, seed: spec.seed ?? 0 };
 }
 
@@ -37,11 +44,14 @@ export function perturb(
 ): tf.Tensor4D {
   const a = checkAttack(spec);
   return tf.tidy(() => {
-    const lossOf = (xa: tf.Tensor) => tf.losses.softmaxCrossEntropy(yOneHot, model.apply(xa, { training: false }) as tf.Tensor) as tf.Scalar;
+    const lossOf = (xa: tf.Tensor) =>
+      tf.losses.softmaxCrossEntropy(yOneHot, model.apply(xa, { training: false }) as tf.Tensor) as tf.Scalar;
     const grad = tf.grad(lossOf);
     const lo = x.sub(a.epsilon).clipByValue(0, 1);
     const hi = x.add(a.epsilon).clipByValue(0, 1);
-    let xa = x.add(tf.randomUniform(x.shape, -a.epsilon, a.epsilon, 'float32', a.seed * 1_000_003 + step)).clipByValue(0, 1) as tf.Tensor4D;
+    let xa = x
+      .add(tf.randomUniform(x.shape, -a.epsilon, a.epsilon, 'float32', a.seed * 1_000_003 + step))
+      .clipByValue(0, 1) as tf.Tensor4D;
     for (let i = 0; i < a.steps; i++) {
       const g = grad(xa);
       xa = tf.minimum(tf.maximum(xa.add(g.sign().mul(a.stepSize)), lo), hi) as tf.Tensor4D;

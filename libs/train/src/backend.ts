@@ -19,7 +19,11 @@ export interface BackendInfo {
   /** tf.getBackend() after selection: 'tensorflow' | 'wasm' | 'cpu'. */
   name: string;
   /** Which package provided it. */
-  provider: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs-node' | '@tensorflow/tfjs-backend-wasm' | '@tensorflow/tfjs-backend-cpu';
+  provider:
+    | '@tensorflow/tfjs-node-gpu'
+    | '@tensorflow/tfjs-node'
+    | '@tensorflow/tfjs-backend-wasm'
+    | '@tensorflow/tfjs-backend-cpu';
   /** Kernels this project registered on the backend (wasm: the missing gradients). */
   registeredKernels: string[];
   /** Threads the backend computes with (wasm in Node: 1, the threaded build needs browser workers). */
@@ -58,7 +62,13 @@ async function useWasm(threads: number | undefined, skipped: string[]): Promise<
     } catch {
       actual = 1;
     }
-    return { name: 'wasm', provider: '@tensorflow/tfjs-backend-wasm', registeredKernels, threads: actual, skipped };
+    return {
+      name: 'wasm',
+      provider: '@tensorflow/tfjs-backend-wasm',
+      registeredKernels,
+      threads: actual,
+      skipped,
+    };
   } catch (e) {
     skipped.push(`wasm: ${(e as Error).message}`);
     return undefined;
@@ -91,22 +101,34 @@ export async function selectBackend(
       skipped.push(`${pkg}: ${r.ok ? 'loaded but backend tensorflow did not initialise' : r.why}`);
     }
     if (!info && preference === 'tensorflow') {
-      throw new CmError('CONFIG', 'the tensorflow backend was requested but neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node loads', {
-        context: { skipped },
-        hint: 'npm install --save-exact @tensorflow/tfjs-node@4.22.0 (needs internet), or use --backend wasm',
-      });
+      throw new CmError(
+        'CONFIG',
+        'the tensorflow backend was requested but neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node loads',
+        {
+          context: { skipped },
+          hint: 'npm install --save-exact @tensorflow/tfjs-node@4.22.0 (needs internet), or use --backend wasm',
+        },
+      );
     }
   }
   if (!info && (preference === 'auto' || preference === 'wasm')) {
     info = await useWasm(opts.threads, skipped);
     if (!info && preference === 'wasm') {
-      throw new CmError('CONFIG', 'the wasm backend was requested but does not initialise', { context: { skipped } });
+      throw new CmError('CONFIG', 'the wasm backend was requested but does not initialise', {
+        context: { skipped },
+      });
     }
   }
   if (!info) {
     await tf.setBackend('cpu');
     await tf.ready();
-    info = { name: 'cpu', provider: '@tensorflow/tfjs-backend-cpu', registeredKernels: [], threads: 1, skipped };
+    info = {
+      name: 'cpu',
+      provider: '@tensorflow/tfjs-backend-cpu',
+      registeredKernels: [],
+      threads: 1,
+      skipped,
+    };
   }
   selected = info;
   log.info(`tfjs backend: ${info.name} (${info.provider})`, {

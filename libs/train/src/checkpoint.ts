@@ -75,7 +75,13 @@ export async function saveCheckpoint(
         weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs }],
       };
       writeFileSync(join(tmp, 'model.json'), JSON.stringify(modelJson));
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON', weightDataBytes: weightData.byteLength } };
+      return {
+        modelArtifactsInfo: {
+          dateSaved: new Date(),
+          modelTopologyType: 'JSON',
+          weightDataBytes: weightData.byteLength,
+        },
+      };
     }),
   );
   if (optimizerWeights?.length) await writeTensors(tmp, 'optimizer', optimizerWeights);
@@ -90,12 +96,23 @@ export async function saveCheckpoint(
 /** Load a model saved by saveCheckpoint (or any tfjs layers-model folder with one weights file group). */
 export async function loadModelFolder(dir: string): Promise<tf.LayersModel> {
   const modelPath = join(dir, 'model.json');
-  if (!existsSync(modelPath)) throw notFound(`no model.json in ${dir}`, { dir }, 'pass a checkpoint folder written by cm train (…/checkpoints/<run>/latest)');
-  let json: { modelTopology: object; weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[] };
+  if (!existsSync(modelPath))
+    throw notFound(
+      `no model.json in ${dir}`,
+      { dir },
+      'pass a checkpoint folder written by cm train (…/checkpoints/<run>/latest)',
+    );
+  let json: {
+    modelTopology: object;
+    weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[];
+  };
   try {
     json = JSON.parse(readFileSync(modelPath, 'utf8'));
   } catch (e) {
-    throw new CmError('CORRUPT', `${modelPath} is not valid JSON`, { context: { file: modelPath }, cause: e });
+    throw new CmError('CORRUPT', `${modelPath} is not valid JSON`, {
+      context: { file: modelPath },
+      cause: e,
+    });
   }
   const specs: tf.io.WeightsManifestEntry[] = [];
   const buffers: Buffer[] = [];
@@ -105,15 +122,23 @@ export async function loadModelFolder(dir: string): Promise<tf.LayersModel> {
   }
   const all = Buffer.concat(buffers);
   return tf.loadLayersModel(
-    tf.io.fromMemory({ modelTopology: json.modelTopology, weightSpecs: specs, weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) }),
+    tf.io.fromMemory({
+      modelTopology: json.modelTopology,
+      weightSpecs: specs,
+      weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength),
+    }),
   );
 }
 
 export async function loadCheckpoint(dir: string): Promise<SavedCheckpoint> {
   const statePath = join(dir, 'trainer.json');
-  if (!existsSync(statePath)) throw notFound(`no trainer.json in ${dir}: not a checkpoint written by the trainer`, { dir });
+  if (!existsSync(statePath))
+    throw notFound(`no trainer.json in ${dir}: not a checkpoint written by the trainer`, { dir });
   const state = JSON.parse(readFileSync(statePath, 'utf8')) as TrainerState;
-  if (state.version !== 1) throw new CmError('CORRUPT', `${statePath} has version ${String(state.version)}, expected 1`, { context: { file: statePath } });
+  if (state.version !== 1)
+    throw new CmError('CORRUPT', `${statePath} has version ${String(state.version)}, expected 1`, {
+      context: { file: statePath },
+    });
   const model = await loadModelFolder(dir);
   return { model, state, optimizerWeights: readTensors(dir, 'optimizer'), extra: readTensors(dir, 'extra') };
 }

@@ -20,20 +20,44 @@ export type DataSpec =
   | { kind: 'cifar10'; dir: string; split: 'train' | 'test'; limit?: number }
   | { kind: 'folder'; dir: string; size: number; limit?: number };
 
-export const CIFAR10_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
+export const CIFAR10_CLASSES = [
+  'airplane',
+  'automobile',
+  'bird',
+  'cat',
+  'deer',
+  'dog',
+  'frog',
+  'horse',
+  'ship',
+  'truck',
+];
 const CIFAR_RECORD = 1 + 32 * 32 * 3;
 
 function checkDataset(ds: ImageDataset): ImageDataset {
   const [n, h, w, c] = ds.shape;
   if (c !== 3 || ds.images.length !== n * h * w * c || ds.labels.length !== n) {
-    throw new CmError('INTERNAL', `dataset ${ds.source}: ${ds.images.length} bytes / ${ds.labels.length} labels do not match shape ${ds.shape.join('x')}`);
+    throw new CmError(
+      'INTERNAL',
+      `dataset ${ds.source}: ${ds.images.length} bytes / ${ds.labels.length} labels do not match shape ${ds.shape.join('x')}`,
+    );
   }
   return ds;
 }
 
 /** The built-in synthetic world's classification task (default 'shape'). */
-export function worldDataset(spec: { task?: string; count: number; seed: number; size?: 32 | 64 }): ImageDataset {
-  const ds = makeWorldDataset({ task: spec.task ?? 'shape', count: spec.count, seed: spec.seed, size: spec.size ?? 32 });
+export function worldDataset(spec: {
+  task?: string;
+  count: number;
+  seed: number;
+  size?: 32 | 64;
+}): ImageDataset {
+  const ds = makeWorldDataset({
+    task: spec.task ?? 'shape',
+    count: spec.count,
+    seed: spec.seed,
+    size: spec.size ?? 32,
+  });
   return checkDataset({ ...ds, source: `world:${spec.task ?? 'shape'}` });
 }
 
@@ -43,22 +67,33 @@ export function worldDataset(spec: { task?: string; count: number; seed: number;
  */
 export function loadCifar10(dir: string, split: 'train' | 'test' = 'train', limit?: number): ImageDataset {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
-    throw notFound(`CIFAR-10 folder ${dir} does not exist`, { dir }, 'download the binary version (cifar-10-binary.tar.gz) and pass the extracted cifar-10-batches-bin folder');
+    throw notFound(
+      `CIFAR-10 folder ${dir} does not exist`,
+      { dir },
+      'download the binary version (cifar-10-binary.tar.gz) and pass the extracted cifar-10-batches-bin folder',
+    );
   }
   const files = readdirSync(dir)
     .filter((f) => (split === 'train' ? /^data_batch_\d+\.bin$/.test(f) : f === 'test_batch.bin'))
     .sort();
   if (files.length === 0) {
-    throw notFound(`CIFAR-10 folder ${dir} holds no ${split === 'train' ? 'data_batch_*.bin' : 'test_batch.bin'} files`, { dir, split });
+    throw notFound(
+      `CIFAR-10 folder ${dir} holds no ${split === 'train' ? 'data_batch_*.bin' : 'test_batch.bin'} files`,
+      { dir, split },
+    );
   }
   const chunks: Buffer[] = [];
   let records = 0;
   for (const f of files) {
     const buf = readFileSync(join(dir, f));
     if (buf.length % CIFAR_RECORD !== 0) {
-      throw new CmError('CORRUPT', `${join(dir, f)} is ${buf.length} bytes, not a whole number of ${CIFAR_RECORD}-byte CIFAR-10 records`, {
-        context: { file: join(dir, f) },
-      });
+      throw new CmError(
+        'CORRUPT',
+        `${join(dir, f)} is ${buf.length} bytes, not a whole number of ${CIFAR_RECORD}-byte CIFAR-10 records`,
+        {
+          context: { file: join(dir, f) },
+        },
+      );
     }
     chunks.push(buf);
     records += buf.length / CIFAR_RECORD;
@@ -71,7 +106,10 @@ export function loadCifar10(dir: string, split: 'train' | 'test' = 'train', limi
   for (const buf of chunks) {
     for (let off = 0; off < buf.length && i < n; off += CIFAR_RECORD, i++) {
       const label = buf[off];
-      if (label > 9) throw new CmError('CORRUPT', `CIFAR-10 record ${i} has label ${label} (0..9 expected)`, { context: { dir, record: i } });
+      if (label > 9)
+        throw new CmError('CORRUPT', `CIFAR-10 record ${i} has label ${label} (0..9 expected)`, {
+          context: { dir, record: i },
+        });
       labels[i] = label;
       const px = off + 1;
       const o = i * 3072;
@@ -82,7 +120,13 @@ export function loadCifar10(dir: string, split: 'train' | 'test' = 'train', limi
       }
     }
   }
-  return checkDataset({ images, labels, classNames: [...CIFAR10_CLASSES], shape: [n, 32, 32, 3], source: `cifar10:${split}` });
+  return checkDataset({
+    images,
+    labels,
+    classNames: [...CIFAR10_CLASSES],
+    shape: [n, 32, 32, 3],
+    source: `cifar10:${split}`,
+  });
 }
 
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.tif', '.tiff', '.bmp']);
@@ -92,13 +136,19 @@ const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.ti
  * with sharp, resized to size x size (cover crop) and flattened to RGB.
  */
 export async function loadImageFolder(dir: string, size: number, limit?: number): Promise<ImageDataset> {
-  if (!Number.isInteger(size) || size < 8 || size > 512) throw invalidArgument(`image size must be an integer from 8 to 512, got ${size}`, { size });
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw notFound(`image folder ${dir} does not exist`, { dir });
+  if (!Number.isInteger(size) || size < 8 || size > 512)
+    throw invalidArgument(`image size must be an integer from 8 to 512, got ${size}`, { size });
+  if (!existsSync(dir) || !statSync(dir).isDirectory())
+    throw notFound(`image folder ${dir} does not exist`, { dir });
   const classNames = readdirSync(dir)
     .filter((d) => !d.startsWith('.') && statSync(join(dir, d)).isDirectory())
     .sort();
   if (classNames.length < 2) {
-    throw invalidArgument(`image folder ${dir} needs at least two class subfolders, found ${classNames.length}`, { dir }, 'lay it out as <dir>/<class>/<image>');
+    throw invalidArgument(
+      `image folder ${dir} needs at least two class subfolders, found ${classNames.length}`,
+      { dir },
+      'lay it out as <dir>/<class>/<image>',
+    );
   }
   const files: { path: string; label: number }[] = [];
   classNames.forEach((c, label) => {
@@ -106,22 +156,45 @@ export async function loadImageFolder(dir: string, size: number, limit?: number)
       if (IMAGE_EXTENSIONS.has(extname(f).toLowerCase())) files.push({ path: join(dir, c, f), label });
     }
   });
-  if (files.length === 0) throw notFound(`image folder ${dir}: no images (${[...IMAGE_EXTENSIONS].join(', ')}) in its class subfolders`, { dir });
+  if (files.length === 0)
+    throw notFound(
+      `image folder ${dir}: no images (${[...IMAGE_EXTENSIONS].join(', ')}) in its class subfolders`,
+      { dir },
+    );
   const chosen = limit !== undefined ? files.slice(0, limit) : files;
   const images = new Uint8Array(chosen.length * size * size * 3);
   const labels = new Int32Array(chosen.length);
   for (let i = 0; i < chosen.length; i++) {
     let data: Buffer;
     try {
-      data = await sharp(chosen[i].path).removeAlpha().resize(size, size, { fit: 'cover' }).toColourspace('srgb').raw().toBuffer();
+      data = await sharp(chosen[i].path)
+        .removeAlpha()
+        .resize(size, size, { fit: 'cover' })
+        .toColourspace('srgb')
+        .raw()
+        .toBuffer();
     } catch (e) {
-      throw new CmError('INVALID_ARGUMENT', `cannot decode image ${chosen[i].path}: ${(e as Error).message}`, { context: { file: chosen[i].path }, cause: e });
+      throw new CmError(
+        'INVALID_ARGUMENT',
+        `cannot decode image ${chosen[i].path}: ${(e as Error).message}`,
+        { context: { file: chosen[i].path }, cause: e },
+      );
     }
-    if (data.length !== size * size * 3) throw new CmError('INTERNAL', `decoded ${chosen[i].path} to ${data.length} bytes, expected ${size * size * 3}`);
+    if (data.length !== size * size * 3)
+      throw new CmError(
+        'INTERNAL',
+        `decoded ${chosen[i].path} to ${data.length} bytes, expected ${size * size * 3}`,
+      );
     images.set(data, i * size * size * 3);
     labels[i] = chosen[i].label;
   }
-  return checkDataset({ images, labels, classNames, shape: [chosen.length, size, size, 3], source: `folder:${dir}` });
+  return checkDataset({
+    images,
+    labels,
+    classNames,
+    shape: [chosen.length, size, size, 3],
+    source: `folder:${dir}`,
+  });
 }
 
 export async function loadDataset(spec: DataSpec): Promise<ImageDataset> {
@@ -136,8 +209,13 @@ export async function loadDataset(spec: DataSpec): Promise<ImageDataset> {
 }
 
 /** Split off the last `fraction` of a shuffled index as a held-out set (deterministic per seed). */
-export function splitDataset(ds: ImageDataset, fraction: number, seed: number): { train: ImageDataset; test: ImageDataset } {
-  if (!(fraction > 0 && fraction < 1)) throw invalidArgument(`test fraction must be in (0, 1), got ${fraction}`);
+export function splitDataset(
+  ds: ImageDataset,
+  fraction: number,
+  seed: number,
+): { train: ImageDataset; test: ImageDataset } {
+  if (!(fraction > 0 && fraction < 1))
+    throw invalidArgument(`test fraction must be in (0, 1), got ${fraction}`);
   const n = ds.shape[0];
   const order = shuffledIndices(n, mulberry32(seed));
   const nTest = Math.max(1, Math.round(n * fraction));
@@ -182,8 +260,10 @@ export class BatchSampler {
     readonly batchSize: number,
     seed: number,
   ) {
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw invalidArgument(`batch size must be a positive integer, got ${batchSize}`);
-    if (ds.shape[0] < batchSize) throw invalidArgument(`dataset has ${ds.shape[0]} images, fewer than one batch of ${batchSize}`);
+    if (!Number.isInteger(batchSize) || batchSize < 1)
+      throw invalidArgument(`batch size must be a positive integer, got ${batchSize}`);
+    if (ds.shape[0] < batchSize)
+      throw invalidArgument(`dataset has ${ds.shape[0]} images, fewer than one batch of ${batchSize}`);
     this.rng = mulberry32(seed);
     this.order = shuffledIndices(ds.shape[0], this.rng);
   }

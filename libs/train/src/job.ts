@@ -39,7 +39,10 @@ export function trainJobFromFlags(flags: TrainFlags, ctx: TrainJobContext): Trai
     layers: parsed.layers,
     monitor: ctx.monitor,
     probe: probeImagesOf(ctx.probe),
-    tags: { task: parsed.data.kind === 'world' ? (parsed.data.task ?? 'shape') : parsed.data.kind, ...ctx.tags },
+    tags: {
+      task: parsed.data.kind === 'world' ? (parsed.data.task ?? 'shape') : parsed.data.kind,
+      ...ctx.tags,
+    },
     checkpointDir: resolve(flags.checkpointDir ?? join(ctx.home, 'checkpoints')),
     checkpointEvery: flags.checkpointEvery,
     attack: parsed.attack,
@@ -60,14 +63,20 @@ export interface DeliveryFlags {
 export function addDeliveryOptions(cmd: Command, prefix = ''): Command {
   return cmd
     .option('--policy <policy>', `${prefix}when the service is down, wait or drop checkpoints`, 'drop')
-    .option('--max-block-ms <ms>', `${prefix}longest a checkpoint waits for the service (default: drop 5000, wait forever)`, (v) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0) throw invalidArgument(`--max-block-ms must be a non-negative integer, got '${v}'`);
-      return n;
-    });
+    .option(
+      '--max-block-ms <ms>',
+      `${prefix}longest a checkpoint waits for the service (default: drop 5000, wait forever)`,
+      (v) => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 0)
+          throw invalidArgument(`--max-block-ms must be a non-negative integer, got '${v}'`);
+        return n;
+      },
+    );
 }
 
 export function parseDeliveryPolicy(policy: string): 'wait' | 'drop' {
-  if (policy !== 'wait' && policy !== 'drop') throw invalidArgument(`--policy must be wait or drop, got '${policy}'`);
+  if (policy !== 'wait' && policy !== 'drop')
+    throw invalidArgument(`--policy must be wait or drop, got '${policy}'`);
   return policy;
 }

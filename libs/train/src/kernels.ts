@@ -33,7 +33,8 @@ function runBackendKernel(
   return out as TensorInfo;
 }
 
-type Pad = 'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]];
+type Pad =
+  'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]];
 
 /** Build the Conv2DBackpropFilter kernel for `backendName` out of its Transpose, Slice and Conv2D kernels. */
 export function conv2dBackpropFilterKernel(backendName: string): KernelConfig {
@@ -58,7 +59,14 @@ export function conv2dBackpropFilterKernel(backendName: string): KernelConfig {
       'channelsLast',
     );
     const [, H, W] = x.shape;
-    const { filterHeight: KH, filterWidth: KW, outHeight: OH, outWidth: OW, strideHeight: sh, strideWidth: sw } = info;
+    const {
+      filterHeight: KH,
+      filterWidth: KW,
+      outHeight: OH,
+      outWidth: OW,
+      strideHeight: sh,
+      strideWidth: sw,
+    } = info;
     const pt = info.padInfo.top;
     const pl = info.padInfo.left;
     // Padded extent the swapped convolution needs so that its output is exactly KH x KW.
@@ -72,26 +80,31 @@ export function conv2dBackpropFilterKernel(backendName: string): KernelConfig {
       // A strided forward conv that never reached the last rows/cols: crop them instead of padding.
       const keepH = H + Math.min(pb, 0);
       const keepW = W + Math.min(pr, 0);
-      xT = runBackendKernel('Slice', backendName, backend, { x: xT }, { begin: [0, 0, 0, 0], size: [xT.shape[0], keepH, keepW, xT.shape[3]] });
+      xT = runBackendKernel(
+        'Slice',
+        backendName,
+        backend,
+        { x: xT },
+        { begin: [0, 0, 0, 0], size: [xT.shape[0], keepH, keepW, xT.shape[3]] },
+      );
       temps.push(xT);
       pb = Math.max(pb, 0);
       pr = Math.max(pr, 0);
     }
     const dyT = runBackendKernel('Transpose', backendName, backend, { x: dy }, { perm: [1, 2, 0, 3] });
     temps.push(dyT);
-    const swapped = runBackendKernel(
-      'Conv2D',
-      backendName,
-      backend,
-      { x: xT, filter: dyT },
-      {
-        strides: [1, 1],
-        pad: [[0, 0], [pt, pb], [pl, pr], [0, 0]],
-        dataFormat: 'NHWC',
-        dilations: [sh, sw],
-        dimRoundingMode: undefined as unknown as string,
-      } as unknown as NamedAttrMap,
-    );
+    const swapped = runBackendKernel('Conv2D', backendName, backend, { x: xT, filter: dyT }, {
+      strides: [1, 1],
+      pad: [
+        [0, 0],
+        [pt, pb],
+        [pl, pr],
+        [0, 0],
+      ],
+      dataFormat: 'NHWC',
+      dilations: [sh, sw],
+      dimRoundingMode: undefined as unknown as string,
+    } as unknown as NamedAttrMap);
     temps.push(swapped);
     const dW = runBackendKernel('Transpose', backendName, backend, { x: swapped }, { perm: [1, 2, 0, 3] });
     for (const t of temps) disposer.disposeData(t.dataId, true);

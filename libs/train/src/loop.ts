@@ -11,7 +11,13 @@ import { Prober, toInput } from './probing';
 
 /** What a terminal view (or a test) sees of a run. All methods optional. */
 export interface TrainObserver {
-  onStart?(info: { runId: string; paradigm: string; totalSteps: number; startStep: number; layers: MonitoredLayer[] }): void;
+  onStart?(info: {
+    runId: string;
+    paradigm: string;
+    totalSteps: number;
+    startStep: number;
+    layers: MonitoredLayer[];
+  }): void;
   onStep?(s: StepStats): void;
   onCheckpoint?(step: number, result: CheckpointResult): void;
   onWarning?(message: string): void;
@@ -116,15 +122,27 @@ export function evaluate(model: tf.LayersModel, ds: ImageDataset, batch = 256): 
     correct += tf.tidy(() => {
       const x = toInput(ds.images.subarray(s * px, (s + k) * px), [k, h, w, c]);
       const pred = (model.predict(x, { batchSize: k }) as tf.Tensor).argMax(-1);
-      return pred.equal(tf.tensor1d(ds.labels.subarray(s, s + k), 'int32')).sum().dataSync()[0];
+      return pred
+        .equal(tf.tensor1d(ds.labels.subarray(s, s + k), 'int32'))
+        .sum()
+        .dataSync()[0];
     });
   }
   return n === 0 ? 0 : correct / n;
 }
 
-export function runSpecOf(o: Pick<TrainRunOptions, 'runId' | 'paradigm' | 'modelName' | 'layers' | 'probe' | 'tags'>): RunSpec {
+export function runSpecOf(
+  o: Pick<TrainRunOptions, 'runId' | 'paradigm' | 'modelName' | 'layers' | 'probe' | 'tags'>,
+): RunSpec {
   if (!o.probe) throw invalidArgument('a monitored run needs probe images');
-  return { runId: o.runId, model: o.modelName, paradigm: o.paradigm, bundleId: o.probe.bundleId, layers: o.layers, tags: o.tags ?? {} };
+  return {
+    runId: o.runId,
+    model: o.modelName,
+    paradigm: o.paradigm,
+    bundleId: o.probe.bundleId,
+    layers: o.layers,
+    tags: o.tags ?? {},
+  };
 }
 
 /**
@@ -135,12 +153,18 @@ export function runSpecOf(o: Pick<TrainRunOptions, 'runId' | 'paradigm' | 'model
  */
 export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
   const start = o.startStep ?? 0;
-  if (!Number.isInteger(o.steps) || o.steps < 1) throw invalidArgument(`steps must be a positive integer, got ${o.steps}`);
+  if (!Number.isInteger(o.steps) || o.steps < 1)
+    throw invalidArgument(`steps must be a positive integer, got ${o.steps}`);
   if (start < 0 || start > o.steps) throw invalidArgument(`resume step ${start} is outside 0..${o.steps}`);
-  if (!Number.isInteger(o.monitorEvery) || o.monitorEvery < 1) throw invalidArgument(`monitor interval must be a positive integer, got ${o.monitorEvery}`);
+  if (!Number.isInteger(o.monitorEvery) || o.monitorEvery < 1)
+    throw invalidArgument(`monitor interval must be a positive integer, got ${o.monitorEvery}`);
   const classes = o.train.classNames.length;
   const outUnits = (o.model.outputs[0].shape as number[])[1];
-  if (outUnits !== classes) throw invalidArgument(`the model has ${outUnits} outputs but the data has ${classes} classes`, { outUnits, classes });
+  if (outUnits !== classes)
+    throw invalidArgument(`the model has ${outUnits} outputs but the data has ${classes} classes`, {
+      outUnits,
+      classes,
+    });
 
   const t0 = now();
   const optimizer = o.optimizer ?? tf.train.adam(o.learningRate);
@@ -167,7 +191,13 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
   let lastAcc = NaN;
   let emaRate = 0;
 
-  o.observer?.onStart?.({ runId: o.runId, paradigm: o.paradigm, totalSteps: o.steps, startStep: start, layers: o.layers });
+  o.observer?.onStart?.({
+    runId: o.runId,
+    paradigm: o.paradigm,
+    totalSteps: o.steps,
+    startStep: start,
+    layers: o.layers,
+  });
 
   if (monitored) {
     const ts = now();
@@ -225,9 +255,21 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
       modelName: o.modelName,
       blocks: o.blocks,
       classNames: o.train.classNames,
-      meta: { ...o.stateMeta, totalSteps: o.steps, batchSize: o.batchSize, learningRate: o.learningRate, seed: o.seed },
+      meta: {
+        ...o.stateMeta,
+        totalSteps: o.steps,
+        batchSize: o.batchSize,
+        learningRate: o.learningRate,
+        seed: o.seed,
+      },
     };
-    return saveCheckpoint(join(o.checkpointDir, o.runId), o.model, state, await optimizer.getWeights(), o.extraTensors?.());
+    return saveCheckpoint(
+      join(o.checkpointDir, o.runId),
+      o.model,
+      state,
+      await optimizer.getWeights(),
+      o.extraTensors?.(),
+    );
   };
 
   let status: 'completed' | 'failed' = 'completed';
@@ -261,7 +303,11 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
         if (o.masks) applyMasks(o.model, o.masks);
         return [cost!.dataSync()[0], accT!.dataSync()[0]];
       });
-      if (!Number.isFinite(loss)) throw new CmError('INTERNAL', `training diverged at step ${step + 1}: loss is ${loss}`, { context: { step: step + 1 }, hint: 'lower the learning rate' });
+      if (!Number.isFinite(loss))
+        throw new CmError('INTERNAL', `training diverged at step ${step + 1}: loss is ${loss}`, {
+          context: { step: step + 1 },
+          hint: 'lower the learning rate',
+        });
       const dt = now() - ts;
       trainSeconds += dt;
       trainedImages += o.batchSize;
@@ -274,7 +320,14 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
       const rate = o.batchSize / dt;
       emaRate = emaRate === 0 ? rate : 0.9 * emaRate + 0.1 * rate;
       o.afterStep?.(step);
-      o.observer?.onStep?.({ step, totalSteps: o.steps, loss, accuracy: acc, imagesPerSecond: emaRate, epoch: sampler.epoch });
+      o.observer?.onStep?.({
+        step,
+        totalSteps: o.steps,
+        loss,
+        accuracy: acc,
+        imagesPerSecond: emaRate,
+        epoch: sampler.epoch,
+      });
       if (step % o.monitorEvery === 0 || step === o.steps) await sendCheckpoint(step);
       else await yieldToEventLoop();
       if (o.checkpointEvery && step % o.checkpointEvery === 0 && step < o.steps) savedTo = await save(step);

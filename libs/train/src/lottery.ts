@@ -33,7 +33,11 @@ export function fullMasks(model: tf.LayersModel): Map<string, tf.Tensor> {
  * Masks of the next round: in every layer, among weights still alive, zero the `rate` fraction of
  * smallest magnitude (rate / 2 for the logits). Ties at the threshold are kept.
  */
-export function pruneMasks(model: tf.LayersModel, masks: Map<string, tf.Tensor>, rate: number): Map<string, tf.Tensor> {
+export function pruneMasks(
+  model: tf.LayersModel,
+  masks: Map<string, tf.Tensor>,
+  rate: number,
+): Map<string, tf.Tensor> {
   if (!(rate > 0 && rate < 1)) throw invalidArgument(`lottery prune rate must be in (0, 1), got ${rate}`);
   const next = new Map<string, tf.Tensor>();
   for (const w of prunableWeights(model)) {

@@ -27,12 +27,20 @@ export const LOGITS = 'logits';
 export const DEFAULT_SMALL_CNN_WIDTHS = [16, 32, 64];
 
 function checkWidth(w: number, what: string): number {
-  if (!Number.isInteger(w) || w < 1 || w > 2048) throw invalidArgument(`${what} must be an integer from 1 to 2048, got ${w}`);
+  if (!Number.isInteger(w) || w < 1 || w > 2048)
+    throw invalidArgument(`${what} must be an integer from 1 to 2048, got ${w}`);
   return w;
 }
 
-export function buildSmallCnn(inputShape: [number, number, number], classes: number, widths = DEFAULT_SMALL_CNN_WIDTHS, seed = 1, batchNorm = false): BuiltModel {
-  if (widths.length < 1 || widths.length > 6) throw invalidArgument(`small-cnn needs 1 to 6 conv widths, got ${widths.length}`);
+export function buildSmallCnn(
+  inputShape: [number, number, number],
+  classes: number,
+  widths = DEFAULT_SMALL_CNN_WIDTHS,
+  seed = 1,
+  batchNorm = false,
+): BuiltModel {
+  if (widths.length < 1 || widths.length > 6)
+    throw invalidArgument(`small-cnn needs 1 to 6 conv widths, got ${widths.length}`);
   widths.forEach((w, i) => checkWidth(w, `conv${i + 1} width`));
   const input = tf.input({ shape: inputShape, name: 'image' });
   let h: tf.SymbolicTensor = input;
@@ -41,36 +49,84 @@ export function buildSmallCnn(inputShape: [number, number, number], classes: num
     const name = `conv${i + 1}`;
     const init = tf.initializers.heNormal({ seed: seed + i });
     if (batchNorm) {
-      h = tf.layers.conv2d({ filters: w, kernelSize: 3, padding: 'same', useBias: false, name: `${name}_conv`, kernelInitializer: init }).apply(h) as tf.SymbolicTensor;
+      h = tf.layers
+        .conv2d({
+          filters: w,
+          kernelSize: 3,
+          padding: 'same',
+          useBias: false,
+          name: `${name}_conv`,
+          kernelInitializer: init,
+        })
+        .apply(h) as tf.SymbolicTensor;
       h = tf.layers.batchNormalization({ name: `${name}_bn`, momentum: 0.9 }).apply(h) as tf.SymbolicTensor;
       h = tf.layers.activation({ activation: 'relu', name }).apply(h) as tf.SymbolicTensor;
     } else {
-      h = tf.layers.conv2d({ filters: w, kernelSize: 3, padding: 'same', activation: 'relu', name, kernelInitializer: init }).apply(h) as tf.SymbolicTensor;
+      h = tf.layers
+        .conv2d({
+          filters: w,
+          kernelSize: 3,
+          padding: 'same',
+          activation: 'relu',
+          name,
+          kernelInitializer: init,
+        })
+        .apply(h) as tf.SymbolicTensor;
     }
     blocks.push(name);
     const side = h.shape[1] ?? 0;
-    if (i < widths.length - 1 && side >= 4) h = tf.layers.maxPooling2d({ poolSize: 2, name: `pool${i + 1}` }).apply(h) as tf.SymbolicTensor;
+    if (i < widths.length - 1 && side >= 4)
+      h = tf.layers.maxPooling2d({ poolSize: 2, name: `pool${i + 1}` }).apply(h) as tf.SymbolicTensor;
   });
   h = tf.layers.globalAveragePooling2d({ name: 'gap' }).apply(h) as tf.SymbolicTensor;
   const logits = tf.layers
-    .dense({ units: classes, name: LOGITS, kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 100 }) })
+    .dense({
+      units: classes,
+      name: LOGITS,
+      kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 100 }),
+    })
     .apply(h) as tf.SymbolicTensor;
   const spec: ModelSpec = { arch: 'small-cnn', widths: [...widths], batchNorm };
-  return { model: tf.model({ inputs: input, outputs: logits, name: 'small_cnn' }), name: `small-cnn-${widths.join('-')}${batchNorm ? '-bn' : ''}`, blocks, spec };
+  return {
+    model: tf.model({ inputs: input, outputs: logits, name: 'small_cnn' }),
+    name: `small-cnn-${widths.join('-')}${batchNorm ? '-bn' : ''}`,
+    blocks,
+    spec,
+  };
 }
 
-export function buildResNet(inputShape: [number, number, number], classes: number, depth = 20, width = 16, seed = 1): BuiltModel {
+export function buildResNet(
+  inputShape: [number, number, number],
+  classes: number,
+  depth = 20,
+  width = 16,
+  seed = 1,
+): BuiltModel {
   if (!Number.isInteger(depth) || depth < 8 || (depth - 2) % 6 !== 0) {
-    throw invalidArgument(`CIFAR ResNet depth must be 6n+2 (8, 14, 20, 32, 44, 56...), got ${depth}`, { depth });
+    throw invalidArgument(`CIFAR ResNet depth must be 6n+2 (8, 14, 20, 32, 44, 56...), got ${depth}`, {
+      depth,
+    });
   }
   checkWidth(width, 'resnet width');
   const n = (depth - 2) / 6;
   let s = seed;
   const init = () => tf.initializers.heNormal({ seed: s++ });
   const conv = (x: tf.SymbolicTensor, filters: number, stride: number, name: string, kernel = 3) =>
-    tf.layers.conv2d({ filters, kernelSize: kernel, strides: stride, padding: 'same', useBias: false, kernelInitializer: init(), name }).apply(x) as tf.SymbolicTensor;
-  const bn = (x: tf.SymbolicTensor, name: string) => tf.layers.batchNormalization({ name, momentum: 0.9 }).apply(x) as tf.SymbolicTensor;
-  const relu = (x: tf.SymbolicTensor, name: string) => tf.layers.activation({ activation: 'relu', name }).apply(x) as tf.SymbolicTensor;
+    tf.layers
+      .conv2d({
+        filters,
+        kernelSize: kernel,
+        strides: stride,
+        padding: 'same',
+        useBias: false,
+        kernelInitializer: init(),
+        name,
+      })
+      .apply(x) as tf.SymbolicTensor;
+  const bn = (x: tf.SymbolicTensor, name: string) =>
+    tf.layers.batchNormalization({ name, momentum: 0.9 }).apply(x) as tf.SymbolicTensor;
+  const relu = (x: tf.SymbolicTensor, name: string) =>
+    tf.layers.activation({ activation: 'relu', name }).apply(x) as tf.SymbolicTensor;
 
   const input = tf.input({ shape: inputShape, name: 'image' });
   let h = relu(bn(conv(input, width, 1, 'stem_conv'), 'stem_bn'), 'stem');
@@ -82,19 +138,37 @@ export function buildResNet(inputShape: [number, number, number], classes: numbe
       const stride = stage > 1 && b === 1 ? 2 : 1;
       let r = relu(bn(conv(h, filters, stride, `${name}_conv1`), `${name}_bn1`), `${name}_relu1`);
       r = bn(conv(r, filters, 1, `${name}_conv2`), `${name}_bn2`);
-      const shortcut = stride !== 1 || (h.shape[3] ?? 0) !== filters ? bn(conv(h, filters, stride, `${name}_proj`, 1), `${name}_proj_bn`) : h;
+      const shortcut =
+        stride !== 1 || (h.shape[3] ?? 0) !== filters
+          ? bn(conv(h, filters, stride, `${name}_proj`, 1), `${name}_proj_bn`)
+          : h;
       h = relu(tf.layers.add({ name: `${name}_add` }).apply([r, shortcut]) as tf.SymbolicTensor, name);
       blocks.push(name);
     }
   }
   h = tf.layers.globalAveragePooling2d({ name: 'gap' }).apply(h) as tf.SymbolicTensor;
-  const logits = tf.layers.dense({ units: classes, name: LOGITS, kernelInitializer: tf.initializers.glorotUniform({ seed: s++ }) }).apply(h) as tf.SymbolicTensor;
-  return { model: tf.model({ inputs: input, outputs: logits, name: 'resnet' }), name: `resnet${depth}-w${width}`, blocks, spec: { arch: 'resnet', depth, width } };
+  const logits = tf.layers
+    .dense({ units: classes, name: LOGITS, kernelInitializer: tf.initializers.glorotUniform({ seed: s++ }) })
+    .apply(h) as tf.SymbolicTensor;
+  return {
+    model: tf.model({ inputs: input, outputs: logits, name: 'resnet' }),
+    name: `resnet${depth}-w${width}`,
+    blocks,
+    spec: { arch: 'resnet', depth, width },
+  };
 }
 
-export function buildModel(spec: ModelSpec, inputShape: [number, number, number], classes: number, seed = 1): BuiltModel {
-  if (!Number.isInteger(classes) || classes < 2) throw invalidArgument(`a classifier needs at least 2 classes, got ${classes}`);
-  return spec.arch === 'small-cnn' ? buildSmallCnn(inputShape, classes, spec.widths, seed, spec.batchNorm) : buildResNet(inputShape, classes, spec.depth, spec.width, seed);
+export function buildModel(
+  spec: ModelSpec,
+  inputShape: [number, number, number],
+  classes: number,
+  seed = 1,
+): BuiltModel {
+  if (!Number.isInteger(classes) || classes < 2)
+    throw invalidArgument(`a classifier needs at least 2 classes, got ${classes}`);
+  return spec.arch === 'small-cnn'
+    ? buildSmallCnn(inputShape, classes, spec.widths, seed, spec.batchNorm)
+    : buildResNet(inputShape, classes, spec.depth, spec.width, seed);
 }
 
 /** Block outputs of a model built here (recovered from names when a model is loaded from disk). */
@@ -120,8 +194,10 @@ export function selectLayers(model: tf.LayersModel, selection: string[] = ['all'
     const t = token.trim();
     if (t === 'all') [...blocks, LOGITS].forEach(add);
     else if (t === 'blocks') blocks.forEach(add);
-    else if (t === 'conv') model.layers.filter((l) => l.getClassName() === 'Conv2D').forEach((l) => add(l.name));
-    else if (t === 'dense') model.layers.filter((l) => l.getClassName() === 'Dense').forEach((l) => add(l.name));
+    else if (t === 'conv')
+      model.layers.filter((l) => l.getClassName() === 'Conv2D').forEach((l) => add(l.name));
+    else if (t === 'dense')
+      model.layers.filter((l) => l.getClassName() === 'Dense').forEach((l) => add(l.name));
     else if (t === 'logits') add(LOGITS);
     else if (byName.has(t)) add(t);
     else {
@@ -138,7 +214,10 @@ export function selectLayers(model: tf.LayersModel, selection: string[] = ['all'
     const shape = layer.outputShape as (number | null)[];
     const width = shape[shape.length - 1];
     if (typeof width !== 'number') throw invalidArgument(`layer ${name} has no fixed width`, { layer: name });
-    if (shape.length !== 4 && shape.length !== 2) throw invalidArgument(`layer ${name} has output rank ${shape.length}; only conv (4) and dense (2) layers can be monitored`);
+    if (shape.length !== 4 && shape.length !== 2)
+      throw invalidArgument(
+        `layer ${name} has output rank ${shape.length}; only conv (4) and dense (2) layers can be monitored`,
+      );
     return { name, width, kind: shape.length === 4 ? 'conv' : 'dense' } as MonitoredLayer;
   });
 }

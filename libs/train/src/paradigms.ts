@@ -13,7 +13,11 @@ export type Paradigm = (typeof PARADIGMS)[number];
 
 export function parseParadigm(value: string): Paradigm {
   if (!(PARADIGMS as readonly string[]).includes(value)) {
-    throw invalidArgument(`unknown paradigm '${value}'`, { paradigm: value }, `use one of ${PARADIGMS.join(', ')}`);
+    throw invalidArgument(
+      `unknown paradigm '${value}'`,
+      { paradigm: value },
+      `use one of ${PARADIGMS.join(', ')}`,
+    );
   }
   return value as Paradigm;
 }
@@ -71,12 +75,24 @@ export interface TrainJobResult {
  * A new head on a trained body: the source model up to its global pooling, then a fresh `logits`
  * layer for the target classes. `freeze` lists layers whose weights stay fixed.
  */
-export function finetuneModel(source: tf.LayersModel, sourceName: string, classes: number, freeze: string[] = [], seed = 1): BuiltModel {
+export function finetuneModel(
+  source: tf.LayersModel,
+  sourceName: string,
+  classes: number,
+  freeze: string[] = [],
+  seed = 1,
+): BuiltModel {
   const body = source.layers[source.layers.length - 2];
   if (!body || source.layers[source.layers.length - 1].name !== LOGITS) {
-    throw invalidArgument(`the source model does not end in a '${LOGITS}' layer after its body`, { layers: source.layers.map((l) => l.name) });
+    throw invalidArgument(`the source model does not end in a '${LOGITS}' layer after its body`, {
+      layers: source.layers.map((l) => l.name),
+    });
   }
-  const head = tf.layers.dense({ units: classes, name: LOGITS, kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 500 }) });
+  const head = tf.layers.dense({
+    units: classes,
+    name: LOGITS,
+    kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 500 }),
+  });
   const logits = head.apply(body.output as tf.SymbolicTensor) as tf.SymbolicTensor;
   const model = tf.model({ inputs: source.inputs, outputs: logits, name: 'finetuned' });
   const names = model.layers.map((l) => l.name);
@@ -87,7 +103,12 @@ export function finetuneModel(source: tf.LayersModel, sourceName: string, classe
     else if (names.includes(f)) {
       // Freezing a block freezes everything up to it (a later trainable layer would undo the point).
       names.slice(0, names.indexOf(f) + 1).forEach((n) => frozen.add(n));
-    } else throw invalidArgument(`cannot freeze '${f}': no such layer`, { layer: f }, `layers: ${names.join(', ')}`);
+    } else
+      throw invalidArgument(
+        `cannot freeze '${f}': no such layer`,
+        { layer: f },
+        `layers: ${names.join(', ')}`,
+      );
   }
   for (const l of model.layers) if (frozen.has(l.name)) l.trainable = false;
   return { model, name: `${sourceName}+ft`, blocks };
@@ -96,10 +117,19 @@ export function finetuneModel(source: tf.LayersModel, sourceName: string, classe
 function modelFor(job: TrainJob, resumed?: SavedCheckpoint): Promise<BuiltModel> | BuiltModel {
   const [, h, w] = job.train.shape;
   const classes = job.train.classNames.length;
-  if (resumed) return { model: resumed.model, name: resumed.state.modelName, blocks: resumed.state.blocks, spec: job.model };
+  if (resumed)
+    return {
+      model: resumed.model,
+      name: resumed.state.modelName,
+      blocks: resumed.state.blocks,
+      spec: job.model,
+    };
   if (job.paradigm === 'finetune') {
-    if (!job.finetune) throw invalidArgument('fine-tuning needs a source checkpoint', {}, 'pass --from <checkpoint folder>');
-    return loadCheckpoint(job.finetune.from).then((src) => finetuneModel(src.model, src.state.modelName, classes, job.finetune!.freeze ?? [], job.seed));
+    if (!job.finetune)
+      throw invalidArgument('fine-tuning needs a source checkpoint', {}, 'pass --from <checkpoint folder>');
+    return loadCheckpoint(job.finetune.from).then((src) =>
+      finetuneModel(src.model, src.state.modelName, classes, job.finetune!.freeze ?? [], job.seed),
+    );
   }
   return buildModel(job.model, [h, w, 3], classes, job.seed);
 }
@@ -112,7 +142,10 @@ export async function runTrainJob(job: TrainJob): Promise<TrainJobResult> {
   }
   const resumed = job.resumeFrom ? await loadCheckpoint(job.resumeFrom) : undefined;
   if (resumed && resumed.state.paradigm !== job.paradigm) {
-    throw invalidArgument(`checkpoint ${job.resumeFrom} is a ${resumed.state.paradigm} run, not ${job.paradigm}`, { checkpoint: job.resumeFrom });
+    throw invalidArgument(
+      `checkpoint ${job.resumeFrom} is a ${resumed.state.paradigm} run, not ${job.paradigm}`,
+      { checkpoint: job.resumeFrom },
+    );
   }
   const built = await modelFor(job, resumed);
   const layers = selectLayers(built.model, job.layers);
@@ -123,8 +156,16 @@ export async function runTrainJob(job: TrainJob): Promise<TrainJobResult> {
     learningRate: String(job.learningRate),
     seed: String(job.seed),
     backend: tf.getBackend(),
-    ...(job.attack && job.paradigm === 'adversarial' ? { attack: job.attack.method, epsilon: String(job.attack.epsilon), attackSteps: String(checkAttack(job.attack).steps) } : {}),
-    ...(job.finetune && job.paradigm === 'finetune' ? { finetunedFrom: job.finetune.from, frozen: (job.finetune.freeze ?? []).join(',') } : {}),
+    ...(job.attack && job.paradigm === 'adversarial'
+      ? {
+          attack: job.attack.method,
+          epsilon: String(job.attack.epsilon),
+          attackSteps: String(checkAttack(job.attack).steps),
+        }
+      : {}),
+    ...(job.finetune && job.paradigm === 'finetune'
+      ? { finetunedFrom: job.finetune.from, frozen: (job.finetune.freeze ?? []).join(',') }
+      : {}),
     ...job.tags,
   };
   const makeOptimizer = async (saved?: NamedTensor[]) => {
@@ -169,8 +210,10 @@ export async function runTrainJob(job: TrainJob): Promise<TrainJobResult> {
 
   // Lottery ticket: round 0 dense, then prune-rewind-retrain rounds; each round is its own run.
   const lt = job.lottery ?? { rounds: 3, rate: 0.5, rewindStep: 0 };
-  if (!Number.isInteger(lt.rounds) || lt.rounds < 1 || lt.rounds > 20) throw invalidArgument(`lottery rounds must be 1..20, got ${lt.rounds}`);
-  if (!Number.isInteger(lt.rewindStep) || lt.rewindStep < 0 || lt.rewindStep >= job.steps) throw invalidArgument(`rewind step must be in 0..${job.steps - 1}, got ${lt.rewindStep}`);
+  if (!Number.isInteger(lt.rounds) || lt.rounds < 1 || lt.rounds > 20)
+    throw invalidArgument(`lottery rounds must be 1..20, got ${lt.rounds}`);
+  if (!Number.isInteger(lt.rewindStep) || lt.rewindStep < 0 || lt.rewindStep >= job.steps)
+    throw invalidArgument(`rewind step must be in 0..${job.steps - 1}, got ${lt.rewindStep}`);
   const model = built.model;
   let masks = fullMasks(model);
   let rewind: tf.Tensor[] | undefined = lt.rewindStep === 0 ? snapshotWeights(model) : undefined;
@@ -183,7 +226,9 @@ export async function runTrainJob(job: TrainJob): Promise<TrainJobResult> {
     resumeOptimizer = resumed.optimizerWeights;
     const extra = new Map((resumed.extra ?? []).map((t) => [t.name, t.tensor]));
     masks = new Map([...masks.keys()].map((k) => [k, extra.get(`mask/${k}`) ?? masks.get(k)!]));
-    const saved = [...extra.keys()].filter((k) => k.startsWith('rewind/')).sort((a, b) => Number(a.slice(7)) - Number(b.slice(7)));
+    const saved = [...extra.keys()]
+      .filter((k) => k.startsWith('rewind/'))
+      .sort((a, b) => Number(a.slice(7)) - Number(b.slice(7)));
     if (saved.length) rewind = saved.map((k) => extra.get(k)!);
   }
   const runs: TrainRunResult[] = [];
@@ -204,7 +249,14 @@ export async function runTrainJob(job: TrainJob): Promise<TrainJobResult> {
       optimizer: await makeOptimizer(resumeOptimizer),
       masks: roundMasks,
       extraMetrics: { round, sparsity: s },
-      tags: { ...tags, lotteryRun: job.runId, round: String(round), sparsity: s.toFixed(4), pruneRate: String(lt.rate), rewindStep: String(lt.rewindStep) },
+      tags: {
+        ...tags,
+        lotteryRun: job.runId,
+        round: String(round),
+        sparsity: s.toFixed(4),
+        pruneRate: String(lt.rate),
+        rewindStep: String(lt.rewindStep),
+      },
       afterStep: (step) => {
         if (round === 0 && step === lt.rewindStep && !rewind) rewind = snapshotWeights(model);
       },

@@ -4,7 +4,13 @@ import { invalidArgument } from '@cm/core';
 
 /** uint8 RGB NHWC -> float32 in [0, 1]: the one input convention of every model here. */
 export function toInput(images: Uint8Array, shape: readonly [number, number, number, number]): tf.Tensor4D {
-  return tf.tidy(() => tf.tensor4d(images, [shape[0], shape[1], shape[2], shape[3]], 'int32').toFloat().div(255) as tf.Tensor4D);
+  return tf.tidy(
+    () =>
+      tf
+        .tensor4d(images, [shape[0], shape[1], shape[2], shape[3]], 'int32')
+        .toFloat()
+        .div(255) as tf.Tensor4D,
+  );
 }
 
 /**
@@ -34,7 +40,10 @@ export class Prober {
     }
     this.layers = layers;
     // One functional model sharing the trained layers: no copies of the weights.
-    this.probeModel = tf.model({ inputs: model.inputs, outputs: layers.map((l) => model.getLayer(l.name).output as tf.SymbolicTensor) });
+    this.probeModel = tf.model({
+      inputs: model.inputs,
+      outputs: layers.map((l) => model.getLayer(l.name).output as tf.SymbolicTensor),
+    });
   }
 
   get probeImages(): number {

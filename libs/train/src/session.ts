@@ -1,4 +1,10 @@
-import { BundleDirectory, loadBundle, makeSyntheticBundle, writeBundleInto, type ProbeBundle } from '@cm/probe';
+import {
+  BundleDirectory,
+  loadBundle,
+  makeSyntheticBundle,
+  writeBundleInto,
+  type ProbeBundle,
+} from '@cm/probe';
 import type { ProbeImages } from './loop';
 
 /**
@@ -6,8 +12,14 @@ import type { ProbeImages } from './loop';
  * service and the all-in-one engine read). Bundles are content-addressed, so the same options give
  * the same id and a second call reuses the folder.
  */
-export async function ensureSyntheticBundle(root: string, opts: { images: number; seed: number; size?: 32 | 64 }): Promise<ProbeBundle> {
-  const { dir } = await writeBundleInto(root, makeSyntheticBundle({ images: opts.images, seed: opts.seed, size: opts.size ?? 32 }));
+export async function ensureSyntheticBundle(
+  root: string,
+  opts: { images: number; seed: number; size?: 32 | 64 },
+): Promise<ProbeBundle> {
+  const { dir } = await writeBundleInto(
+    root,
+    makeSyntheticBundle({ images: opts.images, seed: opts.seed, size: opts.size ?? 32 }),
+  );
   return loadBundle(dir);
 }
 
@@ -26,7 +38,10 @@ export function probeImagesOf(bundle: ProbeBundle): ProbeImages {
  * its own class name as label (class i is neuron i). Composite classes ('circle+red') count when the
  * label is any of their parts.
  */
-export function ownClassAccuracy(labels: { neuron: number; concept: string }[], classNames: string[]): { accuracy: number; wrong: { neuron: number; className: string; label: string }[] } {
+export function ownClassAccuracy(
+  labels: { neuron: number; concept: string }[],
+  classNames: string[],
+): { accuracy: number; wrong: { neuron: number; className: string; label: string }[] } {
   const byNeuron = new Map(labels.map((l) => [l.neuron, l.concept]));
   const wrong: { neuron: number; className: string; label: string }[] = [];
   classNames.forEach((cls, i) => {

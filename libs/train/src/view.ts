@@ -54,8 +54,16 @@ export class TerminalView implements TrainObserver {
     else this.out.write(line + '\n');
   }
 
-  onStart(info: { runId: string; paradigm: string; totalSteps: number; startStep: number; layers: MonitoredLayer[] }): void {
-    this.print(`training ${info.runId} (${info.paradigm}), monitoring ${info.layers.map((l) => `${l.name}[${l.width}]`).join(', ')}`);
+  onStart(info: {
+    runId: string;
+    paradigm: string;
+    totalSteps: number;
+    startStep: number;
+    layers: MonitoredLayer[];
+  }): void {
+    this.print(
+      `training ${info.runId} (${info.paradigm}), monitoring ${info.layers.map((l) => `${l.name}[${l.width}]`).join(', ')}`,
+    );
     if (!this.tty) return;
     this.multibar = new cliProgress.MultiBar(
       {
@@ -67,14 +75,24 @@ export class TerminalView implements TrainObserver {
       },
       cliProgress.Presets.shades_classic,
     );
-    this.bar = this.multibar.create(info.totalSteps, info.startStep, { loss: '-', acc: '-', rate: '-', epoch: 0 });
+    this.bar = this.multibar.create(info.totalSteps, info.startStep, {
+      loss: '-',
+      acc: '-',
+      rate: '-',
+      epoch: 0,
+    });
     // Log lines from anywhere (monitor warnings) go above the bar instead of through it.
     this.restoreSink = setSink((line) => this.multibar?.log(line + '\n'));
   }
 
   onStep(s: StepStats): void {
     this.last = s;
-    this.bar?.update(s.step, { loss: s.loss.toFixed(3), acc: (100 * s.accuracy).toFixed(0) + '%', rate: s.imagesPerSecond.toFixed(0), epoch: s.epoch });
+    this.bar?.update(s.step, {
+      loss: s.loss.toFixed(3),
+      acc: (100 * s.accuracy).toFixed(0) + '%',
+      rate: s.imagesPerSecond.toFixed(0),
+      epoch: s.epoch,
+    });
   }
 
   onCheckpoint(step: number, result: CheckpointResult): void {
@@ -82,8 +100,15 @@ export class TerminalView implements TrainObserver {
     if (this.tty) for (const l of lines) this.print(l);
     else {
       const s = this.last;
-      const now = s ? ` (training at step ${s.step}/${s.totalSteps}: loss ${s.loss.toFixed(3)}, acc ${(100 * s.accuracy).toFixed(0)}%, ${s.imagesPerSecond.toFixed(0)} img/s)` : '';
-      const layers = result.layers.map((l) => `${l.layer} ${(100 * l.interpretableFraction).toFixed(0)}%/${(100 * l.distinctConceptShare).toFixed(0)}%`).join(' ');
+      const now = s
+        ? ` (training at step ${s.step}/${s.totalSteps}: loss ${s.loss.toFixed(3)}, acc ${(100 * s.accuracy).toFixed(0)}%, ${s.imagesPerSecond.toFixed(0)} img/s)`
+        : '';
+      const layers = result.layers
+        .map(
+          (l) =>
+            `${l.layer} ${(100 * l.interpretableFraction).toFixed(0)}%/${(100 * l.distinctConceptShare).toFixed(0)}%`,
+        )
+        .join(' ');
       this.print(`checkpoint ${step}: interpretable/diversity ${layers}${now}`);
       for (const a of result.alerts) this.print(`ALERT ${a.state} ${a.rule} on ${a.layer}: ${a.message}`);
     }

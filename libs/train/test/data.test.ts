@@ -23,7 +23,10 @@ function cifarRecord(label: number, r: number, g: number, b: number): Buffer {
 
 describe('CIFAR-10 binary loader', () => {
   it('reads records into NHWC with labels and class names', () => {
-    writeFileSync(join(dir, 'data_batch_1.bin'), Buffer.concat([cifarRecord(3, 10, 20, 30), cifarRecord(9, 1, 2, 3)]));
+    writeFileSync(
+      join(dir, 'data_batch_1.bin'),
+      Buffer.concat([cifarRecord(3, 10, 20, 30), cifarRecord(9, 1, 2, 3)]),
+    );
     writeFileSync(join(dir, 'data_batch_2.bin'), cifarRecord(0, 7, 8, 9));
     writeFileSync(join(dir, 'test_batch.bin'), cifarRecord(5, 0, 0, 0));
     const ds = loadCifar10(dir, 'train');
@@ -48,10 +51,15 @@ describe('CIFAR-10 binary loader', () => {
 
 describe('image folder loader', () => {
   it('decodes class subfolders with sharp, resized, classes sorted', async () => {
-    for (const [cls, rgb] of [['red', [255, 0, 0]], ['blue', [0, 0, 255]]] as const) {
+    for (const [cls, rgb] of [
+      ['red', [255, 0, 0]],
+      ['blue', [0, 0, 255]],
+    ] as const) {
       mkdirSync(join(dir, cls));
       for (let i = 0; i < 2; i++) {
-        await sharp({ create: { width: 12, height: 9, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } })
+        await sharp({
+          create: { width: 12, height: 9, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } },
+        })
           .png()
           .toFile(join(dir, cls, `${i}.png`));
       }
@@ -84,7 +92,8 @@ describe('world data, splits and batches', () => {
     expect(Array.from(a.test.labels)).toEqual(Array.from(b.test.labels));
     const sampler = new BatchSampler(a.train, 10, 5);
     const counts = new Map<number, number>();
-    for (let i = 0; i < 3; i++) for (const l of sampler.next().labels) counts.set(l, (counts.get(l) ?? 0) + 1);
+    for (let i = 0; i < 3; i++)
+      for (const l of sampler.next().labels) counts.set(l, (counts.get(l) ?? 0) + 1);
     const total = [...counts.values()].reduce((x, y) => x + y, 0);
     expect(total).toBe(30);
     expect(sampler.epoch).toBe(0);

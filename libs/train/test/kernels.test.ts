@@ -29,13 +29,25 @@ function random(shape: number[], seed: number): Float32Array {
   });
 }
 
-async function gradients(backend: string, c: Case, xs: Float32Array, ws: Float32Array): Promise<[Float32Array, Float32Array]> {
+async function gradients(
+  backend: string,
+  c: Case,
+  xs: Float32Array,
+  ws: Float32Array,
+): Promise<[Float32Array, Float32Array]> {
   await tf.setBackend(backend);
   const x = tf.tensor4d(xs, c.x);
   const w = tf.tensor4d(ws, c.f);
-  const loss = (a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.strides, c.pad).square().sum();
+  const loss = (a: tf.Tensor, b: tf.Tensor) =>
+    tf
+      .conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.strides, c.pad)
+      .square()
+      .sum();
   const [gx, gw] = tf.grads(loss)([x, w]);
-  const out: [Float32Array, Float32Array] = [(await gx.data()) as Float32Array, (await gw.data()) as Float32Array];
+  const out: [Float32Array, Float32Array] = [
+    (await gx.data()) as Float32Array,
+    (await gw.data()) as Float32Array,
+  ];
   tf.dispose([x, w, gx, gw]);
   return out;
 }
@@ -82,7 +94,13 @@ describe('wasm training kernels', () => {
       const conv = tf.conv2d(x, tf.zeros(c.f) as tf.Tensor4D, c.strides, c.pad);
       const dy = tf.onesLike(conv);
       const ids = backend.numDataIds();
-      const dw = tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.f }) as tf.Tensor;
+      const dw = tf
+        .engine()
+        .runKernel(
+          'Conv2DBackpropFilter',
+          { x, dy },
+          { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.f },
+        ) as tf.Tensor;
       expect(dw.shape).toEqual(c.f);
       expect(backend.numDataIds()).toBe(ids + 1);
       tf.dispose([x, conv, dy, dw]);

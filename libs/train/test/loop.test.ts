@@ -24,7 +24,17 @@ class RecordingMonitor implements Monitor {
   async sendCheckpoint(cp: CheckpointData): Promise<CheckpointResult> {
     const runId = this.specs[this.specs.length - 1].runId;
     this.checkpoints.push({ runId, cp });
-    return { step: cp.step, layers: cp.layers.map((l) => ({ layer: l.layer, interpretableFraction: 0.5, distinctConceptShare: 0.5, labelEntropy: 1, topConcepts: [] })), alerts: [] };
+    return {
+      step: cp.step,
+      layers: cp.layers.map((l) => ({
+        layer: l.layer,
+        interpretableFraction: 0.5,
+        distinctConceptShare: 0.5,
+        labelEntropy: 1,
+        topConcepts: [],
+      })),
+      alerts: [],
+    };
   }
   async endRun(status: 'completed' | 'failed'): Promise<void> {
     this.ended.push(status);
@@ -63,7 +73,12 @@ describe('training loop', () => {
     const monitor = new RecordingMonitor();
     const seen: number[] = [];
     const { runs } = await runTrainJob(job({ monitor, observer: { onCheckpoint: (s) => seen.push(s) } }));
-    expect(monitor.specs[0]).toMatchObject({ runId: 'r1', paradigm: 'standard', model: 'small-cnn-4-8', bundleId: 'b1' });
+    expect(monitor.specs[0]).toMatchObject({
+      runId: 'r1',
+      paradigm: 'standard',
+      model: 'small-cnn-4-8',
+      bundleId: 'b1',
+    });
     expect(monitor.specs[0].layers.map((l) => l.name)).toEqual(['conv1', 'conv2', 'logits']);
     expect(monitor.checkpoints.map((c) => c.cp.step)).toEqual([0, 2, 4, 5]);
     const cp = monitor.checkpoints[1].cp;
@@ -73,7 +88,9 @@ describe('training loop', () => {
       [20, 8],
     ]);
     expect(cp.layers[0].data.every((v) => Number.isFinite(v) && v >= 0)).toBe(true); // post-ReLU means
-    expect(Object.keys(cp.metrics)).toEqual(expect.arrayContaining(['loss', 'accuracy', 'learningRate', 'imagesPerSecond']));
+    expect(Object.keys(cp.metrics)).toEqual(
+      expect.arrayContaining(['loss', 'accuracy', 'learningRate', 'imagesPerSecond']),
+    );
     expect(monitor.checkpoints[0].cp.metrics.loss).toBeUndefined(); // nothing trained yet at step 0
     expect(monitor.ended).toEqual(['completed']);
     expect(seen).toEqual([0, 2, 4, 5]);
@@ -90,7 +107,9 @@ describe('training loop', () => {
       close: async () => undefined,
     };
     const warnings: string[] = [];
-    const { runs } = await runTrainJob(job({ monitor: broken, observer: { onWarning: (m) => warnings.push(m) } }));
+    const { runs } = await runTrainJob(
+      job({ monitor: broken, observer: { onWarning: (m) => warnings.push(m) } }),
+    );
     expect(runs[0].status).toBe('completed');
     expect(runs[0].steps).toBe(5);
     expect(runs[0].checkpoints.map((c) => c.status)).toEqual(['failed', 'failed', 'failed', 'failed']);
@@ -99,7 +118,12 @@ describe('training loop', () => {
 
   it('with the concept service down and policy drop, training finishes within the policy bound', async () => {
     const port = await freePort();
-    const client = createMonitorClient({ target: `127.0.0.1:${port}`, policy: 'drop', maxBlockMs: 300, reconnect: { initialDelayMs: 50, maxDelayMs: 100 } });
+    const client = createMonitorClient({
+      target: `127.0.0.1:${port}`,
+      policy: 'drop',
+      maxBlockMs: 300,
+      reconnect: { initialDelayMs: 50, maxDelayMs: 100 },
+    });
     const t0 = Date.now();
     try {
       const { runs } = await runTrainJob(job({ monitor: client, steps: 4 }));
@@ -114,8 +138,24 @@ describe('training loop', () => {
 
   it('every paradigm trains; lottery rounds are separate runs with growing sparsity', async () => {
     const monitor = new RecordingMonitor();
-    await runTrainJob(job({ monitor, paradigm: 'adversarial', runId: 'adv', steps: 2, attack: { method: 'pgd', epsilon: 0.03, steps: 2 } }));
-    await runTrainJob(job({ monitor, paradigm: 'lottery', runId: 'lt', steps: 2, lottery: { rounds: 2, rate: 0.5, rewindStep: 0 } }));
+    await runTrainJob(
+      job({
+        monitor,
+        paradigm: 'adversarial',
+        runId: 'adv',
+        steps: 2,
+        attack: { method: 'pgd', epsilon: 0.03, steps: 2 },
+      }),
+    );
+    await runTrainJob(
+      job({
+        monitor,
+        paradigm: 'lottery',
+        runId: 'lt',
+        steps: 2,
+        lottery: { rounds: 2, rate: 0.5, rewindStep: 0 },
+      }),
+    );
     expect(monitor.specs.map((s) => [s.runId, s.paradigm])).toEqual([
       ['adv', 'adversarial'],
       ['lt-r0', 'lottery'],
@@ -123,12 +163,16 @@ describe('training loop', () => {
       ['lt-r2', 'lottery'],
     ]);
     expect(monitor.specs[0].tags).toMatchObject({ attack: 'pgd', attackSteps: '2' });
-    const sparsities = monitor.checkpoints.filter((c) => c.runId.startsWith('lt') && c.cp.step === 0).map((c) => c.cp.metrics.sparsity);
+    const sparsities = monitor.checkpoints
+      .filter((c) => c.runId.startsWith('lt') && c.cp.step === 0)
+      .map((c) => c.cp.metrics.sparsity);
     expect(sparsities[0]).toBe(0);
     expect(sparsities[1]).toBeGreaterThan(0.4);
     expect(sparsities[2]).toBeGreaterThan(sparsities[1]);
     // Round 1 starts from the rewound weights under the mask: its step-0 activations differ from round 0's.
-    const step0 = monitor.checkpoints.filter((c) => c.runId.startsWith('lt') && c.cp.step === 0).map((c) => Array.from(c.cp.layers[0].data));
+    const step0 = monitor.checkpoints
+      .filter((c) => c.runId.startsWith('lt') && c.cp.step === 0)
+      .map((c) => Array.from(c.cp.layers[0].data));
     expect(step0[1]).not.toEqual(step0[0]);
   });
 
@@ -137,14 +181,24 @@ describe('training loop', () => {
     const straightWeights = straight.model.getWeights().map((t) => Array.from(t.dataSync()));
 
     const monitor = new RecordingMonitor();
-    await runTrainJob(job({ runId: 'b', steps: 4, checkpointDir: join(dir, 'b'), checkpointEvery: 2, signal: AbortSignal.abort() }));
+    await runTrainJob(
+      job({
+        runId: 'b',
+        steps: 4,
+        checkpointDir: join(dir, 'b'),
+        checkpointEvery: 2,
+        signal: AbortSignal.abort(),
+      }),
+    );
     // An aborted run stops before its first step and still leaves a checkpoint.
     const half = await runTrainJob(job({ runId: 'b', steps: 2, checkpointDir: join(dir, 'b') }));
     expect(half.runs[0].savedTo).toBe(join(dir, 'b', 'b'));
     const saved = await loadCheckpoint(join(dir, 'b', 'b'));
     expect(saved.state).toMatchObject({ step: 2, paradigm: 'standard', modelName: 'small-cnn-4-8' });
     expect(saved.optimizerWeights?.length).toBeGreaterThan(0);
-    const resumed = await runTrainJob(job({ runId: 'b', steps: 4, checkpointDir: join(dir, 'b'), resumeFrom: join(dir, 'b', 'b'), monitor }));
+    const resumed = await runTrainJob(
+      job({ runId: 'b', steps: 4, checkpointDir: join(dir, 'b'), resumeFrom: join(dir, 'b', 'b'), monitor }),
+    );
     expect(monitor.checkpoints.map((c) => c.cp.step)).toEqual([4]); // no second step 0
     const resumedWeights = resumed.model.getWeights().map((t) => Array.from(t.dataSync()));
     resumedWeights.forEach((w, i) => w.forEach((v, j) => expect(v).toBeCloseTo(straightWeights[i][j], 4)));

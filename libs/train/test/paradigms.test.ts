@@ -30,9 +30,11 @@ describe('lottery ticket masks', () => {
     applyMasks(model, second);
     for (const w of prunableWeights(model)) {
       const m = second.get(w.originalName)!.dataSync();
-      w.read().dataSync().forEach((x, i) => {
-        if (!m[i]) expect(Math.abs(x)).toBe(0);
-      });
+      w.read()
+        .dataSync()
+        .forEach((x, i) => {
+          if (!m[i]) expect(Math.abs(x)).toBe(0);
+        });
     }
   });
 });
@@ -42,7 +44,8 @@ describe('adversarial examples', () => {
     const { model } = buildSmallCnn([32, 32, 3], 3, [4, 8]);
     const x = tf.randomUniform([4, 32, 32, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
     const y = tf.oneHot(tf.tensor1d([0, 1, 2, 0], 'int32'), 3) as tf.Tensor2D;
-    const loss = (xa: tf.Tensor) => tf.losses.softmaxCrossEntropy(y, model.predict(xa) as tf.Tensor).dataSync()[0];
+    const loss = (xa: tf.Tensor) =>
+      tf.losses.softmaxCrossEntropy(y, model.predict(xa) as tf.Tensor).dataSync()[0];
     const eps = 8 / 255;
     for (const method of ['pgd', 'fgsm'] as const) {
       const xa = perturb(model, x, y, { method, epsilon: eps, steps: 3 });
@@ -63,7 +66,9 @@ describe('fine-tuning', () => {
     expect(ft.model.getLayer('conv1').trainable).toBe(false);
     expect(ft.model.getLayer('conv2').trainable).toBe(true);
     // The body is shared, not copied: same weights.
-    expect(ft.model.getLayer('conv2').getWeights()[0].dataSync()).toEqual(src.model.getLayer('conv2').getWeights()[0].dataSync());
+    expect(ft.model.getLayer('conv2').getWeights()[0].dataSync()).toEqual(
+      src.model.getLayer('conv2').getWeights()[0].dataSync(),
+    );
     expect(() => finetuneModel(src.model, src.name, 7, ['nope'])).toThrow(/cannot freeze 'nope'/);
   });
 });

@@ -3,7 +3,15 @@ import { CmError, createLogger } from '@cm/core';
 import { loadConfig } from '@cm/config';
 import { TABLES } from '@cm/contracts';
 import { sqlString, type Store } from '@cm/store';
-import { addTrainOptions, formatRunSummary, ownClassAccuracy, parseParadigm, TRAIN_DEFAULTS, type TrainFlags, type TrainRunResult } from '@cm/train';
+import {
+  addTrainOptions,
+  formatRunSummary,
+  ownClassAccuracy,
+  parseParadigm,
+  TRAIN_DEFAULTS,
+  type TrainFlags,
+  type TrainRunResult,
+} from '@cm/train';
 import { addMonitorOptions, openMonitor, runTrainCommand, type MonitorFlags } from './train';
 
 const log = createLogger('demo');
@@ -33,21 +41,37 @@ export async function readRun(store: Store, run: TrainRunResult, classNames: str
     list.push({ step: Number(r.step), v: Number(r.interpretable_fraction) });
     byLayer.set(r.layer, list);
   }
-  const layers = [...byLayer].map(([layer, list]) => ({ layer, firstStep: list[0].step, lastStep: list[list.length - 1].step, first: list[0].v, last: list[list.length - 1].v }));
+  const layers = [...byLayer].map(([layer, list]) => ({
+    layer,
+    firstStep: list[0].step,
+    lastStep: list[list.length - 1].step,
+    first: list[0].v,
+    last: list[list.length - 1].v,
+  }));
   const lastStep = Math.max(...layers.map((l) => l.lastStep), 0);
   const labels = await store.query<{ neuron: number | string; concept: string }>(
     `SELECT neuron, concept FROM ${TABLES.neuronLabels} FINAL WHERE run_id = ${sqlString(run.runId)} AND layer = 'logits' AND step = ${lastStep} ORDER BY neuron`,
   );
-  const logits = labels.length ? ownClassAccuracy(labels.map((l) => ({ neuron: Number(l.neuron), concept: l.concept })), classNames) : undefined;
+  const logits = labels.length
+    ? ownClassAccuracy(
+        labels.map((l) => ({ neuron: Number(l.neuron), concept: l.concept })),
+        classNames,
+      )
+    : undefined;
   return { runId: run.runId, layers, logits };
 }
 
 export function formatReadout(r: RunReadout): string[] {
   const lines = [`  ${r.runId}: interpretable neurons, first -> last checkpoint`];
-  for (const l of r.layers) lines.push(`    ${l.layer.padEnd(14)} ${(100 * l.first).toFixed(0).padStart(3)}% (step ${l.firstStep}) -> ${(100 * l.last).toFixed(0).padStart(3)}% (step ${l.lastStep})`);
+  for (const l of r.layers)
+    lines.push(
+      `    ${l.layer.padEnd(14)} ${(100 * l.first).toFixed(0).padStart(3)}% (step ${l.firstStep}) -> ${(100 * l.last).toFixed(0).padStart(3)}% (step ${l.lastStep})`,
+    );
   if (r.logits) {
     const wrong = r.logits.wrong.map((w) => `${w.className} labelled '${w.label}'`).join(', ');
-    lines.push(`    logit neurons labelled with their own class: ${(100 * r.logits.accuracy).toFixed(0)}%${wrong ? ` (${wrong})` : ''}`);
+    lines.push(
+      `    logit neurons labelled with their own class: ${(100 * r.logits.accuracy).toFixed(0)}%${wrong ? ` (${wrong})` : ''}`,
+    );
   }
   return lines;
 }
@@ -55,58 +79,82 @@ export function formatReadout(r: RunReadout): string[] {
 export function registerDemo(program: Command): void {
   const cmd = program
     .command('demo')
-    .description('train the default model on the synthetic world, monitored live (all-in-one: nothing to set up), then show what to look at');
-  addMonitorOptions(addTrainOptions(cmd)).action(async (flags: TrainFlags & MonitorFlags, command: Command) => {
-    const paradigm = parseParadigm(flags.paradigm);
-    // Presets fill only the options the user did not give.
-    const merged = { ...flags } as TrainFlags & MonitorFlags & Record<string, unknown>;
-    for (const [k, v] of Object.entries(PRESETS[paradigm])) {
-      if (command.getOptionValueSource(k) === 'default' || command.getOptionValueSource(k) === undefined) merged[k] = v;
-    }
-    const config = loadConfig();
-    const started = Date.now();
-    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
-    const base = flags.runId ?? `demo-${paradigm}-${stamp}`;
-    const handle = await openMonitor(config, merged);
-    const runs: { run: TrainRunResult; classNames: string[] }[] = [];
-    try {
-      if (paradigm === 'finetune' && !merged.from) {
-        // Fine-tuning needs a trained source: train one on the shape task first (its own run).
-        log.info('fine-tune demo: training the source model on the shape task first');
-        const src = await runTrainCommand(
-          { ...merged, paradigm: 'standard', task: TRAIN_DEFAULTS.task, steps: command.getOptionValueSource('steps') === 'cli' ? merged.steps : 600, runId: `${base}-source` } as TrainFlags,
-          handle,
-          config,
-        );
-        src.result.runs.forEach((run) => runs.push({ run, classNames: src.classNames }));
-        merged.from = src.result.runs[0].savedTo;
+    .description(
+      'train the default model on the synthetic world, monitored live (all-in-one: nothing to set up), then show what to look at',
+    );
+  addMonitorOptions(addTrainOptions(cmd)).action(
+    async (flags: TrainFlags & MonitorFlags, command: Command) => {
+      const paradigm = parseParadigm(flags.paradigm);
+      // Presets fill only the options the user did not give.
+      const merged = { ...flags } as TrainFlags & MonitorFlags & Record<string, unknown>;
+      for (const [k, v] of Object.entries(PRESETS[paradigm])) {
+        if (command.getOptionValueSource(k) === 'default' || command.getOptionValueSource(k) === undefined)
+          merged[k] = v;
       }
-      const out = await runTrainCommand({ ...merged, runId: base } as TrainFlags, handle, config);
-      out.result.runs.forEach((run) => runs.push({ run, classNames: out.classNames }));
+      const config = loadConfig();
+      const started = Date.now();
+      const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+      const base = flags.runId ?? `demo-${paradigm}-${stamp}`;
+      const handle = await openMonitor(config, merged);
+      const runs: { run: TrainRunResult; classNames: string[] }[] = [];
+      try {
+        if (paradigm === 'finetune' && !merged.from) {
+          // Fine-tuning needs a trained source: train one on the shape task first (its own run).
+          log.info('fine-tune demo: training the source model on the shape task first');
+          const src = await runTrainCommand(
+            {
+              ...merged,
+              paradigm: 'standard',
+              task: TRAIN_DEFAULTS.task,
+              steps: command.getOptionValueSource('steps') === 'cli' ? merged.steps : 600,
+              runId: `${base}-source`,
+            } as TrainFlags,
+            handle,
+            config,
+          );
+          src.result.runs.forEach((run) => runs.push({ run, classNames: src.classNames }));
+          merged.from = src.result.runs[0].savedTo;
+        }
+        const out = await runTrainCommand({ ...merged, runId: base } as TrainFlags, handle, config);
+        out.result.runs.forEach((run) => runs.push({ run, classNames: out.classNames }));
 
-      const w = (s: string) => process.stdout.write(s + '\n');
-      w('');
-      w(`Concept-Monitor demo (${paradigm}) finished in ${((Date.now() - started) / 1000).toFixed(0)} s`);
-      for (const { run } of runs) w('  ' + formatRunSummary(run));
-      if (handle.store) {
-        w('What the store says:');
-        for (const { run, classNames } of runs) formatReadout(await readRun(handle.store, run, classNames)).forEach(w);
+        const w = (s: string) => process.stdout.write(s + '\n');
+        w('');
+        w(`Concept-Monitor demo (${paradigm}) finished in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+        for (const { run } of runs) w('  ' + formatRunSummary(run));
+        if (handle.store) {
+          w('What the store says:');
+          for (const { run, classNames } of runs)
+            formatReadout(await readRun(handle.store, run, classNames)).forEach(w);
+        }
+        const runId = runs[runs.length - 1].run.runId;
+        w('');
+        w('Look further:');
+        // In --stack mode the rows are in the ClickHouse server the recorder writes to, not the embedded store.
+        const store = handle.mode === 'stack' ? ` --store ${config.clickhouse.url}` : '';
+        w(`  npx cm runs${store}                                   # every run, its paradigm and status`);
+        w(
+          `  npx cm sql${store} "SELECT layer, step, interpretable_fraction, distinct_concept_share FROM layer_metrics FINAL WHERE run_id = '${runId}' ORDER BY layer, step"`,
+        );
+        w(
+          `  npx cm sql${store} "SELECT neuron, concept, score FROM neuron_labels FINAL WHERE run_id = '${runId}' AND layer = 'logits' ORDER BY step DESC, neuron LIMIT 20"`,
+        );
+        w(
+          `  npx cm sql${store} "SELECT paradigm, layer, avg(category_shares.share[indexOf(category_shares.category, 'colour')]) AS colour_share FROM layer_metrics FINAL JOIN runs FINAL USING run_id GROUP BY paradigm, layer"`,
+        );
+        w(`  npx cm demo --paradigm adversarial | lottery | finetune   # the other paradigms, same store`);
+        if (handle.mode !== 'stack')
+          w(
+            `  npx cm stack up && npx cm demo --stack        # the real services: concept service, NATS, recorder, ClickHouse`,
+          );
+        w(
+          `  Grafana: docker compose -f deploy/docker-compose.yml --env-file deploy/.env up -d, then cm demo --stack with CM_GRPC_TARGET=<host>:50051 (docs/production.md)`,
+        );
+        if (runs.some((r) => r.run.status === 'failed'))
+          throw new CmError('INTERNAL', 'the demo run stopped before its last step');
+      } finally {
+        await handle.close();
       }
-      const runId = runs[runs.length - 1].run.runId;
-      w('');
-      w('Look further:');
-      // In --stack mode the rows are in the ClickHouse server the recorder writes to, not the embedded store.
-      const store = handle.mode === 'stack' ? ` --store ${config.clickhouse.url}` : '';
-      w(`  npx cm runs${store}                                   # every run, its paradigm and status`);
-      w(`  npx cm sql${store} "SELECT layer, step, interpretable_fraction, distinct_concept_share FROM layer_metrics FINAL WHERE run_id = '${runId}' ORDER BY layer, step"`);
-      w(`  npx cm sql${store} "SELECT neuron, concept, score FROM neuron_labels FINAL WHERE run_id = '${runId}' AND layer = 'logits' ORDER BY step DESC, neuron LIMIT 20"`);
-      w(`  npx cm sql${store} "SELECT paradigm, layer, avg(category_shares.share[indexOf(category_shares.category, 'colour')]) AS colour_share FROM layer_metrics FINAL JOIN runs FINAL USING run_id GROUP BY paradigm, layer"`);
-      w(`  npx cm demo --paradigm adversarial | lottery | finetune   # the other paradigms, same store`);
-      if (handle.mode !== 'stack') w(`  npx cm stack up && npx cm demo --stack        # the real services: concept service, NATS, recorder, ClickHouse`);
-      w(`  Grafana: docker compose -f deploy/docker-compose.yml --env-file deploy/.env up -d, then cm demo --stack with CM_GRPC_TARGET=<host>:50051 (docs/production.md)`);
-      if (runs.some((r) => r.run.status === 'failed')) throw new CmError('INTERNAL', 'the demo run stopped before its last step');
-    } finally {
-      await handle.close();
-    }
-  });
+    },
+  );
 }

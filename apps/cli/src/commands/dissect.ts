@@ -1,7 +1,14 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { CmError, readFloatMatrix, writeNpy } from '@cm/core';
-import { DissectPool, computeSimilarity, SIMILARITY_METHODS, topConceptsPerNeuron, type SimilarityMethod, type SimilarityParams } from '@cm/dissect';
+import {
+  DissectPool,
+  computeSimilarity,
+  SIMILARITY_METHODS,
+  topConceptsPerNeuron,
+  type SimilarityMethod,
+  type SimilarityParams,
+} from '@cm/dissect';
 
 interface DissectFlags {
   probeScores: string;
@@ -27,7 +34,10 @@ interface DissectFlags {
 function numberFlag(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n)) throw new CmError('INVALID_ARGUMENT', `--${name} must be a number, got '${value}'`, { context: { flag: name, value } });
+  if (value.trim() === '' || !Number.isFinite(n))
+    throw new CmError('INVALID_ARGUMENT', `--${name} must be a number, got '${value}'`, {
+      context: { flag: name, value },
+    });
   return n;
 }
 
@@ -41,22 +51,32 @@ export function readConcepts(file: string): string[] {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new CmError('NOT_FOUND', `cannot read concept list ${file}: ${(e as Error).message}`, { context: { file }, cause: e });
+    throw new CmError('NOT_FOUND', `cannot read concept list ${file}: ${(e as Error).message}`, {
+      context: { file },
+      cause: e,
+    });
   }
   const concepts = text
     .split(/\r?\n/)
     .map((l) => l.trim())
     .filter((l) => l.length > 0);
-  if (concepts.length === 0) throw new CmError('INVALID_ARGUMENT', `${file}: the concept set is empty`, { context: { file }, hint: 'one concept per line' });
+  if (concepts.length === 0)
+    throw new CmError('INVALID_ARGUMENT', `${file}: the concept set is empty`, {
+      context: { file },
+      hint: 'one concept per line',
+    });
   return concepts;
 }
 
 async function runDissect(flags: DissectFlags): Promise<void> {
   const method = flags.method as SimilarityMethod;
   if (!SIMILARITY_METHODS.includes(method)) {
-    throw new CmError('INVALID_ARGUMENT', `unknown --method ${flags.method}`, { hint: `use one of ${SIMILARITY_METHODS.join(', ')}` });
+    throw new CmError('INVALID_ARGUMENT', `unknown --method ${flags.method}`, {
+      hint: `use one of ${SIMILARITY_METHODS.join(', ')}`,
+    });
   }
-  if (flags.labelsOut && !flags.concepts) throw new CmError('INVALID_ARGUMENT', '--labels-out needs --concepts (the concept names)');
+  if (flags.labelsOut && !flags.concepts)
+    throw new CmError('INVALID_ARGUMENT', '--labels-out needs --concepts (the concept names)');
   const params: SimilarityParams = {
     topK: numberFlag('top-k', flags.topK),
     a: numberFlag('a', flags.a),
@@ -74,9 +94,13 @@ async function runDissect(flags: DissectFlags): Promise<void> {
   const Q = readFloatMatrix(flags.activations, 'activations Q (images x neurons)');
   const concepts = flags.concepts ? readConcepts(flags.concepts) : undefined;
   if (concepts && concepts.length !== P.cols) {
-    throw new CmError('INVALID_ARGUMENT', `${flags.concepts} lists ${concepts.length} concepts but ${flags.probeScores} has ${P.cols} columns`, {
-      context: { concepts: concepts.length, pCols: P.cols },
-    });
+    throw new CmError(
+      'INVALID_ARGUMENT',
+      `${flags.concepts} lists ${concepts.length} concepts but ${flags.probeScores} has ${P.cols} columns`,
+      {
+        context: { concepts: concepts.length, pCols: P.cols },
+      },
+    );
   }
   const workers = numberFlag('workers', flags.workers);
   // Without --workers, computeSimilarity stays in this thread for small inputs and uses a pool of
@@ -84,10 +108,14 @@ async function runDissect(flags: DissectFlags): Promise<void> {
   const pool = workers === undefined ? undefined : new DissectPool({ workers });
   try {
     const t0 = performance.now();
-    const sim = pool ? await pool.similarity(method, P, Q, params) : await computeSimilarity(method, P, Q, params);
+    const sim = pool
+      ? await pool.similarity(method, P, Q, params)
+      : await computeSimilarity(method, P, Q, params);
     const seconds = (performance.now() - t0) / 1000;
     writeNpy(flags.out, sim.data, [sim.rows, sim.cols]);
-    process.stdout.write(`${method}: ${Q.cols} neurons x ${P.cols} concepts from ${P.rows} images in ${seconds.toFixed(2)} s -> ${flags.out}\n`);
+    process.stdout.write(
+      `${method}: ${Q.cols} neurons x ${P.cols} concepts from ${P.rows} images in ${seconds.toFixed(2)} s -> ${flags.out}\n`,
+    );
     if (concepts && flags.labelsOut) {
       const { indices, scores } = topConceptsPerNeuron(sim, 5);
       const k = Math.min(5, sim.cols);
@@ -107,7 +135,9 @@ async function runDissect(flags: DissectFlags): Promise<void> {
 export function registerDissect(program: Command): void {
   program
     .command('dissect')
-    .description('CLIP-Dissect similarity of a layer (N x S) from probe scores P (D x S) and activations Q (D x N), .npy in and out')
+    .description(
+      'CLIP-Dissect similarity of a layer (N x S) from probe scores P (D x S) and activations Q (D x N), .npy in and out',
+    )
     .requiredOption('--probe-scores <file>', 'P: images x concepts, .npy float32/float64')
     .requiredOption('--activations <file>', 'Q: images x neurons (pooled), .npy float32/float64')
     .requiredOption('--out <file>', 'where to write the N x S similarity (.npy float32)')

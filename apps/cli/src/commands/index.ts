@@ -8,4 +8,12 @@ import { registerTrain } from './train';
 import { registerDemo } from './demo';
 
 /** Every subcommand registers itself here: one line per command module. */
-export const commands: Array<(program: Command) => void> = [registerStack, registerProbe, registerSql, registerRuns, registerDissect, registerTrain, registerDemo];
+export const commands: Array<(program: Command) => void> = [
+  registerStack,
+  registerProbe,
+  registerSql,
+  registerRuns,
+  registerDissect,
+  registerTrain,
+  registerDemo,
+];

@@ -17,7 +17,10 @@ export function registerRuns(program: Command): void {
           `SELECT run_id, model, paradigm, status, started_at, checkpoints, last_step, health, firing_rules FROM (${runsOverviewSql(store.database)})`,
         );
         if (opts.json) process.stdout.write(renderJson(result));
-        else if (result.rows.length === 0) process.stdout.write(`no runs in ${store.target.kind === 'chdb' ? store.target.path : store.target.url}\n`);
+        else if (result.rows.length === 0)
+          process.stdout.write(
+            `no runs in ${store.target.kind === 'chdb' ? store.target.path : store.target.url}\n`,
+          );
         else process.stdout.write(renderTable(result));
       } finally {
         await store.close();

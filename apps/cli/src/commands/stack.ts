@@ -16,14 +16,28 @@ function appServices(config: CmConfig): AppService[] {
     CM_BUNDLE_DIR: resolvePath(config.bundles.dir),
   };
   const apps: AppService[] = [
-    { name: 'concept-service', entry: join(ROOT, 'apps/concept-service/src/main.ts'), env, healthPort: config.service.healthPort },
-    { name: 'recorder', entry: join(ROOT, 'apps/recorder/src/main.ts'), env, healthPort: config.recorder.healthPort },
+    {
+      name: 'concept-service',
+      entry: join(ROOT, 'apps/concept-service/src/main.ts'),
+      env,
+      healthPort: config.service.healthPort,
+    },
+    {
+      name: 'recorder',
+      entry: join(ROOT, 'apps/recorder/src/main.ts'),
+      env,
+      healthPort: config.recorder.healthPort,
+    },
   ];
   return apps.filter((a) => existsSync(a.entry));
 }
 
 export function registerStack(program: Command): void {
-  const stack = program.command('stack').description('start, check and stop the local service stack (nats-server, clickhouse-server, concept service, recorder)');
+  const stack = program
+    .command('stack')
+    .description(
+      'start, check and stop the local service stack (nats-server, clickhouse-server, concept service, recorder)',
+    );
 
   stack
     .command('up')
@@ -42,7 +56,9 @@ export function registerStack(program: Command): void {
         },
         (line) => process.stdout.write(line + '\n'),
       );
-      process.stdout.write(`stack up: ${statuses.map((s) => s.name).join(', ')} (state in ${config.stack.dir})\n`);
+      process.stdout.write(
+        `stack up: ${statuses.map((s) => s.name).join(', ')} (state in ${config.stack.dir})\n`,
+      );
     });
 
   stack
@@ -57,10 +73,14 @@ export function registerStack(program: Command): void {
       }
       for (const s of statuses) {
         const state = !s.running ? 'stopped' : s.healthy ? 'healthy' : 'running, not answering';
-        process.stdout.write(`${s.name.padEnd(16)} ${String(s.pid ?? '-').padEnd(8)} ${state.padEnd(24)} ${s.health}\n`);
+        process.stdout.write(
+          `${s.name.padEnd(16)} ${String(s.pid ?? '-').padEnd(8)} ${state.padEnd(24)} ${s.health}\n`,
+        );
       }
       if (statuses.some((s) => !s.healthy)) {
-        throw new CmError('UNAVAILABLE', 'some services are not healthy', { hint: `see the logs in ${config.stack.dir}` });
+        throw new CmError('UNAVAILABLE', 'some services are not healthy', {
+          hint: `see the logs in ${config.stack.dir}`,
+        });
       }
     });
 

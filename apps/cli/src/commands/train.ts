@@ -50,10 +50,18 @@ export async function openMonitor(config: CmConfig, flags: MonitorFlags): Promis
     log.info(`monitoring through the concept service at ${config.grpc.target} (policy ${flags.policy})`);
     return { mode: 'stack', monitor: client, close: () => client.close() };
   }
-  const store = await openStore({ kind: 'chdb', path: resolvePath(config.chdbPath), database: config.clickhouse.database });
+  const store = await openStore({
+    kind: 'chdb',
+    path: resolvePath(config.chdbPath),
+    database: config.clickhouse.database,
+  });
   await store.migrate();
   // One dissection worker: the other core keeps training.
-  const monitor = createLocalMonitor({ bundles: new BundleDirectory(resolvePath(config.bundles.dir)), store, workers: 1 });
+  const monitor = createLocalMonitor({
+    bundles: new BundleDirectory(resolvePath(config.bundles.dir)),
+    store,
+    workers: 1,
+  });
   log.info(`monitoring all-in-one: embedded store ${resolvePath(config.chdbPath)}`);
   return {
     mode: 'all-in-one',
@@ -67,11 +75,16 @@ export async function openMonitor(config: CmConfig, flags: MonitorFlags): Promis
 }
 
 /** The probe bundle a run uses: --probe, else the synthetic world bundle (made on first use). */
-export async function resolveProbe(config: CmConfig, flags: Pick<TrainFlags, 'probe' | 'probeImages' | 'size'>): Promise<ProbeBundle> {
+export async function resolveProbe(
+  config: CmConfig,
+  flags: Pick<TrainFlags, 'probe' | 'probeImages' | 'size'>,
+): Promise<ProbeBundle> {
   const root = resolvePath(config.bundles.dir);
   if (flags.probe) return openProbeBundle(flags.probe, root);
   if (flags.size !== 32 && flags.size !== 64) {
-    throw invalidArgument(`the synthetic probe bundle is 32 or 64 px; pass --probe <bundle> for ${flags.size} px images`);
+    throw invalidArgument(
+      `the synthetic probe bundle is 32 or 64 px; pass --probe <bundle> for ${flags.size} px images`,
+    );
   }
   return ensureSyntheticBundle(root, { images: flags.probeImages, seed: 7, size: flags.size });
 }
@@ -96,7 +109,11 @@ export async function runTrainCommand(
   const probe = await resolveProbe(config, flags);
   const [, ph, pw] = probe.imageShape;
   if (ph !== train.shape[1] || pw !== train.shape[2]) {
-    throw invalidArgument(`probe bundle images are ${ph}x${pw} but training images are ${train.shape[1]}x${train.shape[2]}`, {}, 'use --size to match, or a bundle of the right size');
+    throw invalidArgument(
+      `probe bundle images are ${ph}x${pw} but training images are ${train.shape[1]}x${train.shape[2]}`,
+      {},
+      'use --size to match, or a bundle of the right size',
+    );
   }
   const controller = new AbortController();
   const onSigint = () => controller.abort();
@@ -136,7 +153,9 @@ export function addMonitorOptions(cmd: Command): Command {
 export function registerTrain(program: Command): void {
   const cmd = program
     .command('train')
-    .description('train a model (synthetic world, CIFAR-10 or an image folder) under a paradigm, monitored live');
+    .description(
+      'train a model (synthetic world, CIFAR-10 or an image folder) under a paradigm, monitored live',
+    );
   addMonitorOptions(addTrainOptions(cmd)).action(async (flags: TrainFlags & MonitorFlags) => {
     const config = loadConfig();
     const handle = await openMonitor(config, flags);
@@ -144,8 +163,14 @@ export function registerTrain(program: Command): void {
       const { result } = await runTrainCommand(flags, handle, config);
       for (const run of result.runs) process.stdout.write(formatRunSummary(run) + '\n');
       const last = result.runs[result.runs.length - 1];
-      if (last?.savedTo) process.stdout.write(`checkpoint: ${last.savedTo} (resume with --resume, fine-tune with --paradigm finetune --from)\n`);
-      if (result.runs.some((r) => r.status === 'failed')) throw new CmError('INTERNAL', 'training stopped before the last step', { hint: 'resume with --resume <checkpoint>' });
+      if (last?.savedTo)
+        process.stdout.write(
+          `checkpoint: ${last.savedTo} (resume with --resume, fine-tune with --paradigm finetune --from)\n`,
+        );
+      if (result.runs.some((r) => r.status === 'failed'))
+        throw new CmError('INTERNAL', 'training stopped before the last step', {
+          hint: 'resume with --resume <checkpoint>',
+        });
     } finally {
       await handle.close();
     }

@@ -8,7 +8,9 @@ import { checkGenerated, GRAFANA_DIR, writeGenerated } from '../generate';
 if (process.argv.includes('--check')) {
   const drifted = checkGenerated();
   if (drifted.length) {
-    process.stderr.write(`deploy/grafana is out of date: ${drifted.join(', ')} (run npm run dashboards:generate)\n`);
+    process.stderr.write(
+      `deploy/grafana is out of date: ${drifted.join(', ')} (run npm run dashboards:generate)\n`,
+    );
     process.exit(1);
   }
   process.stdout.write('deploy/grafana matches the generator\n');

@@ -48,7 +48,9 @@ export function argmaxDissector(delayMs = 0): LayerDissector & { calls: number }
           dead: false,
         });
       }
-      const topConcepts = [...counts.entries()].map(([concept, count]) => ({ concept, count })).sort((a, b) => b.count - a.count || (a.concept < b.concept ? -1 : 1));
+      const topConcepts = [...counts.entries()]
+        .map(([concept, count]) => ({ concept, count }))
+        .sort((a, b) => b.count - a.count || (a.concept < b.concept ? -1 : 1));
       return {
         labels,
         top1,

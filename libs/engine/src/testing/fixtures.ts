@@ -23,7 +23,13 @@ export async function makeTestBundles(images = 120, seed = 7): Promise<TestBundl
   const data = makeSyntheticBundle({ images, seed });
   const { id: bundleId } = await writeBundleInto(root, data);
   const bundles = new BundleDirectory(root);
-  return { root, bundleId, bundles, space: bundles.get(bundleId).space, cleanup: () => rmSync(root, { recursive: true, force: true }) };
+  return {
+    root,
+    bundleId,
+    bundles,
+    space: bundles.get(bundleId).space,
+    cleanup: () => rmSync(root, { recursive: true, force: true }),
+  };
 }
 
 /** Deterministic pseudo-random numbers (mulberry32) so fixtures are reproducible. */
@@ -42,7 +48,13 @@ export function seeded(seed: number): () => number {
  * Pooled activations [D, N]: neuron k follows concept (k * 7 + step) % S of P (plus noise), so
  * labels are meaningful and change between steps.
  */
-export function plantedActivations(space: ConceptSpace, layer: string, width: number, step: number, seed = 1): LayerActivations {
+export function plantedActivations(
+  space: ConceptSpace,
+  layer: string,
+  width: number,
+  step: number,
+  seed = 1,
+): LayerActivations {
   const { rows: d, cols: s, data: p } = space.probeScores;
   const rnd = seeded(seed * 1000 + step * 31 + width);
   const data = new Float32Array(d * width);
@@ -54,7 +66,13 @@ export function plantedActivations(space: ConceptSpace, layer: string, width: nu
 }
 
 /** Raw conv activations [D, H, W, C] whose spatial average equals `plantedActivations`. */
-export function rawConvActivations(space: ConceptSpace, layer: string, width: number, step: number, hw = 2): LayerActivations {
+export function rawConvActivations(
+  space: ConceptSpace,
+  layer: string,
+  width: number,
+  step: number,
+  hw = 2,
+): LayerActivations {
   const pooled = plantedActivations(space, layer, width, step);
   const d = pooled.shape[0];
   const data = new Float32Array(d * hw * hw * width);
