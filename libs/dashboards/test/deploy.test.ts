@@ -16,7 +16,7 @@ const envExample = readFileSync(join(DEPLOY, '.env.example'), 'utf8');
 
 interface Service {
   image?: string;
-  build?: { context: string; dockerfile: string };
+  build?: { context: string; dockerfile: string; args?: Record<string, string> };
   environment?: Record<string, string>;
   volumes?: string[];
 }
@@ -55,8 +55,10 @@ describe('deploy/ static check', () => {
         expect(context).toBe(REPO); // built from the repository root
         expect(existsSync(join(context, svc.build.dockerfile))).toBe(true);
         const dockerfile = readFileSync(join(context, svc.build.dockerfile), 'utf8');
-        const app = name === 'recorder' ? 'recorder' : 'concept-service';
-        expect(dockerfile).toContain(`apps/${app}/src/main.ts`);
+        // one recipe for both services: the APP build argument names the app it runs
+        expect(svc.build.args?.APP).toBe(name);
+        expect(existsSync(join(REPO, 'apps', name, 'src/main.ts'))).toBe(true);
+        expect(dockerfile).toContain('apps/$APP/src/main.ts');
         expect(dockerfile).toMatch(/^FROM node:\d+\.\d+-/m);
       }
     }
