@@ -8,7 +8,13 @@ export {
   resolveParams,
   validateInputs,
 } from './params';
-export { computeSimilarity, computeSimilarityOn, allocSharedMatrix, defaultExecutor } from './similarity';
+export {
+  computeSimilarity,
+  computeSimilarityDetailed,
+  computeSimilarityOn,
+  allocSharedMatrix,
+  defaultExecutor,
+} from './similarity';
 export { inlineExecutor, type Executor } from './executor';
 export { DissectPool, type DissectPoolOptions } from './pool';
 export {

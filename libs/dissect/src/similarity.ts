@@ -265,6 +265,26 @@ export async function computeSimilarity(
   return similarityOn(exec, r, P, Q);
 }
 
+/**
+ * The similarity with, for wpmi / soft_wpmi, the per-concept offset lambda * logp[j] that turns a
+ * score into the neuron's own likelihood: what `topConceptsPerNeuron` needs to break near-ties the
+ * way `dissectLayer` does. Runs on `exec` (a DissectPool) or as computeSimilarity would.
+ */
+export async function computeSimilarityDetailed(
+  method: SimilarityMethod,
+  P: Matrix,
+  Q: Matrix,
+  params?: SimilarityParams,
+  exec?: Executor,
+): Promise<{ sim: Matrix; likelihoodOffset?: Float64Array }> {
+  const r = resolveParams(method, params);
+  validateInputs(r, P, Q);
+  const on = exec ?? (workOf(r, P, Q) > INLINE_WORK_LIMIT ? defaultExecutor() : inlineExecutor);
+  const { sim, likelihood } = await similarityDetailedOn(on, r, P, Q);
+  if (!likelihood) return { sim };
+  return { sim, likelihoodOffset: likelihood.logp.map((v) => likelihood.lambda * v) };
+}
+
 /** Same, on a given executor (a DissectPool, or inlineExecutor to stay in this thread). */
 export async function computeSimilarityOn(
   exec: Executor,

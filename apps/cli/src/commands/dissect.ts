@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { CmError, readFloatMatrix, writeNpy } from '@cm/core';
 import {
   DissectPool,
-  computeSimilarity,
+  computeSimilarityDetailed,
   SIMILARITY_METHODS,
   topConceptsPerNeuron,
   type SimilarityMethod,
@@ -103,21 +103,20 @@ async function runDissect(flags: DissectFlags): Promise<void> {
     );
   }
   const workers = numberFlag('workers', flags.workers);
-  // Without --workers, computeSimilarity stays in this thread for small inputs and uses a pool of
+  // Without --workers, the similarity stays in this thread for small inputs and uses a pool of
   // one worker per core for big ones.
   const pool = workers === undefined ? undefined : new DissectPool({ workers });
   try {
     const t0 = performance.now();
-    const sim = pool
-      ? await pool.similarity(method, P, Q, params)
-      : await computeSimilarity(method, P, Q, params);
+    const { sim, likelihoodOffset } = await computeSimilarityDetailed(method, P, Q, params, pool);
     const seconds = (performance.now() - t0) / 1000;
     writeNpy(flags.out, sim.data, [sim.rows, sim.cols]);
     process.stdout.write(
       `${method}: ${Q.cols} neurons x ${P.cols} concepts from ${P.rows} images in ${seconds.toFixed(2)} s -> ${flags.out}\n`,
     );
     if (concepts && flags.labelsOut) {
-      const { indices, scores } = topConceptsPerNeuron(sim, 5);
+      // near-ties broken by the neuron's own likelihood, as dissectLayer (and the service) does
+      const { indices, scores } = topConceptsPerNeuron(sim, 5, likelihoodOffset);
       const k = Math.min(5, sim.cols);
       const lines = ['neuron,concept,score,top5'];
       for (let n = 0; n < sim.rows; n++) {
