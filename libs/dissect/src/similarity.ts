@@ -259,10 +259,7 @@ export async function computeSimilarity(
   Q: Matrix,
   params?: SimilarityParams,
 ): Promise<Matrix> {
-  const r = resolveParams(method, params);
-  validateInputs(r, P, Q);
-  const exec = workOf(r, P, Q) > INLINE_WORK_LIMIT ? defaultExecutor() : inlineExecutor;
-  return similarityOn(exec, r, P, Q);
+  return (await computeSimilarityDetailed(method, P, Q, params)).sim;
 }
 
 /**
@@ -293,7 +290,5 @@ export async function computeSimilarityOn(
   Q: Matrix,
   params?: SimilarityParams,
 ): Promise<Matrix> {
-  const r = resolveParams(method, params);
-  validateInputs(r, P, Q);
-  return similarityOn(exec, r, P, Q);
+  return (await computeSimilarityDetailed(method, P, Q, params, exec)).sim;
 }
