@@ -1,4 +1,4 @@
-import { invalidArgument } from '@cm/core';
+import { invalidArgument, mulberry32 } from '@cm/core';
 import type {
   AlertRecord,
   CheckpointRecord,
@@ -60,18 +60,6 @@ const CONCEPTS: { concept: string; category: string }[] = [
   ['grass', 'scene'],
 ].map(([concept, category]) => ({ concept, category }));
 const COLLAPSE_CONCEPT = 4; // 'striped'
-
-/** mulberry32: a tiny seeded PRNG so replays are identical run to run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Collapse strength at checkpoint k: ramps to 1 over two checkpoints, holds, then releases. */
 function collapseStrength(k: number, window: { from: number; to: number } | undefined): number {
@@ -153,7 +141,7 @@ export function syntheticRun(options: SyntheticRunOptions): SyntheticRun {
   const stepEvery = options.stepEvery ?? 100;
   const t0 = Date.parse(options.startTime ?? '2024-05-01T12:00:00.000Z');
   const dt = (options.secondsPerCheckpoint ?? 60) * 1000;
-  const rand = prng(options.seed ?? 7);
+  const rand = mulberry32(options.seed ?? 7);
   const timeAt = (k: number): string => new Date(t0 + k * dt).toISOString();
   const threshold = 0.2;
 

@@ -4,3 +4,4 @@ export * from './worker';
 export * from './net';
 export * from './npy';
 export * from './service';
+export * from './random';

@@ -1,3 +1,5 @@
+import { mulberry32 as uniformStream } from '@cm/core';
+
 // Module-level aliases: looking up the global `Math` in a hot loop costs microseconds per call
 // inside vm contexts (jest), which made rendering 30x slower there.
 const { floor, imul } = Math;
@@ -5,10 +7,8 @@ const { floor, imul } = Math;
 /**
  * Seeded pseudo-random numbers for the synthetic world.
  *
- * Hand-written because the world must be byte-identical for a given seed on every machine and
- * Node version, and the generator is a handful of 32-bit integer operations: mulberry32
- * (Tommy Ettinger, public domain), a 32-bit state advanced by a Weyl increment and mixed by two
- * multiply-xorshift rounds. Period 2^32, which is ample for a few thousand small images.
+ * The world must be byte-identical for a given seed on every machine and Node version: the
+ * numbers come from @cm/core's mulberry32 (period 2^32, ample for a few thousand small images).
  */
 export interface Rng {
   /** Uniform in [0, 1). */
@@ -22,14 +22,7 @@ export interface Rng {
 }
 
 export function mulberry32(seed: number): Rng {
-  let state = seed >>> 0;
-  const next = (): number => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = imul(t ^ (t >>> 15), t | 1);
-    t ^= t + imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = uniformStream(seed);
   return {
     next,
     int: (n) => floor(next() * n),

@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { mulberry32 } from '@cm/core';
 import { BundleDirectory, makeSyntheticBundle, writeBundleInto } from '@cm/probe';
 import type { CheckpointData, LayerActivations, RunSpec } from '@cm/contracts';
 import type { ConceptSpace } from '@cm/dissect';
@@ -33,16 +34,7 @@ export async function makeTestBundles(images = 120, seed = 7): Promise<TestBundl
 }
 
 /** Deterministic pseudo-random numbers (mulberry32) so fixtures are reproducible. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const seeded = mulberry32;
 
 /**
  * Pooled activations [D, N]: neuron k follows concept (k * 7 + step) % S of P (plus noise), so
