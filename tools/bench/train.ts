@@ -10,19 +10,26 @@
  *             plus the wall-time slowdown against the same run unmonitored;
  *   findings  the demo's standard run, then adversarial and lottery runs on the same world:
  *             logit neurons labelled with their own class, interpretable share at step 0 vs the
- *             last checkpoint per layer, the share of colour neurons standard vs adversarial, and
- *             the lottery rounds' interpretable share at initialisation.
+ *             last checkpoint per layer (as the monitor reports it, against the i.i.d. null, and
+ *             against the untrained-network null: 8 fresh initialisations of the same model), the
+ *             share of colour neurons standard vs adversarial, and the lottery rounds'
+ *             interpretable share at initialisation.
  * Results are also written as JSON to .cm/bench/train.json.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '@cm/core';
+import type * as tf from '@tensorflow/tfjs';
+import { dissectLayer } from '@cm/dissect';
 import { createLocalMonitor } from '@cm/engine';
-import { BundleDirectory } from '@cm/probe';
+import { BundleDirectory, makeSyntheticBundle } from '@cm/probe';
 import { openStore, sqlString, type Store } from '@cm/store';
 import {
   ensureSyntheticBundle,
+  Prober,
+  selectLayers,
+  untrainedNullShares,
   ownClassAccuracy,
   probeImagesOf,
   runTrainJob,
@@ -96,6 +103,27 @@ async function logitAccuracy(store: Store, run: TrainRunResult, classNames: stri
     labels.map((l) => ({ neuron: Number(l.neuron), concept: l.concept })),
     classNames,
   );
+}
+
+/**
+ * Own-class labelling of the final logits on probe sets the run never saw (other seeds of the
+ * world, same size): the demo's figure on its one bundle could be luck of that bundle's images.
+ */
+async function ownClassAcrossProbeSeeds(
+  trained: tf.LayersModel,
+  classNames: string[],
+  images: number,
+  seeds: number[],
+) {
+  const layers = selectLayers(trained, ['logits']);
+  const perSeed: { seed: number; accuracy: number; wrong: unknown[] }[] = [];
+  for (const seed of seeds) {
+    const b = makeSyntheticBundle({ images, seed });
+    const [a] = new Prober(trained, layers, b.images, b.imageShape).activations();
+    const { labels } = await dissectLayer(b.space, { rows: a.shape[0], cols: a.shape[1], data: a.data });
+    perSeed.push({ seed, ...ownClassAccuracy(labels, classNames) });
+  }
+  return { mean: perSeed.reduce((t, p) => t + p.accuracy, 0) / perSeed.length, perSeed };
 }
 
 async function main(): Promise<void> {
@@ -176,16 +204,17 @@ async function main(): Promise<void> {
     }
     if (only.has('findings')) {
       const steps = quick ? 300 : base.steps;
-      const std = (await monitored({ ...base, paradigm: 'standard', runId: 'standard', steps })).runs[0];
-      const adv = (
-        await monitored({
-          ...base,
-          paradigm: 'adversarial',
-          runId: 'adversarial',
-          steps,
-          attack: { method: 'fgsm', epsilon: 4 / 255, seed: 1 },
-        })
-      ).runs[0];
+      const stdJob = await monitored({ ...base, paradigm: 'standard', runId: 'standard', steps });
+      const std = stdJob.runs[0];
+      const advJob = await monitored({
+        ...base,
+        paradigm: 'adversarial',
+        runId: 'adversarial',
+        steps,
+        attack: { method: 'fgsm', epsilon: 4 / 255, seed: 1, warmupSteps: Math.round(0.3 * steps) },
+      });
+      const adv = advJob.runs[0];
+      const classes = train.classNames.length;
       const stdLayers = await layerReport(store, std.runId);
       const advLayers = await layerReport(store, adv.runId);
       results.findings = {
@@ -194,11 +223,19 @@ async function main(): Promise<void> {
           testAccuracy: std.testAccuracy,
           logits: await logitAccuracy(store, std, train.classNames),
           layers: stdLayers,
+          untrainedNull: await untrainedNullShares(bundle, base.model, classes, base.seed, stdJob.model),
+          logitsOtherProbeSets: await ownClassAcrossProbeSeeds(
+            stdJob.model,
+            train.classNames,
+            TRAIN_DEFAULTS.probeImages,
+            [1, 2, 3, 4, 5, 6, 8, 9],
+          ),
         },
         adversarial: {
           testAccuracy: adv.testAccuracy,
           logits: await logitAccuracy(store, adv, train.classNames),
           layers: advLayers,
+          untrainedNull: await untrainedNullShares(bundle, base.model, classes, base.seed, advJob.model),
         },
       };
     }

@@ -1,29 +1,11 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { freePort } from '@cm/core';
 import { isAlive, readPid } from '@cm/stack';
+import { cmWith } from './run-cm';
 
-const CM = join(__dirname, '..', 'bin', 'cm.js');
-const run = promisify(execFile);
-
-async function cm(
-  args: string[],
-  env: NodeJS.ProcessEnv = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CM, ...args], {
-      env: { ...process.env, ...env },
-      timeout: 120_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const cm = cmWith();
 
 describe('cm (subprocess)', () => {
   it('lists its commands with one line each', async () => {

@@ -1,26 +1,14 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { openStore } from '@cm/store';
 import { alertRecord, sampleRun } from '../../../libs/store/test/fixtures';
+import { cmWith } from './run-cm';
 
 /** `cm sql` and `cm runs` as a user runs them (subprocess) on an embedded chDB store. */
-const CM = join(__dirname, '..', 'bin', 'cm.js');
-const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'cm-cli-store-'));
-const env = { ...process.env, CM_CHDB_PATH: join(dir, 'store'), CM_CLICKHOUSE_DATABASE: 'cm_cli' };
 
-async function cm(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CM, ...args], { env, timeout: 120_000 });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const cm = cmWith({ CM_CHDB_PATH: join(dir, 'store'), CM_CLICKHOUSE_DATABASE: 'cm_cli' });
 
 beforeAll(async () => {
   // fill the store in this process, then release the chDB folder for the subprocesses

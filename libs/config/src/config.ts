@@ -1,5 +1,5 @@
 import { cpus } from 'node:os';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { CmError } from '@cm/core';
 
@@ -185,6 +185,16 @@ export function loadConfig(
     if (v !== undefined && v !== '') setPath(tree, path, v);
   }
   for (const [path, v] of Object.entries(overrides)) if (v !== undefined) setPath(tree, path, v);
+  // Local state lives under CM_HOME unless a path of its own is given: moving the home moves the
+  // embedded store, the bundles and the stack with it (a fresh CM_HOME is a fresh machine).
+  if (typeof tree.home === 'string') {
+    const home = tree.home;
+    if (tree.chdbPath === undefined) tree.chdbPath = join(home, 'store');
+    const bundles = tree.bundles as Tree;
+    if (bundles.dir === undefined) bundles.dir = join(home, 'bundles');
+    const stack = tree.stack as Tree;
+    if (stack.dir === undefined) stack.dir = join(home, 'stack');
+  }
   const parsed = configSchema.safeParse(tree);
   if (!parsed.success) {
     const byPath = Object.fromEntries(Object.entries(ENV).map(([k, v]) => [v, k]));

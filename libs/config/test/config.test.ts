@@ -9,6 +9,24 @@ describe('loadConfig', () => {
     expect(c.grpc.maxMessageBytes).toBe(4 * 1024 * 1024);
   });
 
+  it('keeps local state under CM_HOME unless a path of its own is given', () => {
+    expect(loadConfig({})).toMatchObject({
+      home: '.cm',
+      chdbPath: '.cm/store',
+      bundles: { dir: '.cm/bundles' },
+      stack: { dir: '.cm/stack' },
+    });
+    expect(loadConfig({ CM_HOME: '/tmp/h' })).toMatchObject({
+      chdbPath: '/tmp/h/store',
+      bundles: { dir: '/tmp/h/bundles' },
+      stack: { dir: '/tmp/h/stack' },
+    });
+    expect(loadConfig({ CM_HOME: '/tmp/h', CM_CHDB_PATH: '/data/store' })).toMatchObject({
+      chdbPath: '/data/store',
+      bundles: { dir: '/tmp/h/bundles' },
+    });
+  });
+
   it('reads and coerces environment variables', () => {
     const c = loadConfig({
       CM_NATS_PORT: '14222',

@@ -15,6 +15,40 @@ export interface CalibrationOptions {
   samples?: number;
   /** Null neurons M of the likelihood null of wpmi / soft_wpmi (default 1024). */
   nullNeurons?: number;
+  /**
+   * The null neurons themselves (D x M), instead of i.i.d. normal activations: for example the same
+   * layer of freshly initialised copies of the model on the probe images (the "untrained-network
+   * null", docs/dissect.md). The i.i.d. null asks whether a neuron's top images are related to a
+   * concept at all; this one asks whether they are more related than an untrained neuron's are.
+   * In a world where image statistics alone sort images by concept (flat-coloured backgrounds, say),
+   * untrained convolutions already pass the first test and only the second says what training added.
+   * `seed`, `samples` and `nullNeurons` are ignored when it is given.
+   */
+  nullActivations?: Matrix;
+}
+
+const givenNullIds = new WeakMap<Float32Array, number>();
+let nextGivenNullId = 1;
+/** Cache key part of a calibration's null: the seed and size drawn, or the identity of a given matrix. */
+function nullKey(opts: CalibrationOptions, seed: number, size: number): string {
+  const given = opts.nullActivations;
+  if (!given) return `${seed}|${size}`;
+  let id = givenNullIds.get(given.data);
+  if (id === undefined) {
+    id = nextGivenNullId++;
+    givenNullIds.set(given.data, id);
+  }
+  return `given#${id}`;
+}
+
+function checkGivenNull(P: Matrix, given: Matrix | undefined): void {
+  if (!given) return;
+  if (given.rows !== P.rows || given.cols < 2 || given.data.length !== given.rows * given.cols)
+    throw new CmError(
+      'INVALID_ARGUMENT',
+      `null activations must be ${P.rows} probe images x at least 2 neurons, got ${given.rows} x ${given.cols} (${given.data.length} values)`,
+      { context: { probeImages: P.rows, rows: given.rows, cols: given.cols } },
+    );
 }
 
 /** As many null neurons as the top-score calibration of the other methods draws (~1000), so it costs the same. */
@@ -170,14 +204,16 @@ export function likelihoodNullOn(
   const seed = opts.seed ?? DEFAULT_CALIBRATION_SEED;
   const q = opts.quantile ?? 0.99;
   checkQuantile(q);
-  const M = opts.nullNeurons ?? DEFAULT_NULL_NEURONS;
-  if (!Number.isInteger(M) || M < 2)
-    throw new CmError('INVALID_ARGUMENT', `nullNeurons must be an integer >= 2, got ${M}`, {
-      context: { nullNeurons: M },
+  const drawn = opts.nullNeurons ?? DEFAULT_NULL_NEURONS;
+  if (!Number.isInteger(drawn) || drawn < 2)
+    throw new CmError('INVALID_ARGUMENT', `nullNeurons must be an integer >= 2, got ${drawn}`, {
+      context: { nullNeurons: drawn },
     });
   const P = space.probeScores;
-  return cached(likelihoodCache, P, `${paramsKey(r)}|${seed}|${q}|${M}`, async () => {
-    const Qnull = nullActivations(P.rows, M, seed);
+  checkGivenNull(P, opts.nullActivations);
+  return cached(likelihoodCache, P, `${paramsKey(r)}|${q}|${nullKey(opts, seed, drawn)}`, async () => {
+    const Qnull = opts.nullActivations ?? nullActivations(P.rows, drawn, seed);
+    const M = Qnull.cols;
     validateInputs(r, P, Qnull);
     const result = await similarityDetailedOn(exec, r, P, Qnull);
     const S = P.cols;
@@ -238,14 +274,16 @@ export async function calibrateOn(
   const samples = opts.samples ?? 1000;
   checkQuantile(q);
   const P = space.probeScores;
-  return cached(thresholdCache, P, `${width}|${paramsKey(r)}|${seed}|${q}|${samples}`, async () => {
-    const rounds = Math.min(20, Math.max(1, Math.ceil(samples / width)));
+  checkGivenNull(P, opts.nullActivations);
+  const key = `${width}|${paramsKey(r)}|${q}|${nullKey(opts, seed, samples)}`;
+  return cached(thresholdCache, P, key, async () => {
+    const rounds = opts.nullActivations ? 1 : Math.min(20, Math.max(1, Math.ceil(samples / width)));
     const tops: number[] = [];
     for (let round = 0; round < rounds; round++) {
-      const Qnull = nullActivations(P.rows, width, (seed + round * 0x9e3779b9) >>> 0);
+      const Qnull = opts.nullActivations ?? nullActivations(P.rows, width, (seed + round * 0x9e3779b9) >>> 0);
       validateInputs(r, P, Qnull);
       const sim = await similarityOn(exec, r, P, Qnull);
-      for (let n = 0; n < width; n++) {
+      for (let n = 0; n < Qnull.cols; n++) {
         let best = -Infinity;
         for (let j = 0; j < sim.cols; j++) {
           const v = sim.data[n * sim.cols + j];

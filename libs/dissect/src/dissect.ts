@@ -30,6 +30,8 @@ export interface DissectOptions {
   previousTop1?: Int32Array;
   /** Seed of the calibration's null activations (default as calibrateThreshold). */
   calibrationSeed?: number;
+  /** Calibrate against these null neurons (D x M) instead of i.i.d. ones: CalibrationOptions.nullActivations. */
+  nullActivations?: Matrix;
   /** Temperature of the softmax over top-k scores that weights the unified embedding (default 1). */
   embeddingTemperature?: number;
 }
@@ -282,7 +284,7 @@ export async function dissectOn(
       },
     );
   }
-  const calibration = { seed: opts.calibrationSeed };
+  const calibration = { seed: opts.calibrationSeed, nullActivations: opts.nullActivations };
   const [result, threshold, nullL] = await Promise.all([
     similarityDetailedOn(exec, r, space.probeScores, Q),
     opts.threshold ?? calibrateOn(exec, space, Q.cols, method, opts.params, calibration),

@@ -132,6 +132,45 @@ describe('saturated (soft_)wpmi on labelled probe scores', () => {
     },
   );
 
+  it('a given null ("untrained" neurons that already sort images by concept) raises the bar: weak detectors fail it, strong ones pass', async () => {
+    const P = space.probeScores;
+    // Null neurons: weak detectors of the first factor's values (indicator + noise sd 2), as
+    // untrained convolutions are of a world's background colours.
+    const M = 256;
+    const noise = nullActivations(D, M, 4242);
+    const nullQ: Matrix = { rows: D, cols: M, data: Float32Array.from(noise.data) };
+    for (let k = 0; k < M; k++)
+      for (let i = 0; i < D; i++)
+        nullQ.data[i * M + k] = P.data[i * S + 1 + (k % VALUES)] + 2 * noise.data[i * M + k];
+    // The layer: a weak detector of c1 (like the null's), and a strong detector of c2.
+    const layerNoise = nullActivations(D, 2, 99);
+    const layer: Matrix = { rows: D, cols: 2, data: new Float32Array(D * 2) };
+    for (let i = 0; i < D; i++) {
+      layer.data[i * 2] = P.data[i * S + 1] + 2 * layerNoise.data[i * 2];
+      layer.data[i * 2 + 1] = P.data[i * S + 2] + 0.1 * layerNoise.data[i * 2 + 1];
+    }
+    const iid = await dissectLayer(space, layer);
+    expect(iid.labels.map((l) => [l.conceptIndex, l.interpretable])).toEqual([
+      [1, true],
+      [2, true],
+    ]);
+    const given = await dissectLayer(space, layer, { nullActivations: nullQ });
+    expect(given.labels.map((l) => [l.conceptIndex, l.interpretable])).toEqual([
+      [1, false],
+      [2, true],
+    ]);
+    const nullOf = await likelihoodNullOn(inlineExecutor, space, 'soft_wpmi', undefined, {
+      nullActivations: nullQ,
+    });
+    expect(nullOf.samples).toBe(M);
+    expect(nullOf.thresholds[1]).toBeGreaterThan((await calibrateLikelihoodNull(space)).thresholds[1]);
+    expect(() =>
+      likelihoodNullOn(inlineExecutor, space, 'soft_wpmi', undefined, {
+        nullActivations: { rows: D - 1, cols: 4, data: new Float32Array((D - 1) * 4) },
+      }),
+    ).toThrow(/null activations must be 400 probe images/);
+  });
+
   it('a neuron that is best for two concepts gets the one its own likelihood prefers, not the float rounding of ln N', async () => {
     // neuron 0 is selective for A = concept 1; B = concept 0 shows on 80% of A's images, so neuron 0
     // also dominates the layer on B: both scores are ln N, B has the lower index

@@ -17,6 +17,20 @@ export interface AttackSpec {
   steps?: number;
   stepSize?: number;
   seed?: number;
+  /**
+   * Ramp the budget linearly from 0 to `epsilon` over the first `warmupSteps` optimizer steps
+   * (default 0: full budget from the start). Why: with the full budget from step 0 the default
+   * model (max-pooled head) stayed at chance for all 1000 steps of FGSM training (loss ln 8 at
+   * every step, docs/trainer.md): the attack kept its ReLUs from ever learning clean features.
+   * Ramping the budget is the usual remedy (epsilon scheduling).
+   */
+  warmupSteps?: number;
+}
+
+/** The budget at optimizer step `step` (0-based) under the spec's warm-up. */
+export function epsilonAt(spec: AttackSpec, step: number): number {
+  const w = spec.warmupSteps ?? 0;
+  return w > 0 ? spec.epsilon * Math.min(1, step / w) : spec.epsilon;
 }
 
 export function checkAttack(spec: AttackSpec): Required<Omit<AttackSpec, 'seed'>> & { seed: number } {
@@ -29,9 +43,12 @@ export function checkAttack(spec: AttackSpec): Required<Omit<AttackSpec, 'seed'>
   const steps = spec.method === 'fgsm' ? 1 : (spec.steps ?? 3);
   if (!Number.isInteger(steps) || steps < 1 || steps > 100)
     throw invalidArgument(`PGD steps must be an integer from 1 to 100, got ${steps}`);
+  const warmupSteps = spec.warmupSteps ?? 0;
+  if (!Number.isInteger(warmupSteps) || warmupSteps < 0)
+    throw invalidArgument(`epsilon warm-up must be a non-negative number of steps, got ${warmupSteps}`);
   const stepSize =
     spec.stepSize ?? (spec.method === 'fgsm' ? 1.25 * spec.epsilon : (2.5 * spec.epsilon) / steps);
-  return { method: spec.method, epsilon: spec.epsilon, steps, stepSize, seed: spec.seed ?? 0 };
+  return { method: spec.method, epsilon: spec.epsilon, steps, stepSize, seed: spec.seed ?? 0, warmupSteps };
 }
 
 /** The loss a model in inference mode has on (x, one-hot y): what the attack climbs. */
@@ -42,7 +59,11 @@ export function perturb(
   spec: AttackSpec,
   step = 0,
 ): tf.Tensor4D {
-  const a = checkAttack(spec);
+  const full = checkAttack(spec);
+  // Under warm-up the whole attack (budget and step size) is scaled down together.
+  const scale = full.epsilon > 0 ? epsilonAt(full, step) / full.epsilon : 1;
+  if (scale === 0) return tf.clone(x);
+  const a = { ...full, epsilon: full.epsilon * scale, stepSize: full.stepSize * scale };
   return tf.tidy(() => {
     const lossOf = (xa: tf.Tensor) =>
       tf.losses.softmaxCrossEntropy(yOneHot, model.apply(xa, { training: false }) as tf.Tensor) as tf.Scalar;

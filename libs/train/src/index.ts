@@ -12,3 +12,4 @@ export * from './view';
 export * from './session';
 export * from './options';
 export * from './job';
+export * from './findings';

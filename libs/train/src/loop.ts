@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { CheckpointResult, Monitor, MonitoredLayer, RunSpec } from '@cm/contracts';
 import { CmError, errorMessage, invalidArgument } from '@cm/core';
-import { perturb, type AttackSpec } from './adversarial';
+import { epsilonAt, perturb, type AttackSpec } from './adversarial';
 import { saveCheckpoint, type NamedTensor, type TrainerState } from './checkpoint';
 import { BatchSampler, type ImageDataset } from './data';
 import { applyMasks } from './lottery';
@@ -219,7 +219,7 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
       epoch: sampler.epoch,
       imagesPerSecond: trainSeconds > 0 ? trainedImages / trainSeconds : 0,
       ...(count > 0 ? { loss: lossSum / count, accuracy: accSum / count } : {}),
-      ...(o.attack ? { epsilon: o.attack.epsilon } : {}),
+      ...(o.attack ? { epsilon: epsilonAt(o.attack, step) } : {}),
       ...o.extraMetrics,
     };
     lossSum = accSum = count = 0;

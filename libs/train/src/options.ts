@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { invalidArgument } from '@cm/core';
 import type { AttackSpec } from './adversarial';
 import { loadDataset, splitDataset, type DataSpec, type ImageDataset } from './data';
-import type { ModelSpec } from './models';
+import { SMALL_CNN_HEADS, type ModelSpec, type SmallCnnHead } from './models';
 import { parseParadigm, type FinetuneSpec, type LotterySpec, type Paradigm } from './paradigms';
 
 /**
@@ -18,6 +18,7 @@ export interface TrainFlags {
   size: number;
   model: string;
   widths: string;
+  head: string;
   depth: number;
   width: number;
   steps: number;
@@ -34,6 +35,7 @@ export interface TrainFlags {
   attack: string;
   eps: number;
   attackSteps: number;
+  epsWarmup: number;
   rounds: number;
   pruneRate: number;
   rewindStep: number;
@@ -52,6 +54,7 @@ export const TRAIN_DEFAULTS = {
   size: 32,
   model: 'small-cnn',
   widths: '16,32,64',
+  head: 'max',
   depth: 20,
   width: 16,
   steps: 1000,
@@ -64,6 +67,7 @@ export const TRAIN_DEFAULTS = {
   attack: 'pgd',
   eps: 8 / 255,
   attackSteps: 3,
+  epsWarmup: 0.3,
   rounds: 2,
   pruneRate: 0.5,
   rewindStep: 0,
@@ -113,6 +117,7 @@ export function addTrainOptions(cmd: Command, defaults: Partial<typeof TRAIN_DEF
     )
     .option('--model <arch>', 'small-cnn | resnet', d.model)
     .option('--widths <list>', 'small-cnn conv widths', d.widths)
+    .option('--head <pool>', 'small-cnn pooling before the logits: max | avg', d.head)
     .option('--depth <n>', 'resnet depth (6n+2)', num('depth', true, 8, 200), d.depth)
     .option('--width <n>', 'resnet base width', num('width', true, 1, 512), d.width)
     .option(
@@ -156,6 +161,12 @@ export function addTrainOptions(cmd: Command, defaults: Partial<typeof TRAIN_DEF
       d.eps,
     )
     .option('--attack-steps <k>', 'adversarial: PGD steps', num('attack-steps', true, 1, 100), d.attackSteps)
+    .option(
+      '--eps-warmup <fraction>',
+      'adversarial: share of the steps over which the budget ramps up from 0 (0: full budget from the start)',
+      num('eps-warmup', false, 0, 1),
+      d.epsWarmup,
+    )
     .option(
       '--rounds <n>',
       'lottery: pruning rounds after the dense round',
@@ -210,12 +221,17 @@ export function parseDataSpec(
   );
 }
 
-export function parseModelSpec(flags: Pick<TrainFlags, 'model' | 'widths' | 'depth' | 'width'>): ModelSpec {
+export function parseModelSpec(
+  flags: Pick<TrainFlags, 'model' | 'widths' | 'depth' | 'width'> & { head?: string },
+): ModelSpec {
   if (flags.model === 'small-cnn') {
     const widths = flags.widths.split(',').map((w) => Number(w.trim()));
     if (widths.some((w) => !Number.isInteger(w) || w < 1))
       throw invalidArgument(`--widths must be positive integers separated by commas, got '${flags.widths}'`);
-    return { arch: 'small-cnn', widths };
+    const head = flags.head ?? TRAIN_DEFAULTS.head;
+    if (!(SMALL_CNN_HEADS as readonly string[]).includes(head))
+      throw invalidArgument(`--head must be max or avg, got '${head}'`);
+    return { arch: 'small-cnn', widths, head: head as SmallCnnHead };
   }
   if (flags.model === 'resnet') return { arch: 'resnet', depth: flags.depth, width: flags.width };
   throw invalidArgument(
@@ -253,7 +269,13 @@ export function parseTrainFlags(flags: TrainFlags): ParsedTrainFlags {
       .split(',')
       .map((s) => s.trim())
       .filter(Boolean),
-    attack: { method: flags.attack, epsilon: flags.eps, steps: flags.attackSteps, seed: flags.seed },
+    attack: {
+      method: flags.attack,
+      epsilon: flags.eps,
+      steps: flags.attackSteps,
+      seed: flags.seed,
+      warmupSteps: Math.round((flags.epsWarmup ?? TRAIN_DEFAULTS.epsWarmup) * flags.steps),
+    },
     finetune: flags.from
       ? {
           from: resolve(flags.from),

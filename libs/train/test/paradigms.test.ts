@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { perturb } from '../src/adversarial';
+import { epsilonAt, perturb } from '../src/adversarial';
 import { applyMasks, fullMasks, pruneMasks, prunableWeights, sparsity } from '../src/lottery';
 import { buildSmallCnn } from '../src/models';
 import { finetuneModel } from '../src/paradigms';
@@ -55,6 +55,22 @@ describe('adversarial examples', () => {
       expect(loss(xa)).toBeGreaterThan(loss(x));
     }
     expect(() => perturb(model, x, y, { method: 'pgd', epsilon: 0 })).toThrow(/epsilon/);
+  });
+
+  it('warm-up ramps the budget: none at step 0, a quarter at a quarter of the way, all after', () => {
+    const { model } = buildSmallCnn([32, 32, 3], 3, [4, 8]);
+    const x = tf.randomUniform([2, 32, 32, 3], 0.2, 0.8, 'float32', 2) as tf.Tensor4D;
+    const y = tf.oneHot(tf.tensor1d([0, 1], 'int32'), 3) as tf.Tensor2D;
+    const spec = { method: 'fgsm' as const, epsilon: 8 / 255, warmupSteps: 100 };
+    const reach = (step: number) => tf.max(tf.abs(perturb(model, x, y, spec, step).sub(x))).dataSync()[0];
+    expect(reach(0)).toBe(0);
+    expect(epsilonAt(spec, 25)).toBeCloseTo(2 / 255, 12);
+    expect(reach(25)).toBeLessThanOrEqual(2 / 255 + 1e-6);
+    expect(reach(25)).toBeGreaterThan(1 / 255);
+    expect(reach(500)).toBeGreaterThan(4 / 255);
+    expect(reach(500)).toBeLessThanOrEqual(8 / 255 + 1e-6);
+    expect(epsilonAt({ method: 'pgd', epsilon: 0.1 }, 0)).toBe(0.1);
+    expect(() => perturb(model, x, y, { ...spec, warmupSteps: -1 })).toThrow(/warm-up/);
   });
 });
 
