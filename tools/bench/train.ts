@@ -211,7 +211,12 @@ async function main(): Promise<void> {
         paradigm: 'adversarial',
         runId: 'adversarial',
         steps,
-        attack: { method: 'fgsm', epsilon: 4 / 255, seed: 1, warmupSteps: Math.round(0.3 * steps) },
+        attack: {
+          method: 'fgsm',
+          epsilon: 4 / 255,
+          seed: 1,
+          warmupSteps: Math.round(TRAIN_DEFAULTS.epsWarmup * steps),
+        },
       });
       const adv = advJob.runs[0];
       const classes = train.classNames.length;
