@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '@cm/core';
+import { freePort, waitFor } from '@cm/core';
 import { isAlive, readPid } from '@cm/stack';
 import { cmWith } from './run-cm';
 
@@ -64,7 +64,7 @@ describe('cm (subprocess)', () => {
       const up = await cm(['stack', 'up'], env);
       expect(up.stderr).toBe('');
       expect(up.code).toBe(0);
-      expect(up.stdout).toMatch(/stack up: nats, clickhouse, concept-service, recorder/);
+      expect(up.stdout).toMatch(/stack up: started nats, clickhouse, concept-service, recorder \(/);
       const names = ['nats', 'clickhouse', 'concept-service', 'recorder'];
       const pids = names.map((n) => readPid(dir, n)!);
       expect(pids.every((p) => Number.isInteger(p) && p > 0)).toBe(true);
@@ -74,10 +74,40 @@ describe('cm (subprocess)', () => {
       expect(status.code).toBe(0);
       for (const n of names) expect(status.stdout).toMatch(new RegExp(`^${n}\\s+\\d+\\s+healthy`, 'm'));
 
+      // one service dies: `stack up` starts it alone and keeps the healthy ones (same pids)
+      const [natsPid, chPid, servicePid, recorderPid] = pids;
+      process.kill(recorderPid, 'SIGKILL');
+      await waitFor(async () => !isAlive(recorderPid), 5000, 50);
+      const mend = await cm(['stack', 'up'], env);
+      expect(mend.code).toBe(0);
+      expect(mend.stdout).toMatch(/stack up: started recorder; kept nats, clickhouse, concept-service \(/);
+      const newRecorder = readPid(dir, 'recorder')!;
+      expect(newRecorder).not.toBe(recorderPid);
+      expect(isAlive(newRecorder)).toBe(true);
+      expect(names.slice(0, 3).map((n) => readPid(dir, n))).toEqual([natsPid, chPid, servicePid]);
+
+      // restart one by name: only its pid changes
+      const restart = await cm(['stack', 'restart', 'concept-service'], env);
+      expect(restart.code).toBe(0);
+      expect(restart.stdout).toMatch(/concept-service: restarted, healthy/);
+      expect(readPid(dir, 'concept-service')).not.toBe(servicePid);
+      expect(isAlive(servicePid)).toBe(false);
+      expect([readPid(dir, 'nats'), readPid(dir, 'clickhouse'), readPid(dir, 'recorder')]).toEqual([
+        natsPid,
+        chPid,
+        newRecorder,
+      ]);
+      const unknown = await cm(['stack', 'restart', 'grafana'], env);
+      expect(unknown.code).not.toBe(0);
+      expect(unknown.stderr).toMatch(
+        /no service named grafana.*one of: nats, clickhouse, concept-service, recorder/s,
+      );
+      const livePids = names.map((n) => readPid(dir, n)!);
+
       const down = await cm(['stack', 'down'], env);
       expect(down.code).toBe(0);
       expect(down.stdout).toMatch(/stopped:/);
-      expect(pids.filter(isAlive)).toEqual([]);
+      expect([...pids, ...livePids].filter(isAlive)).toEqual([]);
       expect((await cm(['stack', 'status'], env)).stdout).toMatch(/stack is down/);
     }, 180_000);
   });

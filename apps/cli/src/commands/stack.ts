@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { CmError } from '@cm/core';
 import { loadConfig, resolvePath, type CmConfig } from '@cm/config';
-import { stackDown, stackStatus, stackUp, type AppService } from '@cm/stack';
+import { stackDown, stackRestart, stackStatus, stackUp, type AppService, type StackOptions } from '@cm/stack';
 
 const ROOT = join(__dirname, '..', '..', '..', '..');
 
@@ -32,6 +32,19 @@ function appServices(config: CmConfig): AppService[] {
   return apps.filter((a) => existsSync(a.entry));
 }
 
+function stackOptions(config: CmConfig, serversOnly = false): StackOptions {
+  return {
+    dir: resolvePath(config.stack.dir),
+    natsPort: config.stack.natsPort,
+    natsMonitorPort: config.stack.natsMonitorPort,
+    clickhouseHttpPort: config.stack.clickhouseHttpPort,
+    clickhouseTcpPort: config.stack.clickhouseTcpPort,
+    apps: serversOnly ? [] : appServices(config),
+  };
+}
+
+const print = (line: string): void => void process.stdout.write(line + '\n');
+
 export function registerStack(program: Command): void {
   const stack = program
     .command('stack')
@@ -41,23 +54,32 @@ export function registerStack(program: Command): void {
 
   stack
     .command('up')
-    .description('start every service in the background and wait until each is healthy')
+    .description(
+      'start what is not running (or not healthy) in the background, keep what runs, wait until each is healthy',
+    )
     .option('--servers-only', 'start only nats-server and clickhouse-server')
     .action(async (opts: { serversOnly?: boolean }) => {
       const config = loadConfig();
-      const statuses = await stackUp(
-        {
-          dir: resolvePath(config.stack.dir),
-          natsPort: config.stack.natsPort,
-          natsMonitorPort: config.stack.natsMonitorPort,
-          clickhouseHttpPort: config.stack.clickhouseHttpPort,
-          clickhouseTcpPort: config.stack.clickhouseTcpPort,
-          apps: opts.serversOnly ? [] : appServices(config),
-        },
-        (line) => process.stdout.write(line + '\n'),
-      );
-      process.stdout.write(
-        `stack up: ${statuses.map((s) => s.name).join(', ')} (state in ${config.stack.dir})\n`,
+      const entries = await stackUp(stackOptions(config, opts.serversOnly), print);
+      const by = (a: string): string[] => entries.filter((e) => e.action === a).map((e) => e.name);
+      const parts = [
+        by('started').length ? `started ${by('started').join(', ')}` : '',
+        by('restarted').length ? `restarted ${by('restarted').join(', ')}` : '',
+        by('kept').length ? `kept ${by('kept').join(', ')}` : '',
+      ].filter(Boolean);
+      print(`stack up: ${parts.join('; ')} (state in ${config.stack.dir})`);
+    });
+
+  stack
+    .command('restart <name>')
+    .description(
+      'restart one service of the stack (nats, clickhouse, concept-service, recorder); the others keep running',
+    )
+    .action(async (name: string) => {
+      const config = loadConfig();
+      const entry = await stackRestart(stackOptions(config), name, print);
+      print(
+        `${entry.name}: ${entry.action}, ${entry.healthy ? 'healthy' : 'not answering'} (pid ${entry.pid ?? '-'})`,
       );
     });
 
