@@ -19,6 +19,7 @@ interface Service {
   build?: { context: string; dockerfile: string; args?: Record<string, string> };
   environment?: Record<string, string>;
   volumes?: string[];
+  depends_on?: Record<string, { condition: string }>;
 }
 const compose = parse(composeText, { merge: true }) as {
   services: Record<string, Service>;
@@ -40,12 +41,13 @@ function composeReferences(text: string): string[] {
 }
 
 describe('deploy/ static check', () => {
-  it('has the five services; each has an image or a build whose Dockerfile exists', () => {
+  it('has the five services and the preflight; each has an image or a build whose Dockerfile exists', () => {
     expect(Object.keys(compose.services).sort()).toEqual([
       'clickhouse',
       'concept-service',
       'grafana',
       'nats',
+      'preflight',
       'recorder',
     ]);
     for (const [name, svc] of Object.entries(compose.services)) {
@@ -176,5 +178,52 @@ if (!compose_.ok) {
       },
     );
     expect(out).toBe('');
+  });
+});
+
+describe('deploy/ preflight: no stack with placeholder passwords', () => {
+  const script = join(DEPLOY, 'preflight.sh');
+  const run = (env: Record<string, string>) =>
+    spawnSync('sh', [script], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
+      encoding: 'utf8',
+    });
+  const passwords = [
+    'CM_NATS_PASSWORD',
+    'CM_CLICKHOUSE_PASSWORD',
+    'CM_GRAFANA_CH_PASSWORD',
+    'GRAFANA_ADMIN_PASSWORD',
+  ];
+
+  it('every service starts only after the preflight succeeded', () => {
+    expect(compose.services.preflight.volumes).toContain('./preflight.sh:/preflight.sh:ro');
+    for (const name of ['nats', 'clickhouse']) {
+      expect(compose.services[name].depends_on).toMatchObject({
+        preflight: { condition: 'service_completed_successfully' },
+      });
+    }
+    // the others wait for nats or clickhouse to be healthy, so they wait for the preflight too
+    for (const name of ['recorder', 'concept-service', 'grafana']) {
+      const deps = Object.keys(compose.services[name].depends_on ?? {});
+      expect(deps.some((d) => d === 'nats' || d === 'clickhouse' || d === 'recorder')).toBe(true);
+    }
+    for (const v of passwords) expect(compose.services.preflight.environment?.[v]).toBe(`\${${v}:-}`);
+  });
+
+  it('refuses the .env.example placeholders, naming each variable', () => {
+    const vars = envExampleVars();
+    const env = Object.fromEntries(passwords.map((v) => [v, vars.get(v) ?? '']));
+    for (const v of passwords) expect(env[v]).toMatch(/^change-me/);
+    const r = run(env);
+    expect(r.status).toBe(1);
+    for (const v of passwords) expect(r.stderr).toContain(`preflight: ${v} still has the placeholder`);
+  });
+
+  it('refuses an empty password and accepts real ones', () => {
+    const good = Object.fromEntries(passwords.map((v, i) => [v, `s3cret-${i}`]));
+    expect(run(good)).toMatchObject({ status: 0, stdout: 'preflight: passwords set\n' });
+    const r = run({ ...good, CM_CLICKHOUSE_PASSWORD: '' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe('preflight: CM_CLICKHOUSE_PASSWORD is empty: set it in deploy/.env\n');
   });
 });
