@@ -4,3 +4,4 @@ export * from './records';
 export * from './monitor';
 export * from './run-state';
 export * from './label-columns';
+export * from './limits';

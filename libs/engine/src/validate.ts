@@ -4,17 +4,23 @@
  * the offending value, so the gRPC boundary can pass the message to the trainer unchanged.
  */
 import { invalidArgument } from '@cm/core';
-import type { CheckpointData, LayerActivations, MonitoredLayer, RunSpec } from '@cm/contracts';
-
-export const MAX_RUN_ID_LENGTH = 256;
-export const MAX_LAYER_NAME_LENGTH = 256;
+import {
+  STORE_LIMITS as LIMITS,
+  type CheckpointData,
+  type LayerActivations,
+  type MonitoredLayer,
+  type RunSpec,
+} from '@cm/contracts';
 
 export function validateRunSpec(spec: RunSpec): void {
   const ctx = { runId: spec.runId };
   if (typeof spec.runId !== 'string' || spec.runId.trim().length === 0)
     throw invalidArgument('run id must be a non-empty string', ctx);
-  if (spec.runId.length > MAX_RUN_ID_LENGTH)
-    throw invalidArgument(`run id is longer than ${MAX_RUN_ID_LENGTH} characters`, ctx);
+  if (spec.runId.length > LIMITS.maxRunIdLength)
+    throw invalidArgument(`run id is longer than ${LIMITS.maxRunIdLength} characters`, {
+      runId: `${spec.runId.slice(0, 64)}...`,
+      length: spec.runId.length,
+    });
   if (typeof spec.bundleId !== 'string' || spec.bundleId.length === 0) {
     throw invalidArgument(
       `run ${spec.runId}: probe bundle id is empty`,
@@ -29,13 +35,23 @@ export function validateRunSpec(spec: RunSpec): void {
       'list at least one layer with its width',
     );
   }
+  if (spec.layers.length > LIMITS.maxLayers) {
+    throw invalidArgument(
+      `run ${spec.runId}: declares ${spec.layers.length} layers; at most ${LIMITS.maxLayers} can be monitored in one run`,
+      { ...ctx, layers: spec.layers.length },
+      'monitor fewer layers, or split them over several runs',
+    );
+  }
   const seen = new Set<string>();
   for (const l of spec.layers) {
-    if (typeof l.name !== 'string' || l.name.length === 0 || l.name.length > MAX_LAYER_NAME_LENGTH) {
-      throw invalidArgument(`run ${spec.runId}: layer name must be 1..${MAX_LAYER_NAME_LENGTH} characters`, {
-        ...ctx,
-        layer: l.name,
-      });
+    if (typeof l.name !== 'string' || l.name.length === 0 || l.name.length > LIMITS.maxLayerNameLength) {
+      throw invalidArgument(
+        `run ${spec.runId}: layer name must be 1..${LIMITS.maxLayerNameLength} characters`,
+        {
+          ...ctx,
+          layer: typeof l.name === 'string' ? l.name.slice(0, 64) : l.name,
+        },
+      );
     }
     if (seen.has(l.name))
       throw invalidArgument(`run ${spec.runId}: layer ${l.name} is declared twice`, {
@@ -43,9 +59,9 @@ export function validateRunSpec(spec: RunSpec): void {
         layer: l.name,
       });
     seen.add(l.name);
-    if (!Number.isInteger(l.width) || l.width < 1) {
+    if (!Number.isInteger(l.width) || l.width < 1 || l.width > LIMITS.maxLayerWidth) {
       throw invalidArgument(
-        `run ${spec.runId}: layer ${l.name} has width ${l.width}; it must be a positive integer`,
+        `run ${spec.runId}: layer ${l.name} has width ${l.width}; it must be an integer from 1 to ${LIMITS.maxLayerWidth}`,
         { ...ctx, layer: l.name },
       );
     }
@@ -56,8 +72,17 @@ export function validateRunSpec(spec: RunSpec): void {
       );
     }
   }
-  for (const [k, v] of Object.entries(spec.tags ?? {})) {
+  const tags = Object.entries(spec.tags ?? {});
+  if (tags.length > LIMITS.maxTags)
+    throw invalidArgument(`run ${spec.runId}: ${tags.length} tags; at most ${LIMITS.maxTags}`, ctx);
+  for (const [k, v] of tags) {
     if (typeof v !== 'string') throw invalidArgument(`run ${spec.runId}: tag ${k} must be a string`, ctx);
+    if (k.length > LIMITS.maxTagKeyLength || v.length > LIMITS.maxTagValueLength) {
+      throw invalidArgument(
+        `run ${spec.runId}: tag ${k.slice(0, 64)} is too long (keys up to ${LIMITS.maxTagKeyLength}, values up to ${LIMITS.maxTagValueLength} characters)`,
+        ctx,
+      );
+    }
   }
 }
 
@@ -84,14 +109,27 @@ export function validateCheckpoint(
   probeImages: number,
   cp: CheckpointData,
 ): void {
-  if (!Number.isInteger(cp.step) || cp.step < 0) {
-    throw invalidArgument(`run ${runId}: checkpoint step must be a non-negative integer, got ${cp.step}`, {
-      runId,
-      step: cp.step,
-    });
+  if (!Number.isInteger(cp.step) || cp.step < 0 || cp.step > LIMITS.maxStep) {
+    throw invalidArgument(
+      `run ${runId}: checkpoint step must be an integer from 0 to ${LIMITS.maxStep}, got ${cp.step}`,
+      { runId, step: cp.step },
+      'the store keeps steps as UInt32',
+    );
   }
   const ctx = { runId, step: cp.step };
-  for (const [k, v] of Object.entries(cp.metrics ?? {})) {
+  const metrics = Object.entries(cp.metrics ?? {});
+  if (metrics.length > LIMITS.maxMetrics)
+    throw invalidArgument(
+      `run ${runId} step ${cp.step}: ${metrics.length} metrics; at most ${LIMITS.maxMetrics}`,
+      ctx,
+    );
+  for (const [k, v] of metrics) {
+    if (k.length === 0 || k.length > LIMITS.maxMetricNameLength) {
+      throw invalidArgument(
+        `run ${runId} step ${cp.step}: metric names must be 1..${LIMITS.maxMetricNameLength} characters`,
+        { ...ctx, metric: k.slice(0, 64) },
+      );
+    }
     if (typeof v !== 'number' || !Number.isFinite(v)) {
       throw invalidArgument(
         `run ${runId} step ${cp.step}: training metric ${k} is ${String(v)}; metrics must be finite numbers`,
