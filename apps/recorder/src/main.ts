@@ -1,17 +1,27 @@
 import { connectBus, type Bus } from '@cm/bus';
 import { loadConfig, type CmConfig } from '@cm/config';
-import { createLogger, runService, setLogFormat, setLogLevel, startHealthServer } from '@cm/core';
+import {
+  createLogger,
+  errorMessage,
+  runService,
+  setLogFormat,
+  setLogLevel,
+  startHealthServer,
+  withTimeout,
+} from '@cm/core';
 import { openStore, describeTarget, storeTargetFromString, type Store } from '@cm/store';
 import { RecorderConsumer } from './recorder';
 
 /**
  * The recorder process: NATS JetStream -> ClickHouse. Configuration from the environment
  * (CM_NATS_URL, CM_CLICKHOUSE_URL, CM_CLICKHOUSE_DATABASE, CM_RECORDER_HEALTH_PORT,
- * CM_RECORDER_BATCH_MESSAGES, CM_RECORDER_ACK_WAIT_MS). GET /healthz answers 200 while NATS is
- * connected and the last insert succeeded, else 503. SIGTERM/SIGINT: stop pulling, write and ack
+ * CM_RECORDER_BATCH_MESSAGES, CM_RECORDER_ACK_WAIT_MS). GET /healthz answers 200 while a JetStream
+ * round trip and a ClickHouse query both answer within 2 s and the last insert succeeded, else 503. SIGTERM/SIGINT: stop pulling, write and ack
  * what is buffered, exit 0.
  */
 const log = createLogger('recorder');
+/** A health check answers within this, whatever a frozen NATS or ClickHouse does. */
+const HEALTH_TIMEOUT_MS = 2000;
 
 export interface RunningRecorder {
   recorder: RecorderConsumer;
@@ -52,9 +62,24 @@ export async function startRecorder(config: CmConfig): Promise<RunningRecorder> 
   });
   await recorder.start();
 
-  const health = await startHealthServer(config.recorder.healthPort, () => {
-    const natsUp = !bus.nc.isClosed();
-    return { ok: natsUp && recorder.healthy(), nats: natsUp ? 'connected' : 'closed', ...recorder.stats };
+  // Each check is a real round trip with a timeout: JetStream (can the recorder fetch?) and
+  // ClickHouse (can it insert?), besides the consumer's own state (did the last insert fail?).
+  const healthStore = store;
+  const health = await startHealthServer(config.recorder.healthPort, async () => {
+    const [nats, clickhouse] = await Promise.all([
+      bus.probe(HEALTH_TIMEOUT_MS),
+      withTimeout(healthStore.query('SELECT 1 AS ok'), HEALTH_TIMEOUT_MS, 'ClickHouse SELECT 1').then(
+        () => 'ok',
+        (e: unknown) => errorMessage(e),
+      ),
+    ]);
+    return {
+      ok: nats.ok && clickhouse === 'ok' && recorder.healthy(),
+      nats: nats.ok ? 'connected' : 'unreachable',
+      jetstream: nats.detail,
+      clickhouse,
+      ...recorder.stats,
+    };
   });
   log.info('health endpoint', { url: `http://127.0.0.1:${config.recorder.healthPort}/healthz` });
 

@@ -17,6 +17,7 @@ import {
 } from '@cm/contracts';
 import { createLogger, errorMessage, type Logger } from '@cm/core';
 import { appendRows, rowCount, type Store, type TableRows } from '@cm/store';
+import { jetStreamErrorCode, JS_ERR } from '@cm/bus';
 
 /**
  * The recorder: a durable JetStream pull consumer that writes records into ClickHouse.
@@ -127,7 +128,7 @@ export class RecorderConsumer {
         });
       }
     } catch (e) {
-      if (!/consumer not found/i.test(errorMessage(e))) throw e;
+      if (jetStreamErrorCode(e) !== JS_ERR.consumerNotFound) throw e;
       await jsm.consumers.add(STREAM.name, wanted);
     }
   }

@@ -273,4 +273,49 @@ describe('recorder process', () => {
     const code = await new Promise<number | null>((r) => second.once('exit', (c) => r(c)));
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
   }, 120_000);
+
+  /** Poll /healthz until its status code is `code`; the time it took, or undefined past `withinMs`. */
+  async function healthTurns(port: number, code: number, withinMs: number): Promise<number | undefined> {
+    const started = Date.now();
+    const ok = await waitFor(
+      async () =>
+        (await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(4000) })).status ===
+        code,
+      withinMs,
+      100,
+    );
+    return ok ? Date.now() - started : undefined;
+  }
+
+  it('health tells the truth: 503 within 5 s while nats-server or clickhouse-server is frozen, 200 after', async () => {
+    const healthPort = await freePort();
+    const child = await spawnRecorder(healthPort);
+    try {
+      for (const server of [nats, clickhouse]) {
+        process.kill(server.pid, 'SIGSTOP');
+        let down: number | undefined;
+        let report: Record<string, unknown> = {};
+        try {
+          down = await healthTurns(healthPort, 503, 5000);
+          report = (await (await fetch(`http://127.0.0.1:${healthPort}/healthz`)).json()) as Record<
+            string,
+            unknown
+          >;
+        } finally {
+          process.kill(server.pid, 'SIGCONT');
+        }
+        expect({ server: server.name, down: down !== undefined }).toEqual({
+          server: server.name,
+          down: true,
+        });
+        expect(report.status).toBe('unhealthy');
+        if (server === nats) expect(report).toMatchObject({ nats: 'unreachable', clickhouse: 'ok' });
+        else expect(report).toMatchObject({ nats: 'connected', jetstream: 'jetstream ok' });
+        expect(await healthTurns(healthPort, 200, 15_000)).toBeDefined();
+      }
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
+  }, 90_000);
 });

@@ -19,7 +19,7 @@ import {
   type AlertRecord,
   type CmRecord,
 } from '@cm/contracts';
-import { CmError, createLogger, errorMessage } from '@cm/core';
+import { CmError, createLogger, errorMessage, withTimeout } from '@cm/core';
 import { toMessages, type LabelEncoding } from './split';
 
 const log = createLogger('bus');
@@ -52,7 +52,33 @@ export interface Bus {
   publishRecords(records: CmRecord[]): Promise<void>;
   /** Live alerts (core NATS subscription, no replay); returns the unsubscribe function. */
   subscribeAlerts(onAlert: (alert: AlertRecord) => void): () => void;
+  /**
+   * A real JetStream round trip (the stream's info), bounded by `timeoutMs`: what health endpoints
+   * report. The connection flag alone stays "connected" while nats-server is frozen or has lost
+   * JetStream; this answers false then, within the timeout.
+   */
+  probe(timeoutMs?: number): Promise<BusProbe>;
   close(): Promise<void>;
+}
+
+export interface BusProbe {
+  ok: boolean;
+  /** `jetstream ok` or why not, for the health report. */
+  detail: string;
+  latencyMs: number;
+}
+
+/** JetStream API error codes we act on (nats-server's errors.json), rather than their wording. */
+export const JS_ERR = {
+  streamNotFound: 10059,
+  streamNameInUse: 10058,
+  consumerNotFound: 10014,
+} as const;
+
+/** The JetStream API error code of a failed request (`err_code`), if the server sent one. */
+export function jetStreamErrorCode(e: unknown): number | undefined {
+  const api = (e as { api_error?: { err_code?: unknown } } | undefined)?.api_error;
+  return typeof api?.err_code === 'number' ? api.err_code : undefined;
 }
 
 /** Messages in flight at once while publishing: enough to fill the pipe, bounded in memory. */
@@ -118,13 +144,13 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
         log.info('stream updated', { stream: STREAM.name });
       }
     } catch (e) {
-      if (!/stream not found/i.test(errorMessage(e))) throw e;
+      if (jetStreamErrorCode(e) !== JS_ERR.streamNotFound) throw e;
       try {
         await jsm.streams.add(wanted);
         log.info('stream created', { stream: STREAM.name, replicas });
       } catch (addError) {
         // another process created it between our info and add: fine, that is the point of idempotence
-        if (!/already in use|already exists/i.test(errorMessage(addError))) throw addError;
+        if (jetStreamErrorCode(addError) !== JS_ERR.streamNameInUse) throw addError;
       }
     }
   }
@@ -177,6 +203,17 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     return () => sub.unsubscribe();
   }
 
+  async function probe(timeoutMs = 2000): Promise<BusProbe> {
+    const started = Date.now();
+    if (nc.isClosed()) return { ok: false, detail: 'connection closed', latencyMs: 0 };
+    try {
+      await withTimeout(jsm.streams.info(STREAM.name), timeoutMs, 'JetStream stream info');
+      return { ok: true, detail: 'jetstream ok', latencyMs: Date.now() - started };
+    } catch (e) {
+      return { ok: false, detail: errorMessage(e), latencyMs: Date.now() - started };
+    }
+  }
+
   return {
     nc,
     js,
@@ -184,6 +221,7 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     ensureStream,
     publishRecords,
     subscribeAlerts,
+    probe,
     close: async () => {
       if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
     },
