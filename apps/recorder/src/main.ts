@@ -10,6 +10,8 @@ import {
   withTimeout,
 } from '@cm/core';
 import { openStore, describeTarget, storeTargetFromString, type Store } from '@cm/store';
+import { CONSUMERS, STREAM } from '@cm/contracts';
+import { metricsResponse, recorderMetrics, serviceRegistry } from '@cm/metrics';
 import { RecorderConsumer } from './recorder';
 
 /**
@@ -52,6 +54,10 @@ export async function startRecorder(config: CmConfig): Promise<RunningRecorder> 
     await bus.close();
     throw e;
   }
+  const metrics = recorderMetrics(serviceRegistry('recorder'), async () => {
+    const info = await bus.jsm.consumers.info(STREAM.name, CONSUMERS.recorder);
+    return { pending: info.num_pending, ackPending: info.num_ack_pending };
+  });
   const recorder = new RecorderConsumer({
     js: bus.js,
     jsm: bus.jsm,
@@ -59,29 +65,48 @@ export async function startRecorder(config: CmConfig): Promise<RunningRecorder> 
     batchMessages: config.recorder.batchMessages,
     ackWaitMs: config.recorder.ackWaitMs,
     logger: log,
+    observer: {
+      batchStored: ({ messages, rows, insertSeconds }) => {
+        metrics.messagesStored.inc(messages);
+        metrics.batchMessages.observe(messages);
+        metrics.insertSeconds.observe(insertSeconds);
+        for (const [table, n] of Object.entries(rows)) metrics.rowsInserted.inc({ table }, n);
+      },
+      insertFailed: () => metrics.failedInserts.inc(),
+      messageTerminated: () => metrics.messagesTerminated.inc(),
+      messageRedelivered: () => metrics.redeliveries.inc(),
+    },
   });
   await recorder.start();
 
   // Each check is a real round trip with a timeout: JetStream (can the recorder fetch?) and
   // ClickHouse (can it insert?), besides the consumer's own state (did the last insert fail?).
   const healthStore = store;
-  const health = await startHealthServer(config.recorder.healthPort, async () => {
-    const [nats, clickhouse] = await Promise.all([
-      bus.probe(HEALTH_TIMEOUT_MS),
-      withTimeout(healthStore.query('SELECT 1 AS ok'), HEALTH_TIMEOUT_MS, 'ClickHouse SELECT 1').then(
-        () => 'ok',
-        (e: unknown) => errorMessage(e),
-      ),
-    ]);
-    return {
-      ok: nats.ok && clickhouse === 'ok' && recorder.healthy(),
-      nats: nats.ok ? 'connected' : 'unreachable',
-      jetstream: nats.detail,
-      clickhouse,
-      ...recorder.stats,
-    };
+  const health = await startHealthServer(
+    config.recorder.healthPort,
+    async () => {
+      const [nats, clickhouse] = await Promise.all([
+        bus.probe(HEALTH_TIMEOUT_MS),
+        withTimeout(healthStore.query('SELECT 1 AS ok'), HEALTH_TIMEOUT_MS, 'ClickHouse SELECT 1').then(
+          () => 'ok',
+          (e: unknown) => errorMessage(e),
+        ),
+      ]);
+      return {
+        ok: nats.ok && clickhouse === 'ok' && recorder.healthy(),
+        nats: nats.ok ? 'connected' : 'unreachable',
+        jetstream: nats.detail,
+        clickhouse,
+        ...recorder.stats,
+      };
+    },
+    '127.0.0.1',
+    () => metricsResponse(metrics.registry),
+  );
+  log.info('health and metrics endpoints', {
+    health: `http://127.0.0.1:${config.recorder.healthPort}/healthz`,
+    metrics: `http://127.0.0.1:${config.recorder.healthPort}/metrics`,
   });
-  log.info('health endpoint', { url: `http://127.0.0.1:${config.recorder.healthPort}/healthz` });
 
   const activeStore = store;
   return {

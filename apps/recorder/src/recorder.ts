@@ -16,7 +16,7 @@ import {
   type WireRecord,
 } from '@cm/contracts';
 import { createLogger, errorMessage, type Logger } from '@cm/core';
-import { appendRows, rowCount, type Store, type TableRows } from '@cm/store';
+import { appendRows, rowCount, TABLE_OF, type Store, type TableRows } from '@cm/store';
 import { jetStreamErrorCode, JS_ERR } from '@cm/bus';
 
 /**
@@ -46,6 +46,17 @@ export interface RecorderOptions {
   /** Consumer ack wait: an unacked message is redelivered after it (default 30 s). */
   ackWaitMs?: number;
   logger?: Logger;
+  /** Told of every batch, failure, redelivery and termination (metrics; see libs/metrics). */
+  observer?: RecorderObserver;
+}
+
+/** What the recorder reports as it works: the seam its metrics hang on, free of any metrics library. */
+export interface RecorderObserver {
+  batchStored(batch: { messages: number; rows: Record<string, number>; insertSeconds: number }): void;
+  insertFailed(): void;
+  messageTerminated(): void;
+  /** A message arrived that had been delivered before (its earlier delivery was not acked). */
+  messageRedelivered(): void;
 }
 
 export interface RecorderStats {
@@ -164,6 +175,7 @@ export class RecorderConsumer {
   }
 
   private onMessage(msg: JsMsg): void {
+    if (msg.redelivered) this.opts.observer?.messageRedelivered();
     this.buffer.push(msg);
     if (this.buffer.length >= this.batchMessages) {
       if (this.lingerTimer) clearTimeout(this.lingerTimer);
@@ -219,6 +231,7 @@ export class RecorderConsumer {
       // no reason string: `+TERM <reason>` needs nats-server 2.10, and 2.9 (Debian's) ignores it
       msg.term();
       this.stats.terminated++;
+      this.opts.observer?.messageTerminated();
       return undefined;
     }
   }
@@ -245,6 +258,7 @@ export class RecorderConsumer {
       clearInterval(keepAlive);
       this.consecutiveFailures++;
       this.stats.failedInserts++;
+      this.opts.observer?.insertFailed();
       this.stats.lastError = errorMessage(e);
       const delay = Math.min(30_000, 500 * 2 ** Math.min(6, this.consecutiveFailures - 1));
       this.log.error('insert failed; messages will be redelivered', {
@@ -264,12 +278,25 @@ export class RecorderConsumer {
     this.stats.batches++;
     this.stats.labelRows += rows.counts.neuronLabels;
     this.stats.lastInsertAt = new Date().toISOString();
+    this.opts.observer?.batchStored({
+      messages: pending.length,
+      rows: rowsByTable(rows),
+      insertSeconds: (Date.now() - started) / 1000,
+    });
     this.log.info('stored batch', {
       ...summarize(pending.map((p) => p.record)),
       rows: rowCount(rows),
       ms: Date.now() - started,
     });
   }
+}
+
+/** Rows of a batch by ClickHouse table name (TABLE_OF maps the batch's keys). */
+function rowsByTable(rows: TableRows): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [key, n] of Object.entries(rows.counts) as [keyof typeof TABLE_OF, number][])
+    if (n > 0) out[TABLE_OF[key]] = n;
+  return out;
 }
 
 /** What a batch held, for its log line: records by kind and the checkpoints (run@step) it touched. */

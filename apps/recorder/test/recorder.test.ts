@@ -318,4 +318,43 @@ describe('recorder process', () => {
       await new Promise((r) => child.once('exit', r));
     }
   }, 90_000);
+
+  /** One sample of a Prometheus text exposition: `name{labels} value`. */
+  function sample(text: string, name: string, labels = ''): number | undefined {
+    const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
+    return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+
+  it('/metrics counts what was sent: messages, rows per table, terminated, consumer lag', async () => {
+    const healthPort = await freePort();
+    const child = await spawnRecorder(healthPort);
+    try {
+      const runId = 'metrics-run';
+      const widths = [8, 16];
+      await bus.publishRecords([runRecord(runId)]);
+      for (let step = 0; step < 3; step++)
+        await bus.publishRecords(widths.map((w, i) => labelsRecord(runId, `l${i}`, step, w)));
+      await publishRaw(subjectFor('labels', runId), '{not json', 'metrics-bad-1');
+      const expectedLabels = 3 * (8 + 16);
+      expect(await waitFor(async () => (await labelStats(runId)).final === expectedLabels, 30_000, 50)).toBe(
+        true,
+      );
+      let text = '';
+      const settled = await waitFor(async () => {
+        text = await (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text();
+        return sample(text, 'cm_recorder_messages_terminated_total') === 1;
+      }, 10_000);
+      expect(settled).toBe(true);
+      expect(sample(text, 'cm_recorder_rows_inserted_total', 'table="neuron_labels"')).toBe(expectedLabels);
+      expect(sample(text, 'cm_recorder_rows_inserted_total', 'table="runs"')).toBe(1);
+      expect(sample(text, 'cm_recorder_messages_stored_total')).toBe(1 + 3 * widths.length);
+      expect(sample(text, 'cm_recorder_consumer_pending_messages')).toBe(0);
+      expect(sample(text, 'cm_recorder_insert_seconds_count')).toBeGreaterThanOrEqual(1);
+      expect(sample(text, 'cm_process_resident_memory_bytes')).toBeGreaterThan(0);
+      expect(text).toContain('service="recorder"');
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
+  }, 60_000);
 });

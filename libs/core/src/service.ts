@@ -16,14 +16,30 @@ export interface HealthServer {
   close(): Promise<void>;
 }
 
-/** `GET /healthz` answers 200 with the report while `check` says ok, else 503; other paths 404. */
+/** The body of GET /metrics (Prometheus text exposition; libs/metrics makes it). */
+export type MetricsSource = () => Promise<{ contentType: string; body: string }>;
+
+/**
+ * `GET /healthz` answers 200 with the report while `check` says ok, else 503; `GET /metrics` the
+ * service's Prometheus metrics when `metrics` is given; other paths 404.
+ */
 export async function startHealthServer(
   port: number,
   check: () => Promise<HealthReport> | HealthReport,
   host = '127.0.0.1',
+  metrics?: MetricsSource,
 ): Promise<HealthServer> {
   const server = createServer((req, res) => {
-    if (req.url?.split('?')[0] !== '/healthz') {
+    const path = req.url?.split('?')[0];
+    if (path === '/metrics' && metrics) {
+      metrics().then(
+        (m) => res.writeHead(200, { 'content-type': m.contentType }).end(m.body),
+        (e: unknown) =>
+          res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${errorMessage(e)}\n`),
+      );
+      return;
+    }
+    if (path !== '/healthz') {
       res.writeHead(404).end();
       return;
     }
