@@ -102,7 +102,11 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
   let nc: NatsConnection;
   try {
     nc = await connect({
-      servers: opts.url,
+      // a cluster is a comma-separated list of its nodes; the client fails over between them
+      servers: opts.url
+        .split(',')
+        .map((u) => u.trim())
+        .filter(Boolean),
       user: opts.user,
       pass: opts.password,
       name: opts.name,

@@ -50,6 +50,8 @@ export const configSchema = z.object({
     maxCheckpointBytes: positiveInt.default(2 * 1024 * 1024 * 1024),
   }),
   bundles: z.object({ dir: z.string().default('.cm/bundles') }),
+  /** `cm ui` (and the view `cm demo` starts): where the web view listens. */
+  ui: z.object({ host: z.string().default('127.0.0.1'), port: port.default(6060) }),
   /** HTTP health endpoints (GET /healthz) of the two app services. */
   service: z.object({
     healthPort: port.default(8081),
@@ -73,10 +75,23 @@ export const configSchema = z.object({
     natsMonitorPort: port.default(8222),
     clickhouseHttpPort: port.default(8123),
     clickhouseTcpPort: port.default(9000),
+    /**
+     * nats-server nodes of the local stack: 1, or a JetStream cluster of 3 or more (node i takes
+     * CM_NATS_PORT + i, CM_NATS_MONITOR_PORT + i and CM_NATS_ROUTE_PORT + i).
+     */
+    natsNodes: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .refine((n) => n === 1 || n >= 3, 'a JetStream cluster needs 3 or more nodes (or 1 for none)')
+      .default(1),
+    natsRoutePort: port.default(6222),
   }),
   dissect: z.object({
     workers: positiveInt.default(Math.max(1, cpus().length)),
     method: z.enum(['soft_wpmi', 'wpmi', 'cos', 'cos_cubed', 'rank_reorder']).default('soft_wpmi'),
+    /** Evidence kept per neuron and checkpoint: its top activating probe images (neuron_labels.top_images). */
+    topImages: z.coerce.number().int().min(0).max(1000).default(8),
   }),
   alerts: z.object({
     webhookUrl: url.optional(),
@@ -122,6 +137,8 @@ export const ENV: Record<string, string> = {
   CM_GRPC_MAX_MESSAGE_BYTES: 'grpc.maxMessageBytes',
   CM_SERVICE_MAX_CHECKPOINT_BYTES: 'grpc.maxCheckpointBytes',
   CM_BUNDLE_DIR: 'bundles.dir',
+  CM_UI_HOST: 'ui.host',
+  CM_UI_PORT: 'ui.port',
   CM_SERVICE_HEALTH_PORT: 'service.healthPort',
   CM_SERVICE_RUN_IDLE_MS: 'service.runIdleMs',
   CM_RUN_STATE_TTL_HOURS: 'service.runStateTtlHours',
@@ -133,8 +150,11 @@ export const ENV: Record<string, string> = {
   CM_NATS_MONITOR_PORT: 'stack.natsMonitorPort',
   CM_CLICKHOUSE_HTTP_PORT: 'stack.clickhouseHttpPort',
   CM_CLICKHOUSE_TCP_PORT: 'stack.clickhouseTcpPort',
+  CM_STACK_NATS_NODES: 'stack.natsNodes',
+  CM_NATS_ROUTE_PORT: 'stack.natsRoutePort',
   CM_DISSECT_WORKERS: 'dissect.workers',
   CM_DISSECT_METHOD: 'dissect.method',
+  CM_DISSECT_TOP_IMAGES: 'dissect.topImages',
   CM_ALERT_WEBHOOK_URL: 'alerts.webhookUrl',
   CM_ALERT_DIVERSITY_DROP_RATIO: 'alerts.diversityDropRatio',
   CM_ALERT_DIVERSITY_FLOOR: 'alerts.diversityFloor',
@@ -174,6 +194,7 @@ export function loadConfig(
     clickhouse: {},
     grpc: {},
     bundles: {},
+    ui: {},
     service: {},
     recorder: {},
     stack: {},
@@ -208,6 +229,14 @@ export function loadConfig(
     });
   }
   return parsed.data;
+}
+
+/**
+ * Every setting at its default (no environment, no overrides): the one place defaults live. Libraries
+ * that need a default (alert thresholds, the dissection method) read it from here.
+ */
+export function configDefaults(): CmConfig {
+  return loadConfig({});
 }
 
 /** Resolve a configured path against the working directory. */

@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { CmError } from '@cm/core';
-import { httpOk, startService, stopService, type RunningService } from './process';
+import { CmError, waitFor } from '@cm/core';
+import { httpOk, readPid, startService, stopService, type RunningService } from './process';
 
 /** nats-server and clickhouse-server as local processes: their config files and health checks. */
 
@@ -135,5 +135,144 @@ export async function startClickHouse(opts: ClickHouseOptions): Promise<ManagedS
     ...svc,
     url: `http://127.0.0.1:${opts.httpPort}`,
     stop: async () => void (await stopService(stackDir, CLICKHOUSE_SERVICE)),
+  };
+}
+
+/** A NATS cluster with JetStream on 127.0.0.1: one nats-server process per node. */
+export interface NatsClusterOptions {
+  dir: string;
+  /** Client, monitoring and route port of each node (same length: the number of nodes, 3 or more). */
+  clientPorts: number[];
+  monitorPorts: number[];
+  routePorts: number[];
+  clusterName?: string;
+}
+
+export interface NatsCluster {
+  /** Every node's client URL, comma-separated: what CM_NATS_URL takes for a cluster. */
+  url: string;
+  nodes: ManagedServer[];
+  /** Start node `i` again after it was stopped or killed (same config, same JetStream store). */
+  restartNode(i: number): Promise<ManagedServer>;
+  stop(): Promise<void>;
+}
+
+export const natsNodeService = (i: number): string => `${NATS_SERVICE}-${i + 1}`;
+
+/** nats-server's config of one cluster node: its own store, routes to every other node. */
+export function natsClusterNodeConfig(opts: NatsClusterOptions, i: number, storeDir: string): string {
+  const routes = opts.routePorts
+    .filter((_, j) => j !== i)
+    .map((p) => `nats-route://127.0.0.1:${p}`)
+    .join(', ');
+  return [
+    `server_name: ${natsNodeService(i)}`,
+    `listen: 127.0.0.1:${opts.clientPorts[i]}`,
+    `http: 127.0.0.1:${opts.monitorPorts[i]}`,
+    `jetstream { store_dir: "${storeDir}" }`,
+    `cluster {`,
+    `  name: ${opts.clusterName ?? 'cm'}`,
+    `  listen: 127.0.0.1:${opts.routePorts[i]}`,
+    `  routes: [${routes}]`,
+    `}`,
+    '',
+  ].join('\n');
+}
+
+/**
+ * Start a JetStream cluster (`cm stack up --nats-cluster N`, and the tests of replicated streams).
+ * Every node is a recorded background service (`nats-1`, `nats-2`, ... in `dir`); the call returns
+ * once every node answers its health check and the cluster has a JetStream meta leader. `only`
+ * starts just those nodes (the others run already: `cm stack up` mending one dead node).
+ */
+export async function startNatsCluster(opts: NatsClusterOptions, only?: number[]): Promise<NatsCluster> {
+  const n = opts.clientPorts.length;
+  if (n < 3 || opts.monitorPorts.length !== n || opts.routePorts.length !== n) {
+    throw new CmError(
+      'INVALID_ARGUMENT',
+      `a NATS JetStream cluster needs 3 or more nodes with a port of each kind each`,
+      {
+        context: {
+          clientPorts: opts.clientPorts,
+          monitorPorts: opts.monitorPorts,
+          routePorts: opts.routePorts,
+        },
+      },
+    );
+  }
+  const bin = findBinary('nats-server', ['nats-server', '/usr/sbin/nats-server', '/usr/bin/nats-server']);
+  const dir = resolve(opts.dir);
+  const managed = (i: number, svc: RunningService): ManagedServer => ({
+    ...svc,
+    url: `nats://127.0.0.1:${opts.clientPorts[i]}`,
+    stop: async () => void (await stopService(dir, natsNodeService(i))),
+  });
+  const startNode = async (i: number): Promise<ManagedServer> => {
+    const storeDir = join(dir, `${natsNodeService(i)}-data`);
+    mkdirSync(storeDir, { recursive: true });
+    const conf = join(dir, `${natsNodeService(i)}.conf`);
+    writeFileSync(conf, natsClusterNodeConfig(opts, i, storeDir));
+    const svc = await startService(dir, {
+      name: natsNodeService(i),
+      command: bin,
+      args: ['-c', conf],
+      health: () => httpOk(`http://127.0.0.1:${opts.monitorPorts[i]}/healthz?js-enabled-only=true`),
+      startTimeoutMs: 60_000,
+    });
+    return managed(i, svc);
+  };
+  const which = only ?? opts.clientPorts.map((_, i) => i);
+  const stopStarted = async (): Promise<void> => {
+    for (const i of which) await stopService(dir, natsNodeService(i));
+  };
+  try {
+    // all at once: a node waits for its peers' routes before its JetStream is ready
+    await Promise.all(which.map((i) => startNode(i)));
+  } catch (e) {
+    await stopStarted();
+    throw e;
+  }
+  // healthz answers per node; JetStream requests need the cluster's meta leader, elected a moment later
+  const metaLeader = (body: string): boolean =>
+    Boolean((JSON.parse(body) as { meta_cluster?: { leader?: string } }).meta_cluster?.leader);
+  const elected = await waitFor(
+    async () => httpOk(`http://127.0.0.1:${opts.monitorPorts[which[0] ?? 0]}/jsz`, metaLeader),
+    30_000,
+    100,
+  );
+  if (!elected) {
+    await stopStarted();
+    throw new CmError('UNAVAILABLE', `the NATS cluster elected no JetStream meta leader within 30 s`, {
+      context: { dir },
+      hint: `see the nats-*.log files in ${dir}`,
+    });
+  }
+  const nodeOf = (i: number): ManagedServer =>
+    managed(i, {
+      name: natsNodeService(i),
+      pid: readPid(dir, natsNodeService(i)) ?? 0,
+      logFile: join(dir, `${natsNodeService(i)}.log`),
+    });
+  const nodes = opts.clientPorts.map((_, i) => nodeOf(i));
+  return {
+    url: nodes.map((s) => s.url).join(','),
+    nodes,
+    restartNode: async (i) => (nodes[i] = await startNode(i)),
+    stop: async () => {
+      for (let i = 0; i < n; i++) await stopService(dir, natsNodeService(i));
+    },
+  };
+}
+
+/** The ports of an N-node local cluster: consecutive from the single-node ports (`cm stack up --nats-cluster N`). */
+export function natsClusterPorts(
+  nodes: number,
+  base: { natsPort: number; natsMonitorPort: number; natsRoutePort: number },
+): Pick<NatsClusterOptions, 'clientPorts' | 'monitorPorts' | 'routePorts'> {
+  const range = (start: number): number[] => Array.from({ length: nodes }, (_, i) => start + i);
+  return {
+    clientPorts: range(base.natsPort),
+    monitorPorts: range(base.natsMonitorPort),
+    routePorts: range(base.natsRoutePort),
   };
 }

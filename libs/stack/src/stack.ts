@@ -2,7 +2,16 @@ import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CmError, errorMessage } from '@cm/core';
 import { httpOk, isAlive, readPid, startService, stopService } from './process';
-import { CLICKHOUSE_SERVICE, NATS_SERVICE, startClickHouse, startNats } from './servers';
+import {
+  CLICKHOUSE_SERVICE,
+  NATS_SERVICE,
+  natsClusterPorts,
+  natsNodeService,
+  startClickHouse,
+  startNats,
+  startNatsCluster,
+  type NatsClusterOptions,
+} from './servers';
 
 /**
  * The local stack behind `cm stack up | down | status`: nats-server (JetStream on),
@@ -21,6 +30,9 @@ export interface StackOptions {
   dir: string;
   natsPort: number;
   natsMonitorPort: number;
+  /** 1 (default): one nats-server; 3 or more: a JetStream cluster on consecutive ports from these. */
+  natsNodes?: number;
+  natsRoutePort?: number;
   clickhouseHttpPort: number;
   clickhouseTcpPort: number;
   apps?: AppService[];
@@ -28,6 +40,8 @@ export interface StackOptions {
 
 interface StackState {
   startedAt: string;
+  /** nats-server nodes this stack was brought up with (a later `up` or `restart` keeps them). */
+  natsNodes?: number;
   services: { name: string; health: string }[];
 }
 
@@ -52,16 +66,53 @@ export interface StackUpEntry extends ServiceStatus {
 interface StackUnit {
   name: string;
   health: string;
-  start(): Promise<{ pid: number }>;
+  /** `alsoStarted`: other units this start brought up with it (the nodes of a cluster start together). */
+  start(): Promise<{ pid: number; alsoStarted?: string[] }>;
 }
 
-function stackUnits(opts: StackOptions, dir: string): StackUnit[] {
-  const units: StackUnit[] = [
-    {
-      name: NATS_SERVICE,
-      health: `http://127.0.0.1:${opts.natsMonitorPort}/healthz`,
-      start: () => startNats({ dir, port: opts.natsPort, monitorPort: opts.natsMonitorPort }),
+function natsUnits(opts: StackOptions, dir: string): StackUnit[] {
+  const nodes = opts.natsNodes ?? 1;
+  if (nodes === 1) {
+    return [
+      {
+        name: NATS_SERVICE,
+        health: `http://127.0.0.1:${opts.natsMonitorPort}/healthz`,
+        start: () => startNats({ dir, port: opts.natsPort, monitorPort: opts.natsMonitorPort }),
+      },
+    ];
+  }
+  const cluster: NatsClusterOptions = {
+    dir,
+    ...natsClusterPorts(nodes, { ...opts, natsRoutePort: opts.natsRoutePort ?? 6222 }),
+  };
+  // One unit per node for status and restarts; starting the first unit starts every node that is
+  // not healthy at once (a lone node has no JetStream until its peers are back), the others then
+  // find their node running.
+  return cluster.clientPorts.map((_, i) => ({
+    name: natsNodeService(i),
+    health: `http://127.0.0.1:${cluster.monitorPorts[i]}/healthz`,
+    start: async () => {
+      const down: number[] = [];
+      for (let j = 0; j < nodes; j++) {
+        const st = await unitStatus(
+          dir,
+          natsNodeService(j),
+          `http://127.0.0.1:${cluster.monitorPorts[j]}/healthz`,
+        );
+        if (!st.healthy) down.push(j);
+      }
+      if (!down.includes(i)) down.push(i);
+      for (const j of down) await stopService(dir, natsNodeService(j));
+      const started = await startNatsCluster(cluster, down);
+      return { pid: started.nodes[i].pid, alsoStarted: down.filter((j) => j !== i).map(natsNodeService) };
     },
+  }));
+}
+
+function stackUnits(optsIn: StackOptions, dir: string): StackUnit[] {
+  const opts = { ...optsIn, natsNodes: optsIn.natsNodes ?? readState(dir)?.natsNodes ?? 1 };
+  const units: StackUnit[] = [
+    ...natsUnits(opts, dir),
     {
       name: CLICKHOUSE_SERVICE,
       health: `http://127.0.0.1:${opts.clickhouseHttpPort}/ping`,
@@ -108,19 +159,35 @@ export async function stackUp(
   const dir = resolve(opts.dir);
   mkdirSync(dir, { recursive: true });
   const previous = readState(dir);
-  const state: StackState = { startedAt: previous?.startedAt ?? new Date().toISOString(), services: [] };
+  const natsNodes = opts.natsNodes ?? previous?.natsNodes ?? 1;
+  if (previous?.natsNodes !== undefined && previous.natsNodes !== natsNodes && previous.services.length > 0) {
+    throw new CmError(
+      'INVALID_ARGUMENT',
+      `this stack runs ${previous.natsNodes} nats-server node(s); it cannot switch to ${natsNodes} while up`,
+      { context: { dir, running: previous.natsNodes, asked: natsNodes }, hint: 'run `cm stack down` first' },
+    );
+  }
+  const state: StackState = {
+    startedAt: previous?.startedAt ?? new Date().toISOString(),
+    natsNodes,
+    services: [],
+  };
   const save = (): void => writeFileSync(join(dir, STATE_FILE), JSON.stringify(state, null, 2));
   const startedNow: string[] = [];
   const out: StackUpEntry[] = [];
   try {
-    for (const unit of stackUnits(opts, dir)) {
+    const startedBySibling = new Map<string, StackAction>();
+    for (const unit of stackUnits({ ...opts, natsNodes }, dir)) {
       const before = await unitStatus(dir, unit.name, unit.health);
-      let action: StackAction = 'kept';
-      if (!before.healthy) {
+      let action: StackAction = startedBySibling.get(unit.name) ?? 'kept';
+      if (startedBySibling.has(unit.name)) {
+        log(`${unit.name} ${action} (pid ${before.pid})`);
+      } else if (!before.healthy) {
         if (before.running) await stopService(dir, unit.name);
         const svc = await unit.start();
-        startedNow.push(unit.name);
+        startedNow.push(unit.name, ...(svc.alsoStarted ?? []));
         action = before.running ? 'restarted' : 'started';
+        for (const other of svc.alsoStarted ?? []) startedBySibling.set(other, 'started');
         log(`${unit.name} ${action} (pid ${svc.pid})`);
       } else {
         log(`${unit.name} already running and healthy (pid ${before.pid}): kept`);
@@ -164,6 +231,11 @@ export async function stackRestart(
   if (!state.services.some((s) => s.name === name)) state.services.push({ name, health: unit.health });
   writeFileSync(join(dir, STATE_FILE), JSON.stringify(state, null, 2));
   return { ...(await unitStatus(dir, name, unit.health)), action: wasRunning ? 'restarted' : 'started' };
+}
+
+/** How many nats-server nodes the stack in `dir` was last brought up with (undefined: never up). */
+export function recordedNatsNodes(dir: string): number | undefined {
+  return readState(resolve(dir))?.natsNodes;
 }
 
 function readState(dir: string): StackState | undefined {

@@ -3,15 +3,32 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { CmError } from '@cm/core';
 import { loadConfig, resolvePath, type CmConfig } from '@cm/config';
-import { stackDown, stackRestart, stackStatus, stackUp, type AppService, type StackOptions } from '@cm/stack';
+import {
+  natsClusterPorts,
+  recordedNatsNodes,
+  stackDown,
+  stackRestart,
+  stackStatus,
+  stackUp,
+  type AppService,
+  type StackOptions,
+} from '@cm/stack';
 
 const ROOT = join(__dirname, '..', '..', '..', '..');
 
 /** The project's own services, started after nats-server and clickhouse-server, with their environment. */
-function appServices(config: CmConfig): AppService[] {
+function appServices(config: CmConfig, natsNodes: number): AppService[] {
+  const natsUrl =
+    natsNodes === 1
+      ? `nats://127.0.0.1:${config.stack.natsPort}`
+      : natsClusterPorts(natsNodes, config.stack)
+          .clientPorts.map((p) => `nats://127.0.0.1:${p}`)
+          .join(',');
   const env = {
     ...process.env,
-    CM_NATS_URL: `nats://127.0.0.1:${config.stack.natsPort}`,
+    CM_NATS_URL: natsUrl,
+    // a cluster keeps the stream (and the run-state bucket) on three nodes
+    CM_NATS_REPLICAS: String(natsNodes === 1 ? 1 : 3),
     CM_CLICKHOUSE_URL: `http://127.0.0.1:${config.stack.clickhouseHttpPort}`,
     CM_BUNDLE_DIR: resolvePath(config.bundles.dir),
   };
@@ -32,14 +49,27 @@ function appServices(config: CmConfig): AppService[] {
   return apps.filter((a) => existsSync(a.entry));
 }
 
-function stackOptions(config: CmConfig, serversOnly = false): StackOptions {
+/**
+ * nats-server nodes: the --nats-cluster flag, else CM_STACK_NATS_NODES when set, else what this
+ * stack was brought up with, else one.
+ */
+function natsNodesFor(config: CmConfig, flag?: number): number {
+  if (flag !== undefined) return flag;
+  if (process.env.CM_STACK_NATS_NODES) return config.stack.natsNodes;
+  return recordedNatsNodes(resolvePath(config.stack.dir)) ?? 1;
+}
+
+function stackOptions(config: CmConfig, serversOnly = false, natsCluster?: number): StackOptions {
+  const natsNodes = natsNodesFor(config, natsCluster);
   return {
     dir: resolvePath(config.stack.dir),
     natsPort: config.stack.natsPort,
     natsMonitorPort: config.stack.natsMonitorPort,
+    natsNodes,
+    natsRoutePort: config.stack.natsRoutePort,
     clickhouseHttpPort: config.stack.clickhouseHttpPort,
     clickhouseTcpPort: config.stack.clickhouseTcpPort,
-    apps: serversOnly ? [] : appServices(config),
+    apps: serversOnly ? [] : appServices(config, natsNodes),
   };
 }
 
@@ -58,9 +88,19 @@ export function registerStack(program: Command): void {
       'start what is not running (or not healthy) in the background, keep what runs, wait until each is healthy',
     )
     .option('--servers-only', 'start only nats-server and clickhouse-server')
-    .action(async (opts: { serversOnly?: boolean }) => {
+    .option(
+      '--nats-cluster <nodes>',
+      'a JetStream cluster of this many nats-server nodes (3 or more) on consecutive ports from CM_NATS_PORT, CM_NATS_MONITOR_PORT, CM_NATS_ROUTE_PORT; the stream at R3',
+      (v: string) => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 3)
+          throw new CmError('INVALID_ARGUMENT', `--nats-cluster must be an integer of 3 or more, got ${v}`);
+        return n;
+      },
+    )
+    .action(async (opts: { serversOnly?: boolean; natsCluster?: number }) => {
       const config = loadConfig();
-      const entries = await stackUp(stackOptions(config, opts.serversOnly), print);
+      const entries = await stackUp(stackOptions(config, opts.serversOnly, opts.natsCluster), print);
       const by = (a: string): string[] => entries.filter((e) => e.action === a).map((e) => e.name);
       const parts = [
         by('started').length ? `started ${by('started').join(', ')}` : '',
