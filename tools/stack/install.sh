@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Install the servers Concept-Monitor runs locally (Debian/Ubuntu, apt): nats-server (JetStream) and
-# clickhouse-server + clickhouse-client. Skips what is already installed. Needs root or sudo.
+# Install the servers Concept-Monitor runs locally (Debian/Ubuntu, apt): nats-server (JetStream),
+# clickhouse-server + clickhouse-client, and zookeeper (replicated ClickHouse tables of a local
+# cluster). Skips what is already installed. Needs root or sudo.
 set -euo pipefail
 need=()
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ] || need+=(clickhouse-server)
 command -v clickhouse-client >/dev/null 2>&1 || need+=(clickhouse-client)
+[ -f /usr/share/java/zookeeper.jar ] || need+=(zookeeper)
 if [ ${#need[@]} -eq 0 ]; then
-  echo "stack: nats-server and clickhouse-server already installed"
+  echo "stack: nats-server, clickhouse-server and zookeeper already installed"
   exit 0
 fi
 SUDO=""

@@ -1,3 +1,4 @@
 export * from './process';
 export * from './servers';
 export * from './stack';
+export * from './clickhouse-cluster';

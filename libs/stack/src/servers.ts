@@ -18,6 +18,10 @@ export interface ClickHouseOptions {
   dir: string;
   httpPort: number;
   tcpPort: number;
+  /** Service name and sub-folder (default `clickhouse`; the nodes of a cluster have their own). */
+  name?: string;
+  /** More config.xml elements: a cluster node's ZooKeeper, remote_servers, macros, interserver port. */
+  extraConfig?: string;
 }
 
 export interface ManagedServer extends RunningService {
@@ -25,7 +29,7 @@ export interface ManagedServer extends RunningService {
   stop(): Promise<void>;
 }
 
-function findBinary(name: string, candidates: string[]): string {
+export function findBinary(name: string, candidates: string[]): string {
   for (const c of candidates) {
     try {
       execFileSync(c, ['--help'], { stdio: 'ignore', timeout: 5000 });
@@ -78,7 +82,12 @@ export async function startNats(opts: NatsOptions): Promise<ManagedServer> {
  * clickhouse-server's config. Written for 18.16 (Debian's package; `<yandex>` root, which current
  * servers still accept) so one file serves every version we start locally.
  */
-export function clickHouseConfigXml(dir: string, httpPort: number, tcpPort: number): string {
+export function clickHouseConfigXml(
+  dir: string,
+  httpPort: number,
+  tcpPort: number,
+  extraConfig = '',
+): string {
   return `<?xml version="1.0"?>
 <yandex>
   <logger><level>warning</level><log>${dir}/logs/server.log</log><errorlog>${dir}/logs/error.log</errorlog><size>10M</size><count>2</count></logger>
@@ -98,7 +107,7 @@ export function clickHouseConfigXml(dir: string, httpPort: number, tcpPort: numb
   <default_profile>default</default_profile>
   <default_database>default</default_database>
   <timezone>UTC</timezone>
-  <mlock_executable>false</mlock_executable>
+  <mlock_executable>false</mlock_executable>${extraConfig}
 </yandex>
 `;
 }
@@ -117,14 +126,18 @@ export async function startClickHouse(opts: ClickHouseOptions): Promise<ManagedS
     '/usr/sbin/clickhouse-server',
     '/usr/bin/clickhouse-server',
   ]);
-  const dir = resolve(opts.dir, 'clickhouse');
+  const name = opts.name ?? CLICKHOUSE_SERVICE;
+  const dir = resolve(opts.dir, name);
   for (const sub of ['data', 'tmp', 'user_files', 'format_schemas', 'logs'])
     mkdirSync(join(dir, sub), { recursive: true });
-  writeFileSync(join(dir, 'config.xml'), clickHouseConfigXml(dir, opts.httpPort, opts.tcpPort));
+  writeFileSync(
+    join(dir, 'config.xml'),
+    clickHouseConfigXml(dir, opts.httpPort, opts.tcpPort, opts.extraConfig),
+  );
   writeFileSync(join(dir, 'users.xml'), USERS_XML);
   const stackDir = resolve(opts.dir);
   const svc = await startService(stackDir, {
-    name: CLICKHOUSE_SERVICE,
+    name,
     command: bin,
     args: [`--config-file=${join(dir, 'config.xml')}`],
     cwd: dir,
@@ -134,7 +147,7 @@ export async function startClickHouse(opts: ClickHouseOptions): Promise<ManagedS
   return {
     ...svc,
     url: `http://127.0.0.1:${opts.httpPort}`,
-    stop: async () => void (await stopService(stackDir, CLICKHOUSE_SERVICE)),
+    stop: async () => void (await stopService(stackDir, name)),
   };
 }
 
