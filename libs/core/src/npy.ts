@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { CmError } from './errors';
 
 /**
@@ -43,9 +43,21 @@ function corrupt(source: string, why: string): CmError {
   });
 }
 
-/** Parse .npy bytes. `source` names the file in error messages. */
-export function parseNpy(buf: Uint8Array, source = '<buffer>'): NpyArray {
-  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+/** Where an .npy file's data starts and what it holds (from its preamble and header). */
+export interface NpyHeader {
+  dtype: NpyDtype;
+  shape: number[];
+  /** Byte offset of the data in the file. */
+  dataStart: number;
+  /** Bytes of data the shape needs. */
+  dataBytes: number;
+}
+
+/**
+ * Parse the preamble and header of .npy bytes (the first bytes of a file are enough: the header
+ * ends within 10 + 65535 bytes for version 1, within its stated length for versions 2 and 3).
+ */
+export function parseNpyHeader(b: Buffer, source = '<buffer>'): NpyHeader {
   if (b.length < 10 || !b.subarray(0, 6).equals(MAGIC)) throw corrupt(source, 'missing \\x93NUMPY magic');
   const major = b[6];
   let headerLen: number;
@@ -80,44 +92,89 @@ export function parseNpy(buf: Uint8Array, source = '<buffer>'): NpyArray {
     .map((s) => Number(s));
   if (shape.some((n) => !Number.isInteger(n) || n < 0)) throw corrupt(source, `bad shape (${shapeText})`);
   const count = shape.reduce((a, n) => a * n, 1);
-  const dataStart = offset + headerLen;
-  const need = count * BYTES[dtype];
-  if (b.length - dataStart < need) {
-    throw corrupt(
-      source,
-      `truncated data: shape (${shape.join(', ')}) needs ${need} bytes, file has ${b.length - dataStart}`,
-    );
-  }
-  // Copy into a fresh, aligned buffer: typed arrays need offsets that are multiples of the item size.
-  const bytes = new Uint8Array(need);
-  bytes.set(b.subarray(dataStart, dataStart + need));
-  const ab = bytes.buffer;
-  const data: NpyData =
-    dtype === 'float32'
-      ? new Float32Array(ab)
-      : dtype === 'float64'
-        ? new Float64Array(ab)
-        : dtype === 'uint8'
-          ? bytes
-          : dtype === 'int32'
-            ? new Int32Array(ab)
-            : dtype === 'int64'
-              ? new BigInt64Array(ab)
-              : new Uint16Array(ab);
-  return { dtype, shape, data };
+  return { dtype, shape, dataStart: offset + headerLen, dataBytes: count * BYTES[dtype] };
 }
 
-export function readNpy(file: string): NpyArray {
-  let buf: Buffer;
+function truncated(source: string, h: NpyHeader, have: number): CmError {
+  return corrupt(
+    source,
+    `truncated data: shape (${h.shape.join(', ')}) needs ${h.dataBytes} bytes, file has ${have}`,
+  );
+}
+
+function typedView(dtype: NpyDtype, ab: ArrayBufferLike): NpyData {
+  return dtype === 'float32'
+    ? new Float32Array(ab)
+    : dtype === 'float64'
+      ? new Float64Array(ab)
+      : dtype === 'uint8'
+        ? new Uint8Array(ab)
+        : dtype === 'int32'
+          ? new Int32Array(ab)
+          : dtype === 'int64'
+            ? new BigInt64Array(ab)
+            : new Uint16Array(ab);
+}
+
+/** Parse .npy bytes. `source` names the file in error messages. */
+export function parseNpy(buf: Uint8Array, source = '<buffer>'): NpyArray {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const h = parseNpyHeader(b, source);
+  if (b.length - h.dataStart < h.dataBytes) throw truncated(source, h, b.length - h.dataStart);
+  // Copy into a fresh, aligned buffer: typed arrays need offsets that are multiples of the item size.
+  const bytes = new Uint8Array(h.dataBytes);
+  bytes.set(b.subarray(h.dataStart, h.dataStart + h.dataBytes));
+  return { dtype: h.dtype, shape: h.shape, data: typedView(h.dtype, bytes.buffer) };
+}
+
+function openForRead(file: string): number {
   try {
-    buf = readFileSync(file);
+    return openSync(file, 'r');
   } catch (e) {
     throw new CmError('NOT_FOUND', `cannot read ${file}: ${(e as Error).message}`, {
       context: { file },
       cause: e,
     });
   }
-  return parseNpy(buf, file);
+}
+
+/** Read exactly `length` bytes at `position` into `into` (readSync may return short counts). */
+function readFully(fd: number, into: Uint8Array, position: number): number {
+  let done = 0;
+  while (done < into.length) {
+    const n = readSync(fd, into, done, Math.min(into.length - done, 1 << 30), position + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}
+
+export interface ReadNpyOptions {
+  /**
+   * Put the data in a SharedArrayBuffer (worker threads read it in place; libs/dissect uses it
+   * without another copy).
+   */
+  shared?: boolean;
+}
+
+/**
+ * Read an .npy file. The data goes from the file straight into its typed array (one read of the
+ * header, one of the data): no intermediate buffer of the whole file, so a big P costs its own size
+ * in memory, not twice that.
+ */
+export function readNpy(file: string, options: ReadNpyOptions = {}): NpyArray {
+  const fd = openForRead(file);
+  try {
+    const head = Buffer.alloc(Math.min(65_536 + 12, Math.max(12, fstatSync(fd).size)));
+    const got = readFully(fd, head, 0);
+    const h = parseNpyHeader(head.subarray(0, got), file);
+    const buffer = options.shared ? new SharedArrayBuffer(h.dataBytes) : new ArrayBuffer(h.dataBytes);
+    const have = readFully(fd, new Uint8Array(buffer), h.dataStart);
+    if (have < h.dataBytes) throw truncated(file, h, have);
+    return { dtype: h.dtype, shape: h.shape, data: typedView(h.dtype, buffer) };
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export function dtypeOf(data: NpyData): NpyDtype {
@@ -159,12 +216,16 @@ export function writeNpy(file: string, data: NpyData, shape: readonly number[]):
   writeFileSync(file, encodeNpy(data, shape));
 }
 
-/** Read a 2-D float matrix (float32, or float64 converted), naming the file and the expected role in errors. */
+/**
+ * Read a 2-D float matrix (float32, or float64 converted), naming the file and the expected role in
+ * errors. `shared` puts it in a SharedArrayBuffer (see ReadNpyOptions).
+ */
 export function readFloatMatrix(
   file: string,
   role: string,
+  options: ReadNpyOptions = {},
 ): { rows: number; cols: number; data: Float32Array } {
-  const arr = readNpy(file);
+  const arr = readNpy(file, options);
   if (arr.shape.length !== 2) {
     throw new CmError(
       'INVALID_ARGUMENT',
@@ -174,8 +235,12 @@ export function readFloatMatrix(
   }
   let data: Float32Array;
   if (arr.dtype === 'float32') data = arr.data as Float32Array;
-  else if (arr.dtype === 'float64') data = Float32Array.from(arr.data as Float64Array);
-  else {
+  else if (arr.dtype === 'float64') {
+    const wide = arr.data as Float64Array;
+    const bytes = wide.length * 4;
+    data = new Float32Array(options.shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
+    data.set(wide);
+  } else {
     throw new CmError('INVALID_ARGUMENT', `${file}: ${role} must be float32 or float64, got ${arr.dtype}`, {
       context: { file },
       hint: 'convert with arr.astype(numpy.float32)',

@@ -90,8 +90,9 @@ async function runDissect(flags: DissectFlags): Promise<void> {
     scaleP: numberFlag('scale-p', flags.scaleP),
     seed: numberFlag('seed', flags.seed),
   };
-  const P = readFloatMatrix(flags.probeScores, 'probe scores P (images x concepts)');
-  const Q = readFloatMatrix(flags.activations, 'activations Q (images x neurons)');
+  // shared: the workers read P and Q in place, without the copy toShared would make
+  const P = readFloatMatrix(flags.probeScores, 'probe scores P (images x concepts)', { shared: true });
+  const Q = readFloatMatrix(flags.activations, 'activations Q (images x neurons)', { shared: true });
   const concepts = flags.concepts ? readConcepts(flags.concepts) : undefined;
   if (concepts && concepts.length !== P.cols) {
     throw new CmError(
