@@ -21,9 +21,7 @@ import { ConceptEngine } from '@cm/engine';
 import { createMonitorClient } from '@cm/monitor-client';
 import { startClickHouse, startNats } from '@cm/stack';
 import { openStore, sqlString } from '@cm/store';
-import { createConceptServer } from '../../apps/concept-service/src/server';
-import { busSink } from '../../apps/concept-service/src/publisher';
-import type { CheckpointInfo } from '../../apps/concept-service/src/session';
+import { busSink, createConceptServer, type CheckpointInfo } from '@cm/concept-server';
 import { randomSpace } from './random-space';
 
 const DB = 'cm_bench_latency';

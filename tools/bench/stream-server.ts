@@ -6,7 +6,7 @@
 import { createLogger, setLogLevel } from '@cm/core';
 import { DissectPool } from '@cm/dissect';
 import { ConceptEngine } from '@cm/engine';
-import { createConceptServer } from '../../apps/concept-service/src/server';
+import { createConceptServer } from '@cm/concept-server';
 import { randomSpace } from './random-space';
 
 async function main(): Promise<void> {

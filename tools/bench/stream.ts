@@ -14,7 +14,7 @@ import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setLogLevel } from '@cm/core';
 import { createMonitorClient } from '@cm/monitor-client';
-import type { CheckpointInfo } from '../../apps/concept-service/src/session';
+import type { CheckpointInfo } from '@cm/concept-server';
 
 async function main(): Promise<void> {
   setLogLevel('warn');

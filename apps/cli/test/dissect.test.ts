@@ -125,7 +125,7 @@ describe('bad input: one clear line naming the problem, exit code 1', () => {
       ],
       /the concept set is empty/,
     ],
-    ['non-float .npy', () => ['--activations', mkInt()], /must be float32 or float64, got int32/],
+    ['non-float .npy', () => ['--activations', mkInt()], /must be float32, float64 or float16, got int32/],
   ])('%s', async (_name, extra, message) => {
     const r = await cm(['dissect', '--probe-scores', P_FILE, '--out', join(dir, 'x.npy'), ...extra()]);
     expect(r.code).toBe(1);

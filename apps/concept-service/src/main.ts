@@ -17,14 +17,10 @@ import {
   startHealthServer,
   type HealthServer,
 } from '@cm/core';
-import { loadConfig, resolvePath, type CmConfig } from '@cm/config';
+import { loadConfig, type CmConfig } from '@cm/config';
 import { connectBus, openRunStateKv } from '@cm/bus';
-import { DissectPool } from '@cm/dissect';
-import { BundleDirectory } from '@cm/probe';
-import { rulesFromConfig, webhookFromConfig, withWebhook } from '@cm/alerts';
-import { ConceptEngine } from '@cm/engine';
-import { createConceptServer, type ConceptServer } from './server';
-import { busSink } from './publisher';
+import { engineFromConfig, type ConceptEngine } from '@cm/engine';
+import { busSink, createConceptServer, type ConceptServer } from '@cm/concept-server';
 
 const log = createLogger('concept-service');
 
@@ -52,20 +48,12 @@ export async function startConceptService(cfg: CmConfig): Promise<RunningService
     replicas: cfg.nats.replicas,
     ttlMs: cfg.service.runStateTtlHours * 3600 * 1000,
   });
-  const pool = new DissectPool({ workers: cfg.dissect.workers });
-  const engine = new ConceptEngine({
-    bundles: new BundleDirectory(resolvePath(cfg.bundles.dir)),
-    dissector: pool,
-    dissectOptions: { method: cfg.dissect.method },
-    alertRules: rulesFromConfig(cfg.alerts),
-    stateStore,
-    runIdleMs: cfg.service.runIdleMs,
-  });
+  const built = engineFromConfig(cfg, { stateStore });
+  const engine = built.engine;
   // With CM_ALERT_WEBHOOK_URL set, alerts are POSTed after they are durable in JetStream.
-  const notifier = webhookFromConfig(cfg.alerts);
   const server = createConceptServer({
     engine,
-    sink: notifier ? withWebhook(busSink(bus), notifier) : busSink(bus),
+    sink: built.withAlertDelivery(busSink(bus)),
     maxMessageBytes: cfg.grpc.maxMessageBytes,
     maxCheckpointBytes: cfg.grpc.maxCheckpointBytes,
     ready: async () => {
@@ -94,9 +82,8 @@ export async function startConceptService(cfg: CmConfig): Promise<RunningService
     engine,
     async stop() {
       await server.stop();
-      engine.close();
       await health?.close();
-      await pool.close();
+      await built.close();
       await bus.close();
     },
   };

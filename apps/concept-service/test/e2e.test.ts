@@ -18,6 +18,7 @@ import {
   makeTestBundles,
   testCheckpoint,
   testRunSpec,
+  topImageProblems,
   TEST_LAYERS,
   type TestBundles,
 } from '@cm/engine/src/testing';
@@ -204,6 +205,16 @@ it('3 checkpoints of 3 layers: every neuron in ClickHouse exactly once, labels a
   await waitForRows(runId, 3 * NEURONS);
   expect(await labelCounts(runId)).toEqual({ raw: 3 * NEURONS, final: 3 * NEURONS, distinct: 3 * NEURONS });
   await expectLabelsMatchDirect(runId, [0, 1, 2]);
+  // evidence: each neuron's 8 top activating probe images, checked against the activations sent
+  const images = await store.query<{ layer: string; step: number; neuron: number; top_images: number[] }>(
+    `SELECT layer, step, neuron, top_images FROM neuron_labels FINAL WHERE run_id = ${sqlString(runId)}`,
+  );
+  expect(images).toHaveLength(3 * NEURONS);
+  const problems = images.flatMap((r) => {
+    const layer = testCheckpoint(bundles.space, Number(r.step)).layers.find((l) => l.layer === r.layer)!;
+    return topImageProblems(layer, Number(r.neuron), r.top_images.map(Number), 8);
+  });
+  expect(problems).toEqual([]);
   const runs = await store.query<{ status: string }>(
     `SELECT status FROM runs FINAL WHERE run_id = ${sqlString(runId)}`,
   );

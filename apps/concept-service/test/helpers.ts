@@ -2,7 +2,7 @@ import { CmError, createLogger, setLogLevel } from '@cm/core';
 import type { CmRecord } from '@cm/contracts';
 import { ConceptEngine, type LayerDissector, type RecordSink } from '@cm/engine';
 import { argmaxDissector, makeTestBundles, type TestBundles } from '@cm/engine/src/testing';
-import { createConceptServer, type ConceptServer, type ConceptServerOptions } from '../src/server';
+import { createConceptServer, type ConceptServer, type ConceptServerOptions } from '@cm/concept-server';
 
 setLogLevel((process.env.CM_LOG_LEVEL as 'info' | undefined) ?? 'warn');
 

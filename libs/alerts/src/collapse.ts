@@ -50,8 +50,8 @@ export interface AlertSettings {
   diversityDropRatio: number;
   diversityFloor: number;
   dominanceShare: number;
-  interpretableVanishRatio?: number;
-  deadShare?: number;
+  interpretableVanishRatio: number;
+  deadShare: number;
   window: number;
   hysteresis: number;
 }
@@ -63,8 +63,8 @@ export function rulesFromConfig(alerts: AlertSettings): CollapseRulesConfig {
     diversityDropRatio: alerts.diversityDropRatio,
     diversityFloor: alerts.diversityFloor,
     dominanceShare: alerts.dominanceShare,
-    interpretableVanishRatio: alerts.interpretableVanishRatio ?? 0.5,
-    deadShare: alerts.deadShare ?? 0.5,
+    interpretableVanishRatio: alerts.interpretableVanishRatio,
+    deadShare: alerts.deadShare,
     window: alerts.window,
     hysteresis: alerts.hysteresis,
     minInterpretableBaseline: DEFAULT_MIN_INTERPRETABLE_BASELINE,

@@ -204,6 +204,8 @@ export function syntheticRun(options: SyntheticRunOptions): SyntheticRun {
           dead: false,
           topConcepts: [concept, second],
           topScores: [score, score * 0.8],
+          // the synthetic bundle has no probe images, so there is no evidence to point at
+          topImages: [],
           x,
           y,
         };

@@ -36,6 +36,11 @@ export interface NeuronLabelRow {
   dead: boolean;
   topConcepts: string[];
   topScores: number[];
+  /**
+   * Evidence: indices of the neuron's top activating probe images (into the bundle's probe images),
+   * best first (8 by default). Producers before this field send none; stored as [].
+   */
+  topImages: number[];
   x: number;
   y: number;
 }
@@ -100,6 +105,10 @@ export class RecordValidationError extends Error {
 const isStr = (v: unknown): v is string => typeof v === 'string';
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 const isInt = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0;
+const UINT32_MAX = 0xffffffff;
+/** A list of UInt32 indices (probe image indices). */
+export const isIndexList = (v: unknown): v is number[] =>
+  Array.isArray(v) && v.every((k) => isInt(k) && k <= UINT32_MAX);
 
 /**
  * Structural check of a decoded message (hand-written rather than a schema library: it runs on every
@@ -127,6 +136,8 @@ export function validateRecord(value: unknown): CmRecord {
       for (const l of r.labels as unknown[]) {
         const row = l as Record<string, unknown>;
         if (!isInt(row.neuron) || !isStr(row.concept) || !isNum(row.score)) fail('labels: bad neuron row');
+        if (row.topImages !== undefined && !isIndexList(row.topImages))
+          fail('labels: topImages is not a list of image indices');
       }
       break;
     case 'snapshot':

@@ -259,6 +259,7 @@ describe('docs/sql-recipes.md: every recipe runs and answers', () => {
     expect(headings).toMatch(/first become interpretable/);
     expect(headings).toMatch(/changed concept most/);
     expect(headings).toMatch(/runs collapsed/);
+    expect(headings).toMatch(/two runs compare/);
   });
   const cases = list.flatMap((r) =>
     ['chdb', 'clickhouse-server'].map((store) => [store, r.heading, r.sql] as const),
@@ -266,9 +267,35 @@ describe('docs/sql-recipes.md: every recipe runs and answers', () => {
   it.each(cases)('%s: %s', async (storeName, _heading, sql) => {
     const store = stores.stores.find((s) => s.name === storeName)!.store;
     const rows = await store.query(
-      expandPanelSql(sql, { from: started, to: new Date(), variables: { run: COLLAPSE, layer: 'conv2' } }),
+      expandPanelSql(sql, {
+        from: started,
+        to: new Date(),
+        variables: { run: COLLAPSE, compare: HEALTHY, layer: 'conv2' },
+      }),
     );
     expect(rows.length).toBeGreaterThan(0);
+  });
+
+  it("compares two runs: each column is that run's value at its last checkpoint", async () => {
+    const sql = list.find(
+      (r) => r.heading.startsWith('How do two runs compare') && r.sql.includes('colour_run'),
+    )!.sql;
+    for (const { store } of stores.stores) {
+      const rows = await store.query<{ layer: string; diversity_run: number; diversity_compare: number }>(
+        expandPanelSql(sql, {
+          from: started,
+          to: new Date(),
+          variables: { run: COLLAPSE, compare: HEALTHY, layer: 'conv2' },
+        }),
+      );
+      const direct = await store.query<{ run_id: string; d: number }>(
+        `SELECT run_id, argMax(distinct_concept_share, step) AS d FROM layer_metrics FINAL WHERE layer = 'conv2' AND run_id IN ('${COLLAPSE}', '${HEALTHY}') GROUP BY run_id`,
+      );
+      const byRun = Object.fromEntries(direct.map((r) => [r.run_id, Number(r.d)]));
+      const conv2 = rows.find((r) => r.layer === 'conv2')!;
+      expect(Number(conv2.diversity_run)).toBeCloseTo(byRun[COLLAPSE], 6);
+      expect(Number(conv2.diversity_compare)).toBeCloseTo(byRun[HEALTHY], 6);
+    }
   });
 
   it('answers correctly on the engineered run: conv2 collapsed at the firing step and recovered', async () => {

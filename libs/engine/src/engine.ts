@@ -31,6 +31,7 @@ import type {
   RunRecord,
   RunSpec,
 } from '@cm/contracts';
+import { configDefaults } from '@cm/config';
 import { CollapseDetector, rulesFromConfig, type CollapseRulesConfig } from '@cm/alerts';
 import {
   poolLayer,
@@ -141,13 +142,8 @@ interface RunState {
   streams: number;
 }
 
-export const DEFAULT_ALERT_RULES: CollapseRulesConfig = rulesFromConfig({
-  diversityDropRatio: 0.5,
-  diversityFloor: 0.05,
-  dominanceShare: 0.6,
-  window: 5,
-  hysteresis: 2,
-});
+/** The collapse rules at the configuration's defaults (libs/config holds the numbers). */
+export const DEFAULT_ALERT_RULES: CollapseRulesConfig = rulesFromConfig(configDefaults().alerts);
 
 export class ConceptEngine {
   private readonly runs = new Map<string, RunState>();

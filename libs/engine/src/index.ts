@@ -5,3 +5,5 @@ export * from './sink';
 export * from './local';
 export * from './dissectors';
 export * from './run-state';
+export * from './from-config';
+export * from './bundles';

@@ -29,6 +29,7 @@ export function labelRow(l: NeuronLabel): NeuronLabelRow {
     dead: l.dead,
     topConcepts: [...l.topConcepts],
     topScores: [...l.topScores],
+    topImages: [...l.topImages],
     x: l.x,
     y: l.y,
   };

@@ -220,6 +220,7 @@ it('labelsRecords splits a wide layer into parts under MAX_MESSAGE_BYTES, determ
       'a-long-concept-name-5',
     ],
     topScores: [0.1234567, 0.1234567, 0.1234567, 0.1234567, 0.1234567],
+    topImages: [4999, 4998, 4997, 4996, 4995, 4994, 4993, 4992],
     x: 0.123456789,
     y: -0.98765432,
   }));

@@ -8,7 +8,14 @@ import { join } from 'node:path';
 import { dissectLayer } from '@cm/dissect';
 import { neuronLabelsSql, openStore, sqlString, type Store } from '@cm/store';
 import { createLocalMonitor } from '../src';
-import { makeTestBundles, testCheckpoint, testRunSpec, TEST_LAYERS, type TestBundles } from '../src/testing';
+import {
+  makeTestBundles,
+  testCheckpoint,
+  testRunSpec,
+  topImageProblems,
+  TEST_LAYERS,
+  type TestBundles,
+} from '../src/testing';
 
 const DB = 'cm_all_in_one';
 let tb: TestBundles;
@@ -63,8 +70,55 @@ it('3 checkpoints of 3 layers: every neuron in chDB exactly once, labels as libs
       );
     }
   }
+  // evidence: each neuron's 8 top activating probe images, checked against the activations sent
+  const images = await store.query<{ layer: string; step: number; neuron: number; top_images: number[] }>(
+    `SELECT layer, step, neuron, top_images FROM neuron_labels FINAL WHERE run_id = ${sqlString(runId)}`,
+  );
+  expect(images).toHaveLength(3 * neurons);
+  const problems: string[] = [];
+  for (const r of images) {
+    const layer = testCheckpoint(tb.space, Number(r.step)).layers.find((l) => l.layer === r.layer)!;
+    expect(r.top_images).toHaveLength(8);
+    problems.push(...topImageProblems(layer, Number(r.neuron), r.top_images.map(Number)));
+  }
+  expect(problems).toEqual([]);
   const runs = await store.query<{ status: string }>(
     `SELECT status FROM runs FINAL WHERE run_id = ${sqlString(runId)}`,
   );
   expect(runs.map((r) => r.status)).toEqual(['completed']);
 }, 120_000);
+
+it.each(['cos', 'rank_reorder'] as const)(
+  "%s (no top-k of its own): the evidence is the neurons' top activating images too",
+  async (method) => {
+    const runId = `evidence ${method}`;
+    const monitor = createLocalMonitor({
+      bundles: tb.bundles,
+      store,
+      workers: 1,
+      dissectOptions: { method, topImages: 5 },
+    });
+    try {
+      await monitor.startRun(testRunSpec(runId, tb.bundleId));
+      await monitor.sendCheckpoint(testCheckpoint(tb.space, 1));
+      await monitor.endRun('completed');
+    } finally {
+      await monitor.close();
+    }
+    const rows = await store.query<{ layer: string; neuron: number; top_images: number[] }>(
+      `SELECT layer, neuron, top_images FROM neuron_labels FINAL WHERE run_id = ${sqlString(runId)}`,
+    );
+    expect(rows).toHaveLength(TEST_LAYERS.reduce((a, l) => a + l.width, 0));
+    const layers = testCheckpoint(tb.space, 1).layers;
+    const problems = rows.flatMap((r) =>
+      topImageProblems(
+        layers.find((l) => l.layer === r.layer)!,
+        Number(r.neuron),
+        r.top_images.map(Number),
+        5,
+      ),
+    );
+    expect(problems).toEqual([]);
+  },
+  120_000,
+);

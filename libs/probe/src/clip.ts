@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import sharp, { type ResizeOptions } from 'sharp';
-import { CmError, invalidArgument, notFound } from '@cm/core';
+import { CmError, errorMessage, invalidArgument, notFound } from '@cm/core';
 import { fitProjection, type Matrix } from '@cm/dissect';
 import { writeBundle, type ProbeBundleData } from './bundle';
 import { normaliseRows } from './linalg';
@@ -45,8 +45,15 @@ export function checkClipModelDir(dir: string): void {
   }
 }
 
-/** Parse a concept list: one concept per line, optionally followed by a tab or comma and its
- * category ('red<TAB>colour', 'striped,texture'); '#' starts a comment line; blank lines skipped. */
+/**
+ * Parse a concept list (format: docs/probe.md, "Concept file"): one concept per line, optionally
+ * followed by a TAB and its category ('red<TAB>colour'); '#' starts a comment line; blank lines are
+ * skipped. Only a TAB separates name and category, so a name may hold commas ('san francisco,
+ * california'). A comma in a line without a TAB is refused as ambiguous: older lists used
+ * 'name,category', and reading it either way silently could turn half a name into a category.
+ * End the line with a TAB ('san francisco, california<TAB>') to keep the comma in a name that has
+ * no category.
+ */
 export function parseConceptList(
   text: string,
   source = '<concepts>',
@@ -55,15 +62,27 @@ export function parseConceptList(
   const categories: string[] = [];
   const seen = new Map<string, number>();
   text.split(/\r?\n/).forEach((rawLine, i) => {
-    const line = rawLine.trim();
-    if (!line || line.startsWith('#')) return;
-    const cut = line.includes('\t') ? line.indexOf('\t') : line.lastIndexOf(',');
-    const name = (cut >= 0 ? line.slice(0, cut) : line).trim();
-    const category = (cut >= 0 ? line.slice(cut + 1).trim() : '') || 'concept';
-    if (!name) throw invalidArgument(`${source}:${i + 1}: empty concept name`, { file: source, line: i + 1 });
+    const where = `${source}:${i + 1}`;
+    const line = rawLine.replace(/^[ ]+/, '');
+    if (!line.trim() || line.startsWith('#')) return;
+    const fields = line.split('\t');
+    if (fields.length > 2)
+      throw invalidArgument(`${where}: ${fields.length - 1} tabs; a line is 'name' or 'name<TAB>category'`, {
+        file: source,
+        line: i + 1,
+      });
+    const name = fields[0].trim();
+    if (fields.length === 1 && name.includes(','))
+      throw invalidArgument(
+        `${where}: '${name}' has a comma but no tab: is '${name.slice(name.lastIndexOf(',') + 1).trim()}' part of the name or a category?`,
+        { file: source, line: i + 1 },
+        "only a TAB separates a category: write 'name<TAB>category', or end the line with a TAB to keep the comma in the name (docs/probe.md)",
+      );
+    const category = (fields[1] ?? '').trim() || 'concept';
+    if (!name) throw invalidArgument(`${where}: empty concept name`, { file: source, line: i + 1 });
     const first = seen.get(name);
     if (first !== undefined)
-      throw invalidArgument(`${source}:${i + 1}: concept '${name}' repeats line ${first}`, {
+      throw invalidArgument(`${where}: concept '${name}' repeats line ${first}`, {
         file: source,
         line: i + 1,
       });
@@ -107,7 +126,11 @@ async function decodeRgb(
     if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
     return { data, width: info.width, height: info.height };
   } catch (e) {
-    throw invalidArgument(`cannot decode image ${file}: ${(e as Error).message}`, { file });
+    throw invalidArgument(
+      `cannot decode image ${file}: ${(e as Error).message}`,
+      { file },
+      'remove or convert it, or pass --skip-bad to leave unreadable images out',
+    );
   }
 }
 
@@ -122,6 +145,15 @@ export interface ClipBuildOptions {
   /** Images per vision-model call (default 16). */
   batchSize?: number;
   onProgress?: (done: number, total: number) => void;
+  /** Skip images that cannot be decoded (each reported to onSkip) instead of failing the build. */
+  skipBad?: boolean;
+  onSkip?: (file: string, reason: string) => void;
+}
+
+/** An image left out of a bundle by `skipBad`. */
+export interface SkippedImage {
+  file: string;
+  reason: string;
 }
 
 type Transformers = typeof import('@huggingface/transformers');
@@ -189,33 +221,57 @@ export async function makeClipBundleData(opts: Omit<ClipBuildOptions, 'out'>): P
     const t = normaliseRows(toMatrix(textOut.text_embeds, 'text_embeds'));
 
     // Image side, in batches; the stored probe image is a centre-cropped square of side `size`.
+    // With skipBad an image that cannot be decoded is left out (and reported); the others keep
+    // their order.
     const clipSide = clipImageSide(modelDir);
-    const stored = new Uint8Array(imageFiles.length * size * size * 3);
+    const storedParts: Buffer[] = [];
+    const kept: string[] = [];
     const embeds: Float32Array[] = [];
     let dim = 0;
-    for (let start = 0; start < imageFiles.length; start += batchSize) {
-      const batch = imageFiles.slice(start, start + batchSize);
-      const raws = [];
-      for (const [k, name] of batch.entries()) {
-        const file = join(opts.imagesDir, name);
-        const small = await decodeRgb(file, { width: size, height: size, fit: 'cover' });
-        stored.set(small.data, (start + k) * size * size * 3);
-        const forClip = await decodeRgb(file, { width: clipSide, height: clipSide, fit: 'outside' });
-        raws.push(new hf.RawImage(new Uint8ClampedArray(forClip.data), forClip.width, forClip.height, 3));
-      }
+    let raws: InstanceType<Transformers['RawImage']>[] = [];
+    const flush = async (): Promise<void> => {
+      if (raws.length === 0) return;
       const pixels = await processor(raws);
       const out = (await visionModel(pixels)) as { image_embeds: { dims: number[]; data: unknown } };
       const m = toMatrix(out.image_embeds, 'image_embeds');
       dim = m.cols;
       embeds.push(m.data);
-      opts.onProgress?.(Math.min(start + batchSize, imageFiles.length), imageFiles.length);
+      raws = [];
+    };
+    for (const [index, name] of imageFiles.entries()) {
+      const file = join(opts.imagesDir, name);
+      let small: Awaited<ReturnType<typeof decodeRgb>>;
+      let forClip: Awaited<ReturnType<typeof decodeRgb>>;
+      try {
+        small = await decodeRgb(file, { width: size, height: size, fit: 'cover' });
+        forClip = await decodeRgb(file, { width: clipSide, height: clipSide, fit: 'outside' });
+      } catch (e) {
+        if (!opts.skipBad) throw e;
+        opts.onSkip?.(name, errorMessage(e).replace(/^cannot decode image \S+: /, ''));
+        opts.onProgress?.(index + 1, imageFiles.length);
+        continue;
+      }
+      storedParts.push(small.data);
+      kept.push(name);
+      raws.push(new hf.RawImage(new Uint8ClampedArray(forClip.data), forClip.width, forClip.height, 3));
+      if (raws.length === batchSize) await flush();
+      opts.onProgress?.(index + 1, imageFiles.length);
     }
+    await flush();
+    if (kept.length === 0)
+      throw invalidArgument(
+        `image folder ${opts.imagesDir}: none of its ${imageFiles.length} images could be decoded`,
+        {
+          imagesDir: opts.imagesDir,
+        },
+      );
+    const stored = new Uint8Array(Buffer.concat(storedParts));
     if (dim !== t.cols)
       throw new CmError(
         'CONFIG',
         `CLIP model in ${modelDir}: image embeddings have ${dim} dimensions, text embeddings ${t.cols}`,
       );
-    const imagesMatrix = normaliseRows({ rows: imageFiles.length, cols: dim, data: concatFloat(embeds) });
+    const imagesMatrix = normaliseRows({ rows: kept.length, cols: dim, data: concatFloat(embeds) });
 
     // P = I T^T, D x S.
     const d = imagesMatrix.rows;
@@ -235,7 +291,7 @@ export async function makeClipBundleData(opts: Omit<ClipBuildOptions, 'out'>): P
       source: {
         kind: 'clip',
         model: config._name_or_path || modelId,
-        imageFiles,
+        imageFiles: kept,
         conceptsFile: basename(opts.conceptsFile),
       },
       probeScoresMode: 'clip',

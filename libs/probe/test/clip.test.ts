@@ -33,7 +33,7 @@ beforeAll(async () => {
     [
       '# colours first',
       'red\tcolour',
-      'blue,colour',
+      'blue\tcolour',
       'green',
       '',
       'circle\tshape',

@@ -4,3 +4,4 @@ export * from './schema';
 export * from './rows';
 export * from './queries';
 export * from './store';
+export * from './reader-endpoint';

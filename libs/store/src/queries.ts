@@ -42,7 +42,7 @@ export function neuronLabelsSql(database: string, filter: LabelsFilter): string 
   const where = [`run_id = ${sqlString(filter.runId)}`];
   if (filter.layer !== undefined) where.push(`layer = ${sqlString(filter.layer)}`);
   if (filter.step !== undefined) where.push(`step = ${sqlNumber(filter.step)}`);
-  return `SELECT run_id, layer, step, neuron, concept, category, score, interpretable, dead, top_concepts, top_scores, x, y, time
+  return `SELECT run_id, layer, step, neuron, concept, category, score, interpretable, dead, top_concepts, top_scores, top_images, x, y, time
 FROM ${qualified(database, TABLES.neuronLabels)} FINAL
 WHERE ${where.join(' AND ')}
 ORDER BY layer, step, neuron`;

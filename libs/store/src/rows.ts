@@ -84,6 +84,7 @@ export const NEURON_LABEL_COLUMNS = [
   'y',
   'time',
   'time_ms',
+  'top_images',
 ] as const;
 export const INSERT_FORMAT: Record<
   TableKey,
@@ -320,6 +321,24 @@ function appendLabels(
     if (categoryOf[k] >= 0) seen.set(strings[k], strings[categoryOf[k]]);
 }
 
+/**
+ * The evidence columns of a record, or none (messages written before top_images existed: every row
+ * gets []). Counts that do not add up to the list were refused by validation; here they only read.
+ */
+function topImageColumns(c: LabelColumns): { imageCount?: number[]; imageList: number[] } {
+  return c.topImageCount && c.topImages
+    ? { imageCount: c.topImageCount, imageList: c.topImages }
+    : { imageList: [] };
+}
+
+/** An image index for a UInt32 column (checked: a bad index is refused, never wrapped). */
+function imageIndex(list: number[], k: number): number {
+  const v = list[k];
+  if (!Number.isInteger(v) || v < 0 || v > UINT32_MAX)
+    throw invalidArgument(`top image index ${String(v)} is not a UInt32`, { index: k });
+  return v;
+}
+
 /** Columns in NEURON_LABEL_COLUMNS order as TabSeparated lines (no trailing newline). */
 function labelsTsv(
   runId: string,
@@ -333,9 +352,11 @@ function labelsTsv(
   // every string of the record escaped once (fields), quoted on first use (array items)
   const field = c.strings.map(tsvString);
   const quoted: (string | undefined)[] = new Array<string | undefined>(c.strings.length);
+  const { imageCount, imageList } = topImageColumns(c);
   let chunk = '';
   let tc = 0;
   let ts = 0;
+  let ti = 0;
   for (let i = 0; i < c.neuron.length; i++) {
     let top = '';
     for (let end = tc + c.topConceptCount[i], first = true; tc < end; tc++, first = false) {
@@ -345,6 +366,10 @@ function labelsTsv(
     let scores = '';
     for (let end = ts + c.topScoreCount[i], first = true; ts < end; ts++, first = false)
       scores += (first ? '' : ',') + floatTsv(c.topScores[ts] as number);
+    let images = '';
+    if (imageCount)
+      for (let end = ti + imageCount[i], first = true; ti < end; ti++, first = false)
+        images += (first ? '' : ',') + imageIndex(imageList, ti);
     chunk +=
       (i ? '\n' : '') +
       prefix +
@@ -365,7 +390,10 @@ function labelsTsv(
       floatTsv(c.x[i] ?? 0) +
       '\t' +
       floatTsv(c.y[i] ?? 0) +
-      suffix;
+      suffix +
+      '\t[' +
+      images +
+      ']';
   }
   return chunk;
 }
@@ -443,11 +471,14 @@ function labelsRowBinary(
   const encoded = rowBinaryStrings(c.strings);
   const length = (k: number): number => encoded.start[k + 1] - encoded.start[k];
   const n = c.neuron.length;
+  const { imageCount, imageList } = topImageColumns(c);
   // fixed part of a row: prefix, neuron, score, 2 flags, x, y, time, time_ms
   let size = n * (prefix.length + 4 + 4 + 2 + 4 + 4 + 4 + 8);
   for (let i = 0; i < n; i++) {
     size += length(c.concept[i]) + length(c.category[i]);
     size += varintLength(c.topConceptCount[i]) + varintLength(c.topScoreCount[i]) + 4 * c.topScoreCount[i];
+    const images = imageCount ? imageCount[i] : 0;
+    size += varintLength(images) + 4 * images;
   }
   for (let k = 0; k < c.topConcepts.length; k++) size += length(c.topConcepts[k]);
 
@@ -458,6 +489,7 @@ function labelsRowBinary(
   let o = 0;
   let tc = 0;
   let ts = 0;
+  let ti = 0;
   for (let i = 0; i < n; i++) {
     o = copyBytes(buf, o, prefix);
     view.setUint32(o, c.neuron[i], true);
@@ -481,6 +513,9 @@ function labelsRowBinary(
     view.setUint32(o + 12, timeMsLow, true);
     view.setUint32(o + 16, timeMsHigh, true);
     o += 20;
+    const images = imageCount ? imageCount[i] : 0;
+    o = writeVarint(buf, o, images);
+    for (const end = ti + images; ti < end; ti++, o += 4) view.setUint32(o, imageIndex(imageList, ti), true);
   }
   if (o !== size) throw new Error(`RowBinary sizing error: wrote ${o} of ${size} bytes`); // a bug here, never data
   return buf;

@@ -1,11 +1,11 @@
 import { TABLES } from '@cm/contracts';
-import { sqlIdentifier } from './sql';
+import { sqlIdentifier, sqlString } from './sql';
 import type { StoreFeatures } from './version';
 
 /**
  * The schema, as versioned migrations. Applied versions are recorded in TABLES.migrations; every
- * statement is also idempotent on its own (IF NOT EXISTS), so a migration interrupted half way is
- * simply applied again.
+ * statement is also idempotent on its own (IF NOT EXISTS, or a GuardedStatement where 18.16 lacks
+ * the IF NOT EXISTS form), so a migration interrupted half way is simply applied again.
  *
  * Exactly-once: every table is a ReplacingMergeTree whose ORDER BY is the record's natural key
  * (neuron_labels: run_id, layer, step, neuron) with `time_ms` as the version. A redelivered or
@@ -22,10 +22,19 @@ export interface SchemaContext {
   retentionDays: number;
 }
 
+/**
+ * A statement that is not idempotent on every server we support, with the SELECT that tells whether
+ * it already took effect: the statement is skipped when `skipIf` returns a row.
+ */
+export interface GuardedStatement {
+  sql: string;
+  skipIf: string;
+}
+
 export interface Migration {
   version: number;
   name: string;
-  statements(ctx: SchemaContext): string[];
+  statements(ctx: SchemaContext): (string | GuardedStatement)[];
 }
 
 export function qualified(database: string, table: string): string {
@@ -103,5 +112,18 @@ export const MIGRATIONS: readonly Migration[] = [
 ) ENGINE = ReplacingMergeTree(time_ms) ORDER BY (bundle_id, concept)`,
       ];
     },
+  },
+  {
+    version: 2,
+    name: 'neuron_labels.top_images (evidence: top activating probe images per neuron)',
+    // 18.16 has no ADD COLUMN IF NOT EXISTS (a syntax error there, tested in libs/store/test), so
+    // the plain ALTER is guarded by system.columns. Rows written before it read as [] (the column's
+    // default); old parts are not rewritten.
+    statements: (ctx) => [
+      {
+        sql: `ALTER TABLE ${qualified(ctx.database, TABLES.neuronLabels)} ADD COLUMN top_images Array(UInt32)`,
+        skipIf: `SELECT name FROM system.columns WHERE database = ${sqlString(ctx.database)} AND table = ${sqlString(TABLES.neuronLabels)} AND name = 'top_images'`,
+      },
+    ],
   },
 ];

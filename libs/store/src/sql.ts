@@ -58,3 +58,39 @@ export function sqlIdentifier(name: string): string {
   }
   return '`' + name + '`';
 }
+
+/**
+ * Reads, told apart from writes by the statement's first keyword (comments skipped): what a
+ * read-only path accepts (`cm sql` without --write, the reader endpoint, on chDB where no server
+ * setting enforces it).
+ */
+const READ_KEYWORDS = new Set(['SELECT', 'WITH', 'SHOW', 'DESCRIBE', 'DESC', 'EXISTS', 'EXPLAIN']);
+
+/** Strip leading whitespace and SQL comments (-- line, block) to find the first keyword. */
+function firstKeyword(sql: string): string {
+  let s = sql;
+  for (;;) {
+    const t = s.trimStart();
+    if (t.startsWith('--')) {
+      const nl = t.indexOf('\n');
+      s = nl < 0 ? '' : t.slice(nl + 1);
+    } else if (t.startsWith('/*')) {
+      const end = t.indexOf('*/');
+      s = end < 0 ? '' : t.slice(end + 2);
+    } else {
+      s = t;
+      break;
+    }
+  }
+  return (/^[A-Za-z]+/.exec(s)?.[0] ?? '').toUpperCase();
+}
+
+/** The reason a statement is not a read, or undefined when it is one. */
+export function notAReadStatement(sql: string): string | undefined {
+  const keyword = firstKeyword(sql);
+  if (!READ_KEYWORDS.has(keyword))
+    return keyword
+      ? `${keyword} is not a read: only SELECT, WITH, SHOW, DESCRIBE, EXISTS and EXPLAIN run here`
+      : 'the statement is empty';
+  return undefined;
+}

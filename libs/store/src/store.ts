@@ -17,7 +17,7 @@ import {
   type TableKey,
   type TableRows,
 } from './rows';
-import { sqlIdentifier, sqlString } from './sql';
+import { notAReadStatement, sqlIdentifier, sqlString } from './sql';
 import { featuresFor, parseServerVersion, type StoreFeatures } from './version';
 
 /** Where the store lives: a ClickHouse server over HTTP, or an embedded chDB data folder. */
@@ -35,6 +35,15 @@ export interface QueryColumns {
   rows: unknown[][];
 }
 
+/**
+ * `readOnly`: refuse anything but a read (notAReadStatement), and on a server also run the query
+ * with readonly = 2 (writes and DDL refused by the server itself; 2 rather than 1 so that the
+ * client may still pass its own settings).
+ */
+export interface ReadOptions {
+  readOnly?: boolean;
+}
+
 export interface Store {
   readonly target: StoreTarget;
   readonly database: string;
@@ -49,6 +58,8 @@ export interface Store {
   migrate(migrations?: readonly Migration[]): Promise<number[]>;
   /** Versions recorded in TABLES.migrations, ascending. */
   appliedMigrations(): Promise<number[]>;
+  /** Tables of the schema the database lacks (migrate recreates them). */
+  missingTables(): Promise<string[]>;
   /** Insert records (one insert per table); safe to repeat: rows are keyed by the record's natural key. */
   insertRecords(records: CmRecord[]): Promise<void>;
   /** Insert rows already converted with appendRows into newRows() (the recorder validates per message). */
@@ -58,9 +69,15 @@ export interface Store {
   /** Run a SELECT; rows as objects (JSONEachRow). The store's database is the default one. */
   query<T = Record<string, unknown>>(sql: string): Promise<T[]>;
   /** Run a SELECT; column names/types and rows as arrays (keeps column order for tables and CSV). */
-  queryColumns(sql: string): Promise<QueryColumns>;
+  queryColumns(sql: string, options?: ReadOptions): Promise<QueryColumns>;
   /** Run a SELECT and return ClickHouse's own rendering (CSVWithNames, TabSeparatedWithNames...). */
-  queryText(sql: string, format: 'CSVWithNames' | 'TabSeparatedWithNames' | 'JSONEachRow'): Promise<string>;
+  queryText(
+    sql: string,
+    format: 'CSVWithNames' | 'TabSeparatedWithNames' | 'JSONEachRow',
+    options?: ReadOptions,
+  ): Promise<string>;
+  /** Run a statement that returns no rows (DDL, ALTER, INSERT ... SELECT): `cm sql --write`. */
+  execute(sql: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -233,8 +250,22 @@ class ClickHouseStore implements Store {
     return rows.map((r) => Number(r.version));
   }
 
+  /** Tables of the schema (TABLES) that the database lacks. */
+  async missingTables(): Promise<string[]> {
+    const rows = await this.query<{ name: string }>(
+      `SELECT name FROM system.tables WHERE database = ${sqlString(this.database)}`,
+    );
+    const present = new Set(rows.map((r) => r.name));
+    return Object.values(TABLES).filter((t) => !present.has(t));
+  }
+
   async migrate(migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
-    const applied = new Set(await this.appliedMigrations());
+    const recorded = new Set(await this.appliedMigrations());
+    // The ledger alone can lie: a table dropped by hand (or lost with its disk) stays "migrated",
+    // and every later write fails. When a table of the schema is missing, every migration runs
+    // again: each statement is idempotent (IF NOT EXISTS, or guarded by skipIf).
+    const missing = await this.missingTables();
+    const applied = missing.length > 0 ? new Set<number>() : recorded;
     const ctx = {
       database: this.database,
       features: this.features,
@@ -243,10 +274,15 @@ class ClickHouseStore implements Store {
     const now: number[] = [];
     for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
       if (applied.has(m.version)) continue;
-      for (const statement of m.statements(ctx)) await this.command(statement);
-      await this.insert(TABLES.migrations, [
-        { version: m.version, name: m.name, applied_at: Math.floor(Date.now() / 1000) },
-      ]);
+      for (const statement of m.statements(ctx)) {
+        if (typeof statement === 'string') await this.command(statement);
+        else if ((await this.query(statement.skipIf)).length === 0) await this.command(statement.sql);
+      }
+      if (!recorded.has(m.version)) {
+        await this.insert(TABLES.migrations, [
+          { version: m.version, name: m.name, applied_at: Math.floor(Date.now() / 1000) },
+        ]);
+      }
       now.push(m.version);
     }
     return now;
@@ -371,10 +407,24 @@ class ClickHouseStore implements Store {
     }
   }
 
-  async queryColumns(sql: string): Promise<QueryColumns> {
+  /** The client's settings of a read, after refusing a write when it must be read-only. */
+  private readSettings(sql: string, options: ReadOptions | undefined): { readonly?: '2' } {
+    if (!options?.readOnly) return {};
+    const refused = notAReadStatement(sql);
+    if (refused) {
+      throw new CmError('INVALID_ARGUMENT', `refused: ${refused}`, {
+        context: { store: describeTarget(this.target), sql: sql.slice(0, 200) },
+        hint: 'cm sql is read-only; pass --write to change the store',
+      });
+    }
+    return this.target.kind === 'server' ? { readonly: '2' } : {};
+  }
+
+  async queryColumns(sql: string, options?: ReadOptions): Promise<QueryColumns> {
+    const settings = this.readSettings(sql, options);
     try {
       const result = (await (
-        await this.client.query({ query: sql, format: 'JSONCompact' })
+        await this.client.query({ query: sql, format: 'JSONCompact', clickhouse_settings: settings })
       ).json()) as unknown as {
         meta?: { name: string; type: string }[];
         data?: unknown[][];
@@ -388,12 +438,18 @@ class ClickHouseStore implements Store {
   async queryText(
     sql: string,
     format: 'CSVWithNames' | 'TabSeparatedWithNames' | 'JSONEachRow',
+    options?: ReadOptions,
   ): Promise<string> {
+    const settings = this.readSettings(sql, options);
     try {
-      return await (await this.client.query({ query: sql, format })).text();
+      return await (await this.client.query({ query: sql, format, clickhouse_settings: settings })).text();
     } catch (e) {
       throw storeError(this.target, 'query', e, sql);
     }
+  }
+
+  async execute(sql: string): Promise<void> {
+    await this.command(sql);
   }
 
   async close(): Promise<void> {

@@ -55,6 +55,7 @@ export function labelRows(width: number, step: number): NeuronLabelRow[] {
     dead: neuron === width - 1,
     topConcepts: ['dog', 'cat', 'sky'],
     topScores: [0.3, 0.2, 0.1],
+    topImages: [(neuron * 7) % 10, 3, 4294967295, 0, 11, 12, 13, 14], // 8, as the engine keeps
     x: neuron * 0.5,
     y: -neuron * 0.25,
   }));

@@ -19,6 +19,7 @@ import {
   sqlString,
   storeTargetFromString,
   type LabelFormat,
+  type Migration,
   type Store,
   type StoreTarget,
 } from '../src';
@@ -102,6 +103,27 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
     ]);
   });
 
+  it('recreates a table dropped by hand at the next migration, with every column', async () => {
+    const columns = async (): Promise<string[]> =>
+      (
+        await store.query<{ name: string }>(
+          `SELECT name FROM system.columns WHERE database = 'cm_test' AND table = 'runs' ORDER BY name`,
+        )
+      ).map((r) => r.name);
+    await store.migrate();
+    const before = await columns();
+    const ledger = await store.appliedMigrations();
+    // what `DROP TABLE runs` by hand does (the store has no public statement method: a test reaches in)
+    await (store as unknown as { command(sql: string): Promise<void> }).command('DROP TABLE cm_test.runs');
+    expect(await store.missingTables()).toEqual(['runs']);
+    expect(await store.migrate()).toEqual(MIGRATIONS.map((m) => m.version));
+    expect(await store.missingTables()).toEqual([]);
+    expect(await columns()).toEqual(before);
+    // the ledger still has one row per version
+    expect(await store.appliedMigrations()).toEqual(ledger);
+    expect(await store.migrate()).toEqual([]);
+  });
+
   it('round-trips strings through sqlString', async () => {
     for (const s of [NASTY_RUN_ID, "a'b", 'back\\slash', 'tab\there', '\u0000nul', 'emoji 🧠', "\\'"]) {
       const rows = await store.query<{ s: string }>(`SELECT ${sqlString(s)} AS s`);
@@ -128,7 +150,9 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
       interpretable: 1,
       dead: 0,
       top_concepts: ['dog', 'cat', 'sky'],
+      top_images: [4, 3, 4294967295, 0, 11, 12, 13, 14],
     });
+    expect(expected.topImages).toEqual([4, 3, 4294967295, 0, 11, 12, 13, 14]);
     expect(Number(first.score)).toBeCloseTo(expected.score, 5);
     expect(Number(first.x)).toBeCloseTo(1, 5);
     expect(Number(first.y)).toBeCloseTo(-0.5, 5);
@@ -265,7 +289,7 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
     }
     // floats as ClickHouse's text (nan/inf do not survive JSON output on every version)
     const columns =
-      'layer, step, neuron, concept, category, toString(score) AS score, interpretable, dead, top_concepts, arrayMap(v -> toString(v), top_scores) AS top_scores, toString(x) AS x, toString(y) AS y, time, time_ms';
+      'layer, step, neuron, concept, category, toString(score) AS score, interpretable, dead, top_concepts, arrayMap(v -> toString(v), top_scores) AS top_scores, toString(x) AS x, toString(y) AS y, time, time_ms, top_images';
     const read = (runId: string): Promise<Record<string, unknown>[]> =>
       store.query(
         `SELECT ${columns} FROM neuron_labels FINAL WHERE run_id = ${sqlString(runId)} ORDER BY neuron`,
@@ -278,6 +302,7 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
       top_concepts: [hostile[1], 'dog', hostile[0]],
     });
     expect(expected[2]).toMatchObject({ top_scores: [] });
+    expect(expected.map((r) => r.top_images)).toEqual(rowsRecord.labels.map((l) => l.topImages));
     // through JSON (the wire) every non-finite float is null: a top score is then stored as nan
     expect(expected[0]).toMatchObject({ top_scores: ['0.12345679', 'nan', 'nan'] });
     expect(Number(expected[3].x)).toBe(0);
@@ -330,6 +355,46 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
     expect(cols.rows).toEqual([[2, 'x']]);
     const csv = await store.queryText(`SELECT 1 AS n, 'a,b' AS s`, 'CSVWithNames');
     expect(csv.trim().split('\n')).toEqual(['"n","s"', '1,"a,b"']);
+  });
+
+  it('migrates a version-1 store: adds top_images, old rows read as [], new rows keep their images', async () => {
+    const v1 = await openStore({ ...store.target, database: 'cm_v1' });
+    try {
+      expect(await v1.migrate(MIGRATIONS.filter((m) => m.version === 1))).toEqual([1]);
+      // a label row exactly as version 1 wrote it (no top_images column yet), as a test-only migration
+      const oldRow: Migration = {
+        version: 100,
+        name: 'test: a label row written by version 1',
+        statements: () => [
+          `INSERT INTO cm_v1.neuron_labels (run_id, layer, step, neuron, concept, category, score, interpretable, dead, top_concepts, top_scores, x, y, time, time_ms) VALUES ('old', 'fc', 1, 0, 'dog', 'object', 0.5, 1, 0, ['dog'], [0.5], 0, 0, 1767225600, 1767225600000)`,
+        ],
+      };
+      expect(await v1.migrate([...MIGRATIONS.filter((m) => m.version === 1), oldRow])).toEqual([100]);
+      const before = await v1.query<{ name: string }>(
+        `SELECT name FROM system.columns WHERE database = 'cm_v1' AND table = 'neuron_labels' AND name = 'top_images'`,
+      );
+      expect(before).toEqual([]);
+      expect(await v1.migrate()).toEqual([2]);
+      expect(await v1.migrate()).toEqual([]);
+      // applied again after an interruption (column there, version not recorded): skipped, no error
+      const again = MIGRATIONS.find((m) => m.version === 2)!;
+      expect(await v1.migrate([{ ...again, version: 102 }])).toEqual([102]);
+      const column = await v1.query<{ type: string }>(
+        `SELECT type FROM system.columns WHERE database = 'cm_v1' AND table = 'neuron_labels' AND name = 'top_images'`,
+      );
+      expect(column).toEqual([{ type: 'Array(UInt32)' }]);
+      await v1.insertRecords([labelsRecord('new', 'fc', 2, 2)]);
+      const rows = await v1.query<{ run_id: string; neuron: number; top_images: number[] }>(
+        `SELECT run_id, neuron, top_images FROM cm_v1.neuron_labels FINAL ORDER BY run_id, neuron`,
+      );
+      expect(rows).toEqual([
+        { run_id: 'new', neuron: 0, top_images: [0, 3, 4294967295, 0, 11, 12, 13, 14] },
+        { run_id: 'new', neuron: 1, top_images: [7, 3, 4294967295, 0, 11, 12, 13, 14] },
+        { run_id: 'old', neuron: 0, top_images: [] },
+      ]);
+    } finally {
+      await v1.close(); // on chDB both stores share the process' one session, which stays open for `store`
+    }
   });
 
   it('turns a bad query into a clear error', async () => {

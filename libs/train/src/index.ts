@@ -13,3 +13,4 @@ export * from './session';
 export * from './options';
 export * from './job';
 export * from './findings';
+export * from './splits';

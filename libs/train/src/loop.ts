@@ -1,13 +1,14 @@
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { CheckpointResult, Monitor, MonitoredLayer, RunSpec } from '@cm/contracts';
-import { CmError, errorMessage, invalidArgument } from '@cm/core';
+import { CmError, invalidArgument } from '@cm/core';
 import { epsilonAt, perturb, type AttackSpec } from './adversarial';
 import { saveCheckpoint, type NamedTensor, type TrainerState } from './checkpoint';
 import { BatchSampler, type ImageDataset } from './data';
 import { applyMasks } from './lottery';
 import { trainableVariables } from './models';
-import { Prober, toInput } from './probing';
+import { watch, type CheckpointOutcome, type Watcher } from '@cm/watch';
+import { toInput } from './probing';
 
 /** What a terminal view (or a test) sees of a run. All methods optional. */
 export interface TrainObserver {
@@ -80,23 +81,34 @@ export interface TrainRunOptions {
   afterStep?: (step: number) => void;
   /** Stop early (SIGINT): the loop finishes the current step, checkpoints and ends the run as failed. */
   signal?: AbortSignal;
+  /**
+   * A run the monitor refuses to start (service down, unknown bundle): true fails the run with that
+   * error before training (what `cm train` does unless --allow-unmonitored); false (default here)
+   * warns and trains unmonitored.
+   */
+  requireMonitor?: boolean;
 }
 
-export interface CheckpointOutcome {
-  step: number;
-  result?: CheckpointResult;
-  /** 'ok' | 'dropped' (policy drop) | 'failed' (error, message in `error`) */
-  status: 'ok' | 'dropped' | 'failed';
-  error?: string;
-}
+export type { CheckpointOutcome };
 
 export interface TrainRunResult {
   runId: string;
   paradigm: string;
   steps: number;
+  /**
+   * Mean training loss (and accuracy) over the steps of the last checkpoint window (since the
+   * previous checkpoint): exactly the `loss` / `accuracy` the store's last checkpoint holds, so the
+   * summary and `cm sql` agree. Not the last batch's loss, which is noisier than any stored value.
+   */
   finalLoss: number;
   finalAccuracy: number;
   testAccuracy?: number;
+  /** Classes of the task (chance level is 1 / classes). */
+  classes: number;
+  /** The probe bundle the run was monitored with (none when unmonitored). */
+  bundleId?: string;
+  /** Lottery ticket: the round and the share of pruned weights its mask holds. */
+  lottery?: { round: number; sparsity: number };
   /** Training images per second, training time only. */
   imagesPerSecond: number;
   trainSeconds: number;
@@ -173,22 +185,17 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
   sampler.skip(start);
   const [, h, w, c] = o.train.shape;
   const monitored = o.monitor !== undefined && o.probe !== undefined;
-  const prober = monitored ? new Prober(o.model, o.layers, o.probe!.images, o.probe!.imageShape) : undefined;
-  const maxInFlight = o.maxInFlight ?? 2;
-  const pending: Promise<void>[] = [];
-  const outcomes: CheckpointOutcome[] = [];
-  let monitorSeconds = 0;
   let trainSeconds = 0;
   let trainedImages = 0;
-  let monitorBroken = false;
   const warn = (m: string) => o.observer?.onWarning?.(m);
 
   // Metrics accumulated since the last checkpoint.
   let lossSum = 0;
   let accSum = 0;
   let count = 0;
-  let lastLoss = NaN;
-  let lastAcc = NaN;
+  // The last checkpoint window's means: what the last checkpoint stores (TrainRunResult.finalLoss).
+  let windowLoss = NaN;
+  let windowAcc = NaN;
   let emaRate = 0;
 
   o.observer?.onStart?.({
@@ -199,21 +206,35 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
     layers: o.layers,
   });
 
+  // One way to probe: the loop monitors through watch(), as any tfjs program does.
+  let watcher: Watcher | undefined;
   if (monitored) {
-    const ts = now();
-    try {
-      await o.monitor!.startRun(runSpecOf(o));
-    } catch (e) {
-      monitorBroken = true;
-      warn(`monitor: run ${o.runId} could not start (${errorMessage(e)}); training goes on unmonitored`);
-    }
-    monitorSeconds += now() - ts;
+    const spec = runSpecOf(o);
+    watcher = await watch(o.model, {
+      monitor: o.monitor,
+      probe: o.probe!,
+      layers: o.layers.map((l) => l.name),
+      every: o.monitorEvery,
+      runId: spec.runId,
+      paradigm: spec.paradigm,
+      modelName: spec.model,
+      tags: spec.tags,
+      maxInFlight: o.maxInFlight ?? 2,
+      allowUnmonitored: !o.requireMonitor,
+      onWarning: warn,
+      onCheckpoint: (step, result) => o.observer?.onCheckpoint?.(step, result),
+    });
   }
 
   const sendCheckpoint = async (step: number): Promise<void> => {
-    if (!monitored || monitorBroken) return;
-    const ts = now();
-    const layers = prober!.activations();
+    if (count > 0) {
+      windowLoss = lossSum / count;
+      windowAcc = accSum / count;
+    }
+    if (!watcher) {
+      lossSum = accSum = count = 0;
+      return;
+    }
     const metrics: Record<string, number> = {
       learningRate: o.learningRate,
       epoch: sampler.epoch,
@@ -223,26 +244,7 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
       ...o.extraMetrics,
     };
     lossSum = accSum = count = 0;
-    while (pending.length >= maxInFlight) await pending.shift();
-    const outcome: CheckpointOutcome = { step, status: 'ok' };
-    outcomes.push(outcome);
-    pending.push(
-      o.monitor!.sendCheckpoint({ step, layers, metrics }).then(
-        (result) => {
-          if (result) {
-            outcome.result = result;
-            o.observer?.onCheckpoint?.(step, result);
-          } else outcome.status = 'dropped';
-        },
-        (e: unknown) => {
-          outcome.status = 'failed';
-          outcome.error = errorMessage(e);
-          warn(`monitor: checkpoint ${step} failed: ${outcome.error}`);
-        },
-      ),
-    );
-    await yieldToEventLoop();
-    monitorSeconds += now() - ts;
+    await watcher.checkpoint(step, metrics);
   };
 
   const save = async (step: number): Promise<string | undefined> => {
@@ -315,8 +317,6 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
       lossSum += loss;
       accSum += acc;
       count++;
-      lastLoss = loss;
-      lastAcc = acc;
       const rate = o.batchSize / dt;
       emaRate = emaRate === 0 ? rate : 0.9 * emaRate + 0.1 * rate;
       o.afterStep?.(step);
@@ -328,44 +328,40 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
         imagesPerSecond: emaRate,
         epoch: sampler.epoch,
       });
-      if (step % o.monitorEvery === 0 || step === o.steps) await sendCheckpoint(step);
+      // unmonitored runs keep the same windows, so finalLoss means the same with and without a monitor
+      const due = watcher ? watcher.due(step) : step % o.monitorEvery === 0;
+      if (due || step === o.steps) await sendCheckpoint(step);
       else await yieldToEventLoop();
       if (o.checkpointEvery && step % o.checkpointEvery === 0 && step < o.steps) savedTo = await save(step);
     }
     savedTo = (await save(step)) ?? savedTo;
   } catch (e) {
     status = 'failed';
-    if (monitored && !monitorBroken) {
-      await Promise.allSettled(pending);
-      await o.monitor!.endRun('failed').catch(() => undefined);
-    }
+    await watcher?.close('failed').catch(() => undefined);
     throw e;
   }
-  if (monitored && !monitorBroken) {
-    const ts = now();
-    await Promise.allSettled(pending);
-    try {
-      await o.monitor!.endRun(status);
-    } catch (e) {
-      warn(`monitor: ending run ${o.runId} failed: ${errorMessage(e)}`);
-    }
-    monitorSeconds += now() - ts;
-  }
+  const monitorSeconds = watcher ? (await watcher.close(status)).seconds : 0;
   const testAccuracy = o.test ? evaluate(o.model, o.test) : undefined;
   const totalSeconds = now() - t0;
   const result: TrainRunResult = {
     runId: o.runId,
     paradigm: o.paradigm,
     steps: step,
-    finalLoss: lastLoss,
-    finalAccuracy: lastAcc,
+    finalLoss: windowLoss,
+    finalAccuracy: windowAcc,
     testAccuracy,
+    classes,
+    bundleId: monitored ? o.probe!.bundleId : undefined,
+    lottery:
+      o.extraMetrics?.round !== undefined && o.extraMetrics.sparsity !== undefined
+        ? { round: o.extraMetrics.round, sparsity: o.extraMetrics.sparsity }
+        : undefined,
     imagesPerSecond: trainSeconds > 0 ? trainedImages / trainSeconds : 0,
     trainSeconds,
     monitorSeconds,
     totalSeconds,
     monitorOverhead: totalSeconds > 0 ? monitorSeconds / totalSeconds : 0,
-    checkpoints: outcomes,
+    checkpoints: watcher?.outcomes ?? [],
     savedTo,
     status,
   };

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import type { MonitoredLayer } from '@cm/contracts';
 import { invalidArgument } from '@cm/core';
+import { LOGITS } from '@cm/watch';
 
 /**
  * The trainer's models. Layer names are part of the contract: monitored layers, checkpoints and
@@ -23,7 +23,7 @@ export interface BuiltModel {
   spec?: ModelSpec;
 }
 
-export const LOGITS = 'logits';
+export { LOGITS };
 
 /**
  * How the small CNN pools its last conv block before the logits. 'max' (the default) scores each
@@ -190,56 +190,9 @@ export function buildModel(
     : buildResNet(inputShape, classes, spec.depth, spec.width, seed);
 }
 
-/** Block outputs of a model built here (recovered from names when a model is loaded from disk). */
-export function blockNamesOf(model: tf.LayersModel): string[] {
-  return model.layers.map((l) => l.name).filter((n) => /^conv\d+$|^stem$|^stage\d+_block\d+$/.test(n));
-}
-
-/**
- * Resolve a monitored-layer selection. Tokens are layer names or kinds:
- *   blocks  every conv block output          conv    every Conv2D layer
- *   dense   every Dense layer                logits  the output layer
- *   all     blocks + logits (the default)
- * Unknown names are an error listing what the model has.
- */
-export function selectLayers(model: tf.LayersModel, selection: string[] = ['all']): MonitoredLayer[] {
-  const byName = new Map(model.layers.map((l) => [l.name, l]));
-  const blocks = blockNamesOf(model);
-  const names: string[] = [];
-  const add = (n: string) => {
-    if (!names.includes(n)) names.push(n);
-  };
-  for (const token of selection.length ? selection : ['all']) {
-    const t = token.trim();
-    if (t === 'all') [...blocks, LOGITS].forEach(add);
-    else if (t === 'blocks') blocks.forEach(add);
-    else if (t === 'conv')
-      model.layers.filter((l) => l.getClassName() === 'Conv2D').forEach((l) => add(l.name));
-    else if (t === 'dense')
-      model.layers.filter((l) => l.getClassName() === 'Dense').forEach((l) => add(l.name));
-    else if (t === 'logits') add(LOGITS);
-    else if (byName.has(t)) add(t);
-    else {
-      throw invalidArgument(
-        `unknown monitored layer '${t}'`,
-        { layer: t },
-        `use all, blocks, conv, dense, logits or a layer name: ${model.layers.map((l) => l.name).join(', ')}`,
-      );
-    }
-  }
-  return names.map((name) => {
-    const layer = byName.get(name);
-    if (!layer) throw invalidArgument(`model has no layer '${name}'`, { layer: name });
-    const shape = layer.outputShape as (number | null)[];
-    const width = shape[shape.length - 1];
-    if (typeof width !== 'number') throw invalidArgument(`layer ${name} has no fixed width`, { layer: name });
-    if (shape.length !== 4 && shape.length !== 2)
-      throw invalidArgument(
-        `layer ${name} has output rank ${shape.length}; only conv (4) and dense (2) layers can be monitored`,
-      );
-    return { name, width, kind: shape.length === 4 ? 'conv' : 'dense' } as MonitoredLayer;
-  });
-}
+// Layer selection (names or kinds: all, blocks, conv, dense, logits) lives in @cm/watch, so watch()
+// and this package's commands select layers the same way.
+export { blockNamesOf, selectLayers } from '@cm/watch';
 
 /** The tf.Variables the optimizer updates: trainable weights of the model (frozen layers excluded). */
 export function trainableVariables(model: tf.LayersModel): tf.Variable[] {

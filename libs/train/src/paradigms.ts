@@ -62,6 +62,8 @@ export interface TrainJob {
   resumeFrom?: string;
   observer?: TrainObserver;
   signal?: AbortSignal;
+  /** Fail the run when monitoring cannot start (trainRun's requireMonitor). */
+  requireMonitor?: boolean;
   maxInFlight?: number;
 }
 
@@ -193,6 +195,7 @@ export async function runTrainJob(job: TrainJob): Promise<TrainJobResult> {
     checkpointEvery: job.checkpointEvery,
     observer: job.observer,
     signal: job.signal,
+    requireMonitor: job.requireMonitor,
   };
 
   if (job.paradigm !== 'lottery') {

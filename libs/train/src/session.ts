@@ -1,7 +1,10 @@
+import { cpSync, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import {
   BundleDirectory,
   loadBundle,
   makeSyntheticBundle,
+  MANIFEST_FILE,
   writeBundleInto,
   type ProbeBundle,
 } from '@cm/probe';
@@ -23,10 +26,28 @@ export async function ensureSyntheticBundle(
   return loadBundle(dir);
 }
 
-/** A bundle by folder, or by id inside a bundle directory. */
+/**
+ * A bundle by folder, or by id inside a bundle directory. A folder outside the directory is
+ * verified and copied into it (`<root>/<id>/`, content-addressed, once): the all-in-one engine and a
+ * concept service on this machine look bundles up there by id, and without the copy the run would
+ * be refused at start (NOT_FOUND) after the bundle had loaded fine here.
+ */
 export function openProbeBundle(pathOrId: string, root: string): ProbeBundle {
-  if (/^[0-9a-f]{16}$/.test(pathOrId)) return new BundleDirectory(root).get(pathOrId) as ProbeBundle;
-  return loadBundle(pathOrId);
+  const isFolder = existsSync(pathOrId) && statSync(pathOrId).isDirectory();
+  if (!isFolder && /^[0-9a-f]{16}$/.test(pathOrId))
+    return new BundleDirectory(root).get(pathOrId) as ProbeBundle;
+  const bundle = loadBundle(pathOrId);
+  const inRoot = join(resolve(root), bundle.id);
+  if (resolve(bundle.dir) === inRoot) return bundle;
+  if (!existsSync(join(inRoot, MANIFEST_FILE))) {
+    mkdirSync(root, { recursive: true });
+    const tmp = join(root, `.tmp-${bundle.id}-${process.pid}`);
+    rmSync(tmp, { recursive: true, force: true });
+    cpSync(bundle.dir, tmp, { recursive: true });
+    rmSync(inRoot, { recursive: true, force: true });
+    renameSync(tmp, inRoot);
+  }
+  return new BundleDirectory(root).get(bundle.id) as ProbeBundle;
 }
 
 export function probeImagesOf(bundle: ProbeBundle): ProbeImages {

@@ -19,14 +19,32 @@ export function formatCheckpoint(step: number, result: CheckpointResult): string
   return lines;
 }
 
+/**
+ * Test accuracy at or below this is "at chance level": 1 / classes plus a margin of
+ * min(10 points, 1 / classes), so 8 classes -> 22.5 %, 10 -> 20 %, 2 -> 60 %, 100 -> 2 %.
+ */
+export function chanceLevel(classes: number): number {
+  const chance = 1 / Math.max(1, classes);
+  return chance + Math.min(0.1, chance);
+}
+
 export function formatRunSummary(r: TrainRunResult): string {
-  const test = r.testAccuracy !== undefined ? `, test accuracy ${(100 * r.testAccuracy).toFixed(1)}%` : '';
+  const pct = (v: number): string => `${(100 * v).toFixed(1)}%`;
+  const chance =
+    r.testAccuracy !== undefined && r.classes > 1 && r.testAccuracy <= chanceLevel(r.classes)
+      ? ` (at chance level: ${r.classes} classes, chance ${pct(1 / r.classes)}: the model has not learned the task; train longer or lower the learning rate)`
+      : '';
+  const test = r.testAccuracy !== undefined ? `, test accuracy ${pct(r.testAccuracy)}${chance}` : '';
   const sent = r.checkpoints.filter((c) => c.status === 'ok').length;
   const lost = r.checkpoints.length - sent;
+  const lottery = r.lottery
+    ? `, lottery round ${r.lottery.round} at sparsity ${pct(r.lottery.sparsity)}`
+    : '';
+  const bundle = r.bundleId ? `, probe bundle ${r.bundleId}` : '';
   return (
-    `run ${r.runId} (${r.paradigm}) ${r.status}: ${r.steps} steps in ${r.totalSeconds.toFixed(0)} s, ` +
-    `loss ${r.finalLoss.toFixed(3)}${test}, ${r.imagesPerSecond.toFixed(0)} images/s, ` +
-    `monitoring ${(100 * r.monitorOverhead).toFixed(1)}% of the time, ${sent} checkpoints monitored${lost ? `, ${lost} dropped or failed` : ''}`
+    `run ${r.runId} (${r.paradigm}) ${r.status}: ${r.steps} steps in ${r.totalSeconds.toFixed(0)} s${lottery}, ` +
+    `loss ${r.finalLoss.toFixed(3)} (mean of the last checkpoint window, as stored)${test}, ${r.imagesPerSecond.toFixed(0)} images/s, ` +
+    `monitoring ${(100 * r.monitorOverhead).toFixed(1)}% of the time, ${sent} checkpoints monitored${lost ? `, ${lost} dropped or failed` : ''}${bundle}`
   );
 }
 

@@ -95,6 +95,11 @@ describe('training loop', () => {
     expect(monitor.ended).toEqual(['completed']);
     expect(seen).toEqual([0, 2, 4, 5]);
     expect(runs[0].checkpoints.every((c) => c.status === 'ok')).toBe(true);
+    // the summary's loss is the one the last checkpoint carries into the store
+    const last = monitor.checkpoints[monitor.checkpoints.length - 1].cp.metrics;
+    expect(runs[0].finalLoss).toBe(last.loss);
+    expect(runs[0].finalAccuracy).toBe(last.accuracy);
+    expect(runs[0]).toMatchObject({ bundleId: 'b1', classes: expect.any(Number) });
   });
 
   it('a monitor that fails never stops training', async () => {
@@ -147,7 +152,7 @@ describe('training loop', () => {
         attack: { method: 'pgd', epsilon: 0.03, steps: 2 },
       }),
     );
-    await runTrainJob(
+    const lottery = await runTrainJob(
       job({
         monitor,
         paradigm: 'lottery',
@@ -169,6 +174,9 @@ describe('training loop', () => {
     expect(sparsities[0]).toBe(0);
     expect(sparsities[1]).toBeGreaterThan(0.4);
     expect(sparsities[2]).toBeGreaterThan(sparsities[1]);
+    expect(lottery.runs.map((r) => r.lottery)).toEqual(
+      sparsities.map((sparsity, round) => ({ round, sparsity })),
+    );
     // Round 1 starts from the rewound weights under the mask: its step-0 activations differ from round 0's.
     const step0 = monitor.checkpoints
       .filter((c) => c.runId.startsWith('lt') && c.cp.step === 0)

@@ -1,5 +1,6 @@
 import { PassThrough } from 'node:stream';
-import { formatCheckpoint, TerminalView } from '../src/view';
+import type { TrainRunResult } from '../src/loop';
+import { chanceLevel, formatCheckpoint, formatRunSummary, TerminalView } from '../src/view';
 
 const result = {
   step: 100,
@@ -47,5 +48,46 @@ describe('terminal view', () => {
       /^checkpoint 100: interpretable\/diversity conv3 25%\/50% \(training at step 100\/200/,
     );
     expect(lines[2]).toMatch(/^ALERT firing/);
+  });
+});
+
+describe('end-of-run summary', () => {
+  const run: TrainRunResult = {
+    runId: 'demo-adv',
+    paradigm: 'adversarial',
+    steps: 300,
+    finalLoss: 2.0791,
+    finalAccuracy: 0.19,
+    testAccuracy: 0.2,
+    classes: 8,
+    bundleId: '0123456789abcdef',
+    imagesPerSecond: 120,
+    trainSeconds: 50,
+    monitorSeconds: 10,
+    totalSeconds: 60,
+    monitorOverhead: 1 / 6,
+    checkpoints: [],
+    status: 'completed',
+  };
+
+  it('names the probe bundle, the stored loss, and says when test accuracy is at chance level', () => {
+    const line = formatRunSummary(run);
+    expect(line).toContain('probe bundle 0123456789abcdef');
+    expect(line).toContain('loss 2.079 (mean of the last checkpoint window, as stored)');
+    expect(line).toContain('test accuracy 20.0% (at chance level: 8 classes, chance 12.5%');
+    expect(formatRunSummary({ ...run, testAccuracy: 0.9 })).not.toContain('chance');
+    expect(formatRunSummary({ ...run, testAccuracy: undefined })).not.toContain('chance');
+  });
+
+  it('shows a lottery round and its sparsity', () => {
+    expect(
+      formatRunSummary({ ...run, paradigm: 'lottery', lottery: { round: 2, sparsity: 0.75 } }),
+    ).toContain('lottery round 2 at sparsity 75.0%');
+  });
+
+  it('chance level: 1 / classes plus min(10 points, 1 / classes)', () => {
+    expect(chanceLevel(8)).toBeCloseTo(0.225);
+    expect(chanceLevel(2)).toBeCloseTo(0.6);
+    expect(chanceLevel(100)).toBeCloseTo(0.02);
   });
 });

@@ -15,6 +15,7 @@ import {
   type TrainRunResult,
 } from '@cm/train';
 import { addMonitorOptions, openMonitor, runTrainCommand, type MonitorFlags } from './train';
+import { startDemoView } from './ui';
 
 const log = createLogger('demo');
 
@@ -100,11 +101,12 @@ export function registerDemo(program: Command): void {
     .description(
       'train the default model on the synthetic world, monitored live (all-in-one: nothing to set up), then show what to look at',
     );
+  cmd.option('--no-ui', 'do not start the web view (cm ui) while the demo trains');
   addMonitorOptions(addTrainOptions(cmd)).action(
-    async (flags: TrainFlags & MonitorFlags, command: Command) => {
+    async (flags: TrainFlags & MonitorFlags & { ui?: boolean }, command: Command) => {
       const paradigm = parseParadigm(flags.paradigm);
       // Presets fill only the options the user did not give.
-      const merged = { ...flags } as TrainFlags & MonitorFlags & Record<string, unknown>;
+      const merged = { ...flags } as TrainFlags & MonitorFlags & { ui?: boolean } & Record<string, unknown>;
       for (const [k, v] of Object.entries(PRESETS[paradigm])) {
         if (command.getOptionValueSource(k) === 'default' || command.getOptionValueSource(k) === undefined)
           merged[k] = v;
@@ -113,7 +115,11 @@ export function registerDemo(program: Command): void {
       const started = Date.now();
       const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
       const base = flags.runId ?? `demo-${paradigm}-${stamp}`;
-      const handle = await openMonitor(config, merged);
+      const handle = await openMonitor(config, merged, 'cm demo');
+      const view =
+        merged.ui === false
+          ? undefined
+          : await startDemoView(handle, config, (l) => process.stdout.write(l + '\n'));
       const runs: { run: TrainRunResult; classNames: string[] }[] = [];
       try {
         if (paradigm === 'finetune' && !merged.from) {
@@ -173,6 +179,9 @@ export function registerDemo(program: Command): void {
         w(
           `  npx cm sql${store} "SELECT paradigm, layer, avg(category_shares.share[indexOf(category_shares.category, 'colour')]) AS colour_share FROM layer_metrics FINAL JOIN runs FINAL USING run_id GROUP BY paradigm, layer"`,
         );
+        w(
+          `  npx cm ui${store}                                     # the web view again (${view?.url ?? 'http://127.0.0.1:6060/'})`,
+        );
         w(`  npx cm demo --paradigm adversarial | lottery | finetune   # the other paradigms, same store`);
         if (handle.mode !== 'stack')
           w(
@@ -184,6 +193,7 @@ export function registerDemo(program: Command): void {
         if (runs.some((r) => r.run.status === 'failed'))
           throw new CmError('INTERNAL', 'the demo run stopped before its last step');
       } finally {
+        await view?.close();
         await handle.close();
       }
     },

@@ -1,9 +1,13 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
-import { CmError, readFloatMatrix, writeNpy } from '@cm/core';
+import { CmError, readFloatMatrix, readNpyHeader, readNpyInto, writeNpy } from '@cm/core';
 import {
   DissectPool,
+  allocSoftmaxInput,
   computeSimilarityDetailed,
+  type Matrix,
+  type SoftmaxInput,
   SIMILARITY_METHODS,
   topConceptsPerNeuron,
   type SimilarityMethod,
@@ -29,6 +33,7 @@ interface DissectFlags {
   concepts?: string;
   labelsOut?: string;
   workers?: string;
+  timings?: boolean;
 }
 
 function numberFlag(name: string, value: string | undefined): number | undefined {
@@ -68,7 +73,29 @@ export function readConcepts(file: string): string[] {
   return concepts;
 }
 
+/**
+ * P for wpmi / soft_wpmi: read straight into the softmax memory and softmaxed there in place (P is
+ * needed for nothing else), so P costs its own size once. float64 P is read as a matrix (converted).
+ */
+function readProbeScores(file: string, method: SimilarityMethod, slots: number): Matrix | SoftmaxInput {
+  const role = 'probe scores P (images x concepts)';
+  const h = readNpyHeader(file);
+  const likelihood = method === 'soft_wpmi' || method === 'wpmi';
+  if (!likelihood || h.shape.length !== 2 || (h.dtype !== 'float32' && h.dtype !== 'float16'))
+    return readFloatMatrix(file, role, { shared: true });
+  const input = allocSoftmaxInput(h.shape[0], h.shape[1], h.dtype, { slots });
+  readNpyInto(file, {
+    allocate: (again) => {
+      if (again.dtype !== h.dtype || again.dataBytes !== input.bytes.byteLength)
+        throw new CmError('INVALID_ARGUMENT', `${file} changed while it was read`, { context: { file } });
+      return input.bytes;
+    },
+  });
+  return input;
+}
+
 async function runDissect(flags: DissectFlags): Promise<void> {
+  const startUp = process.uptime();
   const method = flags.method as SimilarityMethod;
   if (!SIMILARITY_METHODS.includes(method)) {
     throw new CmError('INVALID_ARGUMENT', `unknown --method ${flags.method}`, {
@@ -90,9 +117,20 @@ async function runDissect(flags: DissectFlags): Promise<void> {
     scaleP: numberFlag('scale-p', flags.scaleP),
     seed: numberFlag('seed', flags.seed),
   };
+  const workers = numberFlag('workers', flags.workers);
+  const clock = performance.now();
+  const lap = (): number => {
+    const now = performance.now();
+    const seconds = (now - lapStart) / 1000;
+    lapStart = now;
+    return seconds;
+  };
+  let lapStart = clock;
   // shared: the workers read P and Q in place, without the copy toShared would make
-  const P = readFloatMatrix(flags.probeScores, 'probe scores P (images x concepts)', { shared: true });
+  const P = readProbeScores(flags.probeScores, method, workers ?? Math.max(1, availableParallelism()));
+  const readP = lap();
   const Q = readFloatMatrix(flags.activations, 'activations Q (images x neurons)', { shared: true });
+  const readQ = lap();
   const concepts = flags.concepts ? readConcepts(flags.concepts) : undefined;
   if (concepts && concepts.length !== P.cols) {
     throw new CmError(
@@ -103,18 +141,26 @@ async function runDissect(flags: DissectFlags): Promise<void> {
       },
     );
   }
-  const workers = numberFlag('workers', flags.workers);
   // Without --workers, the similarity stays in this thread for small inputs and uses a pool of
   // one worker per core for big ones.
   const pool = workers === undefined ? undefined : new DissectPool({ workers });
   try {
-    const t0 = performance.now();
-    const { sim, likelihoodOffset } = await computeSimilarityDetailed(method, P, Q, params, pool);
-    const seconds = (performance.now() - t0) / 1000;
+    lap();
+    const { sim, likelihoodOffset, stages } = await computeSimilarityDetailed(method, P, Q, params, pool);
+    const seconds = lap();
     writeNpy(flags.out, sim.data, [sim.rows, sim.cols]);
+    const write = lap();
     process.stdout.write(
       `${method}: ${Q.cols} neurons x ${P.cols} concepts from ${P.rows} images in ${seconds.toFixed(2)} s -> ${flags.out}\n`,
     );
+    if (flags.timings) {
+      const f = (x: number): string => x.toFixed(3);
+      process.stdout.write(
+        `stages (s): start-up ${f(startUp)}, read P ${f(readP)}, read Q ${f(readQ)}, softmax ${f(stages.softmax)}, ` +
+          `top-k ${f(stages.topk)} (at once), kernel ${f(stages.kernel - Math.max(stages.softmax, stages.topk))}, ` +
+          `similarity ${f(seconds)}, write ${f(write)}\n`,
+      );
+    }
     if (concepts && flags.labelsOut) {
       // near-ties broken by the neuron's own likelihood, as dissectLayer (and the service) does
       const { indices, scores } = topConceptsPerNeuron(sim, 5, likelihoodOffset);
@@ -138,7 +184,7 @@ export function registerDissect(program: Command): void {
     .description(
       'CLIP-Dissect similarity of a layer (N x S) from probe scores P (D x S) and activations Q (D x N), .npy in and out',
     )
-    .requiredOption('--probe-scores <file>', 'P: images x concepts, .npy float32/float64')
+    .requiredOption('--probe-scores <file>', 'P: images x concepts, .npy float32/float16/float64')
     .requiredOption('--activations <file>', 'Q: images x neurons (pooled), .npy float32/float64')
     .requiredOption('--out <file>', 'where to write the N x S similarity (.npy float32)')
     .option('--method <name>', `similarity: ${SIMILARITY_METHODS.join(', ')}`, 'soft_wpmi')
@@ -156,5 +202,6 @@ export function registerDissect(program: Command): void {
     .option('--concepts <file>', 'concept names, one per line (S lines)')
     .option('--labels-out <file>', 'write labels.csv: neuron, concept, score, top5 (needs --concepts)')
     .option('--workers <n>', 'worker threads (default: one per core)')
+    .option('--timings', 'print the seconds of each stage (start-up, reading, softmax, top-k, kernel, writing)')
     .action((flags: DissectFlags) => runDissect(flags));
 }

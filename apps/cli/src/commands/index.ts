@@ -6,6 +6,9 @@ import { registerRuns } from './runs';
 import { registerDissect } from './dissect';
 import { registerTrain } from './train';
 import { registerDemo } from './demo';
+import { registerServe } from './serve';
+import { registerUi } from './ui';
+import { registerReport } from './report';
 
 /** Every subcommand registers itself here: one line per command module. */
 export const commands: Array<(program: Command) => void> = [
@@ -16,4 +19,7 @@ export const commands: Array<(program: Command) => void> = [
   registerDissect,
   registerTrain,
   registerDemo,
+  registerServe,
+  registerUi,
+  registerReport,
 ];

@@ -1,23 +1,28 @@
 import type { Command } from 'commander';
 import Table from 'cli-table3';
 import { invalidArgument } from '@cm/core';
-import { loadConfig, resolvePath } from '@cm/config';
-import { openStore, storeTargetFromString, type QueryColumns, type Store } from '@cm/store';
+import { loadConfig } from '@cm/config';
+import { notAReadStatement, type QueryColumns } from '@cm/store';
+import { announceStore, resolveReadStore, type ReadStore } from '../store-access';
 
-/** `--store URL|DIR` / `--server`, shared by the store commands (sql, runs). */
+/** `--store URL|DIR` / `--server`, shared by the reading commands (sql, runs). */
 export interface StoreFlags {
   store?: string;
   server?: boolean;
 }
 
 /**
- * Which store a command reads: `--store` if given (http(s):// -> server, else a chDB folder), else
- * CM_CLICKHOUSE_URL with `--server`, else the embedded chDB folder from CM_CHDB_PATH.
+ * The store a reading command reads (store-access.ts: `--store`, else the running stack, else the
+ * embedded folder; `--server` is `--store $CM_CLICKHOUSE_URL`), announced on stderr.
  */
-export async function openStoreFromFlags(flags: StoreFlags): Promise<Store> {
+export async function openReadStoreFromFlags(flags: StoreFlags): Promise<ReadStore> {
   const config = loadConfig();
-  const chosen = flags.store ?? (flags.server ? config.clickhouse.url : resolvePath(config.chdbPath));
-  return openStore(storeTargetFromString(chosen, config.clickhouse));
+  const read = await resolveReadStore({
+    store: flags.store ?? (flags.server ? config.clickhouse.url : undefined),
+    config,
+  });
+  announceStore(read);
+  return read;
 }
 
 type OutputFormat = 'table' | 'csv' | 'json';
@@ -50,7 +55,7 @@ export function registerSql(program: Command): void {
   program
     .command('sql')
     .description(
-      'run a SELECT on the store (embedded chDB folder by default, or a ClickHouse server) and print the result',
+      'run a SELECT on the store (the running stack, else the embedded chDB folder; or --store) and print the result',
     )
     .argument(
       '<query>',
@@ -59,7 +64,11 @@ export function registerSql(program: Command): void {
     .option('--store <url|dir>', 'http(s)://host:port[/?database=db] for a server, or a chDB data folder')
     .option('--server', 'query the server at CM_CLICKHOUSE_URL instead of the chDB folder')
     .option('--format <format>', `output: ${FORMATS.join(' | ')}`, 'table')
-    .action(async (query: string, opts: StoreFlags & { format: string }) => {
+    .option(
+      '--write',
+      'allow statements that change the store (DROP, ALTER, INSERT, ...); without it only reads run',
+    )
+    .action(async (query: string, opts: StoreFlags & { format: string; write?: boolean }) => {
       if (!FORMATS.includes(opts.format as OutputFormat)) {
         throw invalidArgument(
           `unknown --format ${opts.format}`,
@@ -68,13 +77,28 @@ export function registerSql(program: Command): void {
         );
       }
       if (query.trim().length === 0) throw invalidArgument('the query is empty');
-      const store = await openStoreFromFlags(opts);
+      // refused before the store is opened: a typo'd DROP never reaches it
+      const notRead = notAReadStatement(query);
+      if (notRead && !opts.write) {
+        throw invalidArgument(
+          `refused: ${notRead}`,
+          { query: query.slice(0, 200) },
+          'cm sql is read-only; pass --write to change the store',
+        );
+      }
+      const { store } = await openReadStoreFromFlags(opts);
       try {
-        if (opts.format === 'csv') {
-          process.stdout.write(await store.queryText(query, 'CSVWithNames'));
+        if (notRead) {
+          await store.execute(query);
+          process.stdout.write('ok: the statement ran\n');
           return;
         }
-        const result = await store.queryColumns(query);
+        const readOnly = { readOnly: !opts.write };
+        if (opts.format === 'csv') {
+          process.stdout.write(await store.queryText(query, 'CSVWithNames', readOnly));
+          return;
+        }
+        const result = await store.queryColumns(query, readOnly);
         process.stdout.write(opts.format === 'json' ? renderJson(result) : renderTable(result));
       } finally {
         await store.close();

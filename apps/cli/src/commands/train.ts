@@ -2,10 +2,10 @@ import type { Command } from 'commander';
 import type { Monitor } from '@cm/contracts';
 import { CmError, createLogger, invalidArgument } from '@cm/core';
 import { loadConfig, resolvePath, type CmConfig } from '@cm/config';
-import { createLocalMonitor } from '@cm/engine';
+import { localMonitorFromConfig } from '@cm/engine';
 import { createMonitorClient } from '@cm/monitor-client';
-import { BundleDirectory, type ProbeBundle } from '@cm/probe';
-import { openStore, type Store } from '@cm/store';
+import type { ProbeBundle } from '@cm/probe';
+import { openStore, startReaderEndpoint, type Store } from '@cm/store';
 import {
   addDeliveryOptions,
   addTrainOptions,
@@ -31,6 +31,8 @@ const log = createLogger('train');
 export interface MonitorFlags extends DeliveryFlags {
   stack?: boolean;
   monitor?: boolean;
+  /** Monitoring that cannot start is a warning instead of an error. */
+  allowUnmonitored?: boolean;
 }
 
 /** How the trainer reaches Concept-Monitor: all-in-one (engine + embedded chDB), the stack, or not at all. */
@@ -42,7 +44,15 @@ export interface MonitorHandle {
   close(): Promise<void>;
 }
 
-export async function openMonitor(config: CmConfig, flags: MonitorFlags): Promise<MonitorHandle> {
+/**
+ * `writer` names the command in the reader endpoint's advertisement, so `cm sql` in another shell
+ * says "store: chdb .cm/store (served by cm demo, pid 1234)".
+ */
+export async function openMonitor(
+  config: CmConfig,
+  flags: MonitorFlags,
+  writer = 'cm train',
+): Promise<MonitorHandle> {
   if (flags.monitor === false) return { mode: 'none', close: async () => undefined };
   if (flags.stack) {
     const policy = parseDeliveryPolicy(flags.policy);
@@ -56,12 +66,15 @@ export async function openMonitor(config: CmConfig, flags: MonitorFlags): Promis
     database: config.clickhouse.database,
   });
   await store.migrate();
-  // One dissection worker: the other core keeps training.
-  const monitor = createLocalMonitor({
-    bundles: new BundleDirectory(resolvePath(config.bundles.dir)),
-    store,
-    workers: 1,
+  // chDB lets one process open the folder: this one serves reads of it while it writes
+  // (`cm sql`, `cm runs`, `cm ui` in another shell go through it; libs/store reader-endpoint).
+  const reader = await startReaderEndpoint(store, { writer }).catch(async (e: unknown) => {
+    await store.close();
+    throw e;
   });
+  // One dissection worker: the other core keeps training.
+  // CM_DISSECT_METHOD, CM_ALERT_* and the webhook act here as they do in the concept service.
+  const monitor = localMonitorFromConfig(config, { store, workers: 1 });
   log.info(`monitoring all-in-one: embedded store ${resolvePath(config.chdbPath)}`);
   return {
     mode: 'all-in-one',
@@ -69,6 +82,7 @@ export async function openMonitor(config: CmConfig, flags: MonitorFlags): Promis
     store,
     close: async () => {
       await monitor.close();
+      await reader.close();
       await store.close();
     },
   };
@@ -98,7 +112,7 @@ export interface TrainCommandResult {
 
 /** Everything `cm train` does, reusable by `cm demo`. The monitor handle stays open for the caller. */
 export async function runTrainCommand(
-  flags: TrainFlags,
+  flags: TrainFlags & Pick<MonitorFlags, 'allowUnmonitored'>,
   handle: MonitorHandle,
   config: CmConfig,
   overrides: Partial<TrainJob> = {},
@@ -130,6 +144,9 @@ export async function runTrainCommand(
       observer: view,
       signal: controller.signal,
     }),
+    // A run the monitor refuses (service down, unknown bundle) stops the command before training
+    // unless --allow-unmonitored: an exit 0 after an unmonitored run reads as success.
+    requireMonitor: handle.mode !== 'none' && !flags.allowUnmonitored,
     ...overrides,
   };
   try {
@@ -145,7 +162,11 @@ export function addMonitorOptions(cmd: Command): Command {
   return addDeliveryOptions(
     cmd
       .option('--stack', 'stream to the concept service at CM_GRPC_TARGET instead of the all-in-one engine')
-      .option('--no-monitor', 'train without monitoring'),
+      .option('--no-monitor', 'train without monitoring')
+      .option(
+        '--allow-unmonitored',
+        'when monitoring cannot start (service down, unknown bundle), warn and train anyway instead of failing',
+      ),
     'stack: ',
   );
 }

@@ -42,6 +42,9 @@ export function argmaxDissector(delayMs = 0): LayerDissector & { calls: number }
           interpretable: true,
           topConcepts: [concept],
           topScores: [best / d],
+          topImages: Array.from({ length: d }, (_, i) => i)
+            .sort((a, b) => q.data[b * n + k] - q.data[a * n + k] || a - b)
+            .slice(0, 8),
           embedding: new Float32Array(0),
           x: 0,
           y: 0,

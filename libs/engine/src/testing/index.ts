@@ -1,2 +1,3 @@
 export * from './fixtures';
 export * from './argmax-dissector';
+export * from './evidence';

@@ -1,0 +1,5 @@
+export * from './server';
+export * from './session';
+export * from './status';
+export * from './publisher';
+export * from './all-in-one';

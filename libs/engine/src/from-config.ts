@@ -1,0 +1,96 @@
+/**
+ * The one way an engine is built from the validated configuration: the concept service, `cm serve`,
+ * `cm train`, `cm demo` and the benches all come through here, so CM_DISSECT_METHOD, CM_ALERT_* and
+ * CM_ALERT_WEBHOOK_URL act the same in a service run and in an all-in-one run. Defaults live in
+ * libs/config; this module only maps settings onto engine options.
+ */
+import type { CmConfig } from '@cm/config';
+import { resolvePath } from '@cm/config';
+import { rulesFromConfig, webhookFromConfig, withWebhook, type CollapseRulesConfig } from '@cm/alerts';
+import { DissectPool, type DissectOptions } from '@cm/dissect';
+import { BundleDirectory } from '@cm/probe';
+import { ConceptEngine, type BundleSource, type LayerDissector } from './engine';
+import { createLocalMonitor, type LocalMonitor } from './local';
+import type { RunStateStore } from './run-state';
+import type { RecordSink, RecordStore } from './sink';
+
+/** What a caller may replace; everything else comes from the configuration. */
+export interface EngineOverrides {
+  /** Default: the bundle directory CM_BUNDLE_DIR. */
+  bundles?: BundleSource;
+  /** Default: a DissectPool of `workers` threads, owned (and closed) by the built engine. */
+  dissector?: LayerDissector;
+  /** Default: CM_DISSECT_WORKERS. */
+  workers?: number;
+  /** Default: in this process (MemoryRunStateStore); the concept service passes the JetStream KV bucket. */
+  stateStore?: RunStateStore;
+  /** Default: CM_SERVICE_RUN_IDLE_MS. */
+  runIdleMs?: number;
+}
+
+/** The engine settings the configuration decides (for callers that build engines themselves). */
+export interface EngineSettings {
+  alertRules: CollapseRulesConfig;
+  dissectOptions: Omit<DissectOptions, 'previousTop1'>;
+}
+
+export function engineSettingsFromConfig(cfg: CmConfig): EngineSettings {
+  return {
+    alertRules: rulesFromConfig(cfg.alerts),
+    dissectOptions: { method: cfg.dissect.method, topImages: cfg.dissect.topImages },
+  };
+}
+
+export interface ConfiguredEngine {
+  engine: ConceptEngine;
+  /** `base` with the configured alert webhook (CM_ALERT_WEBHOOK_URL) after it, when one is set. */
+  withAlertDelivery(base: RecordSink): RecordSink;
+  /** Stop the engine's timer and the worker pool it owns. */
+  close(): Promise<void>;
+}
+
+export function engineFromConfig(cfg: CmConfig, overrides: EngineOverrides = {}): ConfiguredEngine {
+  const pool = overrides.dissector
+    ? undefined
+    : new DissectPool({ workers: overrides.workers ?? cfg.dissect.workers });
+  const engine = new ConceptEngine({
+    bundles: overrides.bundles ?? new BundleDirectory(resolvePath(cfg.bundles.dir)),
+    dissector: overrides.dissector ?? (pool as DissectPool),
+    ...engineSettingsFromConfig(cfg),
+    stateStore: overrides.stateStore,
+    runIdleMs: overrides.runIdleMs ?? cfg.service.runIdleMs,
+  });
+  const notifier = webhookFromConfig(cfg.alerts);
+  return {
+    engine,
+    withAlertDelivery: (base) => (notifier ? withWebhook(base, notifier) : base),
+    async close() {
+      engine.close();
+      await pool?.close();
+    },
+  };
+}
+
+export interface LocalMonitorOverrides {
+  /** Where records go (the embedded chDB store normally). */
+  store: RecordStore;
+  bundles?: BundleSource;
+  dissector?: LayerDissector;
+  /** Default: CM_DISSECT_WORKERS. `cm train` passes 1 so the other core keeps training. */
+  workers?: number;
+  /** Replace the store sink (tests). */
+  sink?: RecordSink;
+}
+
+/** The all-in-one Monitor (engine + store in this process), configured as the concept service is. */
+export function localMonitorFromConfig(cfg: CmConfig, overrides: LocalMonitorOverrides): LocalMonitor {
+  return createLocalMonitor({
+    bundles: overrides.bundles ?? new BundleDirectory(resolvePath(cfg.bundles.dir)),
+    store: overrides.store,
+    workers: overrides.workers ?? cfg.dissect.workers,
+    dissector: overrides.dissector,
+    sink: overrides.sink,
+    webhook: webhookFromConfig(cfg.alerts),
+    ...engineSettingsFromConfig(cfg),
+  });
+}

@@ -1,0 +1,4 @@
+export * from './watch';
+export * from './layers';
+export * from './prober';
+export * from './splits';
