@@ -1,0 +1,2 @@
+export * from './literal';
+export * from './questions';

@@ -1,0 +1,3 @@
+import { uiSuite } from './suite';
+
+describe('cm ui on chDB', () => uiSuite('chdb'));

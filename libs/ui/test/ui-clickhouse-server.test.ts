@@ -1,0 +1,3 @@
+import { uiSuite } from './suite';
+
+describe('cm ui on clickhouse-server 18.16', () => uiSuite('clickhouse-server'));
