@@ -30,7 +30,55 @@ const failedSuites = summary.testResults.filter(
   (r) => r.status === 'failed' && r.assertionResults.length === 0,
 );
 for (const s of failedSuites) console.error(`run-jest: suite failed to run: ${s.name}\n${s.message}`);
-const failed = summary.numFailedTests + failedSuites.length;
-const skipped = summary.numPendingTests + summary.numTodoTests;
-console.log(`${summary.numPassedTests} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+const py = runPytest();
+const failed = summary.numFailedTests + failedSuites.length + py.failed;
+const skipped = summary.numPendingTests + summary.numTodoTests + py.skipped;
+const passed = summary.numPassedTests + py.passed;
+console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
 process.exit(failed > 0 || !summary.success ? 1 : (res.status ?? 0));
+
+/**
+ * The Python SDK's pytest suite (libs/monitor-client-py), after jest, counted into the same line:
+ * run when jest got no filter arguments (CM_PYTEST=1 forces it, CM_PYTEST=0 skips it). Its junit
+ * report gives the counts; no report, or pytest's exit 5 (no tests collected), is one failure.
+ */
+function runPytest() {
+  const none = { passed: 0, failed: 0, skipped: 0 };
+  const wanted = process.env.CM_PYTEST ?? (process.argv.length > 2 ? '0' : '1');
+  if (wanted === '0') return none;
+  const dir = join(root, 'libs', 'monitor-client-py');
+  const report = join(root, '.test-results-py.xml');
+  rmSync(report, { force: true });
+  const py = spawnSync('/usr/bin/python3', ['-m', 'pytest', '-q', `--junitxml=${report}`], {
+    cwd: dir,
+    stdio: 'inherit',
+  });
+  if (py.status === 5) {
+    console.error('run-jest: pytest collected no tests in libs/monitor-client-py');
+    return { ...none, failed: 1 };
+  }
+  let xml;
+  try {
+    xml = readFileSync(report, 'utf8');
+  } catch {
+    console.error(
+      `run-jest: pytest wrote no report (exit ${py.status ?? py.error}); is python3-pytest installed (bash tools/setup.sh)?`,
+    );
+    return { ...none, failed: 1 };
+  }
+  const attr = (name) =>
+    [...xml.matchAll(new RegExp(`<testsuite\\b[^>]*\\b${name}="(\\d+)"`, 'g'))].reduce(
+      (a, m) => a + Number(m[1]),
+      0,
+    );
+  const total = attr('tests');
+  const failedPy = attr('failures') + attr('errors');
+  const skippedPy = attr('skipped');
+  const counted = { passed: total - failedPy - skippedPy, failed: failedPy, skipped: skippedPy };
+  if (py.status !== 0 && counted.failed === 0) {
+    console.error(`run-jest: pytest exited ${py.status} without a failed test in its report`);
+    counted.failed = 1;
+  }
+  console.error(`run-jest: pytest ${counted.passed} passed, ${counted.failed} failed`);
+  return counted;
+}
