@@ -38,7 +38,7 @@ console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped
 process.exit(failed > 0 || !summary.success ? 1 : (res.status ?? 0));
 
 /**
- * The Python SDK's pytest suite (libs/monitor-client-py), after jest, counted into the same line:
+ * The Python tests (libs/monitor-client-py, tools/reference), after jest, counted into the same line:
  * run when jest got no filter arguments (CM_PYTEST=1 forces it, CM_PYTEST=0 skips it). Its junit
  * report gives the counts; no report, or pytest's exit 5 (no tests collected), is one failure.
  */
@@ -49,10 +49,22 @@ function runPytest() {
   const dir = join(root, 'libs', 'monitor-client-py');
   const report = join(root, '.test-results-py.xml');
   rmSync(report, { force: true });
-  const py = spawnSync('/usr/bin/python3', ['-m', 'pytest', '-q', `--junitxml=${report}`], {
-    cwd: dir,
-    stdio: 'inherit',
-  });
+  // the SDK's tests, and tools/reference (the PyTorch soft_wpmi the dissection benchmark runs
+  // against, checked on the reference test vectors); the SDK's pyproject holds the pytest settings
+  const py = spawnSync(
+    '/usr/bin/python3',
+    [
+      '-m',
+      'pytest',
+      '-q',
+      '-c',
+      join(dir, 'pyproject.toml'),
+      `--junitxml=${report}`,
+      join(dir, 'tests'),
+      join(root, 'tools', 'reference'),
+    ],
+    { cwd: dir, stdio: 'inherit' },
+  );
   if (py.status === 5) {
     console.error('run-jest: pytest collected no tests in libs/monitor-client-py');
     return { ...none, failed: 1 };
