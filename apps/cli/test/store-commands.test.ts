@@ -74,10 +74,10 @@ describe('cm sql is read-only unless --write', () => {
     const drop = await cm(['sql', 'DROP TABLE runs']);
     expect(drop.code).not.toBe(0);
     expect(drop.stderr.trim()).toBe(
-      'cm: error: refused: DROP is not a read: only SELECT, WITH, SHOW, DESCRIBE, EXISTS and EXPLAIN run here (cm sql is read-only; pass --write to change the store)',
+      'cm: error: DROP is not a read: only SELECT, WITH, SHOW, DESCRIBE, EXISTS and EXPLAIN run here (cm sql is read-only; pass --write to change the store)',
     );
     const sneaky = await cm(['sql', '/* SELECT */ ALTER TABLE runs DELETE WHERE 1']);
-    expect(sneaky.stderr).toMatch(/refused: ALTER is not a read/);
+    expect(sneaky.stderr).toMatch(/cm: error: ALTER is not a read/);
     expect(JSON.parse((await cm(['runs', '--json'])).stdout)).toEqual(runsBefore);
 
     const written = await cm(['sql', '--write', 'CREATE TABLE scratch (a UInt8) ENGINE = Memory']);

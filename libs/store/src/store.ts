@@ -412,7 +412,7 @@ class ClickHouseStore implements Store {
     if (!options?.readOnly) return {};
     const refused = notAReadStatement(sql);
     if (refused) {
-      throw new CmError('INVALID_ARGUMENT', `refused: ${refused}`, {
+      throw new CmError('INVALID_ARGUMENT', refused, {
         context: { store: describeTarget(this.target), sql: sql.slice(0, 200) },
         hint: 'cm sql is read-only; pass --write to change the store',
       });

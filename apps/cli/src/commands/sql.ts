@@ -81,7 +81,7 @@ export function registerSql(program: Command): void {
       const notRead = notAReadStatement(query);
       if (notRead && !opts.write) {
         throw invalidArgument(
-          `refused: ${notRead}`,
+          notRead,
           { query: query.slice(0, 200) },
           'cm sql is read-only; pass --write to change the store',
         );
