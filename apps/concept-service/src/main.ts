@@ -48,7 +48,8 @@ export async function startConceptService(cfg: CmConfig): Promise<RunningService
     replicas: cfg.nats.replicas,
     ttlMs: cfg.service.runStateTtlHours * 3600 * 1000,
   });
-  const built = engineFromConfig(cfg, { stateStore });
+  // a run id is used while its state is saved, and after that while its run record is in the stream
+  const built = engineFromConfig(cfg, { stateStore, runExists: (runId) => bus.runRecordPublished(runId) });
   const engine = built.engine;
   // With CM_ALERT_WEBHOOK_URL set, alerts are POSTed after they are durable in JetStream.
   const server = createConceptServer({

@@ -211,7 +211,7 @@ it('a trainer that reconnects to another replica carries its run on there', asyn
   await first.close(); // the trainer's connection goes; its next one lands on B
   clients.delete(first);
   const second = client(replicaB.grpcPort);
-  await second.startRun(testRunSpec('moved', bundles.bundleId));
+  await second.startRun(testRunSpec('moved', bundles.bundleId), { resume: true });
   for (const step of [2, 3]) await second.sendCheckpoint(testCheckpoint(bundles.space, step));
   await second.endRun('completed');
   const moved = await published<LayerSnapshotRecord>('snapshot', 'moved', 12);
@@ -249,7 +249,7 @@ it('a run with an open stream is not evicted; once its stream is gone it is, and
     expect(store.runIds()).toEqual(['idle trainer']);
     // it comes back: resumed from the store, no new run record
     const again = client(svc.port);
-    await again.startRun(testRunSpec('idle trainer', bundles.bundleId));
+    await again.startRun(testRunSpec('idle trainer', bundles.bundleId), { resume: true });
     expect((await again.sendCheckpoint(testCheckpoint(bundles.space, 1)))?.step).toBe(1);
     await again.endRun('completed');
     expect(svc.sink.records.filter((r) => r.kind === 'run').map((r) => r.kind === 'run' && r.status)).toEqual(
@@ -270,3 +270,41 @@ it('CM_SERVICE_RUN_IDLE_MS and CM_RUN_STATE_TTL_HOURS configure eviction and the
   });
   expect(() => loadConfig({ CM_SERVICE_RUN_IDLE_MS: '-1' })).toThrow(/CM_SERVICE_RUN_IDLE_MS/);
 });
+
+it('the same run id twice: the second start is refused (running and after it ended), the first run intact, resume continues it', async () => {
+  const service = await startService(await serviceConfig());
+  const first = client(service.grpcPort);
+  await first.startRun(testRunSpec('twice', bundles.bundleId));
+  expect((await first.sendCheckpoint(testCheckpoint(bundles.space, 0)))?.step).toBe(0);
+
+  const second = client(service.grpcPort);
+  const whileRunning = await second.startRun(testRunSpec('twice', bundles.bundleId)).then(
+    () => undefined,
+    (e: unknown) => e as { code?: string; message: string },
+  );
+  expect(whileRunning?.code).toBe('ALREADY_EXISTS');
+  expect(whileRunning?.message).toMatch(/run twice already exists \(it is running\).*resume it/);
+  expect((await first.sendCheckpoint(testCheckpoint(bundles.space, 1)))?.step).toBe(1);
+  await first.endRun('completed');
+
+  // ended: its saved state is gone, its run record in the stream still says the id is used
+  expect(await (await openRunStateKv(bus)).load('twice')).toBeUndefined();
+  const third = client(service.grpcPort);
+  const afterEnd = await third.startRun(testRunSpec('twice', bundles.bundleId)).then(
+    () => undefined,
+    (e: unknown) => e as { code?: string; message: string },
+  );
+  expect(afterEnd?.code).toBe('ALREADY_EXISTS');
+  expect(afterEnd?.message).toMatch(/it ran before/);
+  // the first run's records are all there, once: one start, one end, two checkpoints
+  const runs = await published<{ status: string }>('run', 'twice', 2);
+  expect(runs.map((r) => r.status)).toEqual(['running', 'completed']);
+  expect((await published<{ step: number }>('checkpoint', 'twice', 2)).map((c) => c.step)).toEqual([0, 1]);
+
+  // resume continues it under the same id
+  const resumed = client(service.grpcPort);
+  await resumed.startRun(testRunSpec('twice', bundles.bundleId), { resume: true });
+  expect((await resumed.sendCheckpoint(testCheckpoint(bundles.space, 2)))?.step).toBe(2);
+  await resumed.endRun('completed');
+  await stopService(service);
+}, 120_000);

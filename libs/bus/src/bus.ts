@@ -58,6 +58,11 @@ export interface Bus {
    * JetStream; this answers false then, within the timeout.
    */
   probe(timeoutMs?: number): Promise<BusProbe>;
+  /**
+   * Whether the stream holds a run record of this run (any status, within the stream's retention):
+   * the concept service's way to tell a used run id once the run's saved state is gone.
+   */
+  runRecordPublished(runId: string): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -73,6 +78,7 @@ export const JS_ERR = {
   streamNotFound: 10059,
   streamNameInUse: 10058,
   consumerNotFound: 10014,
+  noMessageFound: 10037,
 } as const;
 
 /** The JetStream API error code of a failed request (`err_code`), if the server sent one. */
@@ -218,6 +224,19 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     }
   }
 
+  async function runRecordPublished(runId: string): Promise<boolean> {
+    try {
+      await jsm.streams.getMessage(STREAM.name, { last_by_subj: subjectFor('run', runId) });
+      return true;
+    } catch (e) {
+      if (jetStreamErrorCode(e) === JS_ERR.noMessageFound) return false;
+      throw new CmError('UNAVAILABLE', `cannot look up run ${runId} in JetStream: ${errorMessage(e)}`, {
+        context: { runId },
+        cause: e,
+      });
+    }
+  }
+
   return {
     nc,
     js,
@@ -226,6 +245,7 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     publishRecords,
     subscribeAlerts,
     probe,
+    runRecordPublished,
     close: async () => {
       if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
     },

@@ -15,8 +15,10 @@ import {
   type Logger,
 } from '@cm/core';
 import type { CmConfig } from '@cm/config';
+import type { Store } from '@cm/store';
 import {
   engineFromConfig,
+  storedRunCheck,
   storeSink,
   type BundleSource,
   type ConceptEngine,
@@ -27,8 +29,8 @@ import type { CheckpointInfo } from './session';
 
 export interface AllInOneOptions {
   config: CmConfig;
-  /** Where records go; the caller opens (and migrates) it and closes it after stop(). */
-  store: RecordStore;
+  /** Where records go; the caller opens (and migrates) it and closes it after stop(). Queried for used run ids. */
+  store: RecordStore & { query?: Store['query'] };
   /** host:port to listen on (port 0 picks one). Default CM_GRPC_LISTEN. */
   listen?: string;
   /** HTTP GET /healthz on 127.0.0.1:<port> (0 picks one); false: none. Default CM_SERVICE_HEALTH_PORT. */
@@ -55,7 +57,12 @@ export interface AllInOneServer {
 export async function startAllInOne(opts: AllInOneOptions): Promise<AllInOneServer> {
   const cfg = opts.config;
   const log = opts.log ?? createLogger('serve');
-  const built = engineFromConfig(cfg, { bundles: opts.bundles, workers: opts.workers });
+  const built = engineFromConfig(cfg, {
+    bundles: opts.bundles,
+    workers: opts.workers,
+    // cm serve keeps run state in memory: after a restart the store's runs table says which ids are used
+    runExists: storedRunCheck(opts.store),
+  });
   const server = createConceptServer({
     engine: built.engine,
     sink: built.withAlertDelivery(storeSink(opts.store)),

@@ -115,7 +115,10 @@ export class StreamSession {
     this.pause();
     this.enqueue(async () => {
       try {
-        const started = await this.opts.engine.startRun(spec);
+        const started = await this.opts.engine.startRun(spec, {
+          resume: m.resume,
+          startToken: m.startToken || undefined,
+        });
         // While this stream is open the run stays in memory (idle eviction skips it).
         const release = this.opts.engine.attach(spec.runId);
         void this.done.then(release);

@@ -52,8 +52,13 @@ export interface CheckpointResult {
   alerts: { layer: string; rule: string; state: 'firing' | 'resolved'; message: string }[];
 }
 
+/** How a run is started: `resume` continues a run already known under its id (else refused). */
+export interface StartOptions {
+  resume?: boolean;
+}
+
 export interface Monitor {
-  startRun(spec: RunSpec): Promise<void>;
+  startRun(spec: RunSpec, options?: StartOptions): Promise<void>;
   /**
    * Resolves when the checkpoint's results are durable (JetStream ack or store insert), or, under a
    * drop policy with the service down, with `undefined` after counting the drop.

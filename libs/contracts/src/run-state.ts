@@ -50,4 +50,14 @@ export interface PersistedRunState {
    * resent after a restart (processed, never acknowledged) is recomputed from there, identically.
    */
   recent: { step: number; before: RunCarry }[];
+  /**
+   * The start token of the client that started the run (RunStart.start_token): a RunStart repeated
+   * by that client after a lost answer is the same start, not a second run under the same id.
+   */
+  startToken?: string;
+  /**
+   * Set once the run ended: the state then only says the id is taken (its carry is dropped), so a
+   * new run under the same id is refused unless it asks to resume.
+   */
+  ended?: boolean;
 }

@@ -6,6 +6,7 @@
 export type CmErrorCode =
   | 'INVALID_ARGUMENT' // bad shapes, NaN, wrong dtype, malformed message
   | 'NOT_FOUND' // unknown run, bundle, file
+  | 'ALREADY_EXISTS' // a new run under an id the service already knows
   | 'CONFIG' // invalid configuration / environment
   | 'UNAVAILABLE' // a service could not be reached or died
   | 'TIMEOUT'

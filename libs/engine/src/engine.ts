@@ -104,6 +104,23 @@ export interface ConceptEngineOptions {
   runIdleMs?: number;
   /** Clock in ms for idle eviction (tests). */
   clockMs?: () => number;
+  /**
+   * Whether a run id was ever used, beyond the saved states (which go when a run ends): the
+   * concept service asks JetStream for the run's record, all-in-one mode asks its store. A new
+   * run under a used id is refused (ALREADY_EXISTS) unless it asks to resume.
+   */
+  runExists?: (runId: string) => Promise<boolean>;
+}
+
+/** How a RunStart is meant (RunStart.resume and RunStart.start_token on the wire). */
+export interface StartRunOptions {
+  /** Continue the run if it exists (a reconnect, or `cm train --resume`); start it if not. */
+  resume?: boolean;
+  /**
+   * Random per client start (not per connection): the same client repeating its RunStart after a
+   * lost answer sends the same token, and continues the run it started instead of being refused.
+   */
+  startToken?: string;
 }
 
 export interface StartedRun {
@@ -140,6 +157,7 @@ interface RunState {
   lastActiveMs: number;
   busy: number;
   streams: number;
+  startToken?: string;
 }
 
 /** The collapse rules at the configuration's defaults (libs/config holds the numbers). */
@@ -184,9 +202,14 @@ export class ConceptEngine {
    * with a different spec it is an error. A run this engine does not hold but the state store does
    * (a restart, another replica) is resumed from the store. Unknown bundle -> NOT_FOUND.
    */
-  async startRun(spec: RunSpec): Promise<StartedRun> {
+  async startRun(spec: RunSpec, options: StartRunOptions = {}): Promise<StartedRun> {
     validateRunSpec(spec);
     const runId = spec.runId;
+    const taken = (how: string): CmError =>
+      new CmError('ALREADY_EXISTS', `run ${runId} already exists (${how})`, {
+        context: { runId },
+        hint: 'resume it (RunStart.resume; cm train --resume), or start the new run under a new run id',
+      });
     let run = this.runs.get(runId);
     if (run && run.busy === 0) {
       // The trainer may have been served by another replica since (it reconnected there, then
@@ -196,6 +219,8 @@ export class ConceptEngine {
     }
     if (!run) run = await this.held(runId);
     if (run) {
+      const sameStart = options.startToken !== undefined && options.startToken === run.startToken;
+      if (!options.resume && !sameStart) throw taken('it is running');
       if (!sameRunSpec(run.spec, spec)) {
         throw invalidArgument(
           `run ${runId} is already running with a different bundle, model or layers`,
@@ -206,6 +231,9 @@ export class ConceptEngine {
       run.lastActiveMs = this.clockMs();
       return { records: [], probeImages: run.space.probeScores.rows, resumed: true };
     }
+    // no saved state: an ended run (or one whose state aged out) is still a used id
+    if (!options.resume && this.opts.runExists && (await this.opts.runExists(runId)))
+      throw taken('it ran before');
     const bundle = await this.loadBundle(spec);
     const time = this.now().toISOString();
     const record: RunRecord = {
@@ -227,6 +255,7 @@ export class ConceptEngine {
         lastStep: -1,
         current: { top1: {} },
         recent: [],
+        startToken: options.startToken,
       },
       bundle,
     );
@@ -456,6 +485,7 @@ export class ConceptEngine {
       lastActiveMs: this.clockMs(),
       busy: 0,
       streams: 0,
+      startToken: saved.startToken,
     };
   }
 
@@ -465,7 +495,7 @@ export class ConceptEngine {
     current: RunCarry,
     recent: PersistedRunState['recent'],
   ): PersistedRunState {
-    return { spec: run.spec, record: run.record, lastStep, current, recent };
+    return { spec: run.spec, record: run.record, lastStep, current, recent, startToken: run.startToken };
   }
 
   /** The run from memory, else from the store (loaded once even when asked concurrently). */

@@ -8,11 +8,12 @@ import type { CmConfig } from '@cm/config';
 import { resolvePath } from '@cm/config';
 import { rulesFromConfig, webhookFromConfig, withWebhook, type CollapseRulesConfig } from '@cm/alerts';
 import { DissectPool, type DissectOptions } from '@cm/dissect';
-import { BundleDirectory } from '@cm/probe';
+import { BundleDirectory, type LoadBundleOptions } from '@cm/probe';
 import { ConceptEngine, type BundleSource, type LayerDissector } from './engine';
 import { createLocalMonitor, type LocalMonitor } from './local';
 import type { RunStateStore } from './run-state';
 import type { RecordSink, RecordStore } from './sink';
+import { runIsStored, type Store } from '@cm/store';
 
 /** What a caller may replace; everything else comes from the configuration. */
 export interface EngineOverrides {
@@ -26,6 +27,8 @@ export interface EngineOverrides {
   stateStore?: RunStateStore;
   /** Default: CM_SERVICE_RUN_IDLE_MS. */
   runIdleMs?: number;
+  /** Whether a run id was used before (ConceptEngineOptions.runExists); the service asks JetStream. */
+  runExists?: (runId: string) => Promise<boolean>;
 }
 
 /** The engine settings the configuration decides (for callers that build engines themselves). */
@@ -41,6 +44,15 @@ export function engineSettingsFromConfig(cfg: CmConfig): EngineSettings {
   };
 }
 
+/**
+ * With a wpmi / soft_wpmi method, bundles keep P where its softmax goes (softmaxed in place on the
+ * first dissection): P and its softmax cost one D x S array in the service (issue 15).
+ */
+function bundleOptionsFor(cfg: CmConfig, workers: number): LoadBundleOptions {
+  const likelihood = cfg.dissect.method === 'soft_wpmi' || cfg.dissect.method === 'wpmi';
+  return likelihood ? { softmaxInPlace: { slots: workers } } : {};
+}
+
 export interface ConfiguredEngine {
   engine: ConceptEngine;
   /** `base` with the configured alert webhook (CM_ALERT_WEBHOOK_URL) after it, when one is set. */
@@ -54,11 +66,17 @@ export function engineFromConfig(cfg: CmConfig, overrides: EngineOverrides = {})
     ? undefined
     : new DissectPool({ workers: overrides.workers ?? cfg.dissect.workers });
   const engine = new ConceptEngine({
-    bundles: overrides.bundles ?? new BundleDirectory(resolvePath(cfg.bundles.dir)),
+    bundles:
+      overrides.bundles ??
+      new BundleDirectory(
+        resolvePath(cfg.bundles.dir),
+        bundleOptionsFor(cfg, overrides.workers ?? cfg.dissect.workers),
+      ),
     dissector: overrides.dissector ?? (pool as DissectPool),
     ...engineSettingsFromConfig(cfg),
     stateStore: overrides.stateStore,
     runIdleMs: overrides.runIdleMs ?? cfg.service.runIdleMs,
+    runExists: overrides.runExists,
   });
   const notifier = webhookFromConfig(cfg.alerts);
   return {
@@ -72,8 +90,8 @@ export function engineFromConfig(cfg: CmConfig, overrides: EngineOverrides = {})
 }
 
 export interface LocalMonitorOverrides {
-  /** Where records go (the embedded chDB store normally). */
-  store: RecordStore;
+  /** Where records go (the embedded chDB store normally); when it can be queried, its runs table says which run ids are used. */
+  store: RecordStore & Partial<Pick<Store, 'query'>>;
   bundles?: BundleSource;
   dissector?: LayerDissector;
   /** Default: CM_DISSECT_WORKERS. `cm train` passes 1 so the other core keeps training. */
@@ -91,6 +109,15 @@ export function localMonitorFromConfig(cfg: CmConfig, overrides: LocalMonitorOve
     dissector: overrides.dissector,
     sink: overrides.sink,
     webhook: webhookFromConfig(cfg.alerts),
+    runExists: storedRunCheck(overrides.store),
     ...engineSettingsFromConfig(cfg),
   });
+}
+
+/** The store's runs table as ConceptEngineOptions.runExists, for a store that can be queried. */
+export function storedRunCheck(
+  store: RecordStore & Partial<Pick<Store, 'query'>>,
+): ((runId: string) => Promise<boolean>) | undefined {
+  const query = store.query?.bind(store);
+  return query ? (runId) => runIsStored({ query }, runId) : undefined;
 }

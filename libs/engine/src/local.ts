@@ -4,7 +4,7 @@
  * gRPC and no NATS: records go straight into a store, normally the embedded chDB one.
  */
 import { CmError } from '@cm/core';
-import type { CheckpointData, CheckpointResult, Monitor, RunSpec } from '@cm/contracts';
+import type { CheckpointData, CheckpointResult, Monitor, RunSpec, StartOptions } from '@cm/contracts';
 import { withWebhook, type CollapseRulesConfig, type WebhookNotifier } from '@cm/alerts';
 import { DissectPool, type DissectOptions } from '@cm/dissect';
 import { ConceptEngine, type BundleSource, type LayerDissector } from './engine';
@@ -23,6 +23,8 @@ export interface LocalMonitorOptions {
   sink?: RecordSink;
   /** POST alerts to a webhook once they are stored (CM_ALERT_WEBHOOK_URL). */
   webhook?: WebhookNotifier;
+  /** Whether a run id was used before (ConceptEngineOptions.runExists). */
+  runExists?: (runId: string) => Promise<boolean>;
 }
 
 export interface LocalMonitor extends Monitor {
@@ -37,6 +39,7 @@ export function createLocalMonitor(opts: LocalMonitorOptions): LocalMonitor {
     dissector,
     alertRules: opts.alertRules,
     dissectOptions: opts.dissectOptions,
+    runExists: opts.runExists,
   });
   const stored = opts.sink ?? storeSink(opts.store);
   const sink: RecordSink = opts.webhook ? withWebhook(stored, opts.webhook) : stored;
@@ -50,7 +53,7 @@ export function createLocalMonitor(opts: LocalMonitorOptions): LocalMonitor {
 
   return {
     engine,
-    async startRun(spec: RunSpec): Promise<void> {
+    async startRun(spec: RunSpec, options: StartOptions = {}): Promise<void> {
       if (runId !== undefined && runId !== spec.runId) {
         throw new CmError(
           'INVALID_ARGUMENT',
@@ -60,7 +63,7 @@ export function createLocalMonitor(opts: LocalMonitorOptions): LocalMonitor {
           },
         );
       }
-      const started = await engine.startRun(spec);
+      const started = await engine.startRun(spec, { resume: options.resume });
       await sink.write(started.records);
       runId = spec.runId;
     },

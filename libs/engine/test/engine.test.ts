@@ -59,17 +59,46 @@ describe('startRun', () => {
       /declares no monitored layers/,
     );
   });
-  it('a second start with the same spec resumes; a different spec is refused', async () => {
+  it('a second start resumes only when it asks to (or repeats the first start); a different spec is refused', async () => {
     const engine = newEngine();
-    const first = await engine.startRun(testRunSpec('r', tb.bundleId));
+    const first = await engine.startRun(testRunSpec('r', tb.bundleId), { startToken: 'client-1' });
     expect(first).toMatchObject({ resumed: false, probeImages: 120 });
     expect(first.records.map((r) => r.kind)).toEqual(['run']);
-    expect(await engine.startRun(testRunSpec('r', tb.bundleId))).toMatchObject({
+    expect(await engine.startRun(testRunSpec('r', tb.bundleId), { resume: true })).toMatchObject({
       resumed: true,
       records: [],
     });
+    // the same client repeating its RunStart (answer lost) continues; anyone else is refused
+    expect(await engine.startRun(testRunSpec('r', tb.bundleId), { startToken: 'client-1' })).toMatchObject({
+      resumed: true,
+    });
+    const taken = await rejected(engine.startRun(testRunSpec('r', tb.bundleId), { startToken: 'client-2' }));
+    expect(taken.code).toBe('ALREADY_EXISTS');
+    expect(taken.message).toBe('run r already exists (it is running)');
+    expect(taken.hint).toMatch(/resume it .* or start the new run under a new run id/);
     const other = testRunSpec('r', tb.bundleId, [TEST_LAYERS[0]]);
-    expect((await rejected(engine.startRun(other))).message).toMatch(/already running with a different/);
+    expect((await rejected(engine.startRun(other, { resume: true }))).message).toMatch(
+      /already running with a different/,
+    );
+  });
+
+  it('a run id used before (runExists) is refused without resume, continued with it', async () => {
+    const used = new Set(['old']);
+    const engine = new ConceptEngine({
+      bundles: tb.bundles,
+      dissector: inlineDissector(),
+      now: fixedNow,
+      runExists: async (id) => used.has(id),
+    });
+    const e = await rejected(engine.startRun(testRunSpec('old', tb.bundleId)));
+    expect({ code: e.code, message: e.message }).toEqual({
+      code: 'ALREADY_EXISTS',
+      message: 'run old already exists (it ran before)',
+    });
+    expect(await engine.startRun(testRunSpec('old', tb.bundleId), { resume: true })).toMatchObject({
+      resumed: false,
+    });
+    expect((await engine.startRun(testRunSpec('new', tb.bundleId))).resumed).toBe(false);
   });
 });
 

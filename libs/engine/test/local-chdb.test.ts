@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dissectLayer } from '@cm/dissect';
 import { neuronLabelsSql, openStore, sqlString, type Store } from '@cm/store';
-import { createLocalMonitor } from '../src';
+import { createLocalMonitor, storedRunCheck } from '../src';
 import {
   makeTestBundles,
   testCheckpoint,
@@ -122,3 +122,33 @@ it.each(['cos', 'rank_reorder'] as const)(
   },
   120_000,
 );
+
+it('a new monitor (another process, after a restart) refuses a run id the store holds, unless it resumes', async () => {
+  const runId = 'stored run';
+  const make = () =>
+    createLocalMonitor({ bundles: tb.bundles, store, workers: 1, runExists: storedRunCheck(store) });
+  const first = make();
+  try {
+    await first.startRun(testRunSpec(runId, tb.bundleId));
+    await first.sendCheckpoint(testCheckpoint(tb.space, 0));
+    await first.endRun('completed');
+  } finally {
+    await first.close();
+  }
+  const second = make();
+  try {
+    await expect(second.startRun(testRunSpec(runId, tb.bundleId))).rejects.toMatchObject({
+      code: 'ALREADY_EXISTS',
+      message: 'run stored run already exists (it ran before)',
+    });
+    await second.startRun(testRunSpec(runId, tb.bundleId), { resume: true });
+    expect((await second.sendCheckpoint(testCheckpoint(tb.space, 1)))?.step).toBe(1);
+    await second.endRun('completed');
+  } finally {
+    await second.close();
+  }
+  const [row] = await store.query<{ n: string }>(
+    `SELECT count() AS n FROM checkpoints FINAL WHERE run_id = ${sqlString(runId)}`,
+  );
+  expect(Number(row.n)).toBe(2);
+}, 60_000);

@@ -125,7 +125,7 @@ describe('ConceptEngine with a state store', () => {
     first.close();
 
     const second = newEngine(store); // the restarted service
-    const resumed = await second.startRun(testRunSpec('r', tb.bundleId));
+    const resumed = await second.startRun(testRunSpec('r', tb.bundleId), { resume: true });
     expect(resumed).toMatchObject({ resumed: true, records: [], probeImages: 120 });
     for (let step = 2; step < 4; step++) {
       const out = await second.processCheckpoint('r', testCheckpoint(tb.space, step));
@@ -135,7 +135,9 @@ describe('ConceptEngine with a state store', () => {
     expect(snapshots(expected[2]).some((s) => s.switches > 0)).toBe(true);
     // a different spec for the stored run is refused, as for a run held in memory
     const third = newEngine(store);
-    const e = await rejected(() => third.startRun({ ...testRunSpec('r', tb.bundleId), model: 'other' }));
+    const e = await rejected(() =>
+      third.startRun({ ...testRunSpec('r', tb.bundleId), model: 'other' }, { resume: true }),
+    );
     expect(e.message).toMatch(/already running with a different/);
   });
 
@@ -165,7 +167,7 @@ describe('ConceptEngine with a state store', () => {
     for (let step = 0; step < 6; step++)
       firstTime.push((await a.processCheckpoint('r', testCheckpoint(tb.space, step))).records);
     const b = newEngine(store);
-    await b.startRun(testRunSpec('r', tb.bundleId));
+    await b.startRun(testRunSpec('r', tb.bundleId), { resume: true });
     for (const step of [4, 5]) {
       const again = await b.processCheckpoint('r', testCheckpoint(tb.space, step));
       expect(again.replayed).toBe(true);
@@ -209,7 +211,7 @@ describe('ConceptEngine with a state store', () => {
       if (step === 2 || step === 4 || step === 6) {
         engine.close();
         engine = newEngine(store); // restart before the episode, while it is open, before it resolves
-        await engine.startRun(testRunSpec('c', tb.bundleId, FC));
+        await engine.startRun(testRunSpec('c', tb.bundleId, FC), { resume: true });
       }
       seen.push(...alertsOf((await engine.processCheckpoint('c', fcCheckpoint(step, collapsed))).records));
     }
@@ -257,9 +259,9 @@ describe('ConceptEngine with a state store', () => {
     const b = newEngine(store);
     await a.startRun(testRunSpec('r', tb.bundleId));
     await a.processCheckpoint('r', testCheckpoint(tb.space, 0));
-    await b.startRun(testRunSpec('r', tb.bundleId)); // trainer reconnected to b
+    await b.startRun(testRunSpec('r', tb.bundleId), { resume: true }); // trainer reconnected to b
     await b.processCheckpoint('r', testCheckpoint(tb.space, 1));
-    await a.startRun(testRunSpec('r', tb.bundleId)); // and back to a
+    await a.startRun(testRunSpec('r', tb.bundleId), { resume: true }); // and back to a
     const out = await a.processCheckpoint('r', testCheckpoint(tb.space, 2));
     const reference = newEngine(new MemoryRunStateStore());
     await reference.startRun(testRunSpec('r', tb.bundleId));
@@ -342,7 +344,9 @@ describe('ConceptEngine with a state store', () => {
     const saved = (await store.load('r'))!;
     saved.current.top1.fc = new Int32Array(3);
     await store.save('r', saved);
-    const e = await rejected(() => newEngine(store).startRun(testRunSpec('r', tb.bundleId)));
+    const e = await rejected(() =>
+      newEngine(store).startRun(testRunSpec('r', tb.bundleId), { resume: true }),
+    );
     expect(e.code).toBe('CORRUPT');
     expect(e.message).toMatch(
       /saved state of run r: previous top-1 of layer fc has 3 neurons, the run declares 6/,

@@ -31,6 +31,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
@@ -61,6 +62,7 @@ STEP_TRAILER = "cm-step"
 #: Status codes after which resending the same bytes cannot help (monitor.proto header).
 PERMANENT = {
     grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.ALREADY_EXISTS,
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
     grpc.StatusCode.FAILED_PRECONDITION,
@@ -74,6 +76,7 @@ PERMANENT = {
 CM_CODE = {
     grpc.StatusCode.INVALID_ARGUMENT: "INVALID_ARGUMENT",
     grpc.StatusCode.NOT_FOUND: "NOT_FOUND",
+    grpc.StatusCode.ALREADY_EXISTS: "ALREADY_EXISTS",
     grpc.StatusCode.RESOURCE_EXHAUSTED: "RESOURCE_EXHAUSTED",
     grpc.StatusCode.UNAVAILABLE: "UNAVAILABLE",
     grpc.StatusCode.DEADLINE_EXCEEDED: "TIMEOUT",
@@ -172,6 +175,8 @@ class MonitorClient:
         self._cv = threading.Condition()
         self._spec: Optional[RunSpec] = None
         self._accepted = False
+        self._resume_asked = False
+        self._start_token = ""
         self._fatal: Optional[CmError] = None
         self._items: List[_Item] = []
         self._buffered = 0
@@ -205,15 +210,18 @@ class MonitorClient:
         with self._cv:
             return self._results.get(step)
 
-    def start_run(self, spec: RunSpec) -> None:
+    def start_run(self, spec: RunSpec, resume: bool = False) -> None:
         """Register the run and start the sender. Waits up to `start_timeout_s` for the service to
-        accept the run: a refusal (unknown bundle, bad layers) raises; an unreachable service does
-        not (the checkpoints are buffered, spooled or dropped per the policy)."""
+        accept the run: a refusal (unknown bundle, bad layers, a run id already used without
+        `resume`) raises; an unreachable service does not (the checkpoints are buffered, spooled or
+        dropped per the policy)."""
         self._assert_usable()
         with self._cv:
             if self._spec is not None:
                 raise CmError("INVALID_ARGUMENT", f"run {self._spec.run_id} is still running on this client; end it first")
             self._spec = spec
+            self._resume_asked = resume
+            self._start_token = uuid.uuid4().hex
             if self.policy == "spool" and self._spool is None:
                 self._spool = Spool(*self._spool_args)
             self._thread = threading.Thread(target=self._sender, name="concept-monitor-sender", daemon=True)
@@ -404,7 +412,7 @@ class MonitorClient:
         """What gRPC writes on one stream: RunStart, then (once accepted) every item not yet
         written on this stream, in order."""
         assert self._spec is not None
-        yield run_start_message(self._spec, resume)
+        yield run_start_message(self._spec, resume or self._resume_asked, self._start_token)
         with self._cv:
             while not conn.ready and not conn.dead:
                 self._cv.wait(0.5)

@@ -115,6 +115,7 @@ class Watcher:
         tokens: str,
         batch_size: int,
         device: Any,
+        resume: bool = False,
     ) -> None:
         import torch
 
@@ -126,6 +127,7 @@ class Watcher:
         self.run_id = run_id
         self.every = every
         self.paradigm = paradigm
+        self.resume = resume
         self.tags = dict(tags)
         self.transform = transform
         self.pool_on = pool_on
@@ -298,7 +300,7 @@ class Watcher:
             layers=layers,
             tags={**self.tags, "sdk": "python"},
         )
-        self.client.start_run(spec)
+        self.client.start_run(spec, resume=self.resume)
         self._started = True
 
     def _is_conv(self, a: LayerActivations) -> bool:
@@ -414,6 +416,7 @@ def watch(
     dtype: str = "float32",
     batch_size: int = 128,
     device: Any = None,
+    resume: bool = False,
     **client_options: Any,
 ) -> Union[Watcher, _NoopWatcher]:
     """Monitor `model`: see the module docstring.
@@ -426,6 +429,8 @@ def watch(
     pool_on     "client" (send [D, C]) or "service" (send raw NHWC); pooling "avg" | "max"
     tokens      [B, T, C] outputs: "cls" (token 0) or "mean"
     dtype       "float32" or "float16" on the wire
+    resume      continue the run `run_id` if the service knows it (a resumed training job); without
+                it a known run id is refused (ALREADY_EXISTS) so a second run never mixes into the first
     client_options  passed to MonitorClient (max_block_s, max_buffered_bytes, spool_dir, ...)
     """
     if not isinstance(every, int) or every < 1:
@@ -467,4 +472,5 @@ def watch(
         tokens,
         batch_size,
         device,
+        resume,
     )

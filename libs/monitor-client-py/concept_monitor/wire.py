@@ -53,7 +53,10 @@ class LayerActivations:
     pooling: str = "avg"
 
 
-def run_start_message(spec: RunSpec, resume: bool) -> bytes:
+def run_start_message(spec: RunSpec, resume: bool, start_token: str = "") -> bytes:
+    """RunStart. `start_token` is random per start of a run and the same on every reconnect of it
+    (RunStart.start_token): a RunStart repeated after a lost answer continues the run instead of
+    being refused as a second run under the same id."""
     m = pb.TrainerMessage()
     rs = m.run_start
     rs.run_id = spec.run_id
@@ -69,6 +72,7 @@ def run_start_message(spec: RunSpec, resume: bool) -> bytes:
     for k, v in spec.tags.items():
         rs.tags[str(k)] = str(v)
     rs.resume = resume
+    rs.start_token = start_token
     return m.SerializeToString()
 
 

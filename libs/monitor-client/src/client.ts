@@ -16,9 +16,10 @@
  * (with the default maxBlockMs = Infinity, 'wait' waits for as long as the service is down).
  * Backpressure: a write() that returns false suspends sending until 'drain'.
  */
+import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { CmError, createLogger, type CmErrorCode, type Logger } from '@cm/core';
-import type { CheckpointData, CheckpointResult, Monitor, RunSpec } from '@cm/contracts';
+import type { CheckpointData, CheckpointResult, Monitor, RunSpec, StartOptions } from '@cm/contracts';
 import {
   DEFAULT_CHUNK_BYTES,
   checkpointToWire,
@@ -71,6 +72,7 @@ export interface MonitorClient extends Monitor {
 
 const PERMANENT = new Set<grpc.status>([
   grpc.status.INVALID_ARGUMENT,
+  grpc.status.ALREADY_EXISTS,
   grpc.status.NOT_FOUND,
   grpc.status.RESOURCE_EXHAUSTED,
   grpc.status.FAILED_PRECONDITION,
@@ -85,6 +87,7 @@ const PERMANENT = new Set<grpc.status>([
 const CM_CODE: Partial<Record<grpc.status, CmErrorCode>> = {
   [grpc.status.INVALID_ARGUMENT]: 'INVALID_ARGUMENT',
   [grpc.status.NOT_FOUND]: 'NOT_FOUND',
+  [grpc.status.ALREADY_EXISTS]: 'ALREADY_EXISTS',
   [grpc.status.RESOURCE_EXHAUSTED]: 'RESOURCE_EXHAUSTED',
   [grpc.status.UNAVAILABLE]: 'UNAVAILABLE',
   [grpc.status.DEADLINE_EXCEEDED]: 'TIMEOUT',
@@ -150,6 +153,10 @@ class GrpcMonitorClient implements MonitorClient {
 
   private spec?: RunSpec;
   private accepted = false;
+  /** startRun's resume option: every RunStart of this run asks to continue it. */
+  private resumeAsked = false;
+  /** This start's token, sent on every (re)connect: see RunStart.start_token. */
+  private startToken = '';
   private fatal?: Error;
   private items: Item[] = [];
   private buffered = 0;
@@ -200,7 +207,7 @@ class GrpcMonitorClient implements MonitorClient {
     };
   }
 
-  async startRun(spec: RunSpec): Promise<void> {
+  async startRun(spec: RunSpec, options: StartOptions = {}): Promise<void> {
     this.assertOpen();
     if (this.spec) {
       throw new CmError(
@@ -212,6 +219,8 @@ class GrpcMonitorClient implements MonitorClient {
       );
     }
     this.spec = spec;
+    this.resumeAsked = options.resume ?? false;
+    this.startToken = randomUUID();
     this.accepted = false;
     this.fatal = undefined;
     this.connect();
@@ -327,7 +336,7 @@ class GrpcMonitorClient implements MonitorClient {
     // 'status' carries the code, details and trailers of every ending, OK or not.
     call.on('status', (s: grpc.StatusObject) => this.onEnded(conn, s));
     call.on('error', () => undefined);
-    call.write(runStartToWire(this.spec, this.accepted));
+    call.write(runStartToWire(this.spec, this.accepted || this.resumeAsked, this.startToken));
   }
 
   private onMessage(conn: Connection, m: ServiceMessage): void {

@@ -39,6 +39,8 @@ export interface WireRunStart {
   layers: { name: string; width: number; kind: WireLayerKind }[];
   tags: Record<string, string>;
   resume: boolean;
+  /** Empty from clients that predate it (proto3 default). */
+  startToken: string;
 }
 export interface WireActivationChunk {
   step: number;
@@ -111,7 +113,7 @@ export function clientConstructor(): grpc.ServiceClientConstructor {
 
 // ---- contract <-> wire --------------------------------------------------------------------
 
-export function runStartToWire(spec: RunSpec, resume: boolean): TrainerMessage {
+export function runStartToWire(spec: RunSpec, resume: boolean, startToken = ''): TrainerMessage {
   return {
     runStart: {
       runId: spec.runId,
@@ -125,6 +127,7 @@ export function runStartToWire(spec: RunSpec, resume: boolean): TrainerMessage {
       })),
       tags: { ...spec.tags },
       resume,
+      startToken,
     },
   };
 }

@@ -74,3 +74,17 @@ FROM ${qualified(database, TABLES.alerts)} FINAL
 WHERE run_id = ${sqlString(runId)}
 ORDER BY time, alert_id, state`;
 }
+
+/**
+ * Whether the store holds a run record under this id (any status): a used run id, so a new run
+ * under it is refused unless it resumes (ConceptEngineOptions.runExists, all-in-one mode).
+ */
+export async function runIsStored(
+  store: { query<T>(sql: string): Promise<T[]> },
+  runId: string,
+): Promise<boolean> {
+  const rows = await store.query<{ n: number | string }>(
+    `SELECT count() AS n FROM ${TABLES.runs} WHERE run_id = ${sqlString(runId)}`,
+  );
+  return Number(rows[0]?.n ?? 0) > 0;
+}

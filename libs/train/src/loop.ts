@@ -87,6 +87,8 @@ export interface TrainRunOptions {
    * warns and trains unmonitored.
    */
   requireMonitor?: boolean;
+  /** Continue the monitored run if its id is known (training resumed from a checkpoint). */
+  resumeRun?: boolean;
 }
 
 export type { CheckpointOutcome };
@@ -221,6 +223,7 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
       tags: spec.tags,
       maxInFlight: o.maxInFlight ?? 2,
       allowUnmonitored: !o.requireMonitor,
+      resume: o.resumeRun,
       onWarning: warn,
       onCheckpoint: (step, result) => o.observer?.onCheckpoint?.(step, result),
     });

@@ -196,6 +196,8 @@ export async function runTrainJob(job: TrainJob): Promise<TrainJobResult> {
     observer: job.observer,
     signal: job.signal,
     requireMonitor: job.requireMonitor,
+    // training resumed from a disk checkpoint continues its monitored run under the same id
+    resumeRun: Boolean(job.resumeFrom),
   };
 
   if (job.paradigm !== 'lottery') {

@@ -65,6 +65,11 @@ export interface WatchOptions {
    * reject with the reason; true logs a warning and the watcher does nothing.
    */
   allowUnmonitored?: boolean;
+  /**
+   * Continue the run if its id is already known to the service or store (a resumed training job).
+   * Without it, a known run id is refused (ALREADY_EXISTS): a second run never mixes into the first.
+   */
+  resume?: boolean;
   /** Dissection threads of the all-in-one engine. Default 1 (the other cores keep training). */
   workers?: number;
   /** Configuration (environment by default). */
@@ -304,7 +309,7 @@ export async function watch(model: tf.LayersModel, options: WatchOptions): Promi
     where = `the embedded store ${storePath}`;
   }
   try {
-    await monitor.startRun(spec);
+    await monitor.startRun(spec, { resume: options.resume });
   } catch (e) {
     const message = `monitoring of run ${runId} could not start through ${where}: ${errorMessage(e)}`;
     if (!options.allowUnmonitored) {

@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='conceptmonitor/v1/monitor.proto',
   package='conceptmonitor.v1',
   syntax='proto3',
-  serialized_pb=_b('\n\x1f\x63onceptmonitor/v1/monitor.proto\x12\x11\x63onceptmonitor.v1\"\xe9\x01\n\x0eTrainerMessage\x12\x30\n\trun_start\x18\x01 \x01(\x0b\x32\x1b.conceptmonitor.v1.RunStartH\x00\x12\x33\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\".conceptmonitor.v1.ActivationChunkH\x00\x12:\n\x0e\x63heckpoint_end\x18\x03 \x01(\x0b\x32 .conceptmonitor.v1.CheckpointEndH\x00\x12,\n\x07run_end\x18\x04 \x01(\x0b\x32\x19.conceptmonitor.v1.RunEndH\x00\x42\x06\n\x04\x62ody\"Y\n\x0eMonitoredLayer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\r\x12*\n\x04kind\x18\x03 \x01(\x0e\x32\x1c.conceptmonitor.v1.LayerKind\"\xf3\x01\n\x08RunStart\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08paradigm\x18\x03 \x01(\t\x12\x11\n\tbundle_id\x18\x04 \x01(\t\x12\x31\n\x06layers\x18\x05 \x03(\x0b\x32!.conceptmonitor.v1.MonitoredLayer\x12\x33\n\x04tags\x18\x06 \x03(\x0b\x32%.conceptmonitor.v1.RunStart.TagsEntry\x12\x0e\n\x06resume\x18\x07 \x01(\x08\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc6\x01\n\x0f\x41\x63tivationChunk\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12\r\n\x05layer\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\r\x12\'\n\x05\x64type\x18\x04 \x01(\x0e\x32\x18.conceptmonitor.v1.DType\x12+\n\x07pooling\x18\x05 \x01(\x0e\x32\x1a.conceptmonitor.v1.Pooling\x12\x0e\n\x06offset\x18\x06 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x08 \x01(\x0c\"\x8d\x01\n\rCheckpointEnd\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12>\n\x07metrics\x18\x02 \x03(\x0b\x32-.conceptmonitor.v1.CheckpointEnd.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"6\n\x06RunEnd\x12,\n\x06status\x18\x01 \x01(\x0e\x32\x1c.conceptmonitor.v1.RunStatus\"\xbe\x01\n\x0eServiceMessage\x12\x36\n\x0crun_accepted\x18\x01 \x01(\x0b\x32\x1e.conceptmonitor.v1.RunAcceptedH\x00\x12:\n\x0e\x63heckpoint_ack\x18\x02 \x01(\x0b\x32 .conceptmonitor.v1.CheckpointAckH\x00\x12\x30\n\trun_ended\x18\x03 \x01(\x0b\x32\x1b.conceptmonitor.v1.RunEndedH\x00\x42\x06\n\x04\x62ody\"N\n\x0bRunAccepted\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x14\n\x0cprobe_images\x18\x02 \x01(\r\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\r\".\n\x0c\x43onceptCount\x12\x0f\n\x07\x63oncept\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"\xab\x01\n\x0cLayerSummary\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x1e\n\x16interpretable_fraction\x18\x02 \x01(\x01\x12\x1e\n\x16\x64istinct_concept_share\x18\x03 \x01(\x01\x12\x15\n\rlabel_entropy\x18\x04 \x01(\x01\x12\x35\n\x0ctop_concepts\x18\x05 \x03(\x0b\x32\x1f.conceptmonitor.v1.ConceptCount\"K\n\x0c\x41lertSummary\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x7f\n\rCheckpointAck\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12/\n\x06layers\x18\x02 \x03(\x0b\x32\x1f.conceptmonitor.v1.LayerSummary\x12/\n\x06\x61lerts\x18\x03 \x03(\x0b\x32\x1f.conceptmonitor.v1.AlertSummary\"\x1a\n\x08RunEnded\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x0f\n\rHealthRequest\"\xb5\x01\n\x0eHealthResponse\x12?\n\x06status\x18\x01 \x01(\x0e\x32/.conceptmonitor.v1.HealthResponse.ServingStatus\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x63tive_streams\x18\x03 \x01(\r\":\n\rServingStatus\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02*R\n\tLayerKind\x12\x1a\n\x16LAYER_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fLAYER_KIND_CONV\x10\x01\x12\x14\n\x10LAYER_KIND_DENSE\x10\x02*D\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rDTYPE_FLOAT32\x10\x01\x12\x11\n\rDTYPE_FLOAT16\x10\x02*D\n\x07Pooling\x12\x17\n\x13POOLING_UNSPECIFIED\x10\x00\x12\x0f\n\x0bPOOLING_AVG\x10\x01\x12\x0f\n\x0bPOOLING_MAX\x10\x02*X\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x01\x12\x15\n\x11RUN_STATUS_FAILED\x10\x02\x32\xb4\x01\n\x0e\x43onceptMonitor\x12S\n\x07Monitor\x12!.conceptmonitor.v1.TrainerMessage\x1a!.conceptmonitor.v1.ServiceMessage(\x01\x30\x01\x12M\n\x06Health\x12 .conceptmonitor.v1.HealthRequest\x1a!.conceptmonitor.v1.HealthResponseb\x06proto3')
+  serialized_pb=_b('\n\x1f\x63onceptmonitor/v1/monitor.proto\x12\x11\x63onceptmonitor.v1\"\xe9\x01\n\x0eTrainerMessage\x12\x30\n\trun_start\x18\x01 \x01(\x0b\x32\x1b.conceptmonitor.v1.RunStartH\x00\x12\x33\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\".conceptmonitor.v1.ActivationChunkH\x00\x12:\n\x0e\x63heckpoint_end\x18\x03 \x01(\x0b\x32 .conceptmonitor.v1.CheckpointEndH\x00\x12,\n\x07run_end\x18\x04 \x01(\x0b\x32\x19.conceptmonitor.v1.RunEndH\x00\x42\x06\n\x04\x62ody\"Y\n\x0eMonitoredLayer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\r\x12*\n\x04kind\x18\x03 \x01(\x0e\x32\x1c.conceptmonitor.v1.LayerKind\"\x88\x02\n\x08RunStart\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08paradigm\x18\x03 \x01(\t\x12\x11\n\tbundle_id\x18\x04 \x01(\t\x12\x31\n\x06layers\x18\x05 \x03(\x0b\x32!.conceptmonitor.v1.MonitoredLayer\x12\x33\n\x04tags\x18\x06 \x03(\x0b\x32%.conceptmonitor.v1.RunStart.TagsEntry\x12\x0e\n\x06resume\x18\x07 \x01(\x08\x12\x13\n\x0bstart_token\x18\x08 \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc6\x01\n\x0f\x41\x63tivationChunk\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12\r\n\x05layer\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\r\x12\'\n\x05\x64type\x18\x04 \x01(\x0e\x32\x18.conceptmonitor.v1.DType\x12+\n\x07pooling\x18\x05 \x01(\x0e\x32\x1a.conceptmonitor.v1.Pooling\x12\x0e\n\x06offset\x18\x06 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x08 \x01(\x0c\"\x8d\x01\n\rCheckpointEnd\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12>\n\x07metrics\x18\x02 \x03(\x0b\x32-.conceptmonitor.v1.CheckpointEnd.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"6\n\x06RunEnd\x12,\n\x06status\x18\x01 \x01(\x0e\x32\x1c.conceptmonitor.v1.RunStatus\"\xbe\x01\n\x0eServiceMessage\x12\x36\n\x0crun_accepted\x18\x01 \x01(\x0b\x32\x1e.conceptmonitor.v1.RunAcceptedH\x00\x12:\n\x0e\x63heckpoint_ack\x18\x02 \x01(\x0b\x32 .conceptmonitor.v1.CheckpointAckH\x00\x12\x30\n\trun_ended\x18\x03 \x01(\x0b\x32\x1b.conceptmonitor.v1.RunEndedH\x00\x42\x06\n\x04\x62ody\"N\n\x0bRunAccepted\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x14\n\x0cprobe_images\x18\x02 \x01(\r\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\r\".\n\x0c\x43onceptCount\x12\x0f\n\x07\x63oncept\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"\xab\x01\n\x0cLayerSummary\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x1e\n\x16interpretable_fraction\x18\x02 \x01(\x01\x12\x1e\n\x16\x64istinct_concept_share\x18\x03 \x01(\x01\x12\x15\n\rlabel_entropy\x18\x04 \x01(\x01\x12\x35\n\x0ctop_concepts\x18\x05 \x03(\x0b\x32\x1f.conceptmonitor.v1.ConceptCount\"K\n\x0c\x41lertSummary\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x7f\n\rCheckpointAck\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12/\n\x06layers\x18\x02 \x03(\x0b\x32\x1f.conceptmonitor.v1.LayerSummary\x12/\n\x06\x61lerts\x18\x03 \x03(\x0b\x32\x1f.conceptmonitor.v1.AlertSummary\"\x1a\n\x08RunEnded\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x0f\n\rHealthRequest\"\xb5\x01\n\x0eHealthResponse\x12?\n\x06status\x18\x01 \x01(\x0e\x32/.conceptmonitor.v1.HealthResponse.ServingStatus\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x63tive_streams\x18\x03 \x01(\r\":\n\rServingStatus\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02*R\n\tLayerKind\x12\x1a\n\x16LAYER_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fLAYER_KIND_CONV\x10\x01\x12\x14\n\x10LAYER_KIND_DENSE\x10\x02*D\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rDTYPE_FLOAT32\x10\x01\x12\x11\n\rDTYPE_FLOAT16\x10\x02*D\n\x07Pooling\x12\x17\n\x13POOLING_UNSPECIFIED\x10\x00\x12\x0f\n\x0bPOOLING_AVG\x10\x01\x12\x0f\n\x0bPOOLING_MAX\x10\x02*X\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x01\x12\x15\n\x11RUN_STATUS_FAILED\x10\x02\x32\xb4\x01\n\x0e\x43onceptMonitor\x12S\n\x07Monitor\x12!.conceptmonitor.v1.TrainerMessage\x1a!.conceptmonitor.v1.ServiceMessage(\x01\x30\x01\x12M\n\x06Health\x12 .conceptmonitor.v1.HealthRequest\x1a!.conceptmonitor.v1.HealthResponseb\x06proto3')
 )
 
 _LAYERKIND = _descriptor.EnumDescriptor(
@@ -45,8 +45,8 @@ _LAYERKIND = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=1958,
-  serialized_end=2040,
+  serialized_start=1979,
+  serialized_end=2061,
 )
 _sym_db.RegisterEnumDescriptor(_LAYERKIND)
 
@@ -72,8 +72,8 @@ _DTYPE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=2042,
-  serialized_end=2110,
+  serialized_start=2063,
+  serialized_end=2131,
 )
 _sym_db.RegisterEnumDescriptor(_DTYPE)
 
@@ -99,8 +99,8 @@ _POOLING = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=2112,
-  serialized_end=2180,
+  serialized_start=2133,
+  serialized_end=2201,
 )
 _sym_db.RegisterEnumDescriptor(_POOLING)
 
@@ -126,8 +126,8 @@ _RUNSTATUS = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=2182,
-  serialized_end=2270,
+  serialized_start=2203,
+  serialized_end=2291,
 )
 _sym_db.RegisterEnumDescriptor(_RUNSTATUS)
 
@@ -167,8 +167,8 @@ _HEALTHRESPONSE_SERVINGSTATUS = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=1898,
-  serialized_end=1956,
+  serialized_start=1919,
+  serialized_end=1977,
 )
 _sym_db.RegisterEnumDescriptor(_HEALTHRESPONSE_SERVINGSTATUS)
 
@@ -306,8 +306,8 @@ _RUNSTART_TAGSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=582,
-  serialized_end=625,
+  serialized_start=603,
+  serialized_end=646,
 )
 
 _RUNSTART = _descriptor.Descriptor(
@@ -366,6 +366,13 @@ _RUNSTART = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='start_token', full_name='conceptmonitor.v1.RunStart.start_token', index=7,
+      number=8, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -379,7 +386,7 @@ _RUNSTART = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=382,
-  serialized_end=625,
+  serialized_end=646,
 )
 
 
@@ -458,8 +465,8 @@ _ACTIVATIONCHUNK = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=628,
-  serialized_end=826,
+  serialized_start=649,
+  serialized_end=847,
 )
 
 
@@ -496,8 +503,8 @@ _CHECKPOINTEND_METRICSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=924,
-  serialized_end=970,
+  serialized_start=945,
+  serialized_end=991,
 )
 
 _CHECKPOINTEND = _descriptor.Descriptor(
@@ -533,8 +540,8 @@ _CHECKPOINTEND = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=829,
-  serialized_end=970,
+  serialized_start=850,
+  serialized_end=991,
 )
 
 
@@ -564,8 +571,8 @@ _RUNEND = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=972,
-  serialized_end=1026,
+  serialized_start=993,
+  serialized_end=1047,
 )
 
 
@@ -612,8 +619,8 @@ _SERVICEMESSAGE = _descriptor.Descriptor(
       name='body', full_name='conceptmonitor.v1.ServiceMessage.body',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=1029,
-  serialized_end=1219,
+  serialized_start=1050,
+  serialized_end=1240,
 )
 
 
@@ -657,8 +664,8 @@ _RUNACCEPTED = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1221,
-  serialized_end=1299,
+  serialized_start=1242,
+  serialized_end=1320,
 )
 
 
@@ -695,8 +702,8 @@ _CONCEPTCOUNT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1301,
-  serialized_end=1347,
+  serialized_start=1322,
+  serialized_end=1368,
 )
 
 
@@ -754,8 +761,8 @@ _LAYERSUMMARY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1350,
-  serialized_end=1521,
+  serialized_start=1371,
+  serialized_end=1542,
 )
 
 
@@ -806,8 +813,8 @@ _ALERTSUMMARY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1523,
-  serialized_end=1598,
+  serialized_start=1544,
+  serialized_end=1619,
 )
 
 
@@ -851,8 +858,8 @@ _CHECKPOINTACK = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1600,
-  serialized_end=1727,
+  serialized_start=1621,
+  serialized_end=1748,
 )
 
 
@@ -882,8 +889,8 @@ _RUNENDED = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1729,
-  serialized_end=1755,
+  serialized_start=1750,
+  serialized_end=1776,
 )
 
 
@@ -906,8 +913,8 @@ _HEALTHREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1757,
-  serialized_end=1772,
+  serialized_start=1778,
+  serialized_end=1793,
 )
 
 
@@ -952,8 +959,8 @@ _HEALTHRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1775,
-  serialized_end=1956,
+  serialized_start=1796,
+  serialized_end=1977,
 )
 
 _TRAINERMESSAGE.fields_by_name['run_start'].message_type = _RUNSTART
@@ -1152,8 +1159,8 @@ _CONCEPTMONITOR = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=2273,
-  serialized_end=2453,
+  serialized_start=2294,
+  serialized_end=2474,
   methods=[
   _descriptor.MethodDescriptor(
     name='Monitor',
