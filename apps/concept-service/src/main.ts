@@ -23,6 +23,8 @@ import { engineFromConfig, type ConceptEngine } from '@cm/engine';
 import { busSink, createConceptServer, type ConceptServer } from '@cm/concept-server';
 
 const log = createLogger('concept-service');
+/** A health check answers within this, whatever a frozen NATS does. */
+const HEALTH_TIMEOUT_MS = 2000;
 
 export interface RunningService {
   grpcPort: number;
@@ -57,8 +59,11 @@ export async function startConceptService(cfg: CmConfig): Promise<RunningService
     sink: built.withAlertDelivery(busSink(bus)),
     maxMessageBytes: cfg.grpc.maxMessageBytes,
     maxCheckpointBytes: cfg.grpc.maxCheckpointBytes,
+    // a real JetStream round trip with a timeout: the connection flag stays "connected" while
+    // nats-server is frozen or has lost JetStream, and every RunStart would then be refused
     ready: async () => {
-      if (bus.nc.isClosed()) throw new Error(`NATS connection to ${cfg.nats.url} is closed`);
+      const probe = await bus.probe(HEALTH_TIMEOUT_MS);
+      if (!probe.ok) throw new Error(`NATS JetStream at ${cfg.nats.url} does not answer: ${probe.detail}`);
     },
     log,
   });

@@ -124,9 +124,65 @@ describe('through the client', () => {
     try {
       const e = await rejection(client.startRun(testRunSpec(`nobundle-${runSeq++}`, 'ffffffffffffffff')));
       expect(e.code).toBe('NOT_FOUND');
-      expect(e.message).toMatch(/probe bundle ffffffffffffffff is not in/);
+      expect(e.message).toMatch(/probe bundle ffffffffffffffff is not on this concept service/);
+      // the trainer learns the id and the remedy, not the server's folders nor the bundles it holds
+      expect(e.message).not.toContain(bundles.root);
+      expect(e.message).not.toContain(bundles.bundleId);
       const e2 = await rejection(client.startRun(testRunSpec(`badid-${runSeq++}`, 'not-an-id')));
       expect(e2.code).toBe('INVALID_ARGUMENT');
+    } finally {
+      await client.close();
+    }
+    await serviceStillServes();
+  });
+});
+
+describe('errors stay small (they travel in HTTP/2 trailers)', () => {
+  it('10,000 declared layers: INVALID_ARGUMENT at once, in a short message', async () => {
+    const client = createMonitorClient({ target: svc.target, ...fast });
+    try {
+      const layers = Array.from({ length: 10_000 }, (_, i) => ({
+        name: `layer${i}`,
+        width: 4,
+        kind: 'dense' as const,
+      }));
+      const t0 = Date.now();
+      const e = await rejection(
+        client.startRun({ ...testRunSpec(`wide-${runSeq++}`, bundles.bundleId), layers }),
+      );
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect(e.code).toBe('INVALID_ARGUMENT');
+      expect(e.message).toMatch(/declares 10000 layers; at most 4096/);
+      expect(e.message.length).toBeLessThan(400);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('4,000 declared layers and one sent: the refusal is cut to its first 1,000 characters, and the channel works after', async () => {
+    const client = createMonitorClient({ target: svc.target, ...fast });
+    try {
+      const good = testCheckpoint(bundles.space, 0).layers[0];
+      const layers = [
+        { name: good.layer, width: good.shape[1], kind: 'dense' as const },
+        ...Array.from({ length: 3999 }, (_, i) => ({
+          name: `extra-layer-${i}`,
+          width: 4,
+          kind: 'dense' as const,
+        })),
+      ];
+      await client.startRun({ ...testRunSpec(`many-${runSeq++}`, bundles.bundleId), layers });
+      const t0 = Date.now();
+      const e = await rejection(client.sendCheckpoint({ step: 0, layers: [good], metrics: {} }));
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect(e.code).toBe('INVALID_ARGUMENT');
+      expect(e.message).toMatch(/missing activations of declared layer\(s\) extra-layer-0, extra-layer-1/);
+      expect(e.message).toMatch(/characters in all; the rest is in the concept service log/);
+      expect(e.message.length).toBeLessThan(1200);
+      await client.endRun('failed').catch(() => undefined);
+      // the same client (same channel) runs a good run next
+      await client.startRun(testRunSpec(`after-many-${runSeq++}`, bundles.bundleId));
+      expect((await client.sendCheckpoint(testCheckpoint(bundles.space, 0)))?.step).toBe(0);
     } finally {
       await client.close();
     }
@@ -225,6 +281,29 @@ describe('raw streams', () => {
     const s = await status;
     expect(grpc.status[s.code]).toBe('NOT_FOUND');
     expect(s.details).toMatch(/before RunStart/);
+  });
+
+  it('an unknown pooling value -> INVALID_ARGUMENT, like an unknown dtype (not read as avg)', async () => {
+    const call = rawCall();
+    const status = statusOf(call);
+    call.write(encode(runStartToWire(testRunSpec(`pool-${runSeq++}`, bundles.bundleId), false)));
+    call.write(
+      encode({
+        chunk: {
+          step: 0,
+          layer: 'fc',
+          shape: [120, 6],
+          dtype: 'DTYPE_FLOAT32',
+          pooling: 7 as unknown as 'POOLING_AVG',
+          offset: 0,
+          totalBytes: 2880,
+          data: Buffer.alloc(2880),
+        },
+      }),
+    );
+    const s = await status;
+    expect(grpc.status[s.code]).toBe('INVALID_ARGUMENT');
+    expect(s.details).toMatch(/layer fc: pooling 7 is not avg or max/);
   });
 
   it('chunks out of order -> INVALID_ARGUMENT', async () => {

@@ -308,3 +308,28 @@ it('the same run id twice: the second start is refused (running and after it end
   await resumed.endRun('completed');
   await stopService(service);
 }, 120_000);
+
+it('health tells the truth: NOT_SERVING and 503 within 5 s while nats-server is frozen, SERVING again after', async () => {
+  const cfg = await serviceConfig();
+  const service = await startService(cfg);
+  const url = `http://127.0.0.1:${cfg.service.healthPort}/healthz`;
+  const status = async (): Promise<number> =>
+    (await fetch(url, { signal: AbortSignal.timeout(4000) })).status;
+  expect(await status()).toBe(200);
+  process.kill(nats.pid, 'SIGSTOP');
+  let downWithin: number | undefined;
+  let grpcHealth: { status: string; detail: string } | undefined;
+  try {
+    const t0 = Date.now();
+    if (await waitFor(async () => (await status()) === 503, 5000, 100)) downWithin = Date.now() - t0;
+    grpcHealth = await service.server.health();
+  } finally {
+    process.kill(nats.pid, 'SIGCONT');
+  }
+  expect(downWithin).toBeDefined();
+  expect(grpcHealth).toMatchObject({ status: 'NOT_SERVING' });
+  expect(grpcHealth?.detail).toMatch(/JetStream .* does not answer/);
+  expect(await waitFor(async () => (await status()) === 200, 15_000, 100)).toBe(true);
+  expect((await service.server.health()).status).toBe('SERVING');
+  await stopService(service);
+}, 60_000);

@@ -11,6 +11,7 @@ import {
   createLogger,
   errorMessage,
   startHealthServer,
+  withTimeout,
   type HealthServer,
   type Logger,
 } from '@cm/core';
@@ -63,9 +64,14 @@ export async function startAllInOne(opts: AllInOneOptions): Promise<AllInOneServ
     // cm serve keeps run state in memory: after a restart the store's runs table says which ids are used
     runExists: storedRunCheck(opts.store),
   });
+  const query = opts.store.query?.bind(opts.store);
   const server = createConceptServer({
     engine: built.engine,
     sink: built.withAlertDelivery(storeSink(opts.store)),
+    // health is a real query of the store, bounded in time
+    ready: query
+      ? async () => void (await withTimeout(query('SELECT 1 AS ok'), 2000, 'the store'))
+      : undefined,
     maxMessageBytes: cfg.grpc.maxMessageBytes,
     maxCheckpointBytes: cfg.grpc.maxCheckpointBytes,
     log,

@@ -109,6 +109,14 @@ export class StreamSession {
   private onRunStart(m: WireRunStart): void {
     if (this.runId !== undefined)
       throw invalidArgument(`stream already carries run ${this.runId}; open a new stream for another run`);
+    const badKind = m.layers.find(
+      (l) =>
+        l.kind !== 'LAYER_KIND_CONV' && l.kind !== 'LAYER_KIND_DENSE' && l.kind !== 'LAYER_KIND_UNSPECIFIED',
+    );
+    if (badKind)
+      throw invalidArgument(
+        `run ${m.runId}: layer ${badKind.name} has kind ${String(badKind.kind)}; expected conv or dense`,
+      );
     const spec = runStartFromWire(m);
     this.runId = spec.runId;
     // Hold the stream until the run is registered: its chunks are validated against the run.
@@ -166,6 +174,10 @@ export class StreamSession {
       validateLayerHeader(runId, c.step, decl, this.opts.engine.probeImages(runId), c.layer, c.shape);
       if (c.dtype !== 'DTYPE_FLOAT32' && c.dtype !== 'DTYPE_FLOAT16' && c.dtype !== 'DTYPE_UNSPECIFIED') {
         throw invalidArgument(`${where}: dtype ${String(c.dtype)} is not float32 or float16`);
+      }
+      // an enum value this service does not know is refused like the dtype, not read as a default
+      if (c.pooling !== 'POOLING_AVG' && c.pooling !== 'POOLING_MAX' && c.pooling !== 'POOLING_UNSPECIFIED') {
+        throw invalidArgument(`${where}: pooling ${String(c.pooling)} is not avg or max`);
       }
       const expected = c.shape.reduce((x, n) => x * n, 1) * bytesPerValue(c.dtype);
       if (c.totalBytes !== expected) {
@@ -361,7 +373,7 @@ export class StreamSession {
     this.closed = true;
     const status = toGrpcStatus(e, step);
     this.opts.log[this.draining ? 'info' : 'warn'](
-      `stream of run ${this.runId ?? '(none)'} ended: ${status.details}`,
+      `stream of run ${this.runId ?? '(none)'} ended: ${status.full}`,
       { runId: this.runId, step, code: status.code },
     );
     this.call.emit('error', status);

@@ -19,8 +19,25 @@ export const STEP_TRAILER = 'cm-step';
 
 export interface GrpcStatusError {
   code: grpc.status;
+  /** What the client receives: at most MAX_STATUS_DETAILS characters. */
   details: string;
   metadata: grpc.Metadata;
+  /** The whole message, for the service log. */
+  full: string;
+}
+
+/**
+ * Longest status message sent. Status details travel in HTTP/2 trailers, which clients bound (8 KiB
+ * of metadata by default in gRPC C core, 16 KiB in grpc-js): a longer one makes the client hang or
+ * fail with "received metadata size exceeds limit" instead of showing the error.
+ */
+export const MAX_STATUS_DETAILS = 1000;
+
+/** `s`, cut to MAX_STATUS_DETAILS with a note of how much more the service log holds. */
+export function boundedDetails(s: string): string {
+  if (s.length <= MAX_STATUS_DETAILS) return s;
+  const note = ` ... (${s.length} characters in all; the rest is in the concept service log)`;
+  return s.slice(0, MAX_STATUS_DETAILS - note.length) + note;
 }
 
 /**
@@ -32,10 +49,11 @@ export function toGrpcStatus(e: unknown, step?: number): GrpcStatusError {
   const metadata = new grpc.Metadata();
   if (step !== undefined) metadata.set(STEP_TRAILER, String(step));
   if (isCmError(e)) {
-    return { code: TO_GRPC[e.code], details: e.toOneLine(), metadata };
+    const full = e.toOneLine();
+    return { code: TO_GRPC[e.code], details: boundedDetails(full), metadata, full };
   }
-  const message = e instanceof Error ? e.message : String(e);
-  return { code: grpc.status.INTERNAL, details: `concept service failed: ${message}`, metadata };
+  const full = `concept service failed: ${e instanceof Error ? e.message : String(e)}`;
+  return { code: grpc.status.INTERNAL, details: boundedDetails(full), metadata, full };
 }
 
 export function asCmError(e: unknown): CmError {

@@ -602,7 +602,20 @@ export class ConceptEngine {
     try {
       return await this.opts.bundles.get(spec.bundleId);
     } catch (e) {
-      if (isCmError(e) && (e.code === 'NOT_FOUND' || e.code === 'CORRUPT' || e.code === 'INVALID_ARGUMENT')) {
+      // What goes back to a trainer names the id and the remedy, not the server's folders or the
+      // other bundles it holds (the full error stays in the cause, for the service log).
+      if (isCmError(e) && e.code === 'NOT_FOUND') {
+        throw new CmError(
+          'NOT_FOUND',
+          `run ${spec.runId}: probe bundle ${spec.bundleId} is not on this concept service`,
+          {
+            context: { runId: spec.runId, bundleId: spec.bundleId },
+            hint: 'add the bundle folder to the service bundle directory (CM_BUNDLE_DIR; cm probe make/build --root there), or use a bundle it has',
+            cause: e,
+          },
+        );
+      }
+      if (isCmError(e) && (e.code === 'CORRUPT' || e.code === 'INVALID_ARGUMENT')) {
         throw new CmError(e.code, `run ${spec.runId}: probe bundle ${spec.bundleId}: ${e.message}`, {
           context: { runId: spec.runId, bundleId: spec.bundleId },
           hint: e.hint ?? 'build it with `cm probe build` into the service bundle folder',

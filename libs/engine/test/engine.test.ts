@@ -46,7 +46,7 @@ describe('startRun', () => {
     const e = await rejected(newEngine().startRun(testRunSpec('r', 'abcdefabcdefabcd')));
     expect(e.code).toBe('NOT_FOUND');
     expect(e.message).toMatch(
-      /run r: probe bundle abcdefabcdefabcd: probe bundle abcdefabcdefabcd is not in/,
+      /^run r: probe bundle abcdefabcdefabcd is not on this concept service$/,
     );
   });
   it('bad layer declarations -> INVALID_ARGUMENT', async () => {
