@@ -1,4 +1,4 @@
 import { buildProgram } from './program';
 import { runCli } from './run';
 
-void runCli(buildProgram(), process.argv);
+void runCli(buildProgram(process.argv), process.argv);

@@ -1,10 +1,10 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
-import { CmError, readFloatMatrix, readNpyHeader, readNpyInto, writeNpy } from '@cm/core';
+import { CmError, readFloatMatrix, readNpyHeader, writeNpy } from '@cm/core';
 import {
   DissectPool,
-  allocSoftmaxInput,
+  softmaxInputFromNpy,
   computeSimilarityDetailed,
   type Matrix,
   type SoftmaxInput,
@@ -74,8 +74,9 @@ export function readConcepts(file: string): string[] {
 }
 
 /**
- * P for wpmi / soft_wpmi: read straight into the softmax memory and softmaxed there in place (P is
- * needed for nothing else), so P costs its own size once. float64 P is read as a matrix (converted).
+ * P for wpmi / soft_wpmi: only its header now; the workers read their rows of the file during the
+ * softmax and keep only softmax(a P) (P is needed for nothing else), so P never exists whole in
+ * memory and is read in parallel. float64 P is read as a matrix (converted), as for other methods.
  */
 function readProbeScores(file: string, method: SimilarityMethod, slots: number): Matrix | SoftmaxInput {
   const role = 'probe scores P (images x concepts)';
@@ -83,15 +84,7 @@ function readProbeScores(file: string, method: SimilarityMethod, slots: number):
   const likelihood = method === 'soft_wpmi' || method === 'wpmi';
   if (!likelihood || h.shape.length !== 2 || (h.dtype !== 'float32' && h.dtype !== 'float16'))
     return readFloatMatrix(file, role, { shared: true });
-  const input = allocSoftmaxInput(h.shape[0], h.shape[1], h.dtype, { slots });
-  readNpyInto(file, {
-    allocate: (again) => {
-      if (again.dtype !== h.dtype || again.dataBytes !== input.bytes.byteLength)
-        throw new CmError('INVALID_ARGUMENT', `${file} changed while it was read`, { context: { file } });
-      return input.bytes;
-    },
-  });
-  return input;
+  return softmaxInputFromNpy(file, { slots });
 }
 
 async function runDissect(flags: DissectFlags): Promise<void> {
@@ -202,6 +195,9 @@ export function registerDissect(program: Command): void {
     .option('--concepts <file>', 'concept names, one per line (S lines)')
     .option('--labels-out <file>', 'write labels.csv: neuron, concept, score, top5 (needs --concepts)')
     .option('--workers <n>', 'worker threads (default: one per core)')
-    .option('--timings', 'print the seconds of each stage (start-up, reading, softmax, top-k, kernel, writing)')
+    .option(
+      '--timings',
+      'print the seconds of each stage (start-up, reading, softmax, top-k, kernel, writing)',
+    )
     .action((flags: DissectFlags) => runDissect(flags));
 }
