@@ -20,7 +20,8 @@ import {
 import { loadConfig, type CmConfig } from '@cm/config';
 import { connectBus, openRunStateKv } from '@cm/bus';
 import { engineFromConfig, type ConceptEngine } from '@cm/engine';
-import { busSink, createConceptServer, type ConceptServer } from '@cm/concept-server';
+import { busSink, createConceptServer, instrumentService, type ConceptServer } from '@cm/concept-server';
+import { metricsResponse } from '@cm/metrics';
 
 const log = createLogger('concept-service');
 /** A health check answers within this, whatever a frozen NATS does. */
@@ -51,12 +52,19 @@ export async function startConceptService(cfg: CmConfig): Promise<RunningService
     ttlMs: cfg.service.runStateTtlHours * 3600 * 1000,
   });
   // a run id is used while its state is saved, and after that while its run record is in the stream
-  const built = engineFromConfig(cfg, { stateStore, runExists: (runId) => bus.runRecordPublished(runId) });
+  let streams = (): number => 0;
+  const instruments = instrumentService('concept-service', () => streams());
+  const built = engineFromConfig(cfg, {
+    stateStore,
+    runExists: (runId) => bus.runRecordPublished(runId),
+    onLayerDissected: instruments.onLayerDissected,
+  });
   const engine = built.engine;
   // With CM_ALERT_WEBHOOK_URL set, alerts are POSTed after they are durable in JetStream.
   const server = createConceptServer({
     engine,
-    sink: built.withAlertDelivery(busSink(bus)),
+    sink: built.withAlertDelivery(instruments.timed(busSink(bus))),
+    observer: instruments.observer,
     maxMessageBytes: cfg.grpc.maxMessageBytes,
     maxCheckpointBytes: cfg.grpc.maxCheckpointBytes,
     // a real JetStream round trip with a timeout: the connection flag stays "connected" while
@@ -67,13 +75,19 @@ export async function startConceptService(cfg: CmConfig): Promise<RunningService
     },
     log,
   });
+  streams = () => server.activeStreams;
   const grpcPort = await server.listen(cfg.grpc.listen);
   let health: HealthServer | undefined;
   if (cfg.service.healthPort) {
-    health = await startHealthServer(cfg.service.healthPort, async () => {
-      const h = await server.health();
-      return { ...h, ok: h.status === 'SERVING' };
-    });
+    health = await startHealthServer(
+      cfg.service.healthPort,
+      async () => {
+        const h = await server.health();
+        return { ...h, ok: h.status === 'SERVING' };
+      },
+      '127.0.0.1',
+      () => metricsResponse(instruments.metrics.registry),
+    );
   }
   log.info(`listening on ${cfg.grpc.listen.replace(/:\d+$/, '')}:${grpcPort}`, {
     nats: cfg.nats.url,

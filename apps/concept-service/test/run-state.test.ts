@@ -333,3 +333,39 @@ it('health tells the truth: NOT_SERVING and 503 within 5 s while nats-server is 
   expect((await service.server.health()).status).toBe('SERVING');
   await stopService(service);
 }, 60_000);
+
+/** One sample of a Prometheus text exposition: `name{labels} value` (or `name value`). */
+function sample(text: string, name: string, labels = ''): number | undefined {
+  const line = text
+    .split('\n')
+    .find((l) => (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) && l.includes(labels));
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
+it('/metrics counts what the test sent: checkpoints received and acked, refusals by code, bytes, dissections', async () => {
+  const cfg = await serviceConfig();
+  const service = await startService(cfg);
+  const c = client(service.grpcPort);
+  await c.startRun(testRunSpec('metered', bundles.bundleId));
+  let bytes = 0;
+  for (const step of [0, 1, 2]) {
+    const cp = testCheckpoint(bundles.space, step);
+    bytes += cp.layers.reduce((a, l) => a + l.data.byteLength, 0);
+    expect((await c.sendCheckpoint(cp))?.step).toBe(step);
+  }
+  const bad = testCheckpoint(bundles.space, 3);
+  bad.layers[0].data[5] = Number.NaN;
+  bytes += bad.layers.reduce((a, l) => a + l.data.byteLength, 0);
+  await expect(c.sendCheckpoint(bad)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  await c.endRun('completed');
+  const text = await (await fetch(`http://127.0.0.1:${cfg.service.healthPort}/metrics`)).text();
+  expect(sample(text, 'cm_service_checkpoints_received_total')).toBe(4);
+  expect(sample(text, 'cm_service_checkpoints_acked_total')).toBe(3);
+  expect(sample(text, 'cm_service_refusals_total', 'code="INVALID_ARGUMENT"')).toBe(1);
+  expect(sample(text, 'cm_service_activation_bytes_total')).toBe(bytes);
+  expect(sample(text, 'cm_service_dissection_seconds_count')).toBe(3 * TEST_LAYERS.length);
+  expect(sample(text, 'cm_service_publish_seconds_count')).toBeGreaterThanOrEqual(3);
+  expect(sample(text, 'cm_service_open_streams')).toBeLessThanOrEqual(1);
+  expect(text).toContain('service="concept-service"');
+  await stopService(service);
+}, 60_000);

@@ -25,6 +25,8 @@ import {
   type ConceptEngine,
   type RecordStore,
 } from '@cm/engine';
+import { metricsResponse } from '@cm/metrics';
+import { instrumentService } from './metrics';
 import { createConceptServer, type ConceptServer } from './server';
 import type { CheckpointInfo } from './session';
 
@@ -58,16 +60,20 @@ export interface AllInOneServer {
 export async function startAllInOne(opts: AllInOneOptions): Promise<AllInOneServer> {
   const cfg = opts.config;
   const log = opts.log ?? createLogger('serve');
+  let streams = (): number => 0;
+  const instruments = instrumentService('cm-serve', () => streams());
   const built = engineFromConfig(cfg, {
     bundles: opts.bundles,
     workers: opts.workers,
     // cm serve keeps run state in memory: after a restart the store's runs table says which ids are used
     runExists: storedRunCheck(opts.store),
+    onLayerDissected: instruments.onLayerDissected,
   });
   const query = opts.store.query?.bind(opts.store);
   const server = createConceptServer({
     engine: built.engine,
-    sink: built.withAlertDelivery(storeSink(opts.store)),
+    sink: built.withAlertDelivery(instruments.timed(storeSink(opts.store))),
+    observer: instruments.observer,
     // health is a real query of the store, bounded in time
     ready: query
       ? async () => void (await withTimeout(query('SELECT 1 AS ok'), 2000, 'the store'))
@@ -77,6 +83,7 @@ export async function startAllInOne(opts: AllInOneOptions): Promise<AllInOneServ
     log,
     onCheckpoint: opts.onCheckpoint,
   });
+  streams = () => server.activeStreams;
   const listen = opts.listen ?? cfg.grpc.listen;
   let grpcPort: number;
   try {
@@ -89,10 +96,15 @@ export async function startAllInOne(opts: AllInOneOptions): Promise<AllInOneServ
   let health: HealthServer | undefined;
   if (healthPort !== false) {
     try {
-      health = await startHealthServer(healthPort, async () => {
-        const h = await server.health();
-        return { ...h, ok: h.status === 'SERVING' };
-      });
+      health = await startHealthServer(
+        healthPort,
+        async () => {
+          const h = await server.health();
+          return { ...h, ok: h.status === 'SERVING' };
+        },
+        '127.0.0.1',
+        () => metricsResponse(instruments.metrics.registry),
+      );
     } catch (e) {
       await server.stop(0);
       await built.close();

@@ -3,3 +3,4 @@ export * from './session';
 export * from './status';
 export * from './publisher';
 export * from './all-in-one';
+export * from './metrics';

@@ -12,7 +12,7 @@ import {
   type TrainerMessage,
   type WireHealthResponse,
 } from '@cm/monitor-client';
-import { StreamSession, type CheckpointInfo, type MalformedMessage } from './session';
+import { StreamSession, type CheckpointInfo, type MalformedMessage, type SessionObserver } from './session';
 
 export interface ConceptServerOptions {
   engine: ConceptEngine;
@@ -27,6 +27,7 @@ export interface ConceptServerOptions {
   ready?: () => Promise<void>;
   log?: Logger;
   onCheckpoint?: (info: CheckpointInfo) => void;
+  observer?: SessionObserver;
 }
 
 export interface ConceptServer {
@@ -99,6 +100,7 @@ export function createConceptServer(opts: ConceptServerOptions): ConceptServer {
         maxCheckpointBytes: opts.maxCheckpointBytes ?? DEFAULT_MAX_CHECKPOINT_BYTES,
         maxInFlight: opts.maxInFlight ?? 2,
         onCheckpoint: opts.onCheckpoint,
+        observer: opts.observer,
       });
       sessions.add(session);
       void session.done.then(() => sessions.delete(session));

@@ -8,7 +8,7 @@
  * dissected/published, the session pauses reading; HTTP/2 flow control then holds the trainer's
  * writes (its write() returns false), which is how backpressure reaches the training loop.
  */
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import { CmError, invalidArgument, notFound, type Logger } from '@cm/core';
 import type { CheckpointData, LayerActivations } from '@cm/contracts';
 import { validateLayerHeader, type ConceptEngine, type RecordSink } from '@cm/engine';
@@ -41,6 +41,18 @@ export interface SessionOptions {
   /** Checkpoints dissected/published concurrently before the session stops reading. */
   maxInFlight: number;
   onCheckpoint?: (info: CheckpointInfo) => void;
+  /** Told of what arrives and how streams end (metrics; see libs/metrics). */
+  observer?: SessionObserver;
+}
+
+/** What a session reports as it works: the seam its metrics hang on, free of any metrics library. */
+export interface SessionObserver {
+  /** A checkpoint fully received (CheckpointEnd), with its activation bytes. */
+  checkpointReceived(bytes: number): void;
+  /** A checkpoint's records are durable and its ack is sent. */
+  checkpointAcked(info: CheckpointInfo): void;
+  /** A stream ended with an error status (gRPC code name: INVALID_ARGUMENT, UNAVAILABLE, ...). */
+  streamRefused(code: string): void;
 }
 
 export interface CheckpointInfo {
@@ -256,6 +268,7 @@ export class StreamSession {
     this.step = undefined;
     this.checkpointBytes = 0;
     this.complete.clear();
+    this.opts.observer?.checkpointReceived(bytes);
     this.enqueue(async () => {
       const t0 = performance.now();
       const processed = await this.opts.engine.processCheckpoint(runId, cp);
@@ -273,6 +286,7 @@ export class StreamSession {
       };
       this.opts.log.info(`checkpoint run=${runId} step=${cp.step} acked`, { ...info });
       this.opts.onCheckpoint?.(info);
+      this.opts.observer?.checkpointAcked(info);
     }, cp.step);
   }
 
@@ -372,6 +386,7 @@ export class StreamSession {
     if (this.closed) return;
     this.closed = true;
     const status = toGrpcStatus(e, step);
+    this.opts.observer?.streamRefused(grpc.status[status.code]);
     this.opts.log[this.draining ? 'info' : 'warn'](
       `stream of run ${this.runId ?? '(none)'} ended: ${status.full}`,
       { runId: this.runId, step, code: status.code },

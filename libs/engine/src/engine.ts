@@ -110,6 +110,8 @@ export interface ConceptEngineOptions {
    * run under a used id is refused (ALREADY_EXISTS) unless it asks to resume.
    */
   runExists?: (runId: string) => Promise<boolean>;
+  /** Told how long each layer's dissection took (metrics; the shell wires it to libs/metrics). */
+  onLayerDissected?: (seconds: number, neurons: number) => void;
 }
 
 /** How a RunStart is meant (RunStart.resume and RunStart.start_token on the wire). */
@@ -410,10 +412,13 @@ export class ConceptEngine {
           layer.shape.length === 2
             ? { rows: layer.shape[0], cols: layer.shape[1], data: layer.data }
             : poolLayer({ shape: layer.shape, data: layer.data }, layer.pooling ?? 'avg');
-        return this.opts.dissector.dissect(run.space, q, {
-          ...this.opts.dissectOptions,
-          previousTop1: base.top1[layer.layer],
-        });
+        const t0 = performance.now();
+        return this.opts.dissector
+          .dissect(run.space, q, { ...this.opts.dissectOptions, previousTop1: base.top1[layer.layer] })
+          .then((d) => {
+            this.opts.onLayerDissected?.((performance.now() - t0) / 1000, q.cols);
+            return d;
+          });
       }),
     );
     const labels: CmRecord[] = [];

@@ -29,6 +29,8 @@ export interface EngineOverrides {
   runIdleMs?: number;
   /** Whether a run id was used before (ConceptEngineOptions.runExists); the service asks JetStream. */
   runExists?: (runId: string) => Promise<boolean>;
+  /** ConceptEngineOptions.onLayerDissected (metrics). */
+  onLayerDissected?: (seconds: number, neurons: number) => void;
 }
 
 /** The engine settings the configuration decides (for callers that build engines themselves). */
@@ -77,6 +79,7 @@ export function engineFromConfig(cfg: CmConfig, overrides: EngineOverrides = {})
     stateStore: overrides.stateStore,
     runIdleMs: overrides.runIdleMs ?? cfg.service.runIdleMs,
     runExists: overrides.runExists,
+    onLayerDissected: overrides.onLayerDissected,
   });
   const notifier = webhookFromConfig(cfg.alerts);
   return {

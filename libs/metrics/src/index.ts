@@ -118,3 +118,70 @@ export function recorderMetrics(
     }),
   };
 }
+
+export interface ConceptServiceMetrics {
+  registry: Registry;
+  checkpointsReceived: Counter;
+  checkpointsAcked: Counter;
+  refusals: Counter<'code'>;
+  activationBytes: Counter;
+  dissectionSeconds: Histogram;
+  publishSeconds: Histogram;
+  openStreams: Gauge;
+}
+
+/**
+ * The concept service's (and `cm serve`'s) metrics. `activeStreams` is read at scrape time.
+ * `publishSeconds` is the sink's write: the JetStream publish until every PubAck (the service), the
+ * store insert (`cm serve`).
+ */
+export function conceptServiceMetrics(
+  registry: Registry,
+  activeStreams: () => number,
+): ConceptServiceMetrics {
+  const p = METRIC_PREFIX + 'service_';
+  return {
+    registry,
+    checkpointsReceived: new Counter({
+      name: `${p}checkpoints_received_total`,
+      help: 'checkpoints received whole (CheckpointEnd)',
+      registers: [registry],
+    }),
+    checkpointsAcked: new Counter({
+      name: `${p}checkpoints_acked_total`,
+      help: 'checkpoints whose records are durable and acknowledged',
+      registers: [registry],
+    }),
+    refusals: new Counter({
+      name: `${p}refusals_total`,
+      help: 'streams ended with an error status, by gRPC code',
+      labelNames: ['code'],
+      registers: [registry],
+    }),
+    activationBytes: new Counter({
+      name: `${p}activation_bytes_total`,
+      help: 'activation bytes received in whole checkpoints',
+      registers: [registry],
+    }),
+    dissectionSeconds: new Histogram({
+      name: `${p}dissection_seconds`,
+      help: 'time to dissect one layer of one checkpoint',
+      buckets: SECONDS_BUCKETS,
+      registers: [registry],
+    }),
+    publishSeconds: new Histogram({
+      name: `${p}publish_seconds`,
+      help: "time to make one checkpoint's records durable (JetStream publish until acknowledged, or the store insert)",
+      buckets: SECONDS_BUCKETS,
+      registers: [registry],
+    }),
+    openStreams: new Gauge({
+      name: `${p}open_streams`,
+      help: 'trainer streams open now',
+      registers: [registry],
+      collect() {
+        this.set(activeStreams());
+      },
+    }),
+  };
+}
