@@ -11,7 +11,14 @@
  * resident memory of the process (all threads).
  */
 import { availableParallelism, loadavg } from 'node:os';
-import { DissectPool, allocSharedMatrix, SOFT_WPMI_DEFAULTS, type Matrix } from '@cm/dissect';
+import {
+  DEFAULT_TOP_IMAGES,
+  DissectPool,
+  allocSharedMatrix,
+  SOFT_WPMI_DEFAULTS,
+  topActivatingImages,
+  type Matrix,
+} from '@cm/dissect';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -124,6 +131,14 @@ async function main(): Promise<void> {
   await timed('soft_wpmi warm, again', () => pool.similarity('soft_wpmi', P, Q1));
   await timed('cos cold (first call on this P: + column normalisation)', () => pool.similarity('cos', P, Q1));
   await timed('cos warm (new activations, same P; ORT MatMul)', () => pool.similarity('cos', P, Q2));
+  // Evidence (neuron_labels.top_images): free for (soft_)wpmi, the head of their own top-k ranking;
+  // for the other methods an extra partial selection of the top images per neuron.
+  await timed(`evidence (cos etc.): top ${DEFAULT_TOP_IMAGES} images per neuron, pool`, () =>
+    topActivatingImages(Q2, DEFAULT_TOP_IMAGES, pool),
+  );
+  await timed(`evidence (cos etc.): top ${DEFAULT_TOP_IMAGES} images per neuron, one thread`, () =>
+    topActivatingImages(Q1, DEFAULT_TOP_IMAGES),
+  );
 
   // Spot check: fast path against the formula, evaluated directly in float64.
   const pairs: Array<[number, number]> = [

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { readFloatMatrix, writeNpy } from '@cm/core';
+import { float32ToFloat16, readFloatMatrix, writeNpy } from '@cm/core';
 
 const run = promisify(execFile);
 const ROOT = join(__dirname, '../../..');
@@ -72,6 +72,46 @@ it('cm dissect writes the N x S similarity and labels.csv (soft_wpmi, reference 
   ).planted_preference;
   expect(lines[1].startsWith(`0,concept_${planted[0]},`)).toBe(true);
   expect(lines[1].split(',')[3].split(';')).toHaveLength(5);
+});
+
+it('float16 P (softmaxed in place) gives the float32 labels; --timings prints the stages', async () => {
+  const P = readFloatMatrix(P_FILE, 'P');
+  const p16 = join(dir, 'p16.npy');
+  writeNpy(p16, float32ToFloat16(P.data), [P.rows, P.cols]);
+  const concepts = join(dir, 'concepts16.txt');
+  writeFileSync(concepts, Array.from({ length: 48 }, (_, j) => `c${j}`).join('\n'));
+  const labelsOf = async (pFile: string, name: string, extra: string[] = []) => {
+    const labels = join(dir, `${name}.csv`);
+    const r = await cm([
+      'dissect',
+      '--probe-scores',
+      pFile,
+      '--activations',
+      Q_FILE,
+      '--out',
+      join(dir, `${name}.npy`),
+      '--concepts',
+      concepts,
+      '--labels-out',
+      labels,
+      ...extra,
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    return {
+      stdout: r.stdout,
+      top1: readFileSync(labels, 'utf8')
+        .trim()
+        .split('\n')
+        .slice(1)
+        .map((l) => l.split(',')[1]),
+    };
+  };
+  const wide = await labelsOf(P_FILE, 'l32');
+  const half = await labelsOf(p16, 'l16', ['--timings', '--workers', '2']);
+  expect(half.top1).toHaveLength(24);
+  expect(half.top1).toEqual(wide.top1);
+  expect(half.stdout).toMatch(/stages \(s\): start-up [\d.]+, read P [\d.]+, read Q [\d.]+, softmax [\d.]+/);
 });
 
 it('accepts float64 input and method flags (cos_cubed --min-norm)', async () => {

@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { CmError } from './errors';
 
 /**
@@ -157,24 +157,163 @@ export interface ReadNpyOptions {
   shared?: boolean;
 }
 
+/** Bytes read (and handed to `onBytes`) at a time by readNpyInto. */
+const READ_CHUNK = 8 << 20;
+
+export interface ReadNpyIntoOptions {
+  /**
+   * Where the data goes, given the header: a view of at least `h.dataBytes` bytes, filled from the
+   * file directly (no intermediate buffer). May throw to refuse the file (wrong dtype or shape).
+   */
+  allocate(h: NpyHeader): Uint8Array;
+  /**
+   * Called with every byte of the file, in order (preamble and header, data, any bytes after the
+   * data), in chunks of at most 8 MiB: to hash a file while reading it, without a second copy.
+   */
+  onBytes?(chunk: Uint8Array): void;
+}
+
+/**
+ * Read an .npy file's data into memory the caller provides (see ReadNpyIntoOptions) and return its
+ * header. The file is read once, in chunks, straight into the destination.
+ */
+export function readNpyInto(file: string, options: ReadNpyIntoOptions): NpyHeader {
+  const fd = openForRead(file);
+  try {
+    const size = fstatSync(fd).size;
+    const head = Buffer.alloc(Math.min(65_536 + 12, Math.max(12, size)));
+    const got = readFully(fd, head, 0);
+    const h = parseNpyHeader(head.subarray(0, got), file);
+    const into = options.allocate(h);
+    if (into.byteLength < h.dataBytes) {
+      throw new CmError(
+        'INTERNAL',
+        `readNpyInto: ${file} needs ${h.dataBytes} bytes, the destination has ${into.byteLength}`,
+        { context: { file } },
+      );
+    }
+    const onBytes = options.onBytes;
+    onBytes?.(head.subarray(0, Math.min(got, h.dataStart)));
+    let have = 0;
+    if (!onBytes) have = readFully(fd, into.subarray(0, h.dataBytes), h.dataStart);
+    else {
+      while (have < h.dataBytes) {
+        const chunk = into.subarray(have, Math.min(h.dataBytes, have + READ_CHUNK));
+        const n = readFully(fd, chunk, h.dataStart + have);
+        onBytes(chunk.subarray(0, n));
+        have += n;
+        if (n < chunk.length) break;
+      }
+    }
+    if (have < h.dataBytes) throw truncated(file, h, have);
+    if (onBytes) {
+      // anything after the data is part of the file's bytes (its hash)
+      const tail = Buffer.alloc(Math.min(READ_CHUNK, Math.max(0, size - h.dataStart - h.dataBytes)));
+      for (let at = h.dataStart + h.dataBytes; tail.length > 0;) {
+        const n = readSync(fd, tail, 0, tail.length, at);
+        if (n === 0) break;
+        onBytes(tail.subarray(0, n));
+        at += n;
+      }
+    }
+    return h;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * Read an .npy file. The data goes from the file straight into its typed array (one read of the
  * header, one of the data): no intermediate buffer of the whole file, so a big P costs its own size
  * in memory, not twice that.
  */
 export function readNpy(file: string, options: ReadNpyOptions = {}): NpyArray {
+  let buffer: ArrayBuffer | SharedArrayBuffer | undefined;
+  const h = readNpyInto(file, {
+    allocate: (header) => {
+      buffer = options.shared ? new SharedArrayBuffer(header.dataBytes) : new ArrayBuffer(header.dataBytes);
+      return new Uint8Array(buffer);
+    },
+  });
+  return { dtype: h.dtype, shape: h.shape, data: typedView(h.dtype, buffer as ArrayBufferLike) };
+}
+
+/** The header of an .npy file (reads its first bytes only). */
+export function readNpyHeader(file: string): NpyHeader {
   const fd = openForRead(file);
   try {
     const head = Buffer.alloc(Math.min(65_536 + 12, Math.max(12, fstatSync(fd).size)));
-    const got = readFully(fd, head, 0);
-    const h = parseNpyHeader(head.subarray(0, got), file);
-    const buffer = options.shared ? new SharedArrayBuffer(h.dataBytes) : new ArrayBuffer(h.dataBytes);
-    const have = readFully(fd, new Uint8Array(buffer), h.dataStart);
-    if (have < h.dataBytes) throw truncated(file, h, have);
-    return { dtype: h.dtype, shape: h.shape, data: typedView(h.dtype, buffer) };
+    return parseNpyHeader(head.subarray(0, readFully(fd, head, 0)), file);
   } finally {
     closeSync(fd);
   }
+}
+
+let halfTable: Float32Array | undefined;
+/** float16 bit pattern -> float32 value, all 65536 of them (256 KiB, built on first use). */
+export function float16Table(): Float32Array {
+  if (!halfTable) {
+    halfTable = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) {
+      const sign = h & 0x8000 ? -1 : 1;
+      const exp = (h >> 10) & 0x1f;
+      const frac = h & 0x3ff;
+      halfTable[h] =
+        exp === 0
+          ? sign * frac * 2 ** -24
+          : exp === 31
+            ? frac
+              ? NaN
+              : sign * Infinity
+            : sign * (1 + frac / 1024) * 2 ** (exp - 15);
+    }
+  }
+  return halfTable;
+}
+
+/** float16 bit patterns -> float32 values (into `out`, same length). */
+export function float16ToFloat32<T extends Float32Array<ArrayBufferLike>>(
+  half: Uint16Array<ArrayBufferLike>,
+  out: T = new Float32Array(half.length) as T,
+): T {
+  const table = float16Table();
+  for (let i = 0; i < half.length; i++) out[i] = table[half[i]];
+  return out;
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+/** The float16 bit pattern nearest to x (round half to even, as numpy's astype(float16)). */
+export function toFloat16Bits(x: number): number {
+  f32[0] = x;
+  const bits = u32[0];
+  const sign = (bits >>> 16) & 0x8000;
+  const exp = (bits >>> 23) & 0xff;
+  const mant = bits & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    const m = mant | 0x800000;
+    const shift = 14 - e;
+    const half = m >>> shift;
+    const rem = m & ((1 << shift) - 1);
+    const mid = 1 << (shift - 1);
+    return sign | (rem > mid || (rem === mid && half & 1) ? half + 1 : half);
+  }
+  const half = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  return sign | (rem > 0x1000 || (rem === 0x1000 && half & 1) ? half + 1 : half);
+}
+
+/** float32 values -> float16 bit patterns (numpy's astype(float16)). */
+export function float32ToFloat16<T extends Uint16Array<ArrayBufferLike>>(
+  values: ArrayLike<number>,
+  out: T = new Uint16Array(values.length) as T,
+): T {
+  for (let i = 0; i < values.length; i++) out[i] = toFloat16Bits(values[i]);
+  return out;
 }
 
 export function dtypeOf(data: NpyData): NpyDtype {
@@ -186,13 +325,12 @@ export function dtypeOf(data: NpyData): NpyDtype {
   return 'float16';
 }
 
-/** Serialise to .npy (version 1.0). Deterministic: same input, same bytes. */
-export function encodeNpy(data: NpyData, shape: readonly number[], dtype: NpyDtype = dtypeOf(data)): Buffer {
-  const count = shape.reduce((a, n) => a * n, 1);
-  if (count !== data.length) {
+/** The .npy preamble and header (version 1.0) of an array: what precedes its raw data. */
+function encodeHeader(count: number, dataLength: number, shape: readonly number[], dtype: NpyDtype): Buffer {
+  if (count !== dataLength) {
     throw new CmError(
       'INVALID_ARGUMENT',
-      `encodeNpy: shape (${shape.join(', ')}) holds ${count} values, data has ${data.length}`,
+      `encodeNpy: shape (${shape.join(', ')}) holds ${count} values, data has ${dataLength}`,
     );
   }
   const shapeText = shape.length === 1 ? `${shape[0]},` : shape.join(', ');
@@ -205,19 +343,43 @@ export function encodeNpy(data: NpyData, shape: readonly number[], dtype: NpyDty
   pre[6] = 1;
   pre[7] = 0;
   pre.writeUInt16LE(header.length, 8);
+  return Buffer.concat([pre, Buffer.from(header, 'latin1')]);
+}
+
+/** Serialise to .npy (version 1.0). Deterministic: same input, same bytes. */
+export function encodeNpy(data: NpyData, shape: readonly number[], dtype: NpyDtype = dtypeOf(data)): Buffer {
+  const count = shape.reduce((a, n) => a * n, 1);
   return Buffer.concat([
-    pre,
-    Buffer.from(header, 'latin1'),
+    encodeHeader(count, data.length, shape, dtype),
     Buffer.from(data.buffer, data.byteOffset, data.byteLength),
   ]);
 }
 
+/** Write an .npy file: the header, then the array's own bytes (no copy of the data). */
 export function writeNpy(file: string, data: NpyData, shape: readonly number[]): void {
-  writeFileSync(file, encodeNpy(data, shape));
+  const count = shape.reduce((a, n) => a * n, 1);
+  const header = encodeHeader(count, data.length, shape, dtypeOf(data));
+  let fd: number;
+  try {
+    fd = openSync(file, 'w');
+  } catch (e) {
+    throw new CmError('NOT_FOUND', `cannot write ${file}: ${(e as Error).message}`, {
+      context: { file },
+      cause: e,
+    });
+  }
+  try {
+    writeSync(fd, header);
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    for (let done = 0; done < bytes.length;)
+      done += writeSync(fd, bytes, done, Math.min(bytes.length - done, 1 << 30));
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
- * Read a 2-D float matrix (float32, or float64 converted), naming the file and the expected role in
+ * Read a 2-D float matrix (float32, or float64 / float16 converted), naming the file and the expected role in
  * errors. `shared` puts it in a SharedArrayBuffer (see ReadNpyOptions).
  */
 export function readFloatMatrix(
@@ -240,11 +402,21 @@ export function readFloatMatrix(
     const bytes = wide.length * 4;
     data = new Float32Array(options.shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
     data.set(wide);
+  } else if (arr.dtype === 'float16') {
+    const bytes = arr.data.length * 4;
+    data = float16ToFloat32(
+      arr.data as Uint16Array,
+      new Float32Array(options.shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes)),
+    );
   } else {
-    throw new CmError('INVALID_ARGUMENT', `${file}: ${role} must be float32 or float64, got ${arr.dtype}`, {
-      context: { file },
-      hint: 'convert with arr.astype(numpy.float32)',
-    });
+    throw new CmError(
+      'INVALID_ARGUMENT',
+      `${file}: ${role} must be float32, float64 or float16, got ${arr.dtype}`,
+      {
+        context: { file },
+        hint: 'convert with arr.astype(numpy.float32)',
+      },
+    );
   }
   return { rows: arr.shape[0], cols: arr.shape[1], data };
 }

@@ -1,7 +1,16 @@
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeNpy, readFloatMatrix, readNpy, writeNpy } from '../src';
+import { createHash } from 'node:crypto';
+import {
+  encodeNpy,
+  float16ToFloat32,
+  float32ToFloat16,
+  readFloatMatrix,
+  readNpy,
+  readNpyInto,
+  writeNpy,
+} from '../src';
 
 const dir = mkdtempSync(join(tmpdir(), 'cm-npy-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -29,6 +38,42 @@ describe('.npy read straight into typed arrays', () => {
         expect(back.data.buffer instanceof SharedArrayBuffer).toBe(shared);
       }
     }
+  });
+
+  it('converts float32 to float16 as numpy does, and float16 matrices back to float32', () => {
+    // numpy: np.array([1, -2, 0.1, 65504, 1e-7, 70000, 2049, 2051], np.float32).astype(np.float16).view(np.uint16)
+    const values = [1, -2, 0.1, 65504, 1e-7, 70000, 2049, 2051];
+    const bits = float32ToFloat16(values);
+    expect(Array.from(bits)).toEqual([0x3c00, 0xc000, 0x2e66, 0x7bff, 0x0002, 0x7c00, 0x6800, 0x6802]);
+    expect(Array.from(float16ToFloat32(bits))).toEqual([
+      1,
+      -2,
+      0.0999755859375,
+      65504,
+      2 ** -23,
+      Infinity,
+      2048,
+      2052,
+    ]);
+    const file = join(dir, 'half.npy');
+    writeNpy(file, float32ToFloat16([0.25, 0.5, 0.75, 1]), [2, 2]);
+    const m = readFloatMatrix(file, 'P', { shared: true });
+    expect(Array.from(m.data)).toEqual([0.25, 0.5, 0.75, 1]);
+    expect(m.data.buffer instanceof SharedArrayBuffer).toBe(true);
+  });
+
+  it("readNpyInto fills the caller's buffer and passes every byte of the file on, in order", () => {
+    const file = join(dir, 'into.npy');
+    const data = new Float32Array(3 * 1000).map((_, i) => i / 7);
+    // trailing bytes after the data are part of the file
+    writeFileSync(file, Buffer.concat([encodeNpy(data, [3, 1000]), Buffer.from('tail')]));
+    const target = new Uint8Array(new SharedArrayBuffer(12_000 + 16), 16);
+    const hash = createHash('sha256');
+    const h = readNpyInto(file, { allocate: () => target, onBytes: (chunk) => hash.update(chunk) });
+    expect(h.shape).toEqual([3, 1000]);
+    expect(Array.from(new Float32Array(target.buffer, 16, 3000))).toEqual(Array.from(data));
+    expect(hash.digest('hex')).toBe(createHash('sha256').update(readFileSync(file)).digest('hex'));
+    expect(() => readNpyInto(file, { allocate: () => new Uint8Array(10) })).toThrow(/needs 12000 bytes/);
   });
 
   it('reads a version 2.0 header and converts float64 matrices into shared float32', () => {

@@ -10,7 +10,13 @@ import type {
 import type { Executor } from './executor';
 import { inlineExecutor } from './executor';
 import { resolveParams, validateInputs } from './params';
-import { defaultExecutor, similarityDetailedOn } from './similarity';
+import {
+  defaultExecutor,
+  similarityDetailedOn,
+  toShared,
+  topImages,
+  type SimilarityResult,
+} from './similarity';
 import { calibrateOn, likelihoodNullOn, usesLikelihoodNull } from './calibrate';
 import { conceptSwitches, layerMetrics, topLayerConcepts } from './metrics';
 import { projectTo2d } from './projection';
@@ -34,7 +40,16 @@ export interface DissectOptions {
   nullActivations?: Matrix;
   /** Temperature of the softmax over top-k scores that weights the unified embedding (default 1). */
   embeddingTemperature?: number;
+  /**
+   * Evidence kept per neuron: the indices of its top activating probe images, best first (default
+   * DEFAULT_TOP_IMAGES; at most D). For wpmi / soft_wpmi they are the head of the method's own top-k
+   * ranking; for the other methods the same definition (highest activations) by a partial selection.
+   */
+  topImages?: number;
 }
+
+/** Top activating probe images kept per neuron and checkpoint unless DissectOptions.topImages says otherwise. */
+export const DEFAULT_TOP_IMAGES = 8;
 
 /**
  * Relative tolerance within which two top scores count as tied: |s - max| <= TIE_TOLERANCE * max(1, |max|).
@@ -213,6 +228,8 @@ export function labelsFromSimilarity(
     likelihood?: { logp: Float64Array; lambda: number };
     /** wpmi / soft_wpmi: per-concept thresholds on L; interpretable = L[k, top1] > likelihoodThresholds[top1]. */
     likelihoodThresholds?: Float64Array;
+    /** Each neuron's top activating images (N x k, best first); none given: empty lists. */
+    topImages?: { k: number; indices: Int32Array };
   },
 ): { labels: NeuronLabel[]; top1: Int32Array } {
   const lik = opts.likelihood;
@@ -249,6 +266,9 @@ export function labelsFromSimilarity(
       interpretable: !dead[n] && interpretable,
       topConcepts: Array.from(idx, (j) => space.concepts[j]),
       topScores: Array.from(sc),
+      topImages: opts.topImages
+        ? Array.from(opts.topImages.indices.subarray(n * opts.topImages.k, (n + 1) * opts.topImages.k))
+        : [],
       embedding,
       x,
       y,
@@ -257,6 +277,48 @@ export function labelsFromSimilarity(
     });
   }
   return { labels, top1 };
+}
+
+/**
+ * The first `count` (at most D) top activating images of every neuron: the head of the similarity's
+ * own ranking when it kept one at least that long (wpmi / soft_wpmi), else a partial selection per
+ * neuron (quickselect, then a sort of the winners only) on the executor.
+ */
+async function topImagesOf(
+  exec: Executor,
+  Q: Matrix,
+  result: SimilarityResult,
+  count: number,
+): Promise<{ k: number; indices: Int32Array }> {
+  if (!Number.isInteger(count) || count < 0)
+    throw new CmError('INVALID_ARGUMENT', `topImages must be a non-negative integer, got ${count}`, {
+      context: { topImages: count },
+    });
+  const k = Math.min(count, Q.rows);
+  const N = Q.cols;
+  const ranked = result.topImages;
+  if (ranked && ranked.k === k) return ranked;
+  if (ranked && ranked.k > k) {
+    const indices = new Int32Array(N * k);
+    for (let n = 0; n < N; n++) indices.set(ranked.indices.subarray(n * ranked.k, n * ranked.k + k), n * k);
+    return { k, indices };
+  }
+  if (k === 0 || N === 0) return { k, indices: new Int32Array(0) };
+  return { k, indices: await topImages(exec, toShared(Q), k) };
+}
+
+/**
+ * The `k` (at most D) top activating probe images of every neuron of Q (D x N), best first, equal
+ * activations lower index first: N x k int32, neuron by neuron. A partial selection per neuron
+ * (quickselect, then a sort of the k winners), on `exec` (a DissectPool) or in this thread.
+ */
+export async function topActivatingImages(
+  Q: Matrix,
+  k: number,
+  exec: Executor = inlineExecutor,
+): Promise<Int32Array> {
+  const none = { rows: 0, cols: 0, data: new Float32Array(0) };
+  return (await topImagesOf(exec, Q, { sim: none, stages: { softmax: 0, topk: 0, kernel: 0 } }, k)).indices;
 }
 
 /** dissectLayer on a given executor (a DissectPool or the calling thread). */
@@ -293,6 +355,7 @@ export async function dissectOn(
       : undefined,
   ]);
   const dead = deadNeurons(Q);
+  const evidence = await topImagesOf(exec, Q, result, opts.topImages ?? DEFAULT_TOP_IMAGES);
   const { labels, top1 } = labelsFromSimilarity(result.sim, space, dead, {
     topK,
     threshold,
@@ -300,6 +363,7 @@ export async function dissectOn(
     embeddingTemperature: opts.embeddingTemperature,
     likelihood: result.likelihood,
     likelihoodThresholds: nullL?.thresholds,
+    topImages: evidence,
   });
   const metrics = layerMetrics(labels, {
     conceptCount: space.concepts.length,

@@ -3,23 +3,8 @@ import { buildOnnxModel } from './onnx-model';
 /**
  * The ONNX graphs run by onnxruntime-node. Every graph works on a block of P (rows or columns),
  * so the work splits across worker threads; shapes are symbolic, one session serves any size.
+ * (softmax(a P) is softmax.wat since issue 15: no private copies in and out.)
  */
-
-/** Sm = softmax(a * P) over concepts, for a block of images (rows). Inputs P [d, S], a [1]. */
-export function softmaxGraph(): Uint8Array {
-  return buildOnnxModel({
-    name: 'scaled_softmax',
-    inputs: [
-      { name: 'P', shape: ['d', 'S'] },
-      { name: 'a', shape: [1] },
-    ],
-    outputs: [{ name: 'Sm', shape: ['d', 'S'] }],
-    nodes: [
-      { op: 'Mul', inputs: ['P', 'a'], outputs: ['aP'] },
-      { op: 'Softmax', inputs: ['aP'], outputs: ['Sm'], attributes: [{ name: 'axis', i: 1 }] },
-    ],
-  });
-}
 
 /**
  * Y = A B for A [N, D] (normalised activations, transposed) and B [D, s] (a block of normalised

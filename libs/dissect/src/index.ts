@@ -14,7 +14,16 @@ export {
   computeSimilarityOn,
   allocSharedMatrix,
   defaultExecutor,
+  type SimilarityStages,
 } from './similarity';
+export {
+  allocSoftmaxInput,
+  allocSoftmaxReadyMatrix,
+  softmaxInputFromNpy,
+  isSoftmaxInput,
+  type SoftmaxInput,
+  type NpySource,
+} from './softmax-input';
 export { inlineExecutor, type Executor } from './executor';
 export { DissectPool, type DissectPoolOptions } from './pool';
 export {
@@ -24,6 +33,8 @@ export {
   topConceptsPerNeuron,
   tieTolerance,
   TIE_TOLERANCE,
+  DEFAULT_TOP_IMAGES,
+  topActivatingImages,
   deadNeurons,
   unifiedEmbedding,
   validateSpace,

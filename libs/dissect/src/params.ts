@@ -139,8 +139,12 @@ const finiteChecked = new WeakSet<Float32Array>();
  * Check P (D x S) and Q (D x N) for one dissection: shapes, finiteness, enough images for the
  * method. P's finiteness is checked once per P array (P is fixed per probe bundle; 10^8 values).
  */
-export function validateInputs(r: ResolvedParams, P: Matrix, Q: Matrix): void {
-  checkMatrix(P, 'probe scores P (images x concepts)');
+export function validateInputs(
+  r: ResolvedParams,
+  P: Matrix | { rows: number; cols: number; data?: undefined },
+  Q: Matrix,
+): void {
+  if (P.data) checkMatrix(P, 'probe scores P (images x concepts)');
   checkMatrix(Q, 'activations Q (images x neurons)');
   if (P.rows !== Q.rows) {
     throw new CmError(
@@ -151,10 +155,10 @@ export function validateInputs(r: ResolvedParams, P: Matrix, Q: Matrix): void {
       },
     );
   }
-  for (const [m, role, cache] of [
-    [P, 'probe scores P', true],
-    [Q, 'activations Q', false],
-  ] as const) {
+  const checked: Array<readonly [Matrix, string, boolean]> = [[Q, 'activations Q', false]];
+  // P without data: a caller that checks P's values as it reads them (softmax in place)
+  if (P.data) checked.unshift([P, 'probe scores P', true]);
+  for (const [m, role, cache] of checked) {
     if (cache && finiteChecked.has(m.data)) continue;
     const bad = firstNonFinite(m.data);
     if (bad >= 0) {

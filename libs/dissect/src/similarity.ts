@@ -4,6 +4,13 @@ import type { Matrix, SimilarityMethod, SimilarityParams } from './types';
 import { likelihoodFactors, resolveParams, validateInputs, type ResolvedParams } from './params';
 import { slotBytesFor, type SharedMatrixRef, type SoftmaxCacheRef, type Task } from './tasks';
 import { inlineExecutor, splitRange, type Executor } from './executor';
+import {
+  consumedWith,
+  isSoftmaxInput,
+  softmaxInPlace,
+  softmaxReadyInput,
+  type SoftmaxInput,
+} from './softmax-input';
 
 let nextId = 1;
 const sharedCopies = new WeakMap<Float32Array, SharedMatrixRef>();
@@ -126,6 +133,57 @@ export async function topImages(exec: Executor, q: SharedMatrixRef, k: number): 
 export interface SimilarityResult {
   sim: Matrix;
   likelihood?: { logp: Float64Array; lambda: number };
+  /**
+   * wpmi / soft_wpmi: each neuron's top-k images by activation (N x topK, int32, best first), the
+   * ranking the likelihood was computed on; kept so the evidence images cost nothing extra.
+   */
+  topImages?: { k: number; indices: Int32Array };
+  /** Seconds per stage, from the call's start to each stage's end (softmax and top-k run at once). */
+  stages: SimilarityStages;
+}
+
+/** Wall seconds of a similarity's stages (0 when a stage did not run, e.g. a cached softmax). */
+export interface SimilarityStages {
+  softmax: number;
+  topk: number;
+  /** The likelihood kernel (wpmi / soft_wpmi) or the method's whole pass (cos, rank_reorder). */
+  kernel: number;
+}
+
+/** softmax(a P) of a matrix (cached) or of a SoftmaxInput (in place, once). */
+function softmaxOf(exec: Executor, P: Matrix | SoftmaxInput, a: number): Promise<SoftmaxCacheRef> {
+  if (!isSoftmaxInput(P) && !softmaxReadyInput(P.data)) return softmaxCache(exec, toShared(P), a);
+  const input = isSoftmaxInput(P) ? P : (softmaxReadyInput(P.data) as SoftmaxInput);
+  return softmaxInPlace(input, a, exec.size, (sm, source) =>
+    exec.run(
+      splitRange(input.rows, exec.size).map(([rowStart, rowEnd]): Task => ({
+        kind: 'softmax',
+        p: source ?? 'in-place',
+        sm,
+        rowStart,
+        rowEnd,
+      })),
+    ),
+  );
+}
+
+/** P as a shared matrix, for the methods that read P itself. */
+function matrixOf(P: Matrix | SoftmaxInput, method: string): SharedMatrixRef {
+  const ready = isSoftmaxInput(P) ? undefined : softmaxReadyInput(P.data);
+  if (ready && consumedWith(ready) !== undefined) {
+    throw new CmError(
+      'INVALID_ARGUMENT',
+      `${method} reads the probe scores P themselves, but this P was replaced by softmax(${consumedWith(ready)} P) in place (a wpmi / soft_wpmi P)`,
+      { context: { method }, hint: 'load the bundle without softmaxInPlace for this method' },
+    );
+  }
+  // a softmax-ready P still holding its values: a copy (it is not a whole SharedArrayBuffer)
+  if (!isSoftmaxInput(P)) return toShared(P);
+  throw new CmError(
+    'INVALID_ARGUMENT',
+    `${method} reads the probe scores P themselves; this P was loaded for wpmi / soft_wpmi only (softmax in place)`,
+    { context: { method }, hint: 'load P as a matrix (readFloatMatrix) for this method' },
+  );
 }
 
 /** L[k, j] = sim[k, j] + lambda * logp[j] in float64 (sim is float32: good to one float32 ulp of sim). */
@@ -136,7 +194,12 @@ export function ownLikelihood(result: SimilarityResult, k: number, j: number): n
 }
 
 /** The similarity of an already-validated method on an executor. */
-export async function similarityOn(exec: Executor, r: ResolvedParams, P: Matrix, Q: Matrix): Promise<Matrix> {
+export async function similarityOn(
+  exec: Executor,
+  r: ResolvedParams,
+  P: Matrix | SoftmaxInput,
+  Q: Matrix,
+): Promise<Matrix> {
   return (await similarityDetailedOn(exec, r, P, Q)).sim;
 }
 
@@ -144,20 +207,26 @@ export async function similarityOn(exec: Executor, r: ResolvedParams, P: Matrix,
 export async function similarityDetailedOn(
   exec: Executor,
   r: ResolvedParams,
-  P: Matrix,
+  P: Matrix | SoftmaxInput,
   Q: Matrix,
 ): Promise<SimilarityResult> {
-  const p = toShared(P);
+  const t0 = performance.now();
+  const since = (): number => (performance.now() - t0) / 1000;
+  const stages: SimilarityStages = { softmax: 0, topk: 0, kernel: 0 };
   const q = toShared(Q);
   const N = Q.cols;
   const S = P.cols;
   const out = new SharedArrayBuffer(N * S * 4);
   let likelihood: SimilarityResult['likelihood'];
+  let ranked: SimilarityResult['topImages'];
   switch (r.method) {
     case 'soft_wpmi':
     case 'wpmi': {
       const f = likelihoodFactors(r);
-      const [sm, idx] = await Promise.all([softmaxCache(exec, p, f.a), topImages(exec, q, f.topK)]);
+      const [sm, idx] = await Promise.all([
+        softmaxOf(exec, P, f.a).then((v) => ((stages.softmax = since()), v)),
+        topImages(exec, q, f.topK).then((v) => ((stages.topk = since()), v)),
+      ]);
       const logp = new SharedArrayBuffer(S * 8);
       await exec.run(
         splitRange(S, exec.size, 8).map(([colStart, colEnd]): Task => ({
@@ -176,10 +245,12 @@ export async function similarityDetailedOn(
         })),
       );
       likelihood = { logp: new Float64Array(logp), lambda: f.lambda };
+      ranked = { k: f.topK, indices: idx };
       break;
     }
     case 'cos':
     case 'cos_cubed': {
+      const p = matrixOf(P, r.method);
       const cubed = r.method === 'cos_cubed';
       const minNorm = r.method === 'cos_cubed' ? r.params.minNorm : 0;
       await exec.run(
@@ -197,6 +268,7 @@ export async function similarityDetailedOn(
       break;
     }
     case 'rank_reorder': {
+      const p = matrixOf(P, r.method);
       const { p: power, topFraction, scaleP, seed } = r.params;
       await exec.run(
         splitRange(N, exec.size).map(([colStart, colEnd]): Task => ({
@@ -215,13 +287,14 @@ export async function similarityDetailedOn(
       break;
     }
   }
-  return { sim: { rows: N, cols: S, data: new Float32Array(out) }, likelihood };
+  stages.kernel = since();
+  return { sim: { rows: N, cols: S, data: new Float32Array(out) }, likelihood, topImages: ranked, stages };
 }
 
 /** Work above which computeSimilarity moves to the default worker pool (about 20 ms of work inline). */
 const INLINE_WORK_LIMIT = 2e7;
 
-function workOf(r: ResolvedParams, P: Matrix, Q: Matrix): number {
+function workOf(r: ResolvedParams, P: { rows: number; cols: number }, Q: Matrix): number {
   const D = P.rows;
   const S = P.cols;
   const N = Q.cols;
@@ -255,7 +328,7 @@ export function defaultExecutor(): Executor {
  */
 export async function computeSimilarity(
   method: SimilarityMethod,
-  P: Matrix,
+  P: Matrix | SoftmaxInput,
   Q: Matrix,
   params?: SimilarityParams,
 ): Promise<Matrix> {
@@ -269,24 +342,25 @@ export async function computeSimilarity(
  */
 export async function computeSimilarityDetailed(
   method: SimilarityMethod,
-  P: Matrix,
+  P: Matrix | SoftmaxInput,
   Q: Matrix,
   params?: SimilarityParams,
   exec?: Executor,
-): Promise<{ sim: Matrix; likelihoodOffset?: Float64Array }> {
+): Promise<{ sim: Matrix; likelihoodOffset?: Float64Array; stages: SimilarityStages }> {
   const r = resolveParams(method, params);
-  validateInputs(r, P, Q);
+  // a SoftmaxInput's values are checked by the softmax pass that reads them (in place)
+  validateInputs(r, isSoftmaxInput(P) ? { rows: P.rows, cols: P.cols } : P, Q);
   const on = exec ?? (workOf(r, P, Q) > INLINE_WORK_LIMIT ? defaultExecutor() : inlineExecutor);
-  const { sim, likelihood } = await similarityDetailedOn(on, r, P, Q);
-  if (!likelihood) return { sim };
-  return { sim, likelihoodOffset: likelihood.logp.map((v) => likelihood.lambda * v) };
+  const { sim, likelihood, stages } = await similarityDetailedOn(on, r, P, Q);
+  if (!likelihood) return { sim, stages };
+  return { sim, likelihoodOffset: likelihood.logp.map((v) => likelihood.lambda * v), stages };
 }
 
 /** Same, on a given executor (a DissectPool, or inlineExecutor to stay in this thread). */
 export async function computeSimilarityOn(
   exec: Executor,
   method: SimilarityMethod,
-  P: Matrix,
+  P: Matrix | SoftmaxInput,
   Q: Matrix,
   params?: SimilarityParams,
 ): Promise<Matrix> {

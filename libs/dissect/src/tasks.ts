@@ -1,7 +1,13 @@
+import { closeSync, openSync, readSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { CmError } from '@cm/core';
-import { matmulGraph, softmaxGraph } from './graphs';
-import { instantiateLikelihood, type LikelihoodFn } from './wasm-kernel';
+import { CmError, float16Table } from '@cm/core';
+import { matmulGraph } from './graphs';
+import {
+  instantiateLikelihood,
+  instantiateSoftmax,
+  type LikelihoodFn,
+  type SoftmaxRowsFn,
+} from './wasm-kernel';
 import { mulberry32, neuronSeed } from './random';
 
 /**
@@ -34,8 +40,26 @@ export interface SoftmaxCacheRef {
   a: number;
 }
 
+/** An .npy file's data: where the softmax pass reads P's rows (each worker its own, in parallel). */
+export interface NpySource {
+  file: string;
+  /** Byte offset of the data in the file. */
+  dataStart: number;
+  dtype: 'float32' | 'float16';
+}
+
 export type Task =
-  | { kind: 'softmax'; p: SharedMatrixRef; sm: SoftmaxCacheRef; rowStart: number; rowEnd: number }
+  | {
+      kind: 'softmax';
+      /**
+       * Where P is read: a shared matrix; 'in-place' (P's rows are in the cache already); or an
+       * .npy file, whose rows the task reads itself (see softmax-input.ts).
+       */
+      p: SharedMatrixRef | 'in-place' | NpySource;
+      sm: SoftmaxCacheRef;
+      rowStart: number;
+      rowEnd: number;
+    }
   | { kind: 'topk'; q: SharedMatrixRef; k: number; colStart: number; colEnd: number; out: SharedArrayBuffer }
   | {
       kind: 'likelihood';
@@ -118,6 +142,18 @@ function kernelFor(sm: SoftmaxCacheRef): Promise<LikelihoodFn> {
   return k;
 }
 
+/** Softmax kernel instances per softmax cache id (as kernels above). */
+const softmaxKernels = new Map<number, Promise<SoftmaxRowsFn>>();
+function softmaxKernelFor(sm: SoftmaxCacheRef): Promise<SoftmaxRowsFn> {
+  let k = softmaxKernels.get(sm.id);
+  if (!k) {
+    k = instantiateSoftmax(sm.memory);
+    softmaxKernels.set(sm.id, k);
+    while (softmaxKernels.size > 2) softmaxKernels.delete(softmaxKernels.keys().next().value as number);
+  }
+  return k;
+}
+
 // ---- tasks --------------------------------------------------------------------------------
 
 /**
@@ -128,37 +164,128 @@ function kernelFor(sm: SoftmaxCacheRef): Promise<LikelihoodFn> {
  */
 export type DenseEngine = 'onnxruntime' | 'loops';
 
-/** Rows of Sm = softmax(a P) per image, by onnxruntime (vectorised exp), in blocks of rows. */
-async function softmaxTask(t: Extract<Task, { kind: 'softmax' }>, engine: DenseEngine): Promise<void> {
-  const { p, sm } = t;
-  const S = p.cols;
-  const P = new Float32Array(p.buffer);
-  const Sm = new Float32Array(sm.memory.buffer, sm.smOffset, sm.rows * sm.stride);
-  if (engine === 'loops') {
-    const row = new Float64Array(S);
-    for (let i = t.rowStart; i < t.rowEnd; i++) {
-      let max = -Infinity;
-      for (let j = 0; j < S; j++) max = Math.max(max, (row[j] = sm.a * P[i * S + j]));
-      let sum = 0;
-      for (let j = 0; j < S; j++) sum += row[j] = Math.exp(row[j] - max);
-      for (let j = 0; j < S; j++) Sm[i * sm.stride + j] = row[j] / sum;
+/** P's rows as read in place: the first non-finite value of a block, reported as validateInputs would. */
+function checkFiniteRows(block: Float32Array, cols: number, stride: number, firstRow: number): void {
+  for (let i = 0; i < block.length; i++) {
+    const v = block[i];
+    if (v - v !== 0) {
+      const row = firstRow + Math.floor(i / stride);
+      const col = i % stride;
+      if (col >= cols) continue;
+      throw new CmError(
+        'INVALID_ARGUMENT',
+        `probe scores P has a non-finite value (${v}) at row ${row}, column ${col}`,
+        { context: { role: 'probe scores P', row, col } },
+      );
     }
-    return;
   }
-  const s = await session('softmax', softmaxGraph);
-  const a = new ort.Tensor('float32', new Float32Array([sm.a]), [1]);
-  // onnxruntime-node refuses SharedArrayBuffer-backed inputs, so each block is copied to a private buffer.
+}
+
+/**
+ * Rows of Sm = softmax(a P) per image, in blocks of rows. P is a shared matrix, the cache's own
+ * rows (in place) or an .npy file read block by block (float16 widened on the way). Workers put
+ * the rows at their place in Sm and softmax them there with the SIMD kernel (softmax.wat, which
+ * also finds NaN / Inf); the calling thread uses float64 loops.
+ */
+async function softmaxTask(t: Extract<Task, { kind: 'softmax' }>, engine: DenseEngine): Promise<void> {
+  const { sm } = t;
+  const S = sm.cols;
+  const src = t.p;
+  const fromFile = typeof src === 'object' && 'file' in src ? src : undefined;
+  const inPlace = src === 'in-place';
+  const Sm = new Float32Array(sm.memory.buffer, sm.smOffset, sm.rows * sm.stride);
+  const checked = inPlace || fromFile !== undefined;
+  // the source rows: P (row stride S) or Sm itself (row stride sm.stride, zero padding)
+  const P = typeof src === 'object' && 'buffer' in src ? new Float32Array(src.buffer) : Sm;
+  const inStride = inPlace ? sm.stride : S;
   const blockRows = Math.max(1, Math.min(t.rowEnd - t.rowStart, Math.floor((8 << 20) / S)));
   const block = new Float32Array(blockRows * S);
-  for (let r0 = t.rowStart; r0 < t.rowEnd; r0 += blockRows) {
-    const n = Math.min(blockRows, t.rowEnd - r0);
-    const input = n === blockRows ? block : block.subarray(0, n * S);
-    input.set(P.subarray(r0 * S, (r0 + n) * S));
-    const result = await s.run({ P: new ort.Tensor('float32', input, [n, S]), a });
-    const out = result.Sm.data as Float32Array;
-    if (sm.stride === S) Sm.set(out, r0 * S);
-    else for (let i = 0; i < n; i++) Sm.set(out.subarray(i * S, (i + 1) * S), (r0 + i) * sm.stride);
+  const reader = fromFile ? blockReader(fromFile, S, blockRows) : undefined;
+  /** Rows r0 .. r0 + n of P into `into` (n x S), checked for non-finite values when not validated before. */
+  const load = (r0: number, n: number, into: Float32Array): void => {
+    if (reader) reader.read(r0, n, into);
+    else if (inStride === S) into.set(P.subarray(r0 * S, (r0 + n) * S));
+    else
+      for (let i = 0; i < n; i++) into.set(P.subarray((r0 + i) * inStride, (r0 + i) * inStride + S), i * S);
+    if (checked) checkFiniteRows(into, S, S, r0);
+  };
+  try {
+    if (engine === 'loops') {
+      const row = new Float64Array(S);
+      const one = block.subarray(0, S);
+      for (let i = t.rowStart; i < t.rowEnd; i++) {
+        load(i, 1, one);
+        let max = -Infinity;
+        for (let j = 0; j < S; j++) max = Math.max(max, (row[j] = sm.a * one[j]));
+        let sum = 0;
+        for (let j = 0; j < S; j++) sum += row[j] = Math.exp(row[j] - max);
+        for (let j = 0; j < S; j++) Sm[i * sm.stride + j] = row[j] / sum;
+      }
+      return;
+    }
+    // workers: rows are put at their place in Sm, then softmaxed there by the SIMD kernel
+    const softmaxRows = await softmaxKernelFor(sm);
+    const rowBytes = sm.stride * 4;
+    const direct = fromFile && fromFile.dtype === 'float32' && sm.stride === S;
+    for (let r0 = t.rowStart; r0 < t.rowEnd; r0 += blockRows) {
+      const n = Math.min(blockRows, t.rowEnd - r0);
+      if (direct && reader)
+        reader.readBytes(r0, n, new Uint8Array(sm.memory.buffer, sm.smOffset + r0 * rowBytes, n * S * 4));
+      else if (!inPlace) {
+        const input = n === blockRows ? block : block.subarray(0, n * S);
+        if (reader) reader.read(r0, n, input);
+        else input.set(P.subarray(r0 * S, (r0 + n) * S));
+        for (let i = 0; i < n; i++) Sm.set(input.subarray(i * S, (i + 1) * S), (r0 + i) * sm.stride);
+      }
+      const bad = softmaxRows(sm.smOffset + r0 * rowBytes, n, S, rowBytes, Math.fround(sm.a));
+      if (bad >= 0)
+        checkFiniteRows(Sm.subarray((r0 + bad) * sm.stride, (r0 + bad) * sm.stride + S), S, S, r0 + bad);
+    }
+  } finally {
+    reader?.close();
   }
+}
+
+/** Reads blocks of rows of an .npy file's float32 / float16 matrix as float32. */
+function blockReader(
+  source: NpySource,
+  cols: number,
+  maxRows: number,
+): {
+  read(r0: number, n: number, into: Float32Array): void;
+  readBytes(r0: number, n: number, target: Uint8Array): void;
+  close(): void;
+} {
+  const bytesPerValue = source.dtype === 'float16' ? 2 : 4;
+  const fd = openSync(source.file, 'r');
+  const half = source.dtype === 'float16' ? new Uint16Array(maxRows * cols) : undefined;
+  const table = half ? float16Table() : undefined;
+  /** Bytes of rows r0 .. r0 + n as stored in the file, into `target`. */
+  const readBytes = (r0: number, n: number, target: Uint8Array): void => {
+    const at = source.dataStart + r0 * cols * bytesPerValue;
+    let done = 0;
+    while (done < target.length) {
+      const got = readSync(fd, target, done, target.length - done, at + done);
+      if (got === 0) {
+        throw new CmError(
+          'INVALID_ARGUMENT',
+          `${source.file}: truncated data: rows ${r0}..${r0 + n} of probe scores P end past the end of the file`,
+          { context: { file: source.file }, hint: 'write it with numpy.save' },
+        );
+      }
+      done += got;
+    }
+  };
+  return {
+    readBytes,
+    read(r0, n, into) {
+      if (!half || !table)
+        return readBytes(r0, n, new Uint8Array(into.buffer, into.byteOffset, n * cols * 4));
+      readBytes(r0, n, new Uint8Array(half.buffer, 0, n * cols * 2));
+      for (let i = 0; i < n * cols; i++) into[i] = table[half[i]];
+    },
+    close: () => closeSync(fd),
+  };
 }
 
 /**

@@ -69,6 +69,8 @@ export interface NeuronLabel {
   /** top-k concepts (k = 5 by default), best first, with their scores. */
   topConcepts: string[];
   topScores: number[];
+  /** Indices of the neuron's top activating probe images, best first (DissectOptions.topImages of them). */
+  topImages: number[];
   /** Unified embedding (d) and its fixed 2D position. */
   embedding: Float32Array;
   x: number;

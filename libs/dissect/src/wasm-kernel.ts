@@ -21,9 +21,18 @@ export type LikelihoodFn = (
   tot: number,
 ) => void;
 
-let compiled: Promise<WebAssembly.Module> | undefined;
+/** softmax.wat: softmax of `rows` rows in place; the index of the first row with NaN / Inf, or -1. */
+export type SoftmaxRowsFn = (
+  addr: number,
+  rows: number,
+  cols: number,
+  strideBytes: number,
+  a: number,
+) => number;
 
-async function compileKernel(): Promise<WebAssembly.Module> {
+const compiled = new Map<string, Promise<WebAssembly.Module>>();
+
+async function compileKernel(file: string): Promise<WebAssembly.Module> {
   // wabt ships an emscripten factory without types for the default export's call signature
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const init = require('wabt') as () => Promise<{
@@ -34,8 +43,8 @@ async function compileKernel(): Promise<WebAssembly.Module> {
     ): { toBinary(o: object): { buffer: Uint8Array }; destroy(): void };
   }>;
   const wabt = await init();
-  const source = readFileSync(join(__dirname, 'likelihood.wat'), 'utf8');
-  const parsed = wabt.parseWat('likelihood.wat', source, { simd: true, threads: true });
+  const source = readFileSync(join(__dirname, file), 'utf8');
+  const parsed = wabt.parseWat(file, source, { simd: true, threads: true });
   try {
     return await WebAssembly.compile(parsed.toBinary({}).buffer);
   } finally {
@@ -44,19 +53,32 @@ async function compileKernel(): Promise<WebAssembly.Module> {
 }
 
 /** Compiled once per thread; instantiated once per shared memory (see instantiateLikelihood). */
-export function likelihoodModule(): Promise<WebAssembly.Module> {
-  compiled ??= compileKernel().catch((e: unknown) => {
-    compiled = undefined;
-    throw new CmError(
-      'INTERNAL',
-      `cannot assemble the WebAssembly likelihood kernel: ${(e as Error).message}`,
-      { cause: e },
-    );
-  });
-  return compiled;
+export function likelihoodModule(file = 'likelihood.wat'): Promise<WebAssembly.Module> {
+  let m = compiled.get(file);
+  if (!m) {
+    m = compileKernel(file).catch((e: unknown) => {
+      compiled.delete(file);
+      throw new CmError(
+        'INTERNAL',
+        `cannot assemble the WebAssembly kernel ${file}: ${(e as Error).message}`,
+        {
+          cause: e,
+        },
+      );
+    });
+    compiled.set(file, m);
+  }
+  return m;
 }
 
 export async function instantiateLikelihood(memory: WebAssembly.Memory): Promise<LikelihoodFn> {
   const instance = await WebAssembly.instantiate(await likelihoodModule(), { env: { mem: memory } });
   return instance.exports.likelihood as unknown as LikelihoodFn;
+}
+
+export async function instantiateSoftmax(memory: WebAssembly.Memory): Promise<SoftmaxRowsFn> {
+  const instance = await WebAssembly.instantiate(await likelihoodModule('softmax.wat'), {
+    env: { mem: memory },
+  });
+  return instance.exports.softmax_rows as unknown as SoftmaxRowsFn;
 }

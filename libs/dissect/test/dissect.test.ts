@@ -8,6 +8,7 @@ import {
   nullActivations,
   poolLayer,
   projectTo2d,
+  topActivatingImages,
   unifiedEmbedding,
   type ConceptSpace,
   type Matrix,
@@ -38,6 +39,34 @@ function space(): ConceptSpace {
 
 describe('dissectLayer', () => {
   const sp = space();
+
+  it.each(['soft_wpmi', 'wpmi', 'cos', 'cos_cubed', 'rank_reorder'] as const)(
+    "%s: keeps each neuron's top activating probe images as evidence, best first",
+    async (method) => {
+      const { rows: D, cols: N, data } = ref.Q;
+      // the reference: a full sort of each neuron's activations (ties: lower index first)
+      const expected = (n: number, k: number): number[] =>
+        Array.from({ length: D }, (_, i) => i)
+          .sort((a, b) => data[b * N + n] - data[a * N + n] || a - b)
+          .slice(0, k);
+      const byDefault = await dissectLayer(sp, ref.Q, { method, threshold: 0 });
+      expect(byDefault.labels.map((l) => l.topImages)).toEqual(
+        byDefault.labels.map((l) => expected(l.neuron, 8)),
+      );
+      const three = await dissectLayer(sp, ref.Q, { method, threshold: 0, topImages: 3 });
+      expect(three.labels.map((l) => l.topImages)).toEqual(three.labels.map((l) => expected(l.neuron, 3)));
+    },
+  );
+
+  it('topActivatingImages: at most D images, none when asked for none, bad counts refused', async () => {
+    const Q: Matrix = { rows: 3, cols: 2, data: Float32Array.from([0.1, 5, 0.3, 5, 0.2, 1]) };
+    expect(Array.from(await topActivatingImages(Q, 8))).toEqual([1, 2, 0, 0, 1, 2]);
+    expect(Array.from(await topActivatingImages(Q, 0))).toEqual([]);
+    await expect(topActivatingImages(Q, -1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(dissectLayer(sp, ref.Q, { topImages: 1.5 })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+  });
 
   it('labels the planted concepts, most of them interpretable against the calibrated null, and reports the layer', async () => {
     const result = await dissectLayer(sp, ref.Q);

@@ -21,6 +21,7 @@ function label(neuron: number, conceptIndex: number, opts: Partial<NeuronLabel> 
     interpretable: true,
     topConcepts: [`c${conceptIndex}`],
     topScores: [1],
+    topImages: [],
     embedding,
     x: 0,
     y: 0,

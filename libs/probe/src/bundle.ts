@@ -1,8 +1,11 @@
 import { createHash } from 'node:crypto';
 import {
+  closeSync,
   existsSync,
   mkdirSync,
+  openSync,
   readFileSync,
+  readSync,
   readdirSync,
   renameSync,
   rmSync,
@@ -11,8 +14,8 @@ import {
 } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { CmError, encodeNpy, notFound, parseNpy, type NpyArray, type NpyDtype } from '@cm/core';
-import type { ConceptSpace, Matrix } from '@cm/dissect';
+import { CmError, encodeNpy, notFound, readNpyInto, type NpyArray, type NpyDtype } from '@cm/core';
+import { allocSoftmaxReadyMatrix, type ConceptSpace, type Matrix } from '@cm/dissect';
 
 /**
  * The probe bundle on disk: one folder holding manifest.json and five .npy arrays.
@@ -120,6 +123,24 @@ export interface ProbeBundle {
   images: Uint8Array;
   imageShape: [number, number, number, number];
   space: ConceptSpace;
+}
+
+/** sha256 of a file, read in chunks (used only to tell a changed file from an unreadable one). */
+function hashOfFile(path: string): string {
+  const hash = createHash('sha256');
+  const fd = openSync(path, 'r');
+  try {
+    const chunk = Buffer.alloc(8 << 20);
+    for (let at = 0; ;) {
+      const n = readSync(fd, chunk, 0, chunk.length, at);
+      if (n === 0) break;
+      hash.update(chunk.subarray(0, n));
+      at += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
 }
 
 function sha256(buf: Uint8Array): string {
@@ -261,9 +282,19 @@ function corrupt(dir: string, file: string, why: string, cause?: unknown): CmErr
   });
 }
 
+export interface LoadBundleOptions {
+  /**
+   * Store P where its softmax will be (`allocSoftmaxReadyMatrix` of @cm/dissect, room for `slots`
+   * workers): the first wpmi / soft_wpmi dissection replaces P by softmax(a P) in place, so P and
+   * its softmax cost one D x S array. For a service whose method is wpmi or soft_wpmi; after that
+   * first dissection the bundle's P holds the softmax, and cos / rank_reorder refuse it.
+   */
+  softmaxInPlace?: { slots: number };
+}
+
 /** Read and verify a bundle: manifest schema, id, every array's sha256, dtype and shape, and the
  * shapes' consistency with each other. Any mismatch is CmError('CORRUPT') naming the file. */
-export function loadBundle(dir: string): ProbeBundle {
+export function loadBundle(dir: string, options: LoadBundleOptions = {}): ProbeBundle {
   const absDir = resolve(dir);
   const manifestPath = join(absDir, MANIFEST_FILE);
   if (!existsSync(absDir) || !statSync(absDir).isDirectory()) {
@@ -317,26 +348,61 @@ export function loadBundle(dir: string): ProbeBundle {
       throw corrupt(absDir, MANIFEST_FILE, `names ${entry.file} for ${role}, expected ${ARRAY_FILES[role]}`);
     const path = join(absDir, entry.file);
     if (!existsSync(path)) throw corrupt(absDir, entry.file, 'is missing');
-    const bytes = readFileSync(path);
-    if (sha256(bytes) !== entry.sha256) {
-      throw corrupt(
+    const mismatch = (): CmError =>
+      corrupt(
         absDir,
         entry.file,
-        `does not match its hash in the manifest (changed or truncated; ${bytes.length} bytes)`,
+        `does not match its hash in the manifest (changed or truncated; ${statSync(path).size} bytes)`,
       );
-    }
+    // One read, straight into the array's final buffer, hashed on the way: a big P costs its own
+    // size once. P goes into a SharedArrayBuffer, which the dissection workers read in place.
+    const hash = createHash('sha256');
+    let buffer: ArrayBuffer | SharedArrayBuffer | undefined;
+    // P in a softmax memory (options.softmaxInPlace): a view into it, not a whole buffer
+    let view: Float32Array | undefined;
+    const want = expectedShapes[role];
     let arr: NpyArray;
     try {
-      arr = parseNpy(bytes, path);
+      const h = readNpyInto(path, {
+        allocate: (header) => {
+          if (header.dtype !== ARRAY_DTYPES[role])
+            throw corrupt(absDir, entry.file, `has dtype ${header.dtype}, expected ${ARRAY_DTYPES[role]}`);
+          if (header.shape.length !== want.length || header.shape.some((n, i) => n !== want[i])) {
+            throw corrupt(
+              absDir,
+              entry.file,
+              `has shape (${header.shape.join(', ')}), expected (${want.join(', ')})`,
+            );
+          }
+          if (role === 'probeScores' && options.softmaxInPlace) {
+            const m = allocSoftmaxReadyMatrix(want[0], want[1], options.softmaxInPlace);
+            view = m.data;
+            return new Uint8Array(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+          }
+          buffer =
+            role === 'probeScores'
+              ? new SharedArrayBuffer(header.dataBytes)
+              : new ArrayBuffer(header.dataBytes);
+          return new Uint8Array(buffer);
+        },
+        onBytes: (chunk) => hash.update(chunk),
+      });
+      arr = {
+        dtype: h.dtype,
+        shape: h.shape,
+        data:
+          view ??
+          (h.dtype === 'uint8'
+            ? new Uint8Array(buffer as ArrayBufferLike)
+            : new Float32Array(buffer as ArrayBufferLike)),
+      };
     } catch (e) {
+      // a changed file is reported as such, whatever its bytes now fail on
+      if (hashOfFile(path) !== entry.sha256) throw mismatch();
+      if (e instanceof CmError && e.code === 'CORRUPT') throw e;
       throw corrupt(absDir, entry.file, `is not a readable .npy file: ${(e as Error).message}`, e);
     }
-    const want = expectedShapes[role];
-    if (arr.dtype !== ARRAY_DTYPES[role])
-      throw corrupt(absDir, entry.file, `has dtype ${arr.dtype}, expected ${ARRAY_DTYPES[role]}`);
-    if (arr.shape.length !== want.length || arr.shape.some((n, i) => n !== want[i])) {
-      throw corrupt(absDir, entry.file, `has shape (${arr.shape.join(', ')}), expected (${want.join(', ')})`);
-    }
+    if (hash.digest('hex') !== entry.sha256) throw mismatch();
     return arr;
   };
   const matrix = (role: ArrayRole): Matrix => {
@@ -371,9 +437,12 @@ export function loadBundle(dir: string): ProbeBundle {
 export class BundleDirectory {
   private readonly cache = new Map<string, ProbeBundle>();
   readonly root: string;
+  private readonly options: LoadBundleOptions;
 
-  constructor(root: string) {
+  /** `options` apply to every bundle loaded (see LoadBundleOptions: the concept service's softmaxInPlace). */
+  constructor(root: string, options: LoadBundleOptions = {}) {
     this.root = resolve(root);
+    this.options = options;
   }
 
   /** Ids of the bundles present (folders with a manifest), sorted. */
@@ -406,7 +475,7 @@ export class BundleDirectory {
         `known bundles: ${this.list().join(', ') || 'none'}`,
       );
     }
-    const bundle = loadBundle(dir);
+    const bundle = loadBundle(dir, this.options);
     if (bundle.id !== id)
       throw corrupt(dir, MANIFEST_FILE, `holds bundle ${bundle.id}, but its folder is named ${id}`);
     this.cache.set(id, bundle);

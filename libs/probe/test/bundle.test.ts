@@ -128,6 +128,26 @@ describe('probe bundle format', () => {
     expect([best(0), best(1)]).toEqual(['red', 'ring']);
   });
 
+  it('softmaxInPlace: P stored where its softmax goes gives the same labels; afterwards cos refuses it', async () => {
+    const { dir } = await freshBundle('softmax-in-place', 400, 3);
+    const plain = loadBundle(dir);
+    const inPlace = loadBundle(dir, { softmaxInPlace: { slots: 2 } });
+    expect(Array.from(inPlace.space.probeScores.data)).toEqual(Array.from(plain.space.probeScores.data));
+    const q = randomLayer(plain, 16);
+    const [a, b] = [await dissectLayer(plain.space, q), await dissectLayer(inPlace.space, q)];
+    expect(b.labels.map((l) => [l.concept, l.score])).toEqual(a.labels.map((l) => [l.concept, l.score]));
+    expect(b.metrics).toEqual(a.metrics);
+    // P now holds softmax(10 P): rows sum to 1, and methods that read P itself refuse it
+    const { rows, cols, data } = inPlace.space.probeScores;
+    let sum = 0;
+    for (let j = 0; j < cols; j++) sum += data[j];
+    expect(rows).toBe(400);
+    expect(sum).toBeCloseTo(1, 5);
+    await expect(computeSimilarity('cos', inPlace.space.probeScores, q)).rejects.toThrow(
+      /replaced by softmax\(10 P\) in place/,
+    );
+  });
+
   it('fails on a truncated array, naming the file', async () => {
     const { dir } = await freshBundle('truncated');
     truncateSync(join(dir, 'images.npy'), 1000);
@@ -141,6 +161,40 @@ describe('probe bundle format', () => {
     bytes[bytes.length - 3] ^= 0x40;
     writeFileSync(file, bytes);
     expectCorrupt(dir, 'probe_scores.npy');
+  });
+
+  it('hashes every byte while reading into the final buffer: header edits and appended bytes are caught, P is shared', async () => {
+    const { dir } = await freshBundle('streamed-hash');
+    const loaded = loadBundle(dir);
+    // P lands in a SharedArrayBuffer (the dissection workers read it in place, no copy)
+    expect(loaded.space.probeScores.data.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(loaded.space.conceptEmbeddings.data.buffer).toBeInstanceOf(ArrayBuffer);
+
+    const file = join(dir, 'probe_scores.npy');
+    const original = readFileSync(file);
+    // bytes after the data are not part of the array but are part of the file
+    writeFileSync(file, Buffer.concat([original, Buffer.from([1, 2, 3])]));
+    expectCorrupt(dir, 'probe_scores.npy');
+    expect(() => loadBundle(dir)).toThrow(/does not match its hash/);
+    // a header edit that still parses (another shape): reported as a changed file
+    const header = original.subarray(0, 128).toString('latin1');
+    const [, rows, cols] = /'shape': \((\d+), (\d+)\)/.exec(header) ?? [];
+    const edited = Buffer.from(original);
+    expect(rows).not.toBe(cols);
+    // (cols, rows): same length, so the header still parses
+    edited.write(header.replace(`(${rows}, ${cols})`, `(${cols}, ${rows})`), 0, 'latin1');
+    writeFileSync(file, edited);
+    expect(() => loadBundle(dir)).toThrow(/does not match its hash/);
+    // a byte in the first data chunk
+    const flipped = Buffer.from(original);
+    flipped[200] ^= 0x01;
+    writeFileSync(file, flipped);
+    expect(() => loadBundle(dir)).toThrow(/does not match its hash/);
+    // restored: loads again, same values
+    writeFileSync(file, original);
+    expect(Array.from(loadBundle(dir).space.probeScores.data)).toEqual(
+      Array.from(loaded.space.probeScores.data),
+    );
   });
 
   it('fails on a missing array, an edited manifest and a manifest that is not JSON', async () => {

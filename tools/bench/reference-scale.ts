@@ -1,0 +1,254 @@
+/**
+ * One checkpoint at CLIP-Dissect's own scale (issue 15), through the real services: five layers of
+ * a ResNet-50-sized monitor (conv1 64, layer1 256, layer2 512, layer3 1024, layer4 2048 channels =
+ * 3,904 neurons), sent raw as [D, H, W, C] spatial outputs (H = W = 2: the raw checkpoint is
+ * D x 4 x 3,904 float32 = 625 MB at D = 10,000, which the client streams in 4 MiB chunks and the
+ * service average-pools), D = 10,000 probe images, S = 20,000 concepts with a CLIP-like P
+ * (0.2 +- 0.05, each neuron's planted concept +0.08 on its most active images), soft_wpmi.
+ *
+ * client (this process) -> gRPC -> concept service (its own process, CM_DISSECT_WORKERS workers,
+ * the bundle loaded from disk by BundleDirectory) -> nats-server JetStream -> recorder (own process)
+ * -> clickhouse-server. t0 = sendCheckpoint called; t1 = all 3,904 label rows of the step counted
+ * in ClickHouse (polled every 50 ms). The service's peak RSS is its VmHWM (/proc/<pid>/status).
+ *
+ *   npm run bench:reference-scale -- [--D 10000] [--S 20000] [--checkpoints 2] [--workers 2] [--hw 2]
+ *
+ * Goal: at most 8 s end to end, service peak RSS at most 4 GiB. The service computes the bundle's
+ * softmax and null calibration when the run starts (a trainer computes its first checkpoint
+ * meanwhile); the bench waits until the service's CPU time stops growing before the first
+ * checkpoint, and prints how long that warm-up took.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { freePort, setLogLevel, waitFor } from '@cm/core';
+import { fitProjection } from '@cm/dissect';
+import { createMonitorClient } from '@cm/monitor-client';
+import { mulberry32, normaliseRows, writeBundleInto } from '@cm/probe';
+import { startClickHouse, startNats } from '@cm/stack';
+import { openStore, sqlString } from '@cm/store';
+
+const arg = (name: string, fallback: number): number => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+};
+const D = arg('D', 10_000);
+const S = arg('S', 20_000);
+const CHECKPOINTS = arg('checkpoints', 2);
+const WORKERS = arg('workers', 2);
+const HW = arg('hw', 2);
+const EMBED_DIM = 64;
+const WIDTHS = [64, 256, 512, 1024, 2048];
+const DB = 'cm_bench_reference_scale';
+const ROOT = resolve(__dirname, '../..');
+
+/** The bundle: CLIP-like P with each neuron's planted concept, tiny images (the service only needs P). */
+async function writeReferenceBundle(
+  root: string,
+  planted: Int32Array,
+  fires: (i: number, n: number) => boolean,
+) {
+  const rnd = mulberry32(11).next;
+  const p = new Float32Array(D * S);
+  for (let i = 0; i < p.length; i++) p[i] = 0.2 + 0.1 * (rnd() - 0.5);
+  const neurons = planted.length;
+  for (let i = 0; i < D; i++)
+    for (let n = 0; n < neurons; n++) if (fires(i, n)) p[i * S + planted[n]] += 0.08;
+  const emb = normaliseRows({
+    rows: S,
+    cols: EMBED_DIM,
+    data: Float32Array.from({ length: S * EMBED_DIM }, () => rnd() - 0.5),
+  });
+  return writeBundleInto(root, {
+    // a bundle format source kind: the bench's P stands in for CLIP's I T^T (no image files)
+    source: { kind: 'clip', model: 'bench: CLIP-like random P', imageFiles: [], conceptsFile: 'bench' },
+    probeScoresMode: 'clip',
+    provenance: { probeScores: 'bench: CLIP-like random', conceptEmbeddings: 'random', projection: 'pca' },
+    images: new Uint8Array(D * 2 * 2 * 3),
+    imageShape: [D, 2, 2, 3],
+    space: {
+      concepts: Array.from({ length: S }, (_, j) => `concept-${j}`),
+      categories: Array.from({ length: S }, (_, j) => ['colour', 'texture', 'shape', 'object'][j % 4]),
+      probeScores: { rows: D, cols: S, data: p },
+      conceptEmbeddings: emb,
+      projection: fitProjection(emb),
+    },
+  });
+}
+
+/** Activation of neuron n (of the 3,904) on image i at spatial position s: pooled, it fires on its top images. */
+function activation(i: number, n: number, s: number): number {
+  const h = Math.imul(i + 1, 0x9e3779b1) ^ Math.imul(n + 1, 0x85ebca6b) ^ Math.imul(s + 1, 0xc2b2ae35);
+  return ((h >>> 0) % 10007) / 10007;
+}
+
+function procStatus(pid: number, key: string): number {
+  const m = new RegExp(`${key}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks
+}
+
+function startNode(script: string, env: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', resolve(ROOT, script)], {
+    cwd: ROOT,
+    env: { ...process.env, CM_LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('exit', r));
+}
+
+async function main(): Promise<void> {
+  setLogLevel('warn');
+  const neurons = WIDTHS.reduce((a, w) => a + w, 0);
+  console.log(
+    `reference scale: layers ${WIDTHS.join('/')} (${neurons} neurons) as [D, ${HW}, ${HW}, C], D=${D}, S=${S}, soft_wpmi, ${WORKERS} dissect workers; load ${loadavg()[0].toFixed(2)}`,
+  );
+  const dir = mkdtempSync(join(tmpdir(), 'cm-bench-refscale-'));
+  const bundleRoot = join(dir, 'bundles');
+  mkdirSync(bundleRoot);
+  const planted = Int32Array.from({ length: neurons }, (_, n) => (n * 7919) % S);
+  // a neuron "fires" (planted concept shown) on images whose pooled activation is high
+  const pooled = (i: number, n: number): number => {
+    let sum = 0;
+    for (let s = 0; s < HW * HW; s++) sum += activation(i, n, s);
+    return sum / (HW * HW);
+  };
+  const tBundle = performance.now();
+  const { id: bundleId } = await writeReferenceBundle(bundleRoot, planted, (i, n) => pooled(i, n) > 0.8);
+  console.log(
+    `bundle ${bundleId} written in ${((performance.now() - tBundle) / 1000).toFixed(1)} s (P ${((D * S * 4) / 2 ** 20).toFixed(0)} MiB)`,
+  );
+
+  const nats = await startNats({
+    dir: join(dir, 'nats'),
+    port: await freePort(),
+    monitorPort: await freePort(),
+  });
+  const ch = await startClickHouse({
+    dir: join(dir, 'ch'),
+    httpPort: await freePort(),
+    tcpPort: await freePort(),
+  });
+  const store = await openStore({ kind: 'server', url: ch.url, user: 'default', password: '', database: DB });
+  await store.migrate();
+  const recorderHealth = await freePort();
+  const recorder = startNode('apps/recorder/src/main.ts', {
+    CM_NATS_URL: nats.url,
+    CM_CLICKHOUSE_URL: ch.url,
+    CM_CLICKHOUSE_DATABASE: DB,
+    CM_RECORDER_HEALTH_PORT: String(recorderHealth),
+  });
+  const grpcPort = await freePort();
+  const serviceHealth = await freePort();
+  const service = startNode('apps/concept-service/src/main.ts', {
+    CM_GRPC_LISTEN: `127.0.0.1:${grpcPort}`,
+    CM_NATS_URL: nats.url,
+    CM_BUNDLE_DIR: bundleRoot,
+    CM_DISSECT_WORKERS: String(WORKERS),
+    CM_SERVICE_HEALTH_PORT: String(serviceHealth),
+  });
+  // the raw checkpoint (625 MB at D = 10,000) is buffered until acknowledged
+  const client = createMonitorClient({ target: `127.0.0.1:${grpcPort}`, maxBufferedBytes: 2 ** 31 });
+  try {
+    const healthy = (port: number) => async () => {
+      try {
+        return (await fetch(`http://127.0.0.1:${port}/healthz`)).ok;
+      } catch {
+        return false;
+      }
+    };
+    await waitFor(healthy(recorderHealth), 60_000, 200);
+    await waitFor(healthy(serviceHealth), 60_000, 200);
+    const pid = service.pid as number;
+    const rssBefore = procStatus(pid, 'VmRSS');
+    const runId = `refscale-${Date.now()}`;
+    const tStart = performance.now();
+    await client.startRun({
+      runId,
+      model: 'resnet50-sized',
+      paradigm: 'standard',
+      bundleId,
+      layers: WIDTHS.map((w, l) => ({ name: `layer${l}`, width: w, kind: 'conv' as const })),
+      tags: {},
+    });
+    const startMs = performance.now() - tStart;
+    // warm-up: the bundle load, softmax and calibration the run start triggers; done when the
+    // service's CPU time stops growing (< 0.05 s over 1 s)
+    let last = cpuSeconds(pid);
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 1000));
+      const now = cpuSeconds(pid);
+      if (now - last < 0.05) break;
+      last = now;
+    }
+    const warmUpS = (performance.now() - tStart) / 1000;
+    const rssWarm = procStatus(pid, 'VmHWM');
+    console.log(
+      `service: RSS ${rssBefore.toFixed(0)} MiB idle; startRun acked in ${startMs.toFixed(0)} ms; warm-up (bundle, softmax, calibration) done after ${warmUpS.toFixed(1)} s, peak RSS so far ${rssWarm.toFixed(0)} MiB`,
+    );
+    let offset = 0;
+    const layerInputs = WIDTHS.map((w, l) => {
+      const first = offset;
+      offset += w;
+      return { w, l, first };
+    });
+    for (let step = 0; step < CHECKPOINTS; step++) {
+      const layers = layerInputs.map(({ w, l, first }) => {
+        const data = new Float32Array(D * HW * HW * w);
+        for (let i = 0; i < D; i++)
+          for (let s = 0; s < HW * HW; s++)
+            for (let c = 0; c < w; c++)
+              data[(i * HW * HW + s) * w + c] = activation(i, first + c, s) + 0.01 * step * Math.sin(c + s);
+        return { layer: `layer${l}`, shape: [D, HW, HW, w], data };
+      });
+      const bytes = layers.reduce((a, l) => a + l.data.byteLength, 0);
+      const t0 = performance.now();
+      await client.sendCheckpoint({ step, layers, metrics: { loss: 1 / (step + 1) } });
+      const ackMs = performance.now() - t0;
+      await waitFor(
+        async () => {
+          const [row] = await store.query<{ n: string | number }>(
+            `SELECT count() AS n FROM neuron_labels WHERE run_id = ${sqlString(runId)} AND step = ${step}`,
+          );
+          return Number(row.n) >= neurons;
+        },
+        120_000,
+        50,
+      );
+      const queryableS = (performance.now() - t0) / 1000;
+      // neuron n of the monitor (layers in order) had concept (n * 7919) % S planted
+      const globalNeuron = `multiIf(${layerInputs.map(({ l, first }) => `layer = 'layer${l}', ${first}`).join(', ')}, 0) + neuron`;
+      const [labelled] = await store.query<{ n: string | number }>(
+        `SELECT count() AS n FROM neuron_labels WHERE run_id = ${sqlString(runId)} AND step = ${step} AND concept = concat('concept-', toString((${globalNeuron}) * 7919 % ${S}))`,
+      );
+      console.log(
+        `  step ${step}: ${(bytes / 2 ** 20).toFixed(0)} MiB raw; acked (dissected, in JetStream) ${(ackMs / 1000).toFixed(2)} s; ` +
+          `rows queryable in ClickHouse ${queryableS.toFixed(2)} s (goal <= 8 s); service peak RSS ${procStatus(pid, 'VmHWM').toFixed(0)} MiB (goal <= 4096)` +
+          `; planted concept as label: ${labelled.n}/${neurons}`,
+      );
+    }
+  } finally {
+    await client.close();
+    await stopChild(service);
+    await stopChild(recorder);
+    await store.close();
+    await nats.stop();
+    await ch.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
