@@ -37,6 +37,15 @@ export const configSchema = z.object({
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
       .default('concept_monitor'),
+    /**
+     * A cluster of the server's remote_servers: tables are made ON CLUSTER as replicated local
+     * tables with a Distributed table over each, sharded by run (libs/store/src/cluster.ts). Empty:
+     * single-node tables.
+     */
+    cluster: z
+      .string()
+      .regex(/^([A-Za-z_][A-Za-z0-9_]*)?$/)
+      .default(''),
   }),
   /** Embedded chDB store folder (all-in-one mode and the demo). */
   chdbPath: z.string().default('.cm/store'),
@@ -131,6 +140,7 @@ export const ENV: Record<string, string> = {
   CM_CLICKHOUSE_USER: 'clickhouse.user',
   CM_CLICKHOUSE_PASSWORD: 'clickhouse.password',
   CM_CLICKHOUSE_DATABASE: 'clickhouse.database',
+  CM_CLICKHOUSE_CLUSTER: 'clickhouse.cluster',
   CM_CHDB_PATH: 'chdbPath',
   CM_GRPC_LISTEN: 'grpc.listen',
   CM_GRPC_TARGET: 'grpc.target',

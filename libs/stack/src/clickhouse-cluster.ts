@@ -147,8 +147,12 @@ export async function startClickHouseCluster(opts: ClickHouseClusterOptions): Pr
       extraConfig: clickHouseClusterNodeXml(opts, s, r),
     });
   const stopAll = async (): Promise<void> => {
-    for (let s = 0; s < opts.nodes.length; s++)
-      for (let r = 0; r < opts.nodes[s].length; r++) await stopService(dir, clickHouseNodeService(s, r));
+    // the nodes at once (each waits for its own clean exit), then ZooKeeper, which they use to the end
+    await Promise.all(
+      opts.nodes.flatMap((replicas, s) =>
+        replicas.map((_, r) => stopService(dir, clickHouseNodeService(s, r))),
+      ),
+    );
     await zookeeper.stop();
   };
   let nodes: ManagedServer[][];

@@ -34,7 +34,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await cluster?.stop();
   rmSync(dir, { recursive: true, force: true });
-});
+}, 60_000);
 
 it('every node knows the 2 x 2 cluster and reaches ZooKeeper', async () => {
   for (const replicas of nodes) {

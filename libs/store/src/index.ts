@@ -5,3 +5,4 @@ export * from './rows';
 export * from './queries';
 export * from './store';
 export * from './reader-endpoint';
+export * from './cluster';

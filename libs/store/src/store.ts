@@ -5,7 +5,8 @@ import { createClient, ClickHouseLogLevel, type ClickHouseClient } from '@clickh
 import { createChdbConnection } from 'chdb/connection';
 import { TABLES, type CmRecord } from '@cm/contracts';
 import { CmError, errorMessage } from '@cm/core';
-import { MIGRATIONS, MIGRATIONS_TABLE_DDL, qualified, type Migration } from './schema';
+import { MIGRATIONS, MIGRATIONS_TABLE_DDL, qualified, type GuardedStatement, type Migration } from './schema';
+import { clusterStatements, clusterTableNames } from './cluster';
 import {
   emptyRows,
   INSERT_FORMAT,
@@ -22,7 +23,16 @@ import { featuresFor, parseServerVersion, type StoreFeatures } from './version';
 
 /** Where the store lives: a ClickHouse server over HTTP, or an embedded chDB data folder. */
 export type StoreTarget =
-  | { kind: 'server'; url: string; user: string; password: string; database: string; retentionDays?: number }
+  | {
+      kind: 'server';
+      url: string;
+      user: string;
+      password: string;
+      database: string;
+      retentionDays?: number;
+      /** Cluster mode (CM_CLICKHOUSE_CLUSTER): the remote_servers cluster the tables span. */
+      cluster?: string;
+    }
   | { kind: 'chdb'; path: string; database: string; retentionDays?: number };
 
 export interface ConceptEntry {
@@ -87,7 +97,7 @@ export interface Store {
  */
 export function storeTargetFromString(
   value: string,
-  defaults: { user?: string; password?: string; database: string },
+  defaults: { user?: string; password?: string; database: string; cluster?: string },
 ): StoreTarget {
   if (/^https?:\/\//i.test(value)) {
     let url: URL;
@@ -100,7 +110,8 @@ export function storeTargetFromString(
     const user = decodeURIComponent(url.username) || defaults.user || 'default';
     const password = decodeURIComponent(url.password) || defaults.password || '';
     const clean = `${url.protocol}//${url.host}${url.pathname === '/' ? '' : url.pathname}`;
-    return { kind: 'server', url: clean, user, password, database };
+    const cluster = url.searchParams.get('cluster') || defaults.cluster || undefined;
+    return { kind: 'server', url: clean, user, password, database, ...(cluster ? { cluster } : {}) };
   }
   return { kind: 'chdb', path: resolve(value), database: defaults.database };
 }
@@ -188,8 +199,12 @@ export async function openStore(target: StoreTarget): Promise<Store> {
           format: 'JSONEachRow',
         })
       ).json<{ n: string | number }>();
-      if (Number(exists[0].n) === 0)
-        await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${sqlIdentifier(database)}` });
+      if (Number(exists[0].n) === 0) {
+        const onCluster = normalized.cluster ? ` ON CLUSTER ${sqlIdentifier(normalized.cluster)}` : '';
+        await client.command({
+          query: `CREATE DATABASE IF NOT EXISTS ${sqlIdentifier(database)}${onCluster}`,
+        });
+      }
       await client.close();
       client = makeClient(normalized, database);
     } else {
@@ -234,6 +249,24 @@ class ClickHouseStore implements Store {
     return emptyRows(this.labelFormat);
   }
 
+  private get cluster(): string | undefined {
+    return this.target.kind === 'server' ? this.target.cluster : undefined;
+  }
+
+  /**
+   * Settings of every insert. On a cluster, insert_distributed_sync: the INSERT into a Distributed
+   * table returns once the shard has the rows (the default queues them on this node and returns),
+   * so the recorder acks only what is stored.
+   */
+  private get insertSettings(): { insert_distributed_sync?: 1 } {
+    return this.cluster ? { insert_distributed_sync: 1 } : {};
+  }
+
+  /** A schema statement as this store runs it: unchanged on one node, ON CLUSTER on a cluster. */
+  private schemaStatements(statement: string | GuardedStatement): (string | GuardedStatement)[] {
+    return this.cluster ? clusterStatements(statement, this.cluster) : [statement];
+  }
+
   private async command(sql: string): Promise<void> {
     try {
       await this.client.command({ query: sql });
@@ -243,7 +276,8 @@ class ClickHouseStore implements Store {
   }
 
   async appliedMigrations(): Promise<number[]> {
-    await this.command(MIGRATIONS_TABLE_DDL(this.database));
+    for (const s of this.schemaStatements(MIGRATIONS_TABLE_DDL(this.database)))
+      if (typeof s === 'string') await this.command(s);
     const rows = await this.query<{ version: number | string }>(
       `SELECT DISTINCT version FROM ${qualified(this.database, TABLES.migrations)} FINAL ORDER BY version`,
     );
@@ -256,7 +290,7 @@ class ClickHouseStore implements Store {
       `SELECT name FROM system.tables WHERE database = ${sqlString(this.database)}`,
     );
     const present = new Set(rows.map((r) => r.name));
-    return Object.values(TABLES).filter((t) => !present.has(t));
+    return (this.cluster ? clusterTableNames() : Object.values(TABLES)).filter((t) => !present.has(t));
   }
 
   async migrate(migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
@@ -274,7 +308,7 @@ class ClickHouseStore implements Store {
     const now: number[] = [];
     for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
       if (applied.has(m.version)) continue;
-      for (const statement of m.statements(ctx)) {
+      for (const statement of m.statements(ctx).flatMap((s) => this.schemaStatements(s))) {
         if (typeof statement === 'string') await this.command(statement);
         else if ((await this.query(statement.skipIf)).length === 0) await this.command(statement.sql);
       }
@@ -291,7 +325,12 @@ class ClickHouseStore implements Store {
   private async insert(table: string, values: Record<string, unknown>[]): Promise<void> {
     if (values.length === 0) return;
     try {
-      await this.client.insert({ table: qualified(this.database, table), values, format: 'JSONEachRow' });
+      await this.client.insert({
+        table: qualified(this.database, table),
+        values,
+        format: 'JSONEachRow',
+        clickhouse_settings: this.insertSettings,
+      });
     } catch (e) {
       throw storeError(this.target, `insert into ${table} (${values.length} rows)`, e);
     }
@@ -310,7 +349,11 @@ class ClickHouseStore implements Store {
   ): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const result = await this.client.exec({ query, values: Readable.from(chunks()) });
+        const result = await this.client.exec({
+          query,
+          values: Readable.from(chunks()),
+          clickhouse_settings: this.insertSettings,
+        });
         await new Promise<void>((resolve, reject) => {
           result.stream.on('end', resolve).on('error', reject).resume();
         });

@@ -1,0 +1,149 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from '@cm/core';
+import { startClickHouseCluster, LOCAL_CLICKHOUSE_CLUSTER, type ClickHouseCluster } from '@cm/stack';
+import {
+  clusterTableNames,
+  neuronLabelsSql,
+  openStore,
+  runsOverviewSql,
+  sqlString,
+  type Store,
+} from '../src';
+import { labelsRecord, sampleRun } from './fixtures';
+
+/**
+ * Cluster mode on real servers: clickhouse-server 18.16, 2 shards x 2 replicas with ZooKeeper,
+ * started by the stack code. The migrations make replicated local tables and Distributed tables ON
+ * CLUSTER; the shipped queries run unchanged on any node; one replica stopped mid-run changes no
+ * count (Distributed FINAL exact) and catches up when it is back.
+ */
+const DB = 'cm_cluster_test';
+const dir = mkdtempSync(join(tmpdir(), 'cm-store-cluster-'));
+let cluster: ClickHouseCluster;
+let nodes: { httpPort: number; tcpPort: number; interserverPort: number }[][];
+const stores: Store[] = [];
+
+const target = (s: number, r: number) => ({
+  kind: 'server' as const,
+  url: `http://127.0.0.1:${nodes[s][r].httpPort}`,
+  user: 'default',
+  password: '',
+  database: DB,
+  cluster: LOCAL_CLICKHOUSE_CLUSTER,
+});
+async function open(s: number, r: number): Promise<Store> {
+  const store = await openStore(target(s, r));
+  stores.push(store);
+  return store;
+}
+
+beforeAll(async () => {
+  nodes = [];
+  for (let s = 0; s < 2; s++) {
+    const replicas = [];
+    for (let r = 0; r < 2; r++)
+      replicas.push({
+        httpPort: await freePort(),
+        tcpPort: await freePort(),
+        interserverPort: await freePort(),
+      });
+    nodes.push(replicas);
+  }
+  cluster = await startClickHouseCluster({ dir, zookeeperPort: await freePort(), nodes });
+}, 120_000);
+
+afterAll(async () => {
+  for (const s of stores) await s.close();
+  await cluster?.stop();
+  rmSync(dir, { recursive: true, force: true });
+}, 60_000);
+
+async function labelCounts(store: Store, runId: string): Promise<{ final: number; distinct: number }> {
+  const [row] = await store.query<{ final: string; distinct: string }>(
+    `SELECT count() AS final, uniqExact(layer, step, neuron) AS distinct FROM neuron_labels FINAL WHERE run_id = ${sqlString(runId)}`,
+  );
+  return { final: Number(row.final), distinct: Number(row.distinct) };
+}
+
+it('migrations make every table ON CLUSTER: replicated local tables and a Distributed table over each, on every node', async () => {
+  const store = await open(0, 0);
+  expect(await store.migrate()).toEqual([1, 2]);
+  expect(await store.migrate()).toEqual([]);
+  for (let s = 0; s < 2; s++) {
+    for (let r = 0; r < 2; r++) {
+      const node = await open(s, r);
+      expect(await node.missingTables()).toEqual([]);
+      const engines = await node.query<{ name: string; engine: string }>(
+        `SELECT name, engine FROM system.tables WHERE database = '${DB}' ORDER BY name`,
+      );
+      expect(engines.map((e) => e.name).sort()).toEqual([...clusterTableNames()].sort());
+      const byName = Object.fromEntries(engines.map((e) => [e.name, e.engine]));
+      expect(byName.neuron_labels).toBe('Distributed');
+      expect(byName.neuron_labels_local).toBe('ReplicatedReplacingMergeTree');
+      expect(byName.schema_migrations).toBe('ReplicatedReplacingMergeTree');
+      // the ledger is replicated to every node
+      expect(await node.appliedMigrations()).toEqual([1, 2]);
+      const topImages = await node.query<{ n: string }>(
+        `SELECT count() AS n FROM system.columns WHERE database = '${DB}' AND name = 'top_images'`,
+      );
+      expect(Number(topImages[0].n)).toBe(2); // neuron_labels and neuron_labels_local
+    }
+  }
+}, 120_000);
+
+it('a run written on one node reads the same on every node with the shipped queries; all its rows on one shard', async () => {
+  const writer = stores[0];
+  await writer.insertRecords([...sampleRun('run-a', 3), ...sampleRun('run-b', 2)]);
+  // a redelivered batch changes nothing (ReplacingMergeTree per shard, read with FINAL)
+  await writer.insertRecords(sampleRun('run-a', 3));
+  for (const reader of stores.slice(1)) {
+    expect(await labelCounts(reader, 'run-a')).toEqual({ final: 21, distinct: 21 });
+    const runs = await reader.query<{ run_id: string; last_step: number | string }>(runsOverviewSql(DB));
+    expect(runs.map((r) => [r.run_id, Number(r.last_step)]).sort()).toEqual([
+      ['run-a', 200],
+      ['run-b', 100],
+    ]);
+    expect((await reader.query(neuronLabelsSql(DB, { runId: 'run-b' }))).length).toBe(14);
+  }
+  // one shard holds all of run-a's rows: the shard key is the run
+  const perShard = await Promise.all(
+    [stores[1], stores[3]].map(async (s) => {
+      const [row] = await s.query<{ n: string }>(
+        `SELECT count() AS n FROM ${DB}.neuron_labels_local WHERE run_id = 'run-a'`,
+      );
+      return Number(row.n);
+    }),
+  );
+  expect(perShard.filter((n) => n > 0)).toHaveLength(1);
+}, 60_000);
+
+it('one replica stopped mid-run: writes and reads go on, Distributed FINAL counts stay exact, and it catches up', async () => {
+  const writer = stores[0];
+  const steps = 6;
+  for (let step = 0; step < steps; step++) {
+    if (step === 2) await cluster.nodes[1][1].stop();
+    await writer.insertRecords([
+      labelsRecord('run-c', 'fc', step * 100, 8),
+      labelsRecord('run-c', 'conv', step * 100, 16),
+    ]);
+  }
+  expect(await labelCounts(writer, 'run-c')).toEqual({ final: steps * 24, distinct: steps * 24 });
+  await cluster.restartNode(1, 1);
+  const back = await open(1, 1);
+  // the restarted replica fetches what it missed from its peer
+  let local = 0;
+  for (let i = 0; i < 100; i++) {
+    const [row] = await back.query<{ n: string }>(
+      `SELECT (SELECT count() FROM ${DB}.neuron_labels_local FINAL WHERE run_id = 'run-c') + (SELECT count() FROM ${DB}.neuron_labels_local FINAL WHERE run_id = 'run-a') AS n`,
+    );
+    local = Number(row.n);
+    const [peer] = await stores[3].query<{ n: string }>(
+      `SELECT (SELECT count() FROM ${DB}.neuron_labels_local FINAL WHERE run_id = 'run-c') + (SELECT count() FROM ${DB}.neuron_labels_local FINAL WHERE run_id = 'run-a') AS n`,
+    );
+    if (local === Number(peer.n)) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  expect(await labelCounts(back, 'run-c')).toEqual({ final: steps * 24, distinct: steps * 24 });
+}, 120_000);
