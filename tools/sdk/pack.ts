@@ -169,7 +169,10 @@ export async function packSdk(outDir: string): Promise<string> {
       entryPoints: [join(ROOT, 'libs/dissect/src/worker.ts')],
       outfile: join(dist, 'dissect-worker.js'),
     });
-    cpSync(join(ROOT, 'libs/dissect/src/likelihood.wat'), join(dist, 'likelihood.wat'));
+    // the dissection kernels are WebAssembly text files read at run time (libs/dissect wasm-kernel.ts)
+    const kernels = join(ROOT, 'libs/dissect/src');
+    for (const f of readdirSync(kernels).filter((n) => n.endsWith('.wat')))
+      cpSync(join(kernels, f), join(dist, f));
     cpSync(join(ROOT, 'protos'), join(dist, 'protos'), { recursive: true });
     const types = emitTypes(pkgDir);
     const pin = (names: string[]) =>
