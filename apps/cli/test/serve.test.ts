@@ -147,6 +147,40 @@ describe('cm serve (subprocess, fresh CM_HOME)', () => {
     }
   }, 180_000);
 
+  it('a run whose trainer went away is marked abandoned; resuming it makes it running again', async () => {
+    serve = await startServe({ CM_HOME: home, CM_SERVICE_RUN_IDLE_MS: '1000' }, ['--workers', '1']);
+    const statusOf = async (id: string): Promise<string | undefined> =>
+      (
+        JSON.parse((await cmWith({ CM_HOME: home })(['runs', '--json'])).stdout) as {
+          run_id: string;
+          status: string;
+        }[]
+      ).find((r) => r.run_id === id)?.status;
+    const trainer = createMonitorClient({ target: serve.target, ...fast });
+    await trainer.startRun(testRunSpec('left-behind', bundleId));
+    expect((await trainer.sendCheckpoint(testCheckpoint(space, 0)))?.step).toBe(0);
+    await trainer.close(); // the trainer dies: no RunEnd
+    expect(await statusOf('left-behind')).toBe('running');
+    let seen: string | undefined;
+    for (let i = 0; i < 50 && seen !== 'abandoned'; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      seen = await statusOf('left-behind');
+    }
+    expect(seen).toBe('abandoned');
+    const back = createMonitorClient({ target: serve.target, ...fast });
+    try {
+      await back.startRun(testRunSpec('left-behind', bundleId), { resume: true });
+      expect((await back.sendCheckpoint(testCheckpoint(space, 1)))?.step).toBe(1);
+      expect(await statusOf('left-behind')).toBe('running');
+      await back.endRun('completed');
+    } finally {
+      await back.close();
+    }
+    expect(await statusOf('left-behind')).toBe('completed');
+    await serve.stop('SIGTERM');
+    serve = undefined;
+  }, 120_000);
+
   it('serves the web view on the same store with --ui-port', async () => {
     serve = await startServe({ CM_HOME: home }, ['--workers', '1', '--ui-port', '0']);
     const s = serve;

@@ -21,6 +21,7 @@ beforeAll(async () => {
     ...sampleRun('run-a', 2),
     ...sampleRun('run-b', 3),
     alertRecord('run-b', 'resolved', 300),
+    ...sampleRun('run-doomed', 3),
   ]);
   await store.close();
   const { drainPending } = await import('chdb');
@@ -92,6 +93,46 @@ describe('cm sql is read-only unless --write', () => {
     ]);
     expect(JSON.parse(tables.stdout)).toEqual([]);
   }, 60_000);
+});
+
+describe('cm runs close | delete', () => {
+  it('closes a run its trainer left running, and deletes a run with every row after confirmation', async () => {
+    const status = async (id: string) =>
+      (JSON.parse((await cm(['runs', '--json'])).stdout) as { run_id: string; status: string }[]).find(
+        (r) => r.run_id === id,
+      )?.status;
+    expect(await status('run-doomed')).toBe('running');
+    const closed = await cm(['runs', 'close', 'run-doomed']);
+    expect(closed.code).toBe(0);
+    expect(closed.stdout).toMatch(/^run run-doomed: failed at \d{4}-\d\d-\d\dT/);
+    expect(await status('run-doomed')).toBe('failed');
+    expect((await cm(['runs', 'close', 'run-doomed', '--status', 'completed'])).code).toBe(0);
+    expect(await status('run-doomed')).toBe('completed');
+    const unknown = await cm(['runs', 'close', 'no-such-run']);
+    expect(unknown.stderr).toMatch(/cm: error: no run no-such-run in the store/);
+
+    // no terminal to ask on and no --yes: nothing is deleted
+    const refused = await cm(['runs', 'delete', 'run-doomed']);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/refusing to delete without confirmation \(pass --yes/);
+    expect(await status('run-doomed')).toBe('completed');
+    const deleted = await cm(['runs', 'delete', 'run-doomed', '--yes']);
+    expect(deleted.code).toBe(0);
+    expect(deleted.stdout).toMatch(
+      /^run run-doomed deleted \(1 runs, 3 checkpoints, 21 neuron_labels, 6 layer_metrics, 1 alerts\)/,
+    );
+    expect(await status('run-doomed')).toBeUndefined();
+    const left = await cm([
+      'sql',
+      "SELECT (SELECT count() FROM neuron_labels WHERE run_id = 'run-doomed') + (SELECT count() FROM checkpoints WHERE run_id = 'run-doomed') AS n",
+      '--format',
+      'json',
+    ]);
+    expect(JSON.parse(left.stdout)).toEqual([{ n: 0 }]);
+    // the other runs are untouched
+    expect(await status('run-a')).toBeDefined();
+    expect(await status('run-b')).toBe('running');
+  }, 90_000);
 });
 
 describe('which store a reading command reads', () => {

@@ -11,6 +11,7 @@
  */
 import {
   createLogger,
+  errorMessage,
   runService,
   setLogFormat,
   setLogLevel,
@@ -58,12 +59,26 @@ export async function startConceptService(cfg: CmConfig): Promise<RunningService
     stateStore,
     runExists: (runId) => bus.runRecordPublished(runId),
     onLayerDissected: instruments.onLayerDissected,
+    // a run with no stream for CM_SERVICE_RUN_IDLE_MS is recorded as abandoned (a resume revives it)
+    onAbandoned: (record) => {
+      log.info(`run ${record.runId} abandoned: no stream for ${cfg.service.runIdleMs} ms`, {
+        runId: record.runId,
+      });
+      sink
+        .write([record])
+        .catch((e: unknown) =>
+          log.warn(`could not record run ${record.runId} as abandoned: ${errorMessage(e)}`, {
+            runId: record.runId,
+          }),
+        );
+    },
   });
   const engine = built.engine;
   // With CM_ALERT_WEBHOOK_URL set, alerts are POSTed after they are durable in JetStream.
+  const sink = built.withAlertDelivery(instruments.timed(busSink(bus)));
   const server = createConceptServer({
     engine,
-    sink: built.withAlertDelivery(instruments.timed(busSink(bus))),
+    sink,
     observer: instruments.observer,
     maxMessageBytes: cfg.grpc.maxMessageBytes,
     maxCheckpointBytes: cfg.grpc.maxCheckpointBytes,

@@ -68,11 +68,20 @@ export async function startAllInOne(opts: AllInOneOptions): Promise<AllInOneServ
     // cm serve keeps run state in memory: after a restart the store's runs table says which ids are used
     runExists: storedRunCheck(opts.store),
     onLayerDissected: instruments.onLayerDissected,
+    onAbandoned: (record) =>
+      void sink
+        .write([record])
+        .catch((e: unknown) =>
+          log.warn(`could not record run ${record.runId} as abandoned: ${errorMessage(e)}`, {
+            runId: record.runId,
+          }),
+        ),
   });
   const query = opts.store.query?.bind(opts.store);
+  const sink = built.withAlertDelivery(instruments.timed(storeSink(opts.store)));
   const server = createConceptServer({
     engine: built.engine,
-    sink: built.withAlertDelivery(instruments.timed(storeSink(opts.store))),
+    sink,
     observer: instruments.observer,
     // health is a real query of the store, bounded in time
     ready: query

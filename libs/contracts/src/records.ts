@@ -11,7 +11,8 @@ export interface RunRecord {
   bundleId: string;
   layers: { name: string; width: number }[];
   tags: Record<string, string>;
-  status: 'running' | 'completed' | 'failed';
+  /** abandoned: no stream for CM_SERVICE_RUN_IDLE_MS (its trainer died or went away); a resume makes it running again. */
+  status: 'running' | 'completed' | 'failed' | 'abandoned';
   startedAt: string;
   /** Set when status is completed or failed. */
   endedAt?: string;

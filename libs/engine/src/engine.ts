@@ -110,6 +110,12 @@ export interface ConceptEngineOptions {
    * run under a used id is refused (ALREADY_EXISTS) unless it asks to resume.
    */
   runExists?: (runId: string) => Promise<boolean>;
+  /**
+   * Told of each run evicted for idleness (no stream, no checkpoint for runIdleMs) with its run
+   * record marked `abandoned`: the services write it, so a run whose trainer died does not stay
+   * `running` forever. In-process monitors leave it unset (their trainer is the process itself).
+   */
+  onAbandoned?: (record: RunRecord) => void;
   /** Told how long each layer's dissection took (metrics; the shell wires it to libs/metrics). */
   onLayerDissected?: (seconds: number, neurons: number) => void;
 }
@@ -167,6 +173,8 @@ export const DEFAULT_ALERT_RULES: CollapseRulesConfig = rulesFromConfig(configDe
 
 export class ConceptEngine {
   private readonly runs = new Map<string, RunState>();
+  /** Runs this engine recorded as abandoned (onAbandoned): a resume writes them running again. */
+  private readonly abandoned = new Set<string>();
   /** Runs being loaded from the store, so concurrent calls share one load. */
   private readonly loading = new Map<string, Promise<RunState | undefined>>();
   private readonly now: () => Date;
@@ -231,7 +239,13 @@ export class ConceptEngine {
         );
       }
       run.lastActiveMs = this.clockMs();
-      return { records: [], probeImages: run.space.probeScores.rows, resumed: true };
+      // a run this engine recorded as abandoned is running again: say so (same startedAt). Only
+      // the engine that marked it knows; on another replica the run's end record settles it.
+      const revived = this.abandoned.delete(runId);
+      const records: CmRecord[] = revived
+        ? [{ ...run.record, status: 'running', time: this.now().toISOString() }]
+        : [];
+      return { records, probeImages: run.space.probeScores.rows, resumed: true };
     }
     // no saved state: an ended run (or one whose state aged out) is still a used id
     if (!options.resume && this.opts.runExists && (await this.opts.runExists(runId)))
@@ -316,6 +330,11 @@ export class ConceptEngine {
       if (run.streams === 0 && run.busy === 0 && nowMs - run.lastActiveMs > this.runIdleMs) {
         this.runs.delete(runId);
         evicted.push(runId);
+        if (this.opts.onAbandoned) {
+          const time = this.now().toISOString();
+          this.abandoned.add(runId);
+          this.opts.onAbandoned({ ...run.record, status: 'abandoned', endedAt: time, time });
+        }
       }
     }
     return evicted;

@@ -5,6 +5,7 @@
  * libs/config; this module only maps settings onto engine options.
  */
 import type { CmConfig } from '@cm/config';
+import type { RunRecord } from '@cm/contracts';
 import { resolvePath } from '@cm/config';
 import { rulesFromConfig, webhookFromConfig, withWebhook, type CollapseRulesConfig } from '@cm/alerts';
 import { DissectPool, type DissectOptions } from '@cm/dissect';
@@ -31,6 +32,8 @@ export interface EngineOverrides {
   runExists?: (runId: string) => Promise<boolean>;
   /** ConceptEngineOptions.onLayerDissected (metrics). */
   onLayerDissected?: (seconds: number, neurons: number) => void;
+  /** ConceptEngineOptions.onAbandoned: where the services write a run gone idle. */
+  onAbandoned?: (record: RunRecord) => void;
 }
 
 /** The engine settings the configuration decides (for callers that build engines themselves). */
@@ -80,6 +83,7 @@ export function engineFromConfig(cfg: CmConfig, overrides: EngineOverrides = {})
     runIdleMs: overrides.runIdleMs ?? cfg.service.runIdleMs,
     runExists: overrides.runExists,
     onLayerDissected: overrides.onLayerDissected,
+    onAbandoned: overrides.onAbandoned,
   });
   const notifier = webhookFromConfig(cfg.alerts);
   return {

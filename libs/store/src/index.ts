@@ -6,3 +6,4 @@ export * from './queries';
 export * from './store';
 export * from './reader-endpoint';
 export * from './cluster';
+export * from './run-lifecycle';

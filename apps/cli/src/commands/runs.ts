@@ -1,13 +1,35 @@
 import type { Command } from 'commander';
 import { TABLES } from '@cm/contracts';
-import { runsOverviewSql, sqlString } from '@cm/store';
+import { createInterface } from 'node:readline/promises';
+import { CmError, invalidArgument } from '@cm/core';
+import { closeRun, deleteRun, runsOverviewSql, sqlString } from '@cm/store';
 import { openReadStoreFromFlags, renderJson, renderTable, type StoreFlags } from './sql';
+
+const CLOSE_STATUSES = ['failed', 'completed', 'abandoned'] as const;
+type CloseStatus = (typeof CLOSE_STATUSES)[number];
+
+/** Ask on the terminal; a script (no TTY) must pass --yes instead. */
+async function confirmed(question: string, expected: string): Promise<boolean> {
+  if (!process.stdin.isTTY) {
+    throw invalidArgument(
+      'refusing to delete without confirmation',
+      {},
+      'pass --yes (no terminal to ask on)',
+    );
+  }
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return (await rl.question(question)).trim() === expected;
+  } finally {
+    rl.close();
+  }
+}
 
 /** Tables runsOverviewSql reads: a store without them (nothing recorded yet) has no runs. */
 const OVERVIEW_TABLES = [TABLES.runs, TABLES.checkpoints, TABLES.alerts];
 
 export function registerRuns(program: Command): void {
-  program
+  const runs = program
     .command('runs')
     .description('list runs with their status, last checkpoint step and health (alerts firing or ok)')
     .option(
@@ -36,4 +58,51 @@ export function registerRuns(program: Command): void {
         await store.close();
       }
     });
+
+  const storeOption = (cmd: Command): Command =>
+    cmd.option('--store <url|dir>', 'http(s)://host:port for a server, or a chDB data folder');
+
+  storeOption(
+    runs
+      .command('close <id>')
+      .description(
+        'record a run as ended now (its trainer died without ending it); --status failed|completed|abandoned',
+      )
+      .option('--status <status>', `one of ${CLOSE_STATUSES.join(', ')}`, 'failed'),
+  ).action(async (id: string, opts: StoreFlags & { status: string }) => {
+    if (!CLOSE_STATUSES.includes(opts.status as CloseStatus))
+      throw invalidArgument(`unknown --status ${opts.status}`, {}, `use one of ${CLOSE_STATUSES.join(', ')}`);
+    const { store } = await openReadStoreFromFlags(opts);
+    try {
+      const closed = await closeRun(store, id, opts.status as CloseStatus);
+      process.stdout.write(`run ${id}: ${closed.status} at ${closed.endedAt}\n`);
+    } finally {
+      await store.close();
+    }
+  });
+
+  storeOption(
+    runs
+      .command('delete <id>')
+      .description('delete a run and all its rows (checkpoints, labels, metrics, alerts), after confirmation')
+      .option('--yes', 'do not ask (scripts)'),
+  ).action(async (id: string, opts: StoreFlags & { yes?: boolean }) => {
+    const { store } = await openReadStoreFromFlags(opts);
+    try {
+      if (
+        !opts.yes &&
+        !(await confirmed(`delete run ${id} and all its rows? type the run id to confirm: `, id))
+      ) {
+        throw new CmError('INVALID_ARGUMENT', `not deleted: the confirmation did not match ${id}`);
+      }
+      const cluster = store.target.kind === 'server' ? store.target.cluster : undefined;
+      const rows = await deleteRun(store, id, { cluster });
+      const summary = Object.entries(rows)
+        .map(([t, n]) => `${n} ${t}`)
+        .join(', ');
+      process.stdout.write(`run ${id} deleted (${summary})\n`);
+    } finally {
+      await store.close();
+    }
+  });
 }
