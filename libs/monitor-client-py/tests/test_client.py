@@ -26,6 +26,39 @@ def test_an_unknown_bundle_refuses_the_run_with_not_found(stack):
     c.close()
 
 
+def test_ten_thousand_layers_are_refused_within_5_s_in_a_short_message_and_the_service_serves_on(stack, bundle):
+    # a RunStart far over the store's limits: INVALID_ARGUMENT at once, in a message that fits the
+    # HTTP/2 trailers (before, a long error made Python clients fail on "metadata size exceeds limit")
+    c = MonitorClient(stack.target)
+    layers = [LayerSpec(f"layer{i}", 4, "dense") for i in range(10_000)]
+    t0 = time.monotonic()
+    with pytest.raises(cm.CmError) as e:
+        c.start_run(RunSpec("py-wide", "client-test", "standard", bundle.id, layers, {}))
+    assert time.monotonic() - t0 < 5
+    assert e.value.code == "INVALID_ARGUMENT" and "declares 10000 layers; at most 4096" in str(e.value)
+    assert len(str(e.value)) < 600
+    c.close()
+    # the service serves the next run
+    c2 = MonitorClient(stack.target)
+    c2.start_run(spec("py-after-wide", bundle.id))
+    g = np.random.default_rng(1)
+    assert c2.send_checkpoint(0, [LayerActivations("d", g.standard_normal((PROBE_IMAGES, 6)).astype(np.float32))])
+    assert c2.close().acknowledged_checkpoints == 1
+
+
+def test_the_same_run_id_from_a_second_client_is_refused_with_already_exists(stack, bundle):
+    first = MonitorClient(stack.target)
+    first.start_run(spec("py-twice", bundle.id))
+    second = MonitorClient(stack.target)
+    with pytest.raises(cm.CmError) as e:
+        second.start_run(spec("py-twice", bundle.id))
+    assert e.value.code == "ALREADY_EXISTS" and "run py-twice already exists" in str(e.value)
+    second.close()
+    g = np.random.default_rng(2)
+    assert first.send_checkpoint(0, [LayerActivations("d", g.standard_normal((PROBE_IMAGES, 6)).astype(np.float32))])
+    assert first.close().acknowledged_checkpoints == 1
+
+
 def test_a_rejected_checkpoint_is_blamed_alone_and_the_others_go_on(stack, bundle):
     c = MonitorClient(stack.target)
     c.start_run(spec("py-rejected", bundle.id))
