@@ -25,6 +25,11 @@ export function uiSuite(kind: 'chdb' | 'clickhouse-server'): void {
     filled = await fillStore(kind);
     ui = await startUiServer({ store: filled.store, bundles: filled.bundles.bundles, pollMs: 250 });
     browser = await launchBrowser();
+    // the first page pays for the cold browser and the store's first queries (slow on a loaded
+    // 2-core machine): a warm-up, not any test's time budget
+    const warm = await browser.open(at('/'));
+    await drawn(warm.page, 60_000);
+    await warm.page.close();
   }, 240_000);
   afterAll(async () => {
     await browser?.close();
