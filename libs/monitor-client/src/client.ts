@@ -35,7 +35,11 @@ import {
 export type DeliveryPolicy = 'wait' | 'drop';
 
 export interface MonitorClientOptions {
-  /** host:port of the concept service. */
+  /**
+   * host:port of the concept service, or several replicas comma-separated
+   * (`a:50051,b:50051`): a stream lost on one is taken up on the next, and the run continues
+   * there with its state (the replicas share it through JetStream KV).
+   */
   target: string;
   /** What to do when the service stays unreachable or the buffer stays full (default 'wait'). */
   policy?: DeliveryPolicy;
@@ -149,7 +153,10 @@ class GrpcMonitorClient implements MonitorClient {
   private readonly chunkBytes: number;
   private readonly initialDelayMs: number;
   private readonly maxDelayMs: number;
-  private readonly grpcClient: grpc.Client;
+  /** The replicas (MonitorClientOptions.target), one channel each, made when first used. */
+  private readonly targets: string[];
+  private readonly channels = new Map<string, grpc.Client>();
+  private targetIndex = 0;
 
   private spec?: RunSpec;
   private accepted = false;
@@ -185,13 +192,31 @@ class GrpcMonitorClient implements MonitorClient {
       throw new CmError('INVALID_ARGUMENT', `maxBlockMs must be >= 0, got ${this.maxBlockMs}`);
     if (!(this.maxBufferedBytes > 0))
       throw new CmError('INVALID_ARGUMENT', `maxBufferedBytes must be > 0, got ${this.maxBufferedBytes}`);
-    const Ctor = clientConstructor();
-    this.grpcClient = new Ctor(opts.target, opts.credentials ?? grpc.credentials.createInsecure(), {
-      // Reconnect quickly after a service restart (grpc-js defaults back off to 2 minutes).
-      'grpc.initial_reconnect_backoff_ms': this.initialDelayMs,
-      'grpc.max_reconnect_backoff_ms': this.maxDelayMs,
-      ...opts.channelOptions,
-    });
+    this.targets = opts.target
+      .split(',')
+      .map((t) => t.trim())
+      .filter(Boolean);
+    if (this.targets.length === 0) throw new CmError('INVALID_ARGUMENT', 'target names no concept service');
+  }
+
+  /** The replica streams go to now. */
+  private get target(): string {
+    return this.targets[this.targetIndex];
+  }
+
+  private get grpcClient(): grpc.Client {
+    let client = this.channels.get(this.target);
+    if (!client) {
+      const Ctor = clientConstructor();
+      client = new Ctor(this.target, this.opts.credentials ?? grpc.credentials.createInsecure(), {
+        // Reconnect quickly after a service restart (grpc-js defaults back off to 2 minutes).
+        'grpc.initial_reconnect_backoff_ms': this.initialDelayMs,
+        'grpc.max_reconnect_backoff_ms': this.maxDelayMs,
+        ...this.opts.channelOptions,
+      });
+      this.channels.set(this.target, client);
+    }
+    return client;
   }
 
   stats(): MonitorClientStats {
@@ -233,16 +258,16 @@ class GrpcMonitorClient implements MonitorClient {
     if (!ready) {
       if (this.policy === 'drop') {
         this.log.warn(
-          `concept service ${this.opts.target} unreachable for ${this.maxBlockMs} ms; run ${spec.runId} goes on, checkpoints are dropped until it returns`,
+          `concept service ${this.target} unreachable for ${this.maxBlockMs} ms; run ${spec.runId} goes on, checkpoints are dropped until it returns`,
         );
         return;
       }
       this.resetRun();
       throw new CmError(
         'UNAVAILABLE',
-        `concept service ${this.opts.target} unreachable for ${this.maxBlockMs} ms`,
+        `concept service ${this.target} unreachable for ${this.maxBlockMs} ms`,
         {
-          context: { target: this.opts.target },
+          context: { target: this.target },
           hint: 'start it (`cm stack up`) or use policy drop',
         },
       );
@@ -319,7 +344,7 @@ class GrpcMonitorClient implements MonitorClient {
     this.killConnection();
     for (const w of this.readyWaiters) w();
     this.refuseRoom();
-    this.grpcClient.close();
+    for (const client of this.channels.values()) client.close();
   }
 
   // ---- connection -------------------------------------------------------------------------
@@ -345,9 +370,7 @@ class GrpcMonitorClient implements MonitorClient {
       conn.ready = true;
       if (this.accepted) {
         this.counters.reconnects++;
-        this.log.info(
-          `reconnected to ${this.opts.target}; resending ${this.items.length} unacknowledged item(s)`,
-        );
+        this.log.info(`reconnected to ${this.target}; resending ${this.items.length} unacknowledged item(s)`);
       }
       this.accepted = true;
       this.outageLogged = false;
@@ -405,7 +428,7 @@ class GrpcMonitorClient implements MonitorClient {
     if (this.closed) return;
     if (s.code === grpc.status.OK && this.items.length === 0) return; // a clean end (after RunEnd)
     if (s.code !== grpc.status.OK && PERMANENT.has(s.code)) {
-      const error = statusError(s, this.opts.target);
+      const error = statusError(s, this.target);
       if (!conn.ready) {
         // The service refused the run itself (unknown bundle, bad layers...): nothing can go through.
         this.fatal = error;
@@ -437,10 +460,15 @@ class GrpcMonitorClient implements MonitorClient {
     if (!this.outageLogged) {
       this.outageLogged = true;
       this.log.warn(
-        `stream to ${this.opts.target} lost (${grpc.status[s.code]}: ${s.details}); reconnecting, ${this.items.length} item(s) to resend`,
+        `stream to ${this.target} lost (${grpc.status[s.code]}: ${s.details}); reconnecting, ${this.items.length} item(s) to resend`,
       );
     }
     this.armDeadlines();
+    // with several replicas, the next attempt goes to the next one
+    if (this.targets.length > 1) {
+      this.targetIndex = (this.targetIndex + 1) % this.targets.length;
+      this.log.debug(`next attempt: ${this.target}`);
+    }
     this.reconnectTimer = setTimeout(() => this.connect(), this.delayMs);
     this.delayMs = Math.min(this.delayMs * 2, this.maxDelayMs);
   }
@@ -562,13 +590,9 @@ class GrpcMonitorClient implements MonitorClient {
         item.resolve(undefined);
       } else {
         item.reject(
-          new CmError(
-            'UNAVAILABLE',
-            `concept service ${this.opts.target} unreachable for ${this.maxBlockMs} ms`,
-            {
-              context: { step: item.step },
-            },
-          ),
+          new CmError('UNAVAILABLE', `concept service ${this.target} unreachable for ${this.maxBlockMs} ms`, {
+            context: { step: item.step },
+          }),
         );
       }
     }
