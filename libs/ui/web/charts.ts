@@ -107,3 +107,16 @@ export const axisStyle = {
   axisLabel: { color: '#5b6472' },
   splitLine: { lineStyle: { color: '#eef0f3' } },
 };
+
+/** The step axis every over-training chart shares (a fresh object per chart: ECharts keeps what it is given). */
+export function stepAxis(): NonNullable<Option['xAxis']> {
+  return {
+    type: 'value',
+    name: 'step',
+    nameLocation: 'middle',
+    nameGap: 26,
+    min: 'dataMin',
+    max: 'dataMax',
+    ...axisStyle,
+  };
+}

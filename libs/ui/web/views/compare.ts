@@ -1,6 +1,6 @@
 import type { CompareAnswer } from '../../src/api-types';
 import { escapeHtml, getJson, path, pct } from '../api';
-import { axisStyle, baseGrid, chartIn, type Option } from '../charts';
+import { axisStyle, baseGrid, chartIn, stepAxis, type Option } from '../charts';
 import { queryParam, replaceQuery } from '../router';
 import { LAYER_METRICS } from './overview';
 import { chartBox, type View } from './view';
@@ -42,15 +42,6 @@ export function compareView(root: HTMLElement, a: string, b: string): View {
         .join(' &nbsp;vs&nbsp; ');
       select.innerHTML = d.layers.map((l) => `<option>${escapeHtml(l)}</option>`).join('');
       select.value = d.layer;
-      const stepAxis = {
-        type: 'value' as const,
-        name: 'step',
-        nameLocation: 'middle' as const,
-        nameGap: 26,
-        min: 'dataMin' as const,
-        max: 'dataMax' as const,
-        ...axisStyle,
-      };
       LAYER_METRICS.forEach((m, k) => {
         const option: Option = {
           animation: false,
@@ -58,7 +49,7 @@ export function compareView(root: HTMLElement, a: string, b: string): View {
           tooltip: { trigger: 'axis' },
           legend: { top: 4, right: 8 },
           grid: baseGrid,
-          xAxis: stepAxis,
+          xAxis: stepAxis(),
           yAxis: m.share
             ? { type: 'value', min: 0, max: 1, ...axisStyle }
             : { type: 'value', scale: true, ...axisStyle },
@@ -79,7 +70,7 @@ export function compareView(root: HTMLElement, a: string, b: string): View {
           tooltip: { trigger: 'axis' },
           legend: { top: 4, right: 8 },
           grid: baseGrid,
-          xAxis: stepAxis,
+          xAxis: stepAxis(),
           yAxis: { type: 'value', scale: true, ...axisStyle },
           series: ids.map((id) => ({
             id: `loss:${id}`,

@@ -1,6 +1,6 @@
 import type { LayerAnswer, SwitchingAnswer } from '../../src/api-types';
 import { escapeHtml, getJson, path } from '../api';
-import { axisStyle, baseGrid, categoryColour, chartIn, episodeBands, type Option } from '../charts';
+import { axisStyle, baseGrid, categoryColour, chartIn, episodeBands, type Option, stepAxis } from '../charts';
 import { navigate } from '../router';
 import { card, chartBox, type View } from './view';
 
@@ -111,15 +111,7 @@ export function layerView(root: HTMLElement, runId: string, layer: string): View
         tooltip: { trigger: 'axis' },
         legend: { top: 4, right: 8, type: 'scroll' },
         grid: baseGrid,
-        xAxis: {
-          type: 'value',
-          name: 'step',
-          nameLocation: 'middle',
-          nameGap: 26,
-          min: 'dataMin',
-          max: 'dataMax',
-          ...axisStyle,
-        },
+        xAxis: stepAxis(),
         yAxis: { type: 'value', min: 0, max: 1, ...axisStyle },
         series: categories.map((c, i) => ({
           id: `share:${c}`,

@@ -1,6 +1,14 @@
 import type { NeuronAnswer, NeuronStep } from '../../src/api-types';
 import { escapeHtml, getJson, path } from '../api';
-import { axisStyle, baseGrid, categoryColour, chartIn, SERIES_COLOURS, type Option } from '../charts';
+import {
+  axisStyle,
+  baseGrid,
+  categoryColour,
+  chartIn,
+  SERIES_COLOURS,
+  type Option,
+  stepAxis,
+} from '../charts';
 import { queryParam, replaceQuery } from '../router';
 import { card, chartBox, type View } from './view';
 
@@ -101,15 +109,7 @@ export function neuronView(root: HTMLElement, runId: string, layer: string, neur
           },
         },
         grid: baseGrid,
-        xAxis: {
-          type: 'value',
-          name: 'step',
-          nameLocation: 'middle',
-          nameGap: 26,
-          min: 'dataMin',
-          max: 'dataMax',
-          ...axisStyle,
-        },
+        xAxis: stepAxis(),
         yAxis: { type: 'value', scale: true, ...axisStyle },
         series: [
           {
@@ -133,15 +133,7 @@ export function neuronView(root: HTMLElement, runId: string, layer: string, neur
         tooltip: { trigger: 'axis' },
         legend: { top: 4, right: 8, type: 'scroll' },
         grid: baseGrid,
-        xAxis: {
-          type: 'value',
-          name: 'step',
-          nameLocation: 'middle',
-          nameGap: 26,
-          min: 'dataMin',
-          max: 'dataMax',
-          ...axisStyle,
-        },
+        xAxis: stepAxis(),
         yAxis: { type: 'value', scale: true, ...axisStyle },
         series: concepts.map((c) => ({
           id: `top5:${c}`,

@@ -1,6 +1,6 @@
 import type { LayerCurvePoint, OverviewAnswer } from '../../src/api-types';
 import { escapeHtml, fmt, getJson, path, pct } from '../api';
-import { axisStyle, baseGrid, chartIn, episodeBands, SERIES_COLOURS, type Option } from '../charts';
+import { axisStyle, baseGrid, chartIn, episodeBands, SERIES_COLOURS, type Option, stepAxis } from '../charts';
 import { chartBox, type View } from './view';
 
 type Metric = { key: keyof LayerCurvePoint; title: string; note: string; share: boolean };
@@ -86,15 +86,7 @@ export function overviewView(root: HTMLElement, runId: string): View {
         tooltip: { trigger: 'axis' },
         legend: { top: 4, right: 8 },
         grid: { ...baseGrid, right: 52 },
-        xAxis: {
-          type: 'value',
-          name: 'step',
-          nameLocation: 'middle',
-          nameGap: 26,
-          min: 'dataMin',
-          max: 'dataMax',
-          ...axisStyle,
-        },
+        xAxis: stepAxis(),
         yAxis: [
           { type: 'value', name: 'loss', scale: true, ...axisStyle },
           { type: 'value', name: 'accuracy', min: 0, max: 1, ...axisStyle, splitLine: { show: false } },
@@ -118,15 +110,7 @@ export function overviewView(root: HTMLElement, runId: string): View {
           tooltip: { trigger: 'axis', valueFormatter: (v) => (m.share ? pct(Number(v)) : fmt(Number(v))) },
           legend: { top: 4, right: 8, type: 'scroll' },
           grid: baseGrid,
-          xAxis: {
-            type: 'value',
-            name: 'step',
-            nameLocation: 'middle',
-            nameGap: 26,
-            min: 'dataMin',
-            max: 'dataMax',
-            ...axisStyle,
-          },
+          xAxis: stepAxis(),
           yAxis: m.share
             ? {
                 type: 'value',
