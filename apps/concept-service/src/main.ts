@@ -64,13 +64,11 @@ export async function startConceptService(cfg: CmConfig): Promise<RunningService
       log.info(`run ${record.runId} abandoned: no stream for ${cfg.service.runIdleMs} ms`, {
         runId: record.runId,
       });
-      sink
-        .write([record])
-        .catch((e: unknown) =>
-          log.warn(`could not record run ${record.runId} as abandoned: ${errorMessage(e)}`, {
-            runId: record.runId,
-          }),
-        );
+      sink.write([record]).catch((e: unknown) =>
+        log.warn(`could not record run ${record.runId} as abandoned: ${errorMessage(e)}`, {
+          runId: record.runId,
+        }),
+      );
     },
   });
   const engine = built.engine;

@@ -69,13 +69,11 @@ export async function startAllInOne(opts: AllInOneOptions): Promise<AllInOneServ
     runExists: storedRunCheck(opts.store),
     onLayerDissected: instruments.onLayerDissected,
     onAbandoned: (record) =>
-      void sink
-        .write([record])
-        .catch((e: unknown) =>
-          log.warn(`could not record run ${record.runId} as abandoned: ${errorMessage(e)}`, {
-            runId: record.runId,
-          }),
-        ),
+      void sink.write([record]).catch((e: unknown) =>
+        log.warn(`could not record run ${record.runId} as abandoned: ${errorMessage(e)}`, {
+          runId: record.runId,
+        }),
+      ),
   });
   const query = opts.store.query?.bind(opts.store);
   const sink = built.withAlertDelivery(instruments.timed(storeSink(opts.store)));

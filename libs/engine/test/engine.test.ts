@@ -45,9 +45,7 @@ describe('startRun', () => {
   it('unknown bundle -> NOT_FOUND naming run and bundle', async () => {
     const e = await rejected(newEngine().startRun(testRunSpec('r', 'abcdefabcdefabcd')));
     expect(e.code).toBe('NOT_FOUND');
-    expect(e.message).toMatch(
-      /^run r: probe bundle abcdefabcdefabcd is not on this concept service$/,
-    );
+    expect(e.message).toMatch(/^run r: probe bundle abcdefabcdefabcd is not on this concept service$/);
   });
   it('bad layer declarations -> INVALID_ARGUMENT', async () => {
     const engine = newEngine();
