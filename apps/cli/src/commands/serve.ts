@@ -101,6 +101,15 @@ export async function runServe(
     }
   }
   out('cm serve: stopped');
+  // Everything is closed, so the process should end by itself. Once, on a loaded CI machine, it
+  // did not within 30 s after a SIGTERM: should a handle still hold the event loop, name it and
+  // exit instead of hanging (unref: this timer alone keeps nothing alive).
+  setTimeout(() => {
+    logger.warn(
+      `cm serve: still running 5 s after it stopped; open: ${process.getActiveResourcesInfo().join(', ')}`,
+    );
+    process.exit(process.exitCode ?? 0);
+  }, 5000).unref();
 }
 
 export function registerServe(program: Command): void {
