@@ -59,7 +59,7 @@ const REWRITES: { file: string; from: string; to: string }[] = [
     to: "resolve(__dirname, 'protos/conceptmonitor/v1/monitor.proto')",
   },
   {
-    file: 'libs/dissect/src/pool.ts',
+    file: 'libs/dissect/src/worker-pool.ts',
     from: "startTsWorker(join(__dirname, 'worker.ts'))",
     to: "new (require('node:worker_threads').Worker)(join(__dirname, 'dissect-worker.js'))",
   },

@@ -4,6 +4,7 @@ import type { Matrix, SimilarityMethod, SimilarityParams } from './types';
 import { likelihoodFactors, resolveParams, validateInputs, type ResolvedParams } from './params';
 import { slotBytesFor, type SharedMatrixRef, type SoftmaxCacheRef, type Task } from './tasks';
 import { inlineExecutor, splitRange, type Executor } from './executor';
+import { WorkerPool } from './worker-pool';
 import {
   consumedWith,
   isSoftmaxInput,
@@ -312,12 +313,7 @@ function workOf(r: ResolvedParams, P: { rows: number; cols: number }, Q: Matrix)
 let defaultPool: Executor | undefined;
 /** The process-wide pool used by computeSimilarity for big inputs (one worker per core, started on first use). */
 export function defaultExecutor(): Executor {
-  if (!defaultPool) {
-    // required lazily: pool.ts imports this module (a static import would be circular)
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { DissectPool } = require('./pool') as typeof import('./pool');
-    defaultPool = new DissectPool({ workers: Math.max(1, availableParallelism()), unrefWhenIdle: true });
-  }
+  defaultPool ??= new WorkerPool({ workers: Math.max(1, availableParallelism()), unrefWhenIdle: true });
   return defaultPool;
 }
 
