@@ -25,7 +25,7 @@ import type { CmRecord } from '@cm/contracts';
 import { freePort, setLogLevel, waitFor } from '@cm/core';
 import { startClickHouse, startNats } from '@cm/stack';
 import { openStore, sqlString, type Store } from '@cm/store';
-import { RecorderConsumer } from '../../apps/recorder/src/recorder';
+import { RecorderConsumer } from '@cm/recorder-consumer';
 import { labelsRecord, runRecord } from '../../libs/store/test/fixtures';
 
 const WIDTHS = [64, 128, 256, 512];

@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import madge from 'madge';
 
 const ROOT = join(__dirname, '..', '..', '..');
 
@@ -46,4 +47,42 @@ describe('workspace project graph', () => {
     );
     expect(libToApp).toEqual([]);
   });
+});
+
+/**
+ * The module graph, file by file (madge over the TypeScript sources, type-only imports skipped):
+ * no import circle inside or across libs, and neither a lib nor tools/ importing an app's module.
+ */
+describe('workspace module graph', () => {
+  const options = {
+    fileExtensions: ['ts'],
+    excludeRegExp: [/node_modules/, /\.d\.ts$/],
+    detectiveOptions: { ts: { skipTypeImports: true } },
+  };
+
+  it('finds a circle when there is one (the check can fail)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cm-circle-'));
+    try {
+      writeFileSync(join(dir, 'a.ts'), "import { b } from './b';\nexport const a = () => b();\n");
+      writeFileSync(join(dir, 'b.ts'), "import { a } from './a';\nexport const b = () => a();\n");
+      expect((await madge(dir, options)).circular()).toEqual([['a.ts', 'b.ts']]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('has no import circle in the libs', async () => {
+    const graph = await madge(join(ROOT, 'libs'), options);
+    expect(graph.circular()).toEqual([]);
+  }, 120_000);
+
+  it('has no lib and no tool importing an app', async () => {
+    const offenders: string[] = [];
+    for (const dir of ['libs', 'tools']) {
+      const graph = (await madge(join(ROOT, dir), options)).obj();
+      for (const [file, deps] of Object.entries(graph))
+        for (const d of deps) if (/(^|\/)apps\//.test(d)) offenders.push(`${dir}/${file} -> ${d}`);
+    }
+    expect(offenders).toEqual([]);
+  }, 120_000);
 });

@@ -1,2 +1,2 @@
-export * from './recorder';
+export * from '@cm/recorder-consumer';
 export { startRecorder, type RunningRecorder } from './main';

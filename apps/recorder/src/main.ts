@@ -12,7 +12,7 @@ import {
 import { openStore, describeTarget, storeTargetFromString, type Store } from '@cm/store';
 import { CONSUMERS, STREAM } from '@cm/contracts';
 import { metricsResponse, recorderMetrics, serviceRegistry } from '@cm/metrics';
-import { RecorderConsumer } from './recorder';
+import { RecorderConsumer } from '@cm/recorder-consumer';
 
 /**
  * The recorder process: NATS JetStream -> ClickHouse. Configuration from the environment

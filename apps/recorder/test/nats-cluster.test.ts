@@ -6,7 +6,7 @@ import { STREAM, type CmRecord } from '@cm/contracts';
 import { freePort, waitFor } from '@cm/core';
 import { startNatsCluster, type NatsCluster } from '@cm/stack';
 import { openStore, sqlString, type Store } from '@cm/store';
-import { RecorderConsumer } from '../src/recorder';
+import { RecorderConsumer } from '@cm/recorder-consumer';
 import { labelsRecord, runRecord } from '../../../libs/store/test/fixtures';
 
 /**

@@ -8,7 +8,7 @@ import { CONSUMERS, STREAM, subjectFor, toLabelsColumnsRecord, type CmRecord } f
 import { freePort, waitFor } from '@cm/core';
 import { startClickHouse, startNats, type ManagedServer } from '@cm/stack';
 import { neuronLabelsSql, openStore, sqlString, type Store } from '@cm/store';
-import { RecorderConsumer } from '../src/recorder';
+import { RecorderConsumer } from '@cm/recorder-consumer';
 import { labelsRecord, runRecord, sampleRun } from '../../../libs/store/test/fixtures';
 
 /**
