@@ -3,6 +3,28 @@
  * recorder writes into ClickHouse, one shape end to end. Times are ISO-8601 strings in UTC.
  * `validateRecord` checks a decoded message before it is stored.
  */
+/**
+ * How a run's scores were made. Scores compare only within one method, its parameters, pooling
+ * and concept set (CLIP-Dissect's maintainers say so), so every run carries its setup and a
+ * comparison can say when two runs' setups differ.
+ */
+export interface RunSetup {
+  /** Similarity function (soft_wpmi, wpmi, cos, ...). */
+  method: string;
+  /** Its parameters with the defaults filled in, as JSON. */
+  params: string;
+  /** How [D, H, W, C] outputs become [D, C]: the service pools with the chunk's pooling (avg unless max). */
+  pooling: string;
+  /** How `interpretable` is decided (the calibration rule, or a fixed threshold). */
+  calibration: string;
+  /** sha256 of the probe bundle's concepts and categories, in order. */
+  conceptSetHash: string;
+  /** The CLIP model P came from, empty for labelled (ground-truth) bundles. */
+  clipModel: string;
+  /** Concept-Monitor's version. */
+  codeVersion: string;
+}
+
 export interface RunRecord {
   kind: 'run';
   runId: string;
@@ -16,6 +38,8 @@ export interface RunRecord {
   startedAt: string;
   /** Set when status is completed or failed. */
   endedAt?: string;
+  /** Absent in records from before the setup was recorded (it reads as empty strings). */
+  setup?: RunSetup;
   time: string;
 }
 

@@ -42,12 +42,15 @@ import {
 } from '@cm/dissect';
 import { checkpointRecord, checkpointResult, labelRow, labelsRecords, snapshotRecord } from './records';
 import { sameRunSpec, validateCheckpoint, validateRunSpec } from './validate';
+import { runSetup } from './setup';
 import { DEFAULT_RUN_IDLE_MS, MemoryRunStateStore, type RunStateStore } from './run-state';
 
 /** What the engine needs of a probe bundle. */
 export interface EngineBundle {
   id: string;
   space: ConceptSpace;
+  /** A bundle's manifest (ProbeBundle has one): where P came from, for the run's setup. */
+  manifest?: { source: { kind: string; model?: string } };
 }
 
 /** Where bundles come from (BundleDirectory from @cm/probe fits). */
@@ -262,6 +265,7 @@ export class ConceptEngine {
       tags: { ...spec.tags },
       status: 'running',
       startedAt: time,
+      setup: runSetup(this.opts.dissectOptions, bundle),
       time,
     };
     const started = this.newRunState(

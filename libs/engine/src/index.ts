@@ -7,3 +7,4 @@ export * from './dissectors';
 export * from './run-state';
 export * from './from-config';
 export * from './bundles';
+export * from './setup';

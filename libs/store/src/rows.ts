@@ -199,6 +199,13 @@ export function appendRows(out: TableRows, record: WireRecord): void {
         status: String(record.status),
         started_at: seconds(record.startedAt),
         ended_at: seconds(record.endedAt),
+        setup_method: record.setup?.method ?? '',
+        setup_params: record.setup?.params ?? '',
+        setup_pooling: record.setup?.pooling ?? '',
+        setup_calibration: record.setup?.calibration ?? '',
+        concept_set_hash: record.setup?.conceptSetHash ?? '',
+        clip_model: record.setup?.clipModel ?? '',
+        code_version: record.setup?.codeVersion ?? '',
         ...t,
       });
       out.lines.runs.push(line);

@@ -126,4 +126,25 @@ export const MIGRATIONS: readonly Migration[] = [
       },
     ],
   },
+  {
+    version: 3,
+    name: 'runs.setup_* (the method, parameters, pooling, calibration and concept set of each run)',
+    // one guarded ALTER per column, as in migration 2; runs recorded before read as ''
+    statements: (ctx) =>
+      RUN_SETUP_COLUMNS.map((column) => ({
+        sql: `ALTER TABLE ${qualified(ctx.database, TABLES.runs)} ADD COLUMN ${column} String`,
+        skipIf: `SELECT name FROM system.columns WHERE database = ${sqlString(ctx.database)} AND table = ${sqlString(TABLES.runs)} AND name = ${sqlString(column)}`,
+      })),
+  },
 ];
+
+/** The runs table's columns of RunRecord.setup (migration 3), in RunSetup's order. */
+export const RUN_SETUP_COLUMNS = [
+  'setup_method',
+  'setup_params',
+  'setup_pooling',
+  'setup_calibration',
+  'concept_set_hash',
+  'clip_model',
+  'code_version',
+] as const;

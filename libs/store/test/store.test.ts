@@ -374,8 +374,28 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
         `SELECT name FROM system.columns WHERE database = 'cm_v1' AND table = 'neuron_labels' AND name = 'top_images'`,
       );
       expect(before).toEqual([]);
-      expect(await v1.migrate()).toEqual([2]);
+      expect(await v1.migrate()).toEqual([2, 3]);
       expect(await v1.migrate()).toEqual([]);
+      // migration 3: a run's setup goes in and comes back; a run recorded before it reads as ''
+      const setup = {
+        method: 'soft_wpmi',
+        params: '{"topK":100}',
+        pooling: 'avg',
+        calibration: 'per-concept likelihood null',
+        conceptSetHash: 'a'.repeat(64),
+        clipModel: '',
+        codeVersion: '0.1.0',
+      };
+      await v1.insertRecords([{ ...runRecord('with-setup'), setup }]);
+      const [stored] = await v1.query<Record<string, string>>(
+        `SELECT setup_method, setup_params, concept_set_hash, code_version FROM runs FINAL WHERE run_id = 'with-setup'`,
+      );
+      expect(stored).toEqual({
+        setup_method: 'soft_wpmi',
+        setup_params: '{"topK":100}',
+        concept_set_hash: 'a'.repeat(64),
+        code_version: '0.1.0',
+      });
       // applied again after an interruption (column there, version not recorded): skipped, no error
       const again = MIGRATIONS.find((m) => m.version === 2)!;
       expect(await v1.migrate([{ ...again, version: 102 }])).toEqual([102]);
