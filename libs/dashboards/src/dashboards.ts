@@ -7,6 +7,7 @@ import * as timeseries from '@grafana/grafana-foundation-sdk/timeseries';
 import * as trend from '@grafana/grafana-foundation-sdk/trend';
 import * as xychart from '@grafana/grafana-foundation-sdk/xychart';
 import { DATASOURCE, sqlTable, sqlTimeSeries } from './datasource';
+import { PIPELINE_DASHBOARD_UID, pipelineDashboard } from './pipeline';
 import * as SQL from './sql';
 
 /**
@@ -23,6 +24,7 @@ export const DASHBOARD_UIDS = {
   layerView: 'cm-layer-view',
   conceptMap: 'cm-concept-map',
   runComparison: 'cm-run-comparison',
+  pipeline: PIPELINE_DASHBOARD_UID,
 } as const;
 
 const TAGS = ['concept-monitor'];
@@ -326,5 +328,6 @@ export function buildDashboards(): Record<string, dashboard.Dashboard> {
     'layer-view.json': layerView().build(),
     'concept-map.json': conceptMap().build(),
     'run-comparison.json': runComparison().build(),
+    'pipeline.json': pipelineDashboard().build(),
   };
 }

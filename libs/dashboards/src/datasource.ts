@@ -146,3 +146,47 @@ export function dashboardProviderProvisioning(): DashboardProviderProvisioning {
     ],
   };
 }
+
+/**
+ * The Prometheus that scrapes the services' /metrics (deploy/prometheus/prometheus.yml), for the
+ * pipeline dashboard. Its own uid so the ClickHouse dashboards stay on the default data source.
+ */
+export const PROMETHEUS_DATASOURCE_UID = 'cm-prometheus';
+export const PROMETHEUS_DATASOURCE_TYPE = 'prometheus';
+export const PROMETHEUS_DATASOURCE: common.DataSourceRef = {
+  type: PROMETHEUS_DATASOURCE_TYPE,
+  uid: PROMETHEUS_DATASOURCE_UID,
+};
+
+export interface PrometheusDatasourceProvisioning {
+  apiVersion: 1;
+  datasources: {
+    name: string;
+    type: typeof PROMETHEUS_DATASOURCE_TYPE;
+    uid: string;
+    access: 'proxy';
+    url: string;
+    isDefault: boolean;
+    editable: boolean;
+    jsonData: { httpMethod: 'POST'; timeInterval: string };
+  }[];
+}
+
+/** `prometheus:9090` is the compose service; timeInterval is its scrape interval (rate() windows). */
+export function prometheusDatasourceProvisioning(): PrometheusDatasourceProvisioning {
+  return {
+    apiVersion: 1,
+    datasources: [
+      {
+        name: 'Concept-Monitor Prometheus',
+        type: PROMETHEUS_DATASOURCE_TYPE,
+        uid: PROMETHEUS_DATASOURCE_UID,
+        access: 'proxy',
+        url: 'http://prometheus:9090',
+        isDefault: false,
+        editable: false,
+        jsonData: { httpMethod: 'POST', timeInterval: '15s' },
+      },
+    ],
+  };
+}

@@ -4,7 +4,11 @@ import { stringify } from 'yaml';
 import { loadConfig } from '@cm/config';
 import { alertRulesProvisioning } from './alert-rules';
 import { buildDashboards } from './dashboards';
-import { dashboardProviderProvisioning, datasourceProvisioning } from './datasource';
+import {
+  dashboardProviderProvisioning,
+  datasourceProvisioning,
+  prometheusDatasourceProvisioning,
+} from './datasource';
 
 /**
  * Everything Grafana provisions, rendered from the typed definitions: file path (relative to
@@ -21,6 +25,7 @@ export function generateFiles(): Record<string, string> {
   const alerts = loadConfig({}).alerts;
   const files: Record<string, string> = {
     'provisioning/datasources/clickhouse.yaml': HEADER + stringify(datasourceProvisioning()),
+    'provisioning/datasources/prometheus.yaml': HEADER + stringify(prometheusDatasourceProvisioning()),
     'provisioning/dashboards/concept-monitor.yaml': HEADER + stringify(dashboardProviderProvisioning()),
     'provisioning/alerting/concept-collapse.yaml':
       HEADER +

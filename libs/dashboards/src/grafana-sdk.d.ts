@@ -37,3 +37,6 @@ declare module '@grafana/grafana-foundation-sdk/xychart' {
 declare module '@grafana/grafana-foundation-sdk/barchart' {
   export * from '@grafana/grafana-foundation-sdk/dist/barchart';
 }
+declare module '@grafana/grafana-foundation-sdk/prometheus' {
+  export * from '@grafana/grafana-foundation-sdk/dist/prometheus';
+}

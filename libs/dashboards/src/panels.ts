@@ -21,12 +21,37 @@ function rawSql(target: Json, where: string): string {
   return target.rawSql;
 }
 
+const isPrometheusTarget = (target: Json): boolean =>
+  isObj(target.datasource) && target.datasource.type === 'prometheus';
+
+/** Every PromQL expression of a dashboard's panels (the pipeline dashboard), with where it is. */
+export function promQueriesOfDashboard(file: string, dashboard: unknown): { where: string; expr: string }[] {
+  if (!isObj(dashboard)) throw invalidArgument(`${file} is not a dashboard object`);
+  const panels = list(dashboard.panels).flatMap((p) => [p, ...list(p.panels)]);
+  return panels.flatMap((panel) =>
+    list(panel.targets)
+      .filter(isPrometheusTarget)
+      .map((target) => {
+        const where = `${file} / panel '${String(panel.title)}' / ${String(target.refId)}`;
+        if (typeof target.expr !== 'string' || target.expr.trim() === '')
+          throw invalidArgument(`${where} has no expr`, { where });
+        return { where, expr: target.expr };
+      }),
+  );
+}
+
+/** The metric names a PromQL expression reads (this project's series all start with cm_). */
+export function metricNamesOfPromQL(expr: string): string[] {
+  return [...new Set([...expr.matchAll(/\bcm_[a-z0-9_]+/g)].map((m) => m[0]))];
+}
+
 export function queriesOfDashboard(file: string, dashboard: unknown): ShippedQuery[] {
   if (!isObj(dashboard)) throw invalidArgument(`${file} is not a dashboard object`);
   const out: ShippedQuery[] = [];
   const panels = list(dashboard.panels).flatMap((p) => [p, ...list(p.panels)]); // rows nest panels
   for (const panel of panels) {
     for (const target of list(panel.targets)) {
+      if (isPrometheusTarget(target)) continue; // PromQL, not SQL: see promQueriesOfDashboard
       const where = `${file} / panel '${String(panel.title)}' / ${String(target.refId)}`;
       out.push({ where, kind: 'panel', sql: rawSql(target, where) });
     }

@@ -41,13 +41,14 @@ function composeReferences(text: string): string[] {
 }
 
 describe('deploy/ static check', () => {
-  it('has the five services and the preflight; each has an image or a build whose Dockerfile exists', () => {
+  it('has the six services and the preflight; each has an image or a build whose Dockerfile exists', () => {
     expect(Object.keys(compose.services).sort()).toEqual([
       'clickhouse',
       'concept-service',
       'grafana',
       'nats',
       'preflight',
+      'prometheus',
       'recorder',
     ]);
     for (const [name, svc] of Object.entries(compose.services)) {
@@ -74,7 +75,8 @@ describe('deploy/ static check', () => {
         /\$\{([A-Z_]+):-([^}]*)\}/g,
         (_, v: string, dflt: string) => vars.get(v) || dflt,
       );
-      expect(resolved).toMatch(/^[a-z0-9/._-]+:[0-9][\w.-]*$/);
+      // a version tag (Prometheus spells its tags v3.5.0)
+      expect(resolved).toMatch(/^[a-z0-9/._-]+:v?[0-9][\w.-]*$/);
     }
     expect(compose.services.grafana.environment?.GF_PLUGINS_PREINSTALL_SYNC).toMatch(
       /^grafana-clickhouse-datasource@\$\{GRAFANA_CLICKHOUSE_PLUGIN_VERSION:-\d+\.\d+\.\d+\}$/,
@@ -123,6 +125,41 @@ describe('deploy/ static check', () => {
         ]),
       );
     }
+  });
+
+  it('Prometheus scrapes /metrics of both services on their health ports; Grafana reads it', () => {
+    const prom = compose.services.prometheus;
+    expect(prom.volumes).toContain('./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro');
+    const config = parse(readFileSync(join(DEPLOY, 'prometheus/prometheus.yml'), 'utf8')) as {
+      scrape_configs: { job_name: string; metrics_path?: string; static_configs: { targets: string[] }[] }[];
+    };
+    const targets = Object.fromEntries(
+      config.scrape_configs.map((c) => [
+        c.job_name,
+        { path: c.metrics_path ?? '/metrics', targets: c.static_configs.flatMap((t) => t.targets) },
+      ]),
+    );
+    const healthPort = {
+      'concept-service': 'CM_SERVICE_HEALTH_PORT',
+      recorder: 'CM_RECORDER_HEALTH_PORT',
+    } as const;
+    for (const [service, variable] of Object.entries(healthPort)) {
+      const port = compose.services[service].environment?.[variable];
+      expect(port).toMatch(/^\d+$/);
+      expect(targets[service]).toEqual({ path: '/metrics', targets: [`${service}:${port}`] });
+      // the compose healthcheck probes the same port, so the scrape target is the served one
+      expect(JSON.stringify((compose.services[service] as { healthcheck?: unknown }).healthcheck)).toContain(
+        `127.0.0.1:${port}/healthz`,
+      );
+    }
+    expect(Object.keys(compose.volumes)).toContain('prometheus-data');
+    expect(Object.keys(compose.services.grafana.depends_on ?? {})).toContain('prometheus');
+    const ds = parse(
+      readFileSync(join(DEPLOY, 'grafana/provisioning/datasources/prometheus.yaml'), 'utf8'),
+    ) as {
+      datasources: { url: string }[];
+    };
+    expect(ds.datasources[0].url).toBe('http://prometheus:9090');
   });
 
   it('NATS has JetStream and authentication; ClickHouse gives Grafana a read-only user; no secret is committed', () => {
@@ -197,7 +234,7 @@ describe('deploy/ preflight: no stack with placeholder passwords', () => {
 
   it('every service starts only after the preflight succeeded', () => {
     expect(compose.services.preflight.volumes).toContain('./preflight.sh:/preflight.sh:ro');
-    for (const name of ['nats', 'clickhouse']) {
+    for (const name of ['nats', 'clickhouse', 'prometheus']) {
       expect(compose.services[name].depends_on).toMatchObject({
         preflight: { condition: 'service_completed_successfully' },
       });

@@ -7,3 +7,4 @@ export * from './store';
 export * from './reader-endpoint';
 export * from './cluster';
 export * from './run-lifecycle';
+export * from './export';

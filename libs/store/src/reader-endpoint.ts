@@ -8,7 +8,7 @@ import type { Migration } from './schema';
 import type { TableRows } from './rows';
 import { emptyRows } from './rows';
 import { describeTarget, type QueryColumns, type Store, type StoreTarget } from './store';
-import type { StoreFeatures } from './version';
+import type { BinaryFormat, StoreFeatures } from './version';
 import { notAReadStatement, sqlString } from './sql';
 import { TABLES } from '@cm/contracts';
 
@@ -79,14 +79,15 @@ export function findReaderEndpoint(storePath: string): ReaderAdvert | undefined 
   return isAlive(advert.pid) ? advert : undefined;
 }
 
-type QueryMode = 'rows' | 'columns' | 'text';
+type QueryMode = 'rows' | 'columns' | 'text' | 'binary';
+const BINARY_FORMATS = ['Parquet'] as const;
 const TEXT_FORMATS = ['CSVWithNames', 'TabSeparatedWithNames', 'JSONEachRow'] as const;
 type TextFormat = (typeof TEXT_FORMATS)[number];
 
 interface QueryRequest {
   sql: string;
   mode: QueryMode;
-  format?: TextFormat;
+  format?: TextFormat | BinaryFormat;
 }
 
 const MAX_REQUEST_BYTES = 1 << 20;
@@ -169,6 +170,10 @@ export function readerHandler(
         const text = await store.queryText(body.sql, body.format as TextFormat);
         res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
         res.end(text);
+      } else if (body.mode === 'binary' && BINARY_FORMATS.includes(body.format as BinaryFormat)) {
+        const bytes = await store.queryBinary(body.sql, body.format as BinaryFormat);
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.length });
+        res.end(bytes);
       } else throw new CmError('INVALID_ARGUMENT', `unknown mode ${String(body.mode)} or format`);
     } catch (e) {
       const err = e instanceof CmError ? e : new CmError('INTERNAL', errorMessage(e), { cause: e as Error });
@@ -340,6 +345,11 @@ export async function openRemoteReadStore(advert: ReaderAdvert): Promise<Store> 
     },
     async queryText(sql, format): Promise<string> {
       return (await request('/query', { body: { sql, mode: 'text', format } })).text();
+    },
+    async queryBinary(sql, format): Promise<Buffer> {
+      return Buffer.from(
+        await (await request('/query', { body: { sql, mode: 'binary', format } })).arrayBuffer(),
+      );
     },
     close: async () => undefined,
   };

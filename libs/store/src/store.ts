@@ -19,7 +19,7 @@ import {
   type TableRows,
 } from './rows';
 import { notAReadStatement, sqlIdentifier, sqlString } from './sql';
-import { featuresFor, parseServerVersion, type StoreFeatures } from './version';
+import { featuresFor, parseServerVersion, type BinaryFormat, type StoreFeatures } from './version';
 
 /** Where the store lives: a ClickHouse server over HTTP, or an embedded chDB data folder. */
 export type StoreTarget =
@@ -86,6 +86,11 @@ export interface Store {
     format: 'CSVWithNames' | 'TabSeparatedWithNames' | 'JSONEachRow',
     options?: ReadOptions,
   ): Promise<string>;
+  /**
+   * Run a SELECT and return ClickHouse's binary rendering (Parquet: `cm export`), bytes untouched.
+   * Only where `binaryFormatsFor(serverVersion)` has the format: 18.16 has no Parquet.
+   */
+  queryBinary(sql: string, format: BinaryFormat, options?: ReadOptions): Promise<Buffer>;
   /** Run a statement that returns no rows (DDL, ALTER, INSERT ... SELECT): `cm sql --write`. */
   execute(sql: string): Promise<void>;
   close(): Promise<void>;
@@ -486,6 +491,22 @@ class ClickHouseStore implements Store {
     const settings = this.readSettings(sql, options);
     try {
       return await (await this.client.query({ query: sql, format, clickhouse_settings: settings })).text();
+    } catch (e) {
+      throw storeError(this.target, 'query', e, sql);
+    }
+  }
+
+  async queryBinary(sql: string, format: BinaryFormat, options?: ReadOptions): Promise<Buffer> {
+    const settings = this.readSettings(sql, options);
+    try {
+      // exec, not query: the client's ResultSet splits streams into rows and decodes text
+      const { stream } = await this.client.exec({
+        query: `${sql.trim().replace(/;+$/, '')}\nFORMAT ${format}`,
+        clickhouse_settings: settings,
+      });
+      const chunks: Buffer[] = [];
+      for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+      return Buffer.concat(chunks);
     } catch (e) {
       throw storeError(this.target, 'query', e, sql);
     }

@@ -33,3 +33,15 @@ export function featuresFor(version: ServerVersion): StoreFeatures {
   const modern = atLeast(version, 20, 3);
   return { ttl: modern, codecs: modern, lowCardinality: modern };
 }
+
+/** Binary output formats a store can render (`Store.queryBinary`). */
+export type BinaryFormat = 'Parquet';
+
+/**
+ * The binary output formats of a server version. Parquet output arrived during 19.x; the same
+ * conservative 20.3 line as the storage features (chDB and current servers have it; 18.16 does not).
+ * Kept apart from StoreFeatures: those shape the schema, this only what a read may ask for.
+ */
+export function binaryFormatsFor(version: ServerVersion): BinaryFormat[] {
+  return atLeast(version, 20, 3) ? ['Parquet'] : [];
+}

@@ -34,4 +34,5 @@ export const commands: CommandModule[] = [
   { name: 'serve', load: lazy('./serve', 'registerServe') },
   { name: 'ui', load: lazy('./ui', 'registerUi') },
   { name: 'report', load: lazy('./report', 'registerReport') },
+  { name: 'export', load: lazy('./export', 'registerExport') },
 ];
