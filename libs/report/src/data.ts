@@ -2,7 +2,8 @@ import { CmError, notFound } from '@cm/core';
 import { projectTo2d } from '@cm/dissect';
 import type { BundleDirectory } from '@cm/probe';
 import * as Q from '@cm/queries';
-import type { Store } from '@cm/store';
+import { sqlString, type Store } from '@cm/store';
+import { TABLES } from '@cm/contracts';
 
 /**
  * What the report's figures are drawn from: one run (and optionally a second to compare), read from
@@ -178,6 +179,45 @@ export interface LoadReportOptions {
   compare?: string;
 }
 
+/**
+ * Where two runs' setups (runs.setup_*, migration 3) differ, in words; nothing when they agree or
+ * either run predates the setup columns (recorded as empty).
+ */
+export async function setupDifferences(store: Store, a: string, b: string): Promise<string[]> {
+  const cols = [
+    'setup_method',
+    'setup_params',
+    'setup_pooling',
+    'setup_calibration',
+    'concept_set_hash',
+    'clip_model',
+  ];
+  const present = await store.query<{ name: string }>(
+    `SELECT name FROM system.columns WHERE database = ${sqlString(store.database)} AND table = ${sqlString(TABLES.runs)} AND name = 'setup_method'`,
+  );
+  if (present.length === 0) return [];
+  const rows = await store.query<Record<string, string>>(
+    `SELECT run_id, ${cols.join(', ')} FROM ${TABLES.runs} FINAL WHERE run_id IN (${sqlString(a)}, ${sqlString(b)})`,
+  );
+  const [x, y] = [rows.find((r) => r.run_id === a), rows.find((r) => r.run_id === b)];
+  if (!x || !y || !x.setup_method || !y.setup_method) return [];
+  const names: Record<string, string> = {
+    setup_method: 'method',
+    setup_params: 'parameters',
+    setup_pooling: 'pooling',
+    setup_calibration: 'calibration',
+    concept_set_hash: 'concept set',
+    clip_model: 'CLIP model',
+  };
+  return cols
+    .filter((c) => x[c] !== y[c])
+    .map((c) =>
+      c === 'concept_set_hash' || c === 'setup_params'
+        ? names[c]
+        : `${names[c]} ${x[c] || '-'} vs ${y[c] || '-'}`,
+    );
+}
+
 export async function loadReportData(opts: LoadReportOptions): Promise<ReportData> {
   const ids = opts.compare !== undefined ? [opts.run, opts.compare] : [opts.run];
   if (opts.compare === opts.run)
@@ -204,5 +244,12 @@ export async function loadReportData(opts: LoadReportOptions): Promise<ReportDat
     notes.push(
       `the runs use different probe bundles (${bundleId}, ${runs[1].info.bundleId}): their concept maps are not the same space`,
     );
+  if (runs.length === 2) {
+    const differ = await setupDifferences(opts.store, runs[0].info.runId, runs[1].info.runId);
+    if (differ.length)
+      notes.push(
+        `the runs were scored with different setups (${differ.join('; ')}): their scores and interpretable shares do not compare directly`,
+      );
+  }
   return { runs, concepts, notes, generatedAt: new Date().toISOString() };
 }

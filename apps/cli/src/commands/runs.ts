@@ -51,6 +51,22 @@ export function registerRuns(program: Command): void {
             : await store.queryColumns(
                 `SELECT run_id, model, paradigm, status, started_at, checkpoints, last_step, health, firing_rules FROM (${runsOverviewSql(store.database)})`,
               );
+        // the similarity method of each run (runs.setup_method, migration 3), where the store has it
+        const hasSetup = await store.query(
+          `SELECT name FROM system.columns WHERE database = ${sqlString(store.database)} AND table = ${sqlString(TABLES.runs)} AND name = 'setup_method'`,
+        );
+        if (hasSetup.length > 0 && result.rows.length > 0) {
+          const methods = new Map(
+            (
+              await store.query<{ run_id: string; setup_method: string }>(
+                `SELECT run_id, setup_method FROM ${TABLES.runs} FINAL`,
+              )
+            ).map((r) => [r.run_id, r.setup_method]),
+          );
+          const runIdAt = result.columns.findIndex((c) => c.name === 'run_id');
+          result.columns.push({ name: 'method', type: 'String' });
+          for (const row of result.rows) row.push(methods.get(String(row[runIdAt])) || '');
+        }
         if (opts.json) process.stdout.write(renderJson(result));
         else if (result.rows.length === 0) process.stdout.write(`no runs in ${description}\n`);
         else process.stdout.write(renderTable(result));
