@@ -1,7 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { CmError, errorMessage } from '@cm/core';
 import { resolvePath, type CmConfig } from '@cm/config';
-import { CLICKHOUSE_SERVICE, stackStatus } from '@cm/stack';
+import { CLICKHOUSE_SERVICE, LOCAL_CLICKHOUSE_CLUSTER, clickHouseNodeService, stackStatus } from '@cm/stack';
 import {
   describeTarget,
   findReaderEndpoint,
@@ -37,16 +37,21 @@ export interface ReadStoreOptions {
   config: CmConfig;
 }
 
-/** The stack's clickhouse-server when `cm stack up` runs it for this CM_HOME: its URL and pid. */
+/**
+ * The stack's clickhouse-server when `cm stack up` runs it for this CM_HOME: its URL and pid. In a
+ * cluster stack: node s1r1, its URL naming the cluster (reads go through the Distributed tables).
+ */
 export async function runningStackClickHouse(
   config: CmConfig,
 ): Promise<{ url: string; pid: number } | undefined> {
   const dir = resolvePath(config.stack.dir);
   if (!existsSync(dir)) return undefined;
   const services = await stackStatus(dir).catch(() => []);
-  const ch = services.find((s) => s.name === CLICKHOUSE_SERVICE);
+  const clusterNode = clickHouseNodeService(0, 0);
+  const ch = services.find((s) => s.name === CLICKHOUSE_SERVICE || s.name === clusterNode);
   if (!ch || !ch.running || !ch.healthy || ch.pid === undefined) return undefined;
-  return { url: ch.health.replace(/\/ping$/, ''), pid: ch.pid };
+  const url = ch.health.replace(/\/ping$/, '');
+  return { url: ch.name === clusterNode ? `${url}/?cluster=${LOCAL_CLICKHOUSE_CLUSTER}` : url, pid: ch.pid };
 }
 
 /** A chDB folder for reading: through its writer's endpoint while one holds it, else opened directly. */

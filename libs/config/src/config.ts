@@ -57,6 +57,10 @@ export const configSchema = z.object({
     maxMessageBytes: positiveInt.default(4 * 1024 * 1024),
     /** Concept service: bound on one checkpoint's activation bytes (all layers). */
     maxCheckpointBytes: positiveInt.default(2 * 1024 * 1024 * 1024),
+    /** Concept service: bound on activation bytes held across all streams (see libs/concept-server memory-budget). */
+    maxBufferedBytes: positiveInt.default(1024 * 1024 * 1024),
+    /** Trainers, delivery policy spool: bound on one run's spool folder (<CM_HOME>/spool/<run id>), bytes. */
+    spoolMaxBytes: positiveInt.default(2 * 1024 * 1024 * 1024),
   }),
   bundles: z.object({ dir: z.string().default('.cm/bundles') }),
   /** `cm ui` (and the view `cm demo` starts): where the web view listens. */
@@ -95,6 +99,15 @@ export const configSchema = z.object({
       .refine((n) => n === 1 || n >= 3, 'a JetStream cluster needs 3 or more nodes (or 1 for none)')
       .default(1),
     natsRoutePort: port.default(6222),
+    /**
+     * ClickHouse of the local stack: 1 x 1 is one clickhouse-server; more is a cluster (ZooKeeper on
+     * CM_ZOOKEEPER_PORT and shards x replicas nodes, node k = shard * replicas + replica taking
+     * CM_CLICKHOUSE_HTTP_PORT + k, CM_CLICKHOUSE_TCP_PORT + k and CM_CLICKHOUSE_INTERSERVER_PORT + k).
+     */
+    clickhouseShards: z.coerce.number().int().min(1).max(16).default(1),
+    clickhouseReplicas: z.coerce.number().int().min(1).max(8).default(1),
+    clickhouseInterserverPort: port.default(9009),
+    zookeeperPort: port.default(2181),
   }),
   dissect: z.object({
     workers: positiveInt.default(Math.max(1, cpus().length)),
@@ -146,6 +159,8 @@ export const ENV: Record<string, string> = {
   CM_GRPC_TARGET: 'grpc.target',
   CM_GRPC_MAX_MESSAGE_BYTES: 'grpc.maxMessageBytes',
   CM_SERVICE_MAX_CHECKPOINT_BYTES: 'grpc.maxCheckpointBytes',
+  CM_SPOOL_MAX_BYTES: 'grpc.spoolMaxBytes',
+  CM_SERVICE_MAX_BUFFERED_BYTES: 'grpc.maxBufferedBytes',
   CM_BUNDLE_DIR: 'bundles.dir',
   CM_UI_HOST: 'ui.host',
   CM_UI_PORT: 'ui.port',
@@ -162,6 +177,10 @@ export const ENV: Record<string, string> = {
   CM_CLICKHOUSE_TCP_PORT: 'stack.clickhouseTcpPort',
   CM_STACK_NATS_NODES: 'stack.natsNodes',
   CM_NATS_ROUTE_PORT: 'stack.natsRoutePort',
+  CM_STACK_CLICKHOUSE_SHARDS: 'stack.clickhouseShards',
+  CM_STACK_CLICKHOUSE_REPLICAS: 'stack.clickhouseReplicas',
+  CM_CLICKHOUSE_INTERSERVER_PORT: 'stack.clickhouseInterserverPort',
+  CM_ZOOKEEPER_PORT: 'stack.zookeeperPort',
   CM_DISSECT_WORKERS: 'dissect.workers',
   CM_DISSECT_METHOD: 'dissect.method',
   CM_DISSECT_TOP_IMAGES: 'dissect.topImages',

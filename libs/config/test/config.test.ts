@@ -58,6 +58,26 @@ describe('loadConfig', () => {
     expect((err as CmError).code).toBe('CONFIG');
   });
 
+  it('reads the local ClickHouse cluster layout and refuses an empty one', () => {
+    expect(loadConfig({}).stack).toMatchObject({
+      clickhouseShards: 1,
+      clickhouseReplicas: 1,
+      clickhouseInterserverPort: 9009,
+      zookeeperPort: 2181,
+    });
+    expect(
+      loadConfig({
+        CM_STACK_CLICKHOUSE_SHARDS: '2',
+        CM_STACK_CLICKHOUSE_REPLICAS: '2',
+        CM_ZOOKEEPER_PORT: '12181',
+      }).stack,
+    ).toMatchObject({ clickhouseShards: 2, clickhouseReplicas: 2, zookeeperPort: 12181 });
+    expect(() => loadConfig({ CM_STACK_CLICKHOUSE_SHARDS: '0' })).toThrow(/CM_STACK_CLICKHOUSE_SHARDS/);
+    expect(() => loadConfig({ CM_CLICKHOUSE_INTERSERVER_PORT: 'x' })).toThrow(
+      /CM_CLICKHOUSE_INTERSERVER_PORT/,
+    );
+  });
+
   it('maps every variable to a real setting', () => {
     for (const path of Object.values(ENV)) {
       const keys = path.split('.');

@@ -24,7 +24,7 @@ const SLF4J_SIMPLE_JAR = '/usr/share/java/slf4j-simple.jar';
  * soon as the port is open, before the server takes sessions; ClickHouse 18.16 connecting then
  * fails its handshake, and that server's DDL worker crashes.)
  */
-function zookeeperOk(port: number): Promise<boolean> {
+export function zookeeperOk(port: number): Promise<boolean> {
   return new Promise((resolveOk) => {
     const socket = createConnection({ host: '127.0.0.1', port });
     let answer = '';
@@ -171,4 +171,25 @@ export async function startClickHouseCluster(opts: ClickHouseClusterOptions): Pr
     restartNode: async (s, r) => (nodes[s][r] = await startNode(s, r)),
     stop: stopAll,
   };
+}
+
+/**
+ * The ports of an S x R cluster on consecutive ports: node k = shard * replicas + replica takes
+ * httpPort + k, tcpPort + k and interserverPort + k (as natsClusterPorts does for NATS).
+ */
+export function clickHouseClusterPorts(
+  shards: number,
+  replicas: number,
+  base: { httpPort: number; tcpPort: number; interserverPort: number },
+): ClickHouseNodePorts[][] {
+  return Array.from({ length: shards }, (_, s) =>
+    Array.from({ length: replicas }, (_, r) => {
+      const k = s * replicas + r;
+      return {
+        httpPort: base.httpPort + k,
+        tcpPort: base.tcpPort + k,
+        interserverPort: base.interserverPort + k,
+      };
+    }),
+  );
 }

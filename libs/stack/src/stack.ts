@@ -1,6 +1,15 @@
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CmError, errorMessage } from '@cm/core';
+import {
+  clickHouseClusterNodeXml,
+  clickHouseClusterPorts,
+  clickHouseNodeService,
+  startZooKeeper,
+  zookeeperOk,
+  ZOOKEEPER_SERVICE,
+  type ClickHouseClusterOptions,
+} from './clickhouse-cluster';
 import { httpOk, isAlive, readPid, startService, stopService } from './process';
 import {
   CLICKHOUSE_SERVICE,
@@ -35,13 +44,31 @@ export interface StackOptions {
   natsRoutePort?: number;
   clickhouseHttpPort: number;
   clickhouseTcpPort: number;
+  /**
+   * 1 x 1 (default): one clickhouse-server. More: ZooKeeper and shards x replicas nodes (remote_servers
+   * cluster `cm_cluster`) on consecutive ports from the HTTP, TCP and interserver ports.
+   */
+  clickhouseShards?: number;
+  clickhouseReplicas?: number;
+  clickhouseInterserverPort?: number;
+  zookeeperPort?: number;
   apps?: AppService[];
 }
+
+/** The ClickHouse layout of a stack: shards x replicas (1 x 1: one server, no cluster). */
+export interface ClickHouseLayout {
+  shards: number;
+  replicas: number;
+}
+
+const isCluster = (l: ClickHouseLayout): boolean => l.shards * l.replicas > 1;
 
 interface StackState {
   startedAt: string;
   /** nats-server nodes this stack was brought up with (a later `up` or `restart` keeps them). */
   natsNodes?: number;
+  /** ClickHouse layout this stack was brought up with (absent: 1 x 1). */
+  clickhouse?: ClickHouseLayout;
   services: { name: string; health: string }[];
 }
 
@@ -109,17 +136,79 @@ function natsUnits(opts: StackOptions, dir: string): StackUnit[] {
   }));
 }
 
-function stackUnits(optsIn: StackOptions, dir: string): StackUnit[] {
-  const opts = { ...optsIn, natsNodes: optsIn.natsNodes ?? readState(dir)?.natsNodes ?? 1 };
-  const units: StackUnit[] = [
-    ...natsUnits(opts, dir),
+/** The cluster's ports (and ZooKeeper's) from the stack's settings. */
+export function stackClickHouseCluster(
+  opts: Pick<
+    StackOptions,
+    'clickhouseHttpPort' | 'clickhouseTcpPort' | 'clickhouseInterserverPort' | 'zookeeperPort'
+  >,
+  layout: ClickHouseLayout,
+  dir: string,
+): ClickHouseClusterOptions {
+  return {
+    dir,
+    zookeeperPort: opts.zookeeperPort ?? 2181,
+    nodes: clickHouseClusterPorts(layout.shards, layout.replicas, {
+      httpPort: opts.clickhouseHttpPort,
+      tcpPort: opts.clickhouseTcpPort,
+      interserverPort: opts.clickhouseInterserverPort ?? 9009,
+    }),
+  };
+}
+
+/** A health "URL" for ZooKeeper, which speaks no HTTP: unitStatus asks it `srvr` instead. */
+const ZOOKEEPER_HEALTH = /^zookeeper:\/\/127\.0\.0\.1:(\d+)$/;
+
+function clickHouseUnits(opts: StackOptions, layout: ClickHouseLayout, dir: string): StackUnit[] {
+  if (!isCluster(layout)) {
+    return [
+      {
+        name: CLICKHOUSE_SERVICE,
+        health: `http://127.0.0.1:${opts.clickhouseHttpPort}/ping`,
+        start: () =>
+          startClickHouse({ dir, httpPort: opts.clickhouseHttpPort, tcpPort: opts.clickhouseTcpPort }),
+      },
+    ];
+  }
+  const cluster = stackClickHouseCluster(opts, layout, dir);
+  // Unlike NATS nodes, each ClickHouse node starts alone: a restarted replica catches up from
+  // ZooKeeper's log, so one dead node is mended without touching the others.
+  return [
     {
-      name: CLICKHOUSE_SERVICE,
-      health: `http://127.0.0.1:${opts.clickhouseHttpPort}/ping`,
-      start: () =>
-        startClickHouse({ dir, httpPort: opts.clickhouseHttpPort, tcpPort: opts.clickhouseTcpPort }),
+      name: ZOOKEEPER_SERVICE,
+      health: `zookeeper://127.0.0.1:${cluster.zookeeperPort}`,
+      start: () => startZooKeeper({ dir, port: cluster.zookeeperPort }),
     },
+    ...cluster.nodes.flatMap((replicas, s) =>
+      replicas.map((node, r) => ({
+        name: clickHouseNodeService(s, r),
+        health: `http://127.0.0.1:${node.httpPort}/ping`,
+        start: () =>
+          startClickHouse({
+            dir,
+            name: clickHouseNodeService(s, r),
+            httpPort: node.httpPort,
+            tcpPort: node.tcpPort,
+            extraConfig: clickHouseClusterNodeXml(cluster, s, r),
+          }),
+      })),
+    ),
   ];
+}
+
+/** The layout asked for, else the recorded one, else 1 x 1. */
+function layoutOf(opts: StackOptions, state: StackState | undefined): ClickHouseLayout {
+  const recorded = state?.clickhouse ?? { shards: 1, replicas: 1 };
+  return {
+    shards: opts.clickhouseShards ?? recorded.shards,
+    replicas: opts.clickhouseReplicas ?? recorded.replicas,
+  };
+}
+
+function stackUnits(optsIn: StackOptions, dir: string): StackUnit[] {
+  const state = readState(dir);
+  const opts = { ...optsIn, natsNodes: optsIn.natsNodes ?? state?.natsNodes ?? 1 };
+  const units: StackUnit[] = [...natsUnits(opts, dir), ...clickHouseUnits(opts, layoutOf(opts, state), dir)];
   for (const app of opts.apps ?? []) {
     const health = `http://127.0.0.1:${app.healthPort}/healthz`;
     units.push({
@@ -142,7 +231,9 @@ function stackUnits(optsIn: StackOptions, dir: string): StackUnit[] {
 async function unitStatus(dir: string, name: string, health: string): Promise<ServiceStatus> {
   const pid = readPid(dir, name);
   const running = pid !== undefined && isAlive(pid);
-  const healthy = running ? await httpOk(health).catch(() => false) : false;
+  const zk = ZOOKEEPER_HEALTH.exec(health);
+  const check = (): Promise<boolean> => (zk ? zookeeperOk(Number(zk[1])) : httpOk(health));
+  const healthy = running ? await check().catch(() => false) : false;
   return { name, pid, running, healthy, health };
 }
 
@@ -167,9 +258,23 @@ export async function stackUp(
       { context: { dir, running: previous.natsNodes, asked: natsNodes }, hint: 'run `cm stack down` first' },
     );
   }
+  const layout = layoutOf(opts, previous);
+  const was = previous?.clickhouse ?? { shards: 1, replicas: 1 };
+  if (
+    previous !== undefined &&
+    previous.services.length > 0 &&
+    (was.shards !== layout.shards || was.replicas !== layout.replicas)
+  ) {
+    throw new CmError(
+      'INVALID_ARGUMENT',
+      `this stack runs ClickHouse as ${was.shards} x ${was.replicas} (shards x replicas); it cannot switch to ${layout.shards} x ${layout.replicas} while up`,
+      { context: { dir, running: was, asked: layout }, hint: 'run `cm stack down` first' },
+    );
+  }
   const state: StackState = {
     startedAt: previous?.startedAt ?? new Date().toISOString(),
     natsNodes,
+    clickhouse: layout,
     services: [],
   };
   const save = (): void => writeFileSync(join(dir, STATE_FILE), JSON.stringify(state, null, 2));
@@ -177,7 +282,11 @@ export async function stackUp(
   const out: StackUpEntry[] = [];
   try {
     const startedBySibling = new Map<string, StackAction>();
-    for (const unit of stackUnits({ ...opts, natsNodes }, dir)) {
+    const units = stackUnits(
+      { ...opts, natsNodes, clickhouseShards: layout.shards, clickhouseReplicas: layout.replicas },
+      dir,
+    );
+    for (const unit of units) {
       const before = await unitStatus(dir, unit.name, unit.health);
       let action: StackAction = startedBySibling.get(unit.name) ?? 'kept';
       if (startedBySibling.has(unit.name)) {
@@ -231,6 +340,12 @@ export async function stackRestart(
   if (!state.services.some((s) => s.name === name)) state.services.push({ name, health: unit.health });
   writeFileSync(join(dir, STATE_FILE), JSON.stringify(state, null, 2));
   return { ...(await unitStatus(dir, name, unit.health)), action: wasRunning ? 'restarted' : 'started' };
+}
+
+/** The ClickHouse layout the stack in `dir` was last brought up with (undefined: never up). */
+export function recordedClickHouseLayout(dir: string): ClickHouseLayout | undefined {
+  const state = readState(resolve(dir));
+  return state ? (state.clickhouse ?? { shards: 1, replicas: 1 }) : undefined;
 }
 
 /** How many nats-server nodes the stack in `dir` was last brought up with (undefined: never up). */

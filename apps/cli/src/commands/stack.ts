@@ -4,20 +4,23 @@ import type { Command } from 'commander';
 import { CmError } from '@cm/core';
 import { loadConfig, resolvePath, type CmConfig } from '@cm/config';
 import {
+  LOCAL_CLICKHOUSE_CLUSTER,
   natsClusterPorts,
+  recordedClickHouseLayout,
   recordedNatsNodes,
   stackDown,
   stackRestart,
   stackStatus,
   stackUp,
   type AppService,
+  type ClickHouseLayout,
   type StackOptions,
 } from '@cm/stack';
 
 const ROOT = join(__dirname, '..', '..', '..', '..');
 
 /** The project's own services, started after nats-server and clickhouse-server, with their environment. */
-function appServices(config: CmConfig, natsNodes: number): AppService[] {
+function appServices(config: CmConfig, natsNodes: number, layout: ClickHouseLayout): AppService[] {
   const natsUrl =
     natsNodes === 1
       ? `nats://127.0.0.1:${config.stack.natsPort}`
@@ -29,7 +32,10 @@ function appServices(config: CmConfig, natsNodes: number): AppService[] {
     CM_NATS_URL: natsUrl,
     // a cluster keeps the stream (and the run-state bucket) on three nodes
     CM_NATS_REPLICAS: String(natsNodes === 1 ? 1 : 3),
+    // one server, or node s1r1 of the cluster (it takes the first HTTP port); the store then makes
+    // and writes its tables ON CLUSTER
     CM_CLICKHOUSE_URL: `http://127.0.0.1:${config.stack.clickhouseHttpPort}`,
+    CM_CLICKHOUSE_CLUSTER: layout.shards * layout.replicas > 1 ? LOCAL_CLICKHOUSE_CLUSTER : '',
     CM_BUNDLE_DIR: resolvePath(config.bundles.dir),
   };
   const apps: AppService[] = [
@@ -59,8 +65,41 @@ function natsNodesFor(config: CmConfig, flag?: number): number {
   return recordedNatsNodes(resolvePath(config.stack.dir)) ?? 1;
 }
 
-function stackOptions(config: CmConfig, serversOnly = false, natsCluster?: number): StackOptions {
-  const natsNodes = natsNodesFor(config, natsCluster);
+/**
+ * ClickHouse shards x replicas: the flags, else CM_STACK_CLICKHOUSE_SHARDS / _REPLICAS when set,
+ * else what this stack was brought up with, else 1 x 1.
+ */
+function clickHouseLayoutFor(
+  config: CmConfig,
+  flags: { shards?: number; replicas?: number },
+): ClickHouseLayout {
+  const recorded = recordedClickHouseLayout(resolvePath(config.stack.dir));
+  const pick = (flag: number | undefined, env: string, configured: number, rec?: number): number =>
+    flag ?? (process.env[env] ? configured : (rec ?? 1));
+  return {
+    shards: pick(flags.shards, 'CM_STACK_CLICKHOUSE_SHARDS', config.stack.clickhouseShards, recorded?.shards),
+    replicas: pick(
+      flags.replicas,
+      'CM_STACK_CLICKHOUSE_REPLICAS',
+      config.stack.clickhouseReplicas,
+      recorded?.replicas,
+    ),
+  };
+}
+
+interface UpFlags {
+  serversOnly?: boolean;
+  natsCluster?: number;
+  clickhouseShards?: number;
+  clickhouseReplicas?: number;
+}
+
+function stackOptions(config: CmConfig, flags: UpFlags = {}): StackOptions {
+  const natsNodes = natsNodesFor(config, flags.natsCluster);
+  const layout = clickHouseLayoutFor(config, {
+    shards: flags.clickhouseShards,
+    replicas: flags.clickhouseReplicas,
+  });
   return {
     dir: resolvePath(config.stack.dir),
     natsPort: config.stack.natsPort,
@@ -69,11 +108,22 @@ function stackOptions(config: CmConfig, serversOnly = false, natsCluster?: numbe
     natsRoutePort: config.stack.natsRoutePort,
     clickhouseHttpPort: config.stack.clickhouseHttpPort,
     clickhouseTcpPort: config.stack.clickhouseTcpPort,
-    apps: serversOnly ? [] : appServices(config, natsNodes),
+    clickhouseShards: layout.shards,
+    clickhouseReplicas: layout.replicas,
+    clickhouseInterserverPort: config.stack.clickhouseInterserverPort,
+    zookeeperPort: config.stack.zookeeperPort,
+    apps: flags.serversOnly ? [] : appServices(config, natsNodes, layout),
   };
 }
 
 const print = (line: string): void => void process.stdout.write(line + '\n');
+
+function layoutCount(flag: string, v: string, max: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > max)
+    throw new CmError('INVALID_ARGUMENT', `${flag} must be an integer from 1 to ${max}, got ${v}`);
+  return n;
+}
 
 export function registerStack(program: Command): void {
   const stack = program
@@ -98,9 +148,19 @@ export function registerStack(program: Command): void {
         return n;
       },
     )
-    .action(async (opts: { serversOnly?: boolean; natsCluster?: number }) => {
+    .option(
+      '--clickhouse-shards <n>',
+      `a ClickHouse cluster (\`${LOCAL_CLICKHOUSE_CLUSTER}\`, with ZooKeeper on CM_ZOOKEEPER_PORT) of this many shards; node k on consecutive ports from CM_CLICKHOUSE_HTTP_PORT, CM_CLICKHOUSE_TCP_PORT, CM_CLICKHOUSE_INTERSERVER_PORT`,
+      (v: string) => layoutCount('--clickhouse-shards', v, 16),
+    )
+    .option(
+      '--clickhouse-replicas <n>',
+      'replicas of each ClickHouse shard (with --clickhouse-shards; either above 1 makes a cluster)',
+      (v: string) => layoutCount('--clickhouse-replicas', v, 8),
+    )
+    .action(async (opts: UpFlags) => {
       const config = loadConfig();
-      const entries = await stackUp(stackOptions(config, opts.serversOnly, opts.natsCluster), print);
+      const entries = await stackUp(stackOptions(config, opts), print);
       const by = (a: string): string[] => entries.filter((e) => e.action === a).map((e) => e.name);
       const parts = [
         by('started').length ? `started ${by('started').join(', ')}` : '',
@@ -113,7 +173,7 @@ export function registerStack(program: Command): void {
   stack
     .command('restart <name>')
     .description(
-      'restart one service of the stack (nats, clickhouse, concept-service, recorder); the others keep running',
+      'restart one service of the stack (nats, clickhouse, concept-service, recorder; nats-N, zookeeper, clickhouse-sNrM in clusters); the others keep running',
     )
     .action(async (name: string) => {
       const config = loadConfig();

@@ -1,0 +1,241 @@
+/**
+ * Soak: concurrent runs for a bounded time against the stack the stack code starts (libs/stack
+ * stackUp, as `cm stack up` does): a 3-node NATS JetStream cluster (stream at R3), clickhouse-server
+ * (or an S x R ClickHouse cluster with ZooKeeper), the concept service and the recorder as their
+ * own processes. Each run streams checkpoints through libs/monitor-client (gRPC) back to back until
+ * the time is up; at the end every checkpoint and label row must be stored exactly once.
+ *
+ *   npm run bench:soak -- [runs=4] [seconds=60] [shards=1] [replicas=1]
+ *
+ * Prints throughput (checkpoints/s, label rows/s), ack latency p50/p95/max, and the stored counts
+ * against what was acked. Everything it starts is stopped by pid (stackDown); loopback only.
+ */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { freePort, setLogLevel, waitFor } from '@cm/core';
+import { plantedActivations, makeTestBundles } from '@cm/engine/src/testing';
+import { createMonitorClient } from '@cm/monitor-client';
+import { LOCAL_CLICKHOUSE_CLUSTER, natsClusterPorts, stackDown, stackUp, type AppService } from '@cm/stack';
+import { openStore, sqlString } from '@cm/store';
+
+const ROOT = resolve(__dirname, '../..');
+const DB = 'cm_bench_soak';
+const NATS_NODES = 3;
+const LAYERS = [
+  { name: 'fc1', width: 64, kind: 'dense' as const },
+  { name: 'fc2', width: 128, kind: 'dense' as const },
+];
+const NEURONS = LAYERS.reduce((a, l) => a + l.width, 0);
+
+/** `count` consecutive free ports on 127.0.0.1 (a cluster's node k takes base + k). */
+async function consecutiveFree(count: number): Promise<number> {
+  const free = (p: number): Promise<boolean> =>
+    new Promise((ok) => {
+      const srv = createServer();
+      srv.once('error', () => ok(false));
+      srv.listen(p, '127.0.0.1', () => srv.close(() => ok(true)));
+    });
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    let ok = true;
+    for (let i = 0; i < count && ok; i++) ok = await free(base + i);
+    if (ok) return base;
+  }
+  throw new Error(`no run of ${count} free ports found`);
+}
+
+function positiveArg(value: string | undefined, fallback: number, name: string, max: number): number {
+  const n = value === undefined ? fallback : Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > max)
+    throw new Error(`${name} must be an integer from 1 to ${max}, got ${value}`);
+  return n;
+}
+
+const quantile = (sorted: number[], q: number): number =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : NaN;
+
+async function main(): Promise<void> {
+  setLogLevel('warn');
+  const args = process.argv.slice(2);
+  const runs = positiveArg(args[0], 4, 'runs', 64);
+  const seconds = positiveArg(args[1], 60, 'seconds', 3600);
+  const shards = positiveArg(args[2], 1, 'shards', 16);
+  const replicas = positiveArg(args[3], 1, 'replicas', 8);
+  const cluster = shards * replicas > 1;
+  const chNodes = shards * replicas;
+
+  const dir = mkdtempSync(join(tmpdir(), 'cm-bench-soak-'));
+  const bundles = await makeTestBundles(120, 7);
+  const ports = {
+    natsPort: await consecutiveFree(NATS_NODES),
+    natsMonitorPort: await consecutiveFree(NATS_NODES),
+    natsRoutePort: await consecutiveFree(NATS_NODES),
+    clickhouseHttpPort: await consecutiveFree(chNodes),
+    clickhouseTcpPort: await consecutiveFree(chNodes),
+    clickhouseInterserverPort: await consecutiveFree(chNodes),
+    zookeeperPort: await freePort(),
+  };
+  const grpcPort = await freePort();
+  const serviceHealth = await freePort();
+  const recorderHealth = await freePort();
+  const chUrl = `http://127.0.0.1:${ports.clickhouseHttpPort}`;
+  // what `cm stack up` gives the services (apps/cli/src/commands/stack.ts), on this bench's ports
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    CM_LOG_LEVEL: 'warn',
+    CM_NATS_URL: natsClusterPorts(NATS_NODES, ports)
+      .clientPorts.map((p) => `nats://127.0.0.1:${p}`)
+      .join(','),
+    CM_NATS_REPLICAS: '3',
+    CM_CLICKHOUSE_URL: chUrl,
+    CM_CLICKHOUSE_DATABASE: DB,
+    CM_CLICKHOUSE_CLUSTER: cluster ? LOCAL_CLICKHOUSE_CLUSTER : '',
+    CM_BUNDLE_DIR: bundles.root,
+    CM_GRPC_LISTEN: `127.0.0.1:${grpcPort}`,
+    CM_SERVICE_HEALTH_PORT: String(serviceHealth),
+    CM_RECORDER_HEALTH_PORT: String(recorderHealth),
+    CM_HOME: dir,
+  };
+  const apps: AppService[] = [
+    {
+      name: 'concept-service',
+      entry: join(ROOT, 'apps/concept-service/src/main.ts'),
+      env,
+      healthPort: serviceHealth,
+    },
+    { name: 'recorder', entry: join(ROOT, 'apps/recorder/src/main.ts'), env, healthPort: recorderHealth },
+  ];
+  const stackDir = join(dir, 'stack');
+  mkdirSync(stackDir);
+  try {
+    const tUp = performance.now();
+    await stackUp({
+      dir: stackDir,
+      ...ports,
+      natsNodes: NATS_NODES,
+      clickhouseShards: shards,
+      clickhouseReplicas: replicas,
+      apps,
+    });
+    console.log(
+      `stack up in ${((performance.now() - tUp) / 1000).toFixed(1)} s: ${NATS_NODES} nats-server nodes (R3), ${
+        cluster ? `ClickHouse ${shards} x ${replicas} cluster + ZooKeeper` : 'one clickhouse-server'
+      }, concept service, recorder`,
+    );
+
+    const stamp = Date.now();
+    const runIds = Array.from({ length: runs }, (_, i) => `soak-${stamp}-${i}`);
+    const acks: number[] = [];
+    const sent = new Map<string, number>();
+    const deadline = { at: 0 };
+    const oneRun = async (runId: string): Promise<void> => {
+      const client = createMonitorClient({ target: `127.0.0.1:${grpcPort}` });
+      try {
+        await client.startRun({
+          runId,
+          model: 'soak',
+          paradigm: 'standard',
+          bundleId: bundles.bundleId,
+          layers: LAYERS,
+          tags: { bench: 'soak' },
+        });
+        let step = 0;
+        while (performance.now() < deadline.at) {
+          const checkpoint = {
+            step,
+            layers: LAYERS.map((l) => plantedActivations(bundles.space, l.name, l.width, step)),
+            metrics: { loss: 1 / (step + 1) },
+          };
+          const t0 = performance.now();
+          const result = await client.sendCheckpoint(checkpoint);
+          if (result === undefined) throw new Error(`run ${runId}: checkpoint ${step} was not acknowledged`);
+          acks.push(performance.now() - t0);
+          step++;
+          sent.set(runId, step);
+        }
+        await client.endRun('completed');
+      } finally {
+        await client.close();
+      }
+    };
+    // warm-up outside the clock: the service loads the bundle on the first run start
+    const warm = createMonitorClient({ target: `127.0.0.1:${grpcPort}` });
+    await warm.startRun({
+      runId: `soak-${stamp}-warm`,
+      model: 'soak',
+      paradigm: 'standard',
+      bundleId: bundles.bundleId,
+      layers: LAYERS,
+      tags: { bench: 'soak-warm-up' },
+    });
+    await warm.endRun('completed');
+    await warm.close();
+
+    const t0 = performance.now();
+    deadline.at = t0 + seconds * 1000;
+    await Promise.all(runIds.map(oneRun));
+    const elapsedS = (performance.now() - t0) / 1000;
+    const total = [...sent.values()].reduce((a, n) => a + n, 0);
+
+    const store = await openStore({
+      kind: 'server',
+      url: chUrl,
+      user: 'default',
+      password: '',
+      database: DB,
+      ...(cluster ? { cluster: LOCAL_CLICKHOUSE_CLUSTER } : {}),
+    });
+    const inRuns = `run_id IN (${runIds.map(sqlString).join(', ')})`;
+    const count = async (sql: string): Promise<number> =>
+      Number((await store.query<{ n: string }>(sql))[0].n);
+    const tDrain = performance.now();
+    const drained = await waitFor(
+      async () =>
+        (await count(`SELECT count() AS n FROM neuron_labels FINAL WHERE ${inRuns}`)) >= total * NEURONS,
+      120_000,
+      250,
+    );
+    const drainS = (performance.now() - tDrain) / 1000;
+    const stored = {
+      checkpoints: await count(`SELECT count() AS n FROM checkpoints FINAL WHERE ${inRuns}`),
+      distinctCheckpoints: await count(
+        `SELECT uniqExact(run_id, step) AS n FROM checkpoints WHERE ${inRuns}`,
+      ),
+      labels: await count(`SELECT count() AS n FROM neuron_labels FINAL WHERE ${inRuns}`),
+      labelsRaw: await count(`SELECT count() AS n FROM neuron_labels WHERE ${inRuns}`),
+    };
+    await store.close();
+
+    const sorted = [...acks].sort((a, b) => a - b);
+    console.log(
+      `soak: ${runs} concurrent runs for ${elapsedS.toFixed(1)} s, layers ${LAYERS.map((l) => l.width).join('/')} neurons, 120 probe images`,
+    );
+    console.log(
+      `  throughput: ${(total / elapsedS).toFixed(1)} checkpoints/s, ${((total * NEURONS) / elapsedS).toFixed(0)} label rows/s (${total} checkpoints acked; per run ${[...sent.values()].join(', ')})`,
+    );
+    console.log(
+      `  ack latency (sendCheckpoint -> dissected and in JetStream R3): p50 ${quantile(sorted, 0.5).toFixed(0)} ms, p95 ${quantile(sorted, 0.95).toFixed(0)} ms, max ${(sorted[sorted.length - 1] ?? NaN).toFixed(0)} ms`,
+    );
+    console.log(
+      `  stored ${drained ? `(all in ${drainS.toFixed(1)} s after the last ack)` : '(NOT all within 120 s)'}: checkpoints ${stored.checkpoints} (distinct ${stored.distinctCheckpoints}) of ${total} acked; label rows ${stored.labels} of ${total * NEURONS} (${stored.labelsRaw} before FINAL de-duplication)`,
+    );
+    const exactlyOnce =
+      stored.checkpoints === total &&
+      stored.distinctCheckpoints === total &&
+      stored.labels === total * NEURONS;
+    console.log(`  every acked checkpoint stored exactly once: ${exactlyOnce ? 'yes' : 'NO'}`);
+    if (!exactlyOnce) process.exitCode = 1;
+  } finally {
+    const stopped = await stackDown(stackDir);
+    console.log(`stopped by pid: ${stopped.join(', ')}`);
+    bundles.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
