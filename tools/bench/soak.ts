@@ -5,19 +5,32 @@
  * own processes. Each run streams checkpoints through libs/monitor-client (gRPC) back to back until
  * the time is up; at the end every checkpoint and label row must be stored exactly once.
  *
- *   npm run bench:soak -- [runs=4] [seconds=60] [shards=1] [replicas=1]
+ *   npm run bench:soak -- [--runs 4] [--minutes 1] [--shards 1] [--replicas 1]
+ *   (the docs' figures: --runs 16 --minutes 10)
  *
- * Prints throughput (checkpoints/s, label rows/s), ack latency p50/p95/max, and the stored counts
- * against what was acked. Everything it starts is stopped by pid (stackDown); loopback only.
+ * Prints throughput (checkpoints/s, label rows/s), ack latency p50/p95/max, end of checkpoint to
+ * queryable p50/p99 (every 10th checkpoint of each run is polled for in ClickHouse), the service's
+ * and the recorder's RSS at start and end, and the stored counts against what was acked; its last
+ * line reads `soak: <n> checkpoints, <lost> lost, <duplicated> duplicated, p99 <seconds> s`.
+ * Everything it starts is stopped by pid (stackDown); loopback only.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import { freePort, setLogLevel, waitFor } from '@cm/core';
 import { plantedActivations, makeTestBundles } from '@cm/engine/src/testing';
 import { createMonitorClient } from '@cm/monitor-client';
-import { LOCAL_CLICKHOUSE_CLUSTER, natsClusterPorts, stackDown, stackUp, type AppService } from '@cm/stack';
+import {
+  LOCAL_CLICKHOUSE_CLUSTER,
+  natsClusterPorts,
+  readPid,
+  stackDown,
+  stackUp,
+  type AppService,
+} from '@cm/stack';
 import { openStore, sqlString } from '@cm/store';
 
 const ROOT = resolve(__dirname, '../..');
@@ -46,6 +59,17 @@ async function consecutiveFree(count: number): Promise<number> {
   throw new Error(`no run of ${count} free ports found`);
 }
 
+/** Resident memory of a process, MiB (Linux /proc), or NaN when it is gone. */
+function rssMiB(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
 function positiveArg(value: string | undefined, fallback: number, name: string, max: number): number {
   const n = value === undefined ? fallback : Number(value);
   if (!Number.isInteger(n) || n < 1 || n > max)
@@ -58,11 +82,20 @@ const quantile = (sorted: number[], q: number): number =>
 
 async function main(): Promise<void> {
   setLogLevel('warn');
-  const args = process.argv.slice(2);
-  const runs = positiveArg(args[0], 4, 'runs', 64);
-  const seconds = positiveArg(args[1], 60, 'seconds', 3600);
-  const shards = positiveArg(args[2], 1, 'shards', 16);
-  const replicas = positiveArg(args[3], 1, 'replicas', 8);
+  const { values: flags } = parseArgs({
+    options: {
+      runs: { type: 'string' },
+      minutes: { type: 'string' },
+      shards: { type: 'string' },
+      replicas: { type: 'string' },
+    },
+  });
+  const runs = positiveArg(flags.runs, 4, '--runs', 64);
+  const minutes = flags.minutes === undefined ? 1 : Number(flags.minutes);
+  if (!(minutes > 0 && minutes <= 60)) throw new Error(`--minutes must be in (0, 60], got ${flags.minutes}`);
+  const seconds = minutes * 60;
+  const shards = positiveArg(flags.shards, 1, '--shards', 16);
+  const replicas = positiveArg(flags.replicas, 1, '--replicas', 8);
   const cluster = shards * replicas > 1;
   const chNodes = shards * replicas;
 
@@ -109,6 +142,7 @@ async function main(): Promise<void> {
   ];
   const stackDir = join(dir, 'stack');
   mkdirSync(stackDir);
+  let summary: string | undefined;
   try {
     const tUp = performance.now();
     await stackUp({
@@ -128,6 +162,28 @@ async function main(): Promise<void> {
     const stamp = Date.now();
     const runIds = Array.from({ length: runs }, (_, i) => `soak-${stamp}-${i}`);
     const acks: number[] = [];
+    // end of checkpoint (the trainer hands it over) to its rows queryable in ClickHouse
+    const probeStore = await openStore({
+      kind: 'server',
+      url: chUrl,
+      user: 'default',
+      password: '',
+      database: DB,
+      ...(cluster ? { cluster: LOCAL_CLICKHOUSE_CLUSTER } : {}),
+    });
+    const queryable: number[] = [];
+    const pollings: Promise<void>[] = [];
+    const queryableAfter = async (runId: string, step: number, t0: number): Promise<void> => {
+      const sql = `SELECT count() AS n FROM checkpoints FINAL WHERE run_id = ${sqlString(runId)} AND step = ${step}`;
+      const seen = await waitFor(
+        async () => Number((await probeStore.query<{ n: string }>(sql))[0].n) > 0,
+        120_000,
+        50,
+      );
+      if (seen) queryable.push(performance.now() - t0);
+    };
+    const pidOf = (name: string): number | undefined => readPid(stackDir, name);
+    const rssStart = { service: rssMiB(pidOf('concept-service')), recorder: rssMiB(pidOf('recorder')) };
     const sent = new Map<string, number>();
     const deadline = { at: 0 };
     const oneRun = async (runId: string): Promise<void> => {
@@ -152,6 +208,7 @@ async function main(): Promise<void> {
           const result = await client.sendCheckpoint(checkpoint);
           if (result === undefined) throw new Error(`run ${runId}: checkpoint ${step} was not acknowledged`);
           acks.push(performance.now() - t0);
+          if (step % 10 === 0) pollings.push(queryableAfter(runId, step, t0));
           step++;
           sent.set(runId, step);
         }
@@ -178,6 +235,9 @@ async function main(): Promise<void> {
     await Promise.all(runIds.map(oneRun));
     const elapsedS = (performance.now() - t0) / 1000;
     const total = [...sent.values()].reduce((a, n) => a + n, 0);
+    await Promise.all(pollings);
+    await probeStore.close();
+    const rssEnd = { service: rssMiB(pidOf('concept-service')), recorder: rssMiB(pidOf('recorder')) };
 
     const store = await openStore({
       kind: 'server',
@@ -225,14 +285,26 @@ async function main(): Promise<void> {
       stored.checkpoints === total &&
       stored.distinctCheckpoints === total &&
       stored.labels === total * NEURONS;
+    const q = [...queryable].sort((a, b) => a - b);
+    console.log(
+      `  end of checkpoint to queryable (${q.length} sampled): p50 ${(quantile(q, 0.5) / 1000).toFixed(2)} s, p99 ${(quantile(q, 0.99) / 1000).toFixed(2)} s`,
+    );
+    console.log(
+      `  RSS start -> end: concept service ${rssStart.service.toFixed(0)} -> ${rssEnd.service.toFixed(0)} MiB, recorder ${rssStart.recorder.toFixed(0)} -> ${rssEnd.recorder.toFixed(0)} MiB`,
+    );
     console.log(`  every acked checkpoint stored exactly once: ${exactlyOnce ? 'yes' : 'NO'}`);
     if (!exactlyOnce) process.exitCode = 1;
+    const lost = Math.max(0, total - stored.distinctCheckpoints);
+    const duplicated = Math.max(0, stored.checkpoints - stored.distinctCheckpoints);
+    summary = `soak: ${total} checkpoints, ${lost} lost, ${duplicated} duplicated, p99 ${(quantile(q, 0.99) / 1000).toFixed(2)} s`;
   } finally {
     const stopped = await stackDown(stackDir);
     console.log(`stopped by pid: ${stopped.join(', ')}`);
     bundles.cleanup();
     rmSync(dir, { recursive: true, force: true });
   }
+  // the last line, for scripts: what was sent, lost, duplicated, and the p99 to queryable
+  if (summary) console.log(summary);
 }
 
 main().catch((e) => {
