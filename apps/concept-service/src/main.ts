@@ -80,6 +80,7 @@ export async function startConceptService(cfg: CmConfig): Promise<RunningService
     observer: instruments.observer,
     maxMessageBytes: cfg.grpc.maxMessageBytes,
     maxCheckpointBytes: cfg.grpc.maxCheckpointBytes,
+    maxBufferedBytes: cfg.grpc.maxBufferedBytes,
     // a real JetStream round trip with a timeout: the connection flag stays "connected" while
     // nats-server is frozen or has lost JetStream, and every RunStart would then be refused
     ready: async () => {

@@ -2,12 +2,15 @@
  * The reference trainer service: `npx tsx apps/trainer/src/main.ts [flags]`.
  * Trains a model under one of the four paradigms (flags: see --help, the same as `cm train`) and
  * streams every checkpoint to the concept service at CM_GRPC_TARGET through @cm/monitor-client.
- * When the service is down, --policy decides: drop (default: training goes on, checkpoints are
- * dropped after --max-block-ms) or wait (training blocks, up to --max-block-ms, then the run fails).
+ * When the service is down, --policy decides: spool (default: training goes on, checkpoints wait
+ * in a bounded folder, <CM_HOME>/spool/<run id>, and are sent in order when the service is back;
+ * a full spool drops), drop (checkpoints are dropped after --max-block-ms) or wait (training
+ * blocks, up to --max-block-ms, then the run fails).
  * The probe bundle must be readable by the concept service too: by default the synthetic bundle
  * is written into CM_BUNDLE_DIR, which both processes share on one machine.
  * SIGINT/SIGTERM: the current step finishes, a resumable checkpoint is saved, the run ends as failed.
  */
+import { join } from 'node:path';
 import { Command } from 'commander';
 import { createLogger, errorMessage, isCmError, setLogFormat, setLogLevel } from '@cm/core';
 import { loadConfig, resolvePath, type CmConfig } from '@cm/config';
@@ -72,6 +75,8 @@ export async function runTrainer(
     target,
     policy,
     maxBlockMs: flags.maxBlockMs,
+    spoolDir: flags.spoolDir ?? join(resolvePath(config.home), 'spool'),
+    spoolMaxBytes: flags.spoolMaxBytes ?? config.grpc.spoolMaxBytes,
     log: log.child('monitor'),
   });
   log.info(`streaming to the concept service at ${target}`, {
@@ -112,6 +117,7 @@ async function main(): Promise<void> {
     log.info('monitor client', {
       acknowledged: stats.acknowledgedCheckpoints,
       dropped: stats.droppedCheckpoints,
+      spooled: stats.spooledCheckpoints,
       resent: stats.resentCheckpoints,
       reconnects: stats.reconnects,
     });

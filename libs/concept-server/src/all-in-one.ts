@@ -87,6 +87,7 @@ export async function startAllInOne(opts: AllInOneOptions): Promise<AllInOneServ
       : undefined,
     maxMessageBytes: cfg.grpc.maxMessageBytes,
     maxCheckpointBytes: cfg.grpc.maxCheckpointBytes,
+    maxBufferedBytes: cfg.grpc.maxBufferedBytes,
     log,
     onCheckpoint: opts.onCheckpoint,
   });

@@ -4,3 +4,4 @@ export * from './status';
 export * from './publisher';
 export * from './all-in-one';
 export * from './metrics';
+export * from './memory-budget';

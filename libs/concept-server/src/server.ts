@@ -12,6 +12,7 @@ import {
   type TrainerMessage,
   type WireHealthResponse,
 } from '@cm/monitor-client';
+import { MemoryBudget, type MemoryBudgetStats } from './memory-budget';
 import { StreamSession, type CheckpointInfo, type MalformedMessage, type SessionObserver } from './session';
 
 export interface ConceptServerOptions {
@@ -23,6 +24,11 @@ export interface ConceptServerOptions {
   maxCheckpointBytes?: number;
   /** Checkpoints per stream processed concurrently before reading pauses. */
   maxInFlight?: number;
+  /**
+   * Bound on activation bytes held across all streams (layers being assembled, checkpoints queued
+   * for dissection); a stream whose next layer would pass it pauses (default 1 GiB).
+   */
+  maxBufferedBytes?: number;
   /** Readiness of the dependencies (NATS); Health answers NOT_SERVING with its message when it throws. */
   ready?: () => Promise<void>;
   log?: Logger;
@@ -37,10 +43,13 @@ export interface ConceptServer {
   /** Stop accepting streams, let running ones finish up to `graceMs`, then cut them. */
   stop(graceMs?: number): Promise<void>;
   readonly activeStreams: number;
+  /** The server-wide memory bound: bytes held now, the peak, streams waiting. */
+  bufferStats(): MemoryBudgetStats;
 }
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_CHECKPOINT_BYTES = 2 * 1024 * 1024 * 1024;
+export const DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024 * 1024;
 
 /**
  * The service definition with a deserializer that never throws: grpc-js answers a message it
@@ -76,6 +85,10 @@ export function createConceptServer(opts: ConceptServerOptions): ConceptServer {
     'grpc.keepalive_timeout_ms': 20_000,
   });
   const sessions = new Set<StreamSession>();
+  const maxBufferedBytes = opts.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
+  if (!(maxBufferedBytes > 0))
+    throw new CmError('INVALID_ARGUMENT', `maxBufferedBytes must be > 0, got ${maxBufferedBytes}`);
+  const budget = new MemoryBudget(maxBufferedBytes);
 
   const health = async (): Promise<WireHealthResponse> => {
     try {
@@ -99,6 +112,7 @@ export function createConceptServer(opts: ConceptServerOptions): ConceptServer {
         maxMessageBytes,
         maxCheckpointBytes: opts.maxCheckpointBytes ?? DEFAULT_MAX_CHECKPOINT_BYTES,
         maxInFlight: opts.maxInFlight ?? 2,
+        budget,
         onCheckpoint: opts.onCheckpoint,
         observer: opts.observer,
       });
@@ -120,6 +134,7 @@ export function createConceptServer(opts: ConceptServerOptions): ConceptServer {
     get activeStreams() {
       return sessions.size;
     },
+    bufferStats: () => budget.stats(),
     listen(address: string): Promise<number> {
       return new Promise((resolve, reject) => {
         server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {

@@ -7,6 +7,10 @@
  * Flow control: while the run is being registered, or while `maxInFlight` checkpoints are being
  * dissected/published, the session pauses reading; HTTP/2 flow control then holds the trainer's
  * writes (its write() returns false), which is how backpressure reaches the training loop.
+ * Memory: every layer's buffer is taken from the server-wide MemoryBudget before it is allocated
+ * and given back once its checkpoint is processed; a layer that does not fit pauses the stream the
+ * same way until other streams release memory (the message that needed it waits, parked, with the
+ * ones behind it).
  */
 import * as grpc from '@grpc/grpc-js';
 import { CmError, invalidArgument, notFound, type Logger } from '@cm/core';
@@ -24,6 +28,7 @@ import {
   type WireRunStart,
 } from '@cm/monitor-client';
 import { toGrpcStatus } from './status';
+import type { MemoryBudget } from './memory-budget';
 
 /** Set by the wrapped deserializer when bytes are not a TrainerMessage. */
 export interface MalformedMessage {
@@ -40,6 +45,8 @@ export interface SessionOptions {
   maxCheckpointBytes: number;
   /** Checkpoints dissected/published concurrently before the session stops reading. */
   maxInFlight: number;
+  /** The server-wide bound on assembled and queued activation bytes (shared by all sessions). */
+  budget?: MemoryBudget;
   onCheckpoint?: (info: CheckpointInfo) => void;
   /** Told of what arrives and how streams end (metrics; see libs/metrics). */
   observer?: SessionObserver;
@@ -80,6 +87,19 @@ export class StreamSession {
   private step?: number;
   private firstChunkAt = 0;
   private checkpointBytes = 0;
+  /** Budget bytes the checkpoint being assembled holds (released once it is processed). */
+  private checkpointHeld = 0;
+  /** Of checkpointHeld, what no layer uses yet (the checkpoint's reservation). */
+  private reserved = 0;
+  /**
+   * What the next checkpoint is expected to need: the last one's bytes, at first the declared
+   * layers pooled ([D, width] float32 each). Reserved whole at its first layer, so a stream does
+   * not stop halfway through a checkpoint holding memory others wait for.
+   */
+  private checkpointEstimate = 0;
+  /** Messages received while waiting for budget, replayed in order once it is granted. */
+  private parked: (TrainerMessage | MalformedMessage)[] = [];
+  private waitingForBudget = false;
   private readonly assembling = new Map<string, Assembly>();
   private readonly complete = new Map<string, LayerActivations>();
   private inFlight = 0;
@@ -105,6 +125,10 @@ export class StreamSession {
 
   private onMessage(m: TrainerMessage | MalformedMessage): void {
     if (this.closed) return;
+    if (this.waitingForBudget) {
+      this.parked.push(m);
+      return;
+    }
     try {
       if ('malformed' in m) throw invalidArgument(`malformed TrainerMessage: ${m.malformed}`);
       if ('runStart' in m && m.runStart) this.onRunStart(m.runStart);
@@ -139,6 +163,7 @@ export class StreamSession {
           resume: m.resume,
           startToken: m.startToken || undefined,
         });
+        this.checkpointEstimate = spec.layers.reduce((sum, l) => sum + l.width * started.probeImages * 4, 0);
         // While this stream is open the run stays in memory (idle eviction skips it).
         const release = this.opts.engine.attach(spec.runId);
         void this.done.then(release);
@@ -207,6 +232,7 @@ export class StreamSession {
           },
         );
       }
+      if (!this.takeBudget(c, layerCost(expected, c.dtype), where)) return;
       this.checkpointBytes += expected;
       a = { header: c, buffer: Buffer.allocUnsafe(expected), received: 0 };
       this.assembling.set(c.layer, a);
@@ -264,6 +290,15 @@ export class StreamSession {
       metrics: { ...m.metrics },
     };
     const bytes = this.checkpointBytes;
+    // what the reservation held beyond the layers goes back now; the rest once processed
+    if (this.reserved > 0) this.opts.budget?.release(this, this.reserved);
+    const held = this.checkpointHeld - this.reserved;
+    this.checkpointHeld = 0;
+    this.reserved = 0;
+    if (held > 0) {
+      this.checkpointEstimate = held;
+      this.opts.budget?.settle(this, held);
+    }
     const receiveMs = this.step === undefined ? 0 : performance.now() - this.firstChunkAt;
     this.step = undefined;
     this.checkpointBytes = 0;
@@ -271,7 +306,9 @@ export class StreamSession {
     this.opts.observer?.checkpointReceived(bytes);
     this.enqueue(async () => {
       const t0 = performance.now();
-      const processed = await this.opts.engine.processCheckpoint(runId, cp);
+      const processed = await this.opts.engine
+        .processCheckpoint(runId, cp)
+        .finally(() => this.opts.budget?.release(this, held));
       await this.writeToSink(processed.records);
       this.send({ checkpointAck: resultToWire(processed.result) });
       const info: CheckpointInfo = {
@@ -301,11 +338,14 @@ export class StreamSession {
 
   private onHalfClose(): void {
     this.halfClosed = true;
+    // messages parked for budget come first; onBudgetGranted calls back here
+    if (this.waitingForBudget) return;
     // Finish what was received, then close with OK.
     void this.tail.then(() => {
       if (!this.closed) {
         this.closed = true;
         this.call.end();
+        this.releaseBudget();
         this.resolveDone();
       }
     });
@@ -343,6 +383,60 @@ export class StreamSession {
       }),
       undefined,
     );
+  }
+
+  /**
+   * Budget for a new layer of `cost` bytes. The first layer of a checkpoint reserves the whole
+   * checkpoint's estimate; later layers draw on it, and take more only when the estimate was low.
+   * True when the bytes are there; false when the stream has to wait: the chunk is parked, reading
+   * pauses, and the chunk is replayed once granted.
+   */
+  private takeBudget(c: WireActivationChunk, cost: number, where: string): boolean {
+    const budget = this.opts.budget;
+    if (!budget) return true;
+    if (cost > budget.limit) {
+      throw new CmError(
+        'RESOURCE_EXHAUSTED',
+        `${where}: layer needs ${cost} bytes, more than the service's buffer bound of ${budget.limit} bytes`,
+        {
+          context: { runId: this.runId, step: c.step, layer: c.layer },
+          hint: 'send pooled [D, N] activations or raise CM_SERVICE_MAX_BUFFERED_BYTES',
+        },
+      );
+    }
+    if (this.reserved < cost) {
+      const want =
+        this.checkpointHeld === 0
+          ? Math.min(budget.limit, Math.max(cost, this.checkpointEstimate))
+          : cost - this.reserved;
+      if (budget.tryTake(this, want)) {
+        this.reserved += want;
+        this.checkpointHeld += want;
+      } else {
+        this.waitingForBudget = true;
+        this.parked.unshift({ chunk: c });
+        this.pause();
+        budget.wait(this, want, () => this.onBudgetGranted(want));
+        return false;
+      }
+    }
+    this.reserved -= cost;
+    return true;
+  }
+
+  private onBudgetGranted(bytes: number): void {
+    if (this.closed) {
+      this.opts.budget?.releaseAll(this);
+      return;
+    }
+    this.waitingForBudget = false;
+    this.reserved += bytes;
+    this.checkpointHeld += bytes;
+    const parked = this.parked;
+    this.parked = [];
+    for (const m of parked) this.onMessage(m);
+    this.resume();
+    if (this.halfClosed && !this.waitingForBudget) this.onHalfClose();
   }
 
   private pause(): void {
@@ -392,6 +486,7 @@ export class StreamSession {
       { runId: this.runId, step, code: status.code },
     );
     this.call.emit('error', status);
+    this.releaseBudget();
     this.resolveDone();
   }
 
@@ -399,6 +494,20 @@ export class StreamSession {
     if (this.closed) return;
     this.closed = true;
     this.opts.log.info(`stream of run ${this.runId ?? '(none)'} ${why}`, { runId: this.runId });
+    this.releaseBudget();
     this.resolveDone();
   }
+
+  /** The stream is over: what it held of the budget comes back (a task still running gives nothing more back). */
+  private releaseBudget(): void {
+    this.parked = [];
+    this.assembling.clear();
+    this.complete.clear();
+    this.opts.budget?.releaseAll(this);
+  }
+}
+
+/** Budget bytes of one layer: its wire buffer, plus the float32 copy a float16 layer is decoded into. */
+function layerCost(wireBytes: number, dtype: WireActivationChunk['dtype']): number {
+  return dtype === 'DTYPE_FLOAT16' ? wireBytes * 3 : wireBytes;
 }

@@ -66,4 +66,11 @@ export interface Monitor {
   sendCheckpoint(checkpoint: CheckpointData): Promise<CheckpointResult | undefined>;
   endRun(status: 'completed' | 'failed'): Promise<void>;
   close(): Promise<void>;
+  /**
+   * For a monitor that may answer `undefined` yet deliver the checkpoint later (the gRPC client's
+   * policy 'spool'): the steps of the current (or last) run that were dropped after all, and those
+   * the service refused once delivered. An `undefined` answer for a step in neither list was
+   * delivered late. Absent: `undefined` means dropped.
+   */
+  undeliveredSteps?(): { dropped: readonly number[]; failed: readonly { step: number; error: string }[] };
 }

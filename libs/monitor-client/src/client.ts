@@ -14,9 +14,16 @@
  * service to come back. What happens then is the policy: 'drop' resolves them with `undefined`,
  * logs a warning and counts `droppedCheckpoints`; 'wait' rejects them with TIMEOUT/UNAVAILABLE
  * (with the default maxBlockMs = Infinity, 'wait' waits for as long as the service is down).
+ * 'spool': while the service is unreachable (or the memory buffer is full) checkpoints are written
+ * to a bounded folder on disk (`spoolDir`/<run id>, at most `spoolMaxBytes`) and resolve with
+ * `undefined` at once, so training goes on; when the service is back they are read back oldest
+ * first and sent in order, behind whatever was in memory. A full spool drops (counted in
+ * `droppedCheckpoints`), like 'drop'. `endRun` waits for the spool to drain; when the service stays
+ * unreachable `maxBlockMs` at that point, what is left is dropped and counted.
  * Backpressure: a write() that returns false suspends sending until 'drain'.
  */
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { CmError, createLogger, type CmErrorCode, type Logger } from '@cm/core';
 import type { CheckpointData, CheckpointResult, Monitor, RunSpec, StartOptions } from '@cm/contracts';
@@ -31,8 +38,12 @@ import {
   type TrainerMessage,
   type WireFloat,
 } from './wire';
+import { Spool } from './spool';
 
-export type DeliveryPolicy = 'wait' | 'drop';
+export type DeliveryPolicy = 'wait' | 'drop' | 'spool';
+
+/** Default bound of a run's spool folder (policy 'spool'). */
+export const DEFAULT_SPOOL_MAX_BYTES = 2 * 1024 * 1024 * 1024;
 
 export interface MonitorClientOptions {
   /**
@@ -43,8 +54,12 @@ export interface MonitorClientOptions {
   target: string;
   /** What to do when the service stays unreachable or the buffer stays full (default 'wait'). */
   policy?: DeliveryPolicy;
-  /** Longest a checkpoint waits for buffer room or for the service (default: wait Infinity, drop 5000). */
+  /** Longest a checkpoint waits for buffer room or for the service (default: wait Infinity, drop and spool 5000). */
   maxBlockMs?: number;
+  /** Policy 'spool': the folder under which each run spools into `<spoolDir>/<run id>` (default .cm/spool; callers pass <CM_HOME>/spool). */
+  spoolDir?: string;
+  /** Policy 'spool': bound on a run's spool files, in bytes (default 2 GiB). */
+  spoolMaxBytes?: number;
   /** Bound on unacknowledged activation bytes held for resend (default 512 MiB). */
   maxBufferedBytes?: number;
   /** Wire precision of activations (default float32; float16 halves the bytes). */
@@ -65,6 +80,11 @@ export interface MonitorClientStats {
   /** Checkpoints written again on a new stream after a failure. */
   resentCheckpoints: number;
   reconnects: number;
+  /** Checkpoints written to the spool folder (policy 'spool'), delivered or not. */
+  spooledCheckpoints: number;
+  /** Checkpoints in the spool folder now, and their bytes on disk. */
+  spoolPendingCheckpoints: number;
+  spoolBytes: number;
   pendingCheckpoints: number;
   bufferedBytes: number;
   sentBytes: number;
@@ -72,6 +92,8 @@ export interface MonitorClientStats {
 
 export interface MonitorClient extends Monitor {
   stats(): MonitorClientStats;
+  /** See Monitor.undeliveredSteps: the steps of this run dropped, or refused after being spooled. */
+  undeliveredSteps(): { dropped: readonly number[]; failed: readonly { step: number; error: string }[] };
 }
 
 const PERMANENT = new Set<grpc.status>([
@@ -115,8 +137,10 @@ interface Item {
   bytes: number;
   /** Id of the connection it was last written on (0 = never written). */
   writtenOn: number;
-  /** While disconnected: when it is dropped (drop) or failed (wait). */
+  /** While disconnected: when it is dropped (drop) or failed (wait), or its caller let go (spool). */
   deadline?: number;
+  /** Policy 'spool': the caller was answered `undefined`; the item stays to be delivered. */
+  released?: boolean;
   resolve(result: CheckpointResult | undefined): void;
   reject(error: Error): void;
 }
@@ -176,12 +200,26 @@ class GrpcMonitorClient implements MonitorClient {
   private outageLogged = false;
   private readonly readyWaiters = new Set<() => void>();
   private roomQueue: RoomRequest[] = [];
-  private readonly counters = { acknowledged: 0, dropped: 0, resent: 0, reconnects: 0, sentBytes: 0 };
+  private readonly counters = {
+    acknowledged: 0,
+    dropped: 0,
+    resent: 0,
+    reconnects: 0,
+    sentBytes: 0,
+    spooled: 0,
+  };
+  private spool?: Spool;
+  /** Steps of the current (or last) run dropped: see Monitor.droppedSteps. */
+  private dropped: number[] = [];
+  /** Steps answered `undefined` (spooled) that the service then refused. */
+  private failedLate: { step: number; error: string }[] = [];
+  /** The RunEnd written behind spooled checkpoints: its promise settles when the service ends the run. */
+  private spooledEnd?: Pick<Item, 'resolve' | 'reject'>;
 
   constructor(private readonly opts: MonitorClientOptions) {
     this.log = opts.log ?? createLogger('monitor-client');
     this.policy = opts.policy ?? 'wait';
-    this.maxBlockMs = opts.maxBlockMs ?? (this.policy === 'drop' ? 5000 : Infinity);
+    this.maxBlockMs = opts.maxBlockMs ?? (this.policy === 'wait' ? Infinity : 5000);
     this.maxBufferedBytes = opts.maxBufferedBytes ?? 512 * 1024 * 1024;
     this.dtype = opts.dtype ?? 'float32';
     this.chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
@@ -192,6 +230,8 @@ class GrpcMonitorClient implements MonitorClient {
       throw new CmError('INVALID_ARGUMENT', `maxBlockMs must be >= 0, got ${this.maxBlockMs}`);
     if (!(this.maxBufferedBytes > 0))
       throw new CmError('INVALID_ARGUMENT', `maxBufferedBytes must be > 0, got ${this.maxBufferedBytes}`);
+    if (opts.spoolMaxBytes !== undefined && !(opts.spoolMaxBytes > 0))
+      throw new CmError('INVALID_ARGUMENT', `spoolMaxBytes must be > 0, got ${opts.spoolMaxBytes}`);
     this.targets = opts.target
       .split(',')
       .map((t) => t.trim())
@@ -226,10 +266,17 @@ class GrpcMonitorClient implements MonitorClient {
       droppedCheckpoints: this.counters.dropped,
       resentCheckpoints: this.counters.resent,
       reconnects: this.counters.reconnects,
+      spooledCheckpoints: this.counters.spooled,
+      spoolPendingCheckpoints: this.spool?.checkpoints() ?? 0,
+      spoolBytes: this.spool?.bytes ?? 0,
       pendingCheckpoints: this.items.filter((i) => i.kind === 'checkpoint').length,
       bufferedBytes: this.buffered,
       sentBytes: this.counters.sentBytes,
     };
+  }
+
+  undeliveredSteps(): { dropped: readonly number[]; failed: readonly { step: number; error: string }[] } {
+    return { dropped: [...this.dropped], failed: [...this.failedLate] };
   }
 
   async startRun(spec: RunSpec, options: StartOptions = {}): Promise<void> {
@@ -244,10 +291,18 @@ class GrpcMonitorClient implements MonitorClient {
       );
     }
     this.spec = spec;
+    this.dropped = [];
+    this.failedLate = [];
     this.resumeAsked = options.resume ?? false;
     this.startToken = randomUUID();
     this.accepted = false;
     this.fatal = undefined;
+    if (this.policy === 'spool') {
+      this.spool = new Spool(
+        join(this.opts.spoolDir ?? join('.cm', 'spool'), spec.runId),
+        this.opts.spoolMaxBytes ?? DEFAULT_SPOOL_MAX_BYTES,
+      );
+    }
     this.connect();
     const ready = await this.waitReady(this.maxBlockMs);
     if (this.fatal) {
@@ -256,9 +311,9 @@ class GrpcMonitorClient implements MonitorClient {
       throw e;
     }
     if (!ready) {
-      if (this.policy === 'drop') {
+      if (this.policy !== 'wait') {
         this.log.warn(
-          `concept service ${this.target} unreachable for ${this.maxBlockMs} ms; run ${spec.runId} goes on, checkpoints are dropped until it returns`,
+          `concept service ${this.target} unreachable for ${this.maxBlockMs} ms; run ${spec.runId} goes on, checkpoints are ${this.policy === 'drop' ? 'dropped' : `spooled to ${this.spool?.dir}`} until it returns`,
         );
         return;
       }
@@ -291,13 +346,14 @@ class GrpcMonitorClient implements MonitorClient {
         },
       );
     }
+    if (this.spool) return this.sendSpooled(this.spool, cp.step, messages, bytes);
     // Reserve buffer room first, in call order (steps must reach the service in order).
     const granted = this.reserve(bytes);
     if (!(granted === true || (await granted))) {
       if (this.fatal) throw this.fatal;
       this.assertOpen();
       if (this.policy === 'drop') {
-        this.counters.dropped++;
+        this.noteDropped([cp.step]);
         this.log.warn(`checkpoint ${cp.step} dropped: send buffer full for ${this.maxBlockMs} ms`, {
           step: cp.step,
           dropped: this.counters.dropped,
@@ -323,7 +379,33 @@ class GrpcMonitorClient implements MonitorClient {
     const runEnd: TrainerMessage = {
       runEnd: { status: status === 'failed' ? 'RUN_STATUS_FAILED' : 'RUN_STATUS_COMPLETED' },
     };
-    await this.enqueue('end', -1, [runEnd], 64);
+    const spool = this.spool;
+    if (spool && !(await this.waitReady(this.maxBlockMs))) {
+      const inMemory = this.items.filter((i) => i.kind === 'checkpoint');
+      this.items = [];
+      this.buffered = 0;
+      for (const i of inMemory) i.resolve(undefined);
+      const left = spool.checkpoints() + inMemory.length;
+      this.noteDropped([...spool.steps(), ...inMemory.map((i) => i.step)]);
+      this.log.warn(
+        `concept service ${this.target} unreachable for ${this.maxBlockMs} ms at the end of the run: dropped ${left} undelivered checkpoint(s)`,
+        { droppedCheckpoints: this.counters.dropped },
+      );
+      this.spool = undefined;
+      spool.close();
+      this.resetRun();
+      return;
+    }
+    if (spool && spool.length > 0) {
+      // Behind the spooled checkpoints, in order.
+      await new Promise<unknown>((resolve, reject) => {
+        this.spooledEnd = { resolve, reject };
+        spool.put(-1, spool.encode([runEnd]), 64);
+        this.drainSpool();
+      });
+    } else {
+      await this.enqueue('end', -1, [runEnd], 64);
+    }
     this.resetRun();
   }
 
@@ -342,6 +424,7 @@ class GrpcMonitorClient implements MonitorClient {
         }),
       );
     this.killConnection();
+    this.closeSpool();
     for (const w of this.readyWaiters) w();
     this.refuseRoom();
     for (const client of this.channels.values()) client.close();
@@ -378,6 +461,7 @@ class GrpcMonitorClient implements MonitorClient {
       for (const i of this.items) i.deadline = undefined;
       clearTimeout(this.deadlineTimer);
       for (const w of this.readyWaiters) w();
+      this.drainSpool();
       void this.pump(conn);
     } else if ('checkpointAck' in m && m.checkpointAck) {
       const step = m.checkpointAck.step;
@@ -502,6 +586,103 @@ class GrpcMonitorClient implements MonitorClient {
   private release(item: Item): void {
     this.buffered -= item.bytes;
     this.grantRoom();
+    this.drainSpool();
+  }
+
+  // ---- spool (policy 'spool') -------------------------------------------------------------
+
+  private sendSpooled(
+    spool: Spool,
+    step: number,
+    messages: TrainerMessage[],
+    bytes: number,
+  ): Promise<CheckpointResult | undefined> {
+    // Straight to memory only when nothing is spooled before it (order) and there is room now.
+    if (
+      this.conn?.ready &&
+      spool.length === 0 &&
+      this.roomQueue.length === 0 &&
+      this.buffered + bytes <= this.maxBufferedBytes
+    ) {
+      this.buffered += bytes;
+      return this.enqueue('checkpoint', step, messages, bytes);
+    }
+    const data = spool.encode(messages);
+    if (!spool.fits(data.length)) {
+      this.noteDropped([step]);
+      this.log.warn(
+        `checkpoint ${step} dropped: spool ${spool.dir} full (${spool.bytes} + ${data.length} > ${spool.maxBytes} bytes)`,
+        { step, dropped: this.counters.dropped },
+      );
+      return Promise.resolve(undefined);
+    }
+    spool.put(step, data, bytes);
+    this.counters.spooled++;
+    this.drainSpool();
+    return Promise.resolve(undefined);
+  }
+
+  /** While connected, move spooled entries into memory, oldest first, as long as the buffer has room. */
+  private drainSpool(): void {
+    const spool = this.spool;
+    if (!spool || !this.conn?.ready) return;
+    for (let next = spool.peek(); next; next = spool.peek()) {
+      // an empty buffer always takes one (a checkpoint never exceeds the bound: sendCheckpoint checks)
+      if (this.buffered > 0 && this.buffered + next.payload > this.maxBufferedBytes) return;
+      const { step, payload, messages } = spool.pop();
+      this.buffered += payload;
+      if (step < 0) {
+        const end = this.spooledEnd;
+        this.spooledEnd = undefined;
+        this.items.push({
+          kind: 'end',
+          step,
+          messages,
+          bytes: payload,
+          writtenOn: 0,
+          resolve: end?.resolve ?? (() => undefined),
+          reject: end?.reject ?? (() => undefined),
+        });
+      } else {
+        this.items.push({
+          kind: 'checkpoint',
+          step,
+          messages,
+          bytes: payload,
+          writtenOn: 0,
+          // the trainer had its answer (undefined) when the checkpoint was spooled
+          resolve: () => undefined,
+          reject: (e) => this.failLate(step, e),
+        });
+      }
+      this.conn.wake?.();
+    }
+  }
+
+  /** A checkpoint whose caller was answered `undefined` (spool) was refused by the service. */
+  private failLate(step: number, e: Error): void {
+    this.failedLate.push({ step, error: e.message });
+    this.log.warn(`spooled checkpoint ${step} failed: ${e.message}`, { step });
+  }
+
+  private noteDropped(steps: readonly number[]): void {
+    this.counters.dropped += steps.length;
+    this.dropped.push(...steps);
+  }
+
+  private closeSpool(): void {
+    if (!this.spool) return;
+    const steps = this.spool.steps();
+    const left = this.spool.close();
+    this.spool = undefined;
+    if (left > 0) {
+      this.noteDropped(steps);
+      this.log.warn(`dropped ${left} spooled checkpoint(s) never delivered`, {
+        droppedCheckpoints: this.counters.dropped,
+      });
+    }
+    this.spooledEnd?.reject(new CmError('UNAVAILABLE', 'monitor client closed before the run ended'));
+    this.spooledEnd = undefined;
   }
 
   /**
@@ -570,10 +751,13 @@ class GrpcMonitorClient implements MonitorClient {
 
   /** While disconnected, give every buffered item `maxBlockMs` to see the service again. */
   private armDeadlines(): void {
-    if (this.conn?.ready || !Number.isFinite(this.maxBlockMs) || this.items.length === 0) return;
+    // spool: checkpoints in memory are kept for the service, their callers let go after maxBlockMs
+    const waiting =
+      this.policy === 'spool' ? this.items.filter((i) => i.kind === 'checkpoint' && !i.released) : this.items;
+    if (this.conn?.ready || !Number.isFinite(this.maxBlockMs) || waiting.length === 0) return;
     const now = Date.now();
-    for (const i of this.items) i.deadline ??= now + this.maxBlockMs;
-    const next = Math.min(...this.items.map((i) => i.deadline as number));
+    for (const i of waiting) i.deadline ??= now + this.maxBlockMs;
+    const next = Math.min(...waiting.map((i) => i.deadline as number));
     clearTimeout(this.deadlineTimer);
     this.deadlineTimer = setTimeout(() => this.expire(), Math.max(0, next - now));
   }
@@ -581,12 +765,24 @@ class GrpcMonitorClient implements MonitorClient {
   private expire(): void {
     if (this.conn?.ready) return;
     const now = Date.now();
+    if (this.policy === 'spool') {
+      for (const item of this.items) {
+        if (item.released || item.deadline === undefined || item.deadline > now) continue;
+        item.released = true;
+        item.deadline = undefined;
+        item.resolve(undefined);
+        item.resolve = () => undefined;
+        item.reject = (e) => this.failLate(item.step, e);
+      }
+      this.armDeadlines();
+      return;
+    }
     const expired = this.items.filter((i) => i.deadline !== undefined && i.deadline <= now);
     this.items = this.items.filter((i) => !expired.includes(i));
     for (const item of expired) {
       this.release(item);
       if (this.policy === 'drop') {
-        if (item.kind === 'checkpoint') this.counters.dropped++;
+        if (item.kind === 'checkpoint') this.noteDropped([item.step]);
         item.resolve(undefined);
       } else {
         item.reject(
@@ -605,6 +801,7 @@ class GrpcMonitorClient implements MonitorClient {
   }
 
   private resetRun(): void {
+    this.closeSpool();
     this.spec = undefined;
     this.accepted = false;
     clearTimeout(this.reconnectTimer);

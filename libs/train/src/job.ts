@@ -58,25 +58,47 @@ export function trainJobFromFlags(flags: TrainFlags, ctx: TrainJobContext): Trai
 export interface DeliveryFlags {
   policy: string;
   maxBlockMs?: number;
+  /** Policy spool: the folder under which each run spools (default <CM_HOME>/spool). */
+  spoolDir?: string;
+  /** Policy spool: bound on a run's spool files, bytes (default CM_SPOOL_MAX_BYTES). */
+  spoolMaxBytes?: number;
 }
 
 export function addDeliveryOptions(cmd: Command, prefix = ''): Command {
   return cmd
-    .option('--policy <policy>', `${prefix}when the service is down, wait or drop checkpoints`, 'drop')
+    .option(
+      '--policy <policy>',
+      `${prefix}when the service is down: spool checkpoints to disk and send them when it is back, wait, or drop them`,
+      'spool',
+    )
     .option(
       '--max-block-ms <ms>',
-      `${prefix}longest a checkpoint waits for the service (default: drop 5000, wait forever)`,
+      `${prefix}longest a checkpoint waits for the service (default: spool and drop 5000, wait forever)`,
       (v) => {
         const n = Number(v);
         if (!Number.isInteger(n) || n < 0)
           throw invalidArgument(`--max-block-ms must be a non-negative integer, got '${v}'`);
         return n;
       },
+    )
+    .option(
+      '--spool-dir <dir>',
+      `${prefix}policy spool: folder of the spooled checkpoints (default <CM_HOME>/spool)`,
+    )
+    .option(
+      '--spool-max-bytes <bytes>',
+      `${prefix}policy spool: bound on a run's spool, bytes (default CM_SPOOL_MAX_BYTES, 2 GiB)`,
+      (v) => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n <= 0)
+          throw invalidArgument(`--spool-max-bytes must be a positive integer, got '${v}'`);
+        return n;
+      },
     );
 }
 
-export function parseDeliveryPolicy(policy: string): 'wait' | 'drop' {
-  if (policy !== 'wait' && policy !== 'drop')
-    throw invalidArgument(`--policy must be wait or drop, got '${policy}'`);
+export function parseDeliveryPolicy(policy: string): 'wait' | 'drop' | 'spool' {
+  if (policy !== 'wait' && policy !== 'drop' && policy !== 'spool')
+    throw invalidArgument(`--policy must be spool, wait or drop, got '${policy}'`);
   return policy;
 }

@@ -36,7 +36,13 @@ export function formatRunSummary(r: TrainRunResult): string {
       : '';
   const test = r.testAccuracy !== undefined ? `, test accuracy ${pct(r.testAccuracy)}${chance}` : '';
   const sent = r.checkpoints.filter((c) => c.status === 'ok').length;
-  const lost = r.checkpoints.length - sent;
+  const late = r.checkpoints.filter((c) => c.status === 'spooled').length;
+  const dropped = r.checkpoints.filter((c) => c.status === 'dropped').length;
+  const failed = r.checkpoints.filter((c) => c.status === 'failed').length;
+  const delivery =
+    (late ? `, ${late} delivered late from the spool` : '') +
+    (dropped ? `, ${dropped} dropped` : '') +
+    (failed ? `, ${failed} failed` : '');
   const lottery = r.lottery
     ? `, lottery round ${r.lottery.round} at sparsity ${pct(r.lottery.sparsity)}`
     : '';
@@ -44,7 +50,7 @@ export function formatRunSummary(r: TrainRunResult): string {
   return (
     `run ${r.runId} (${r.paradigm}) ${r.status}: ${r.steps} steps in ${r.totalSeconds.toFixed(0)} s${lottery}, ` +
     `loss ${r.finalLoss.toFixed(3)} (mean of the last checkpoint window, as stored)${test}, ${r.imagesPerSecond.toFixed(0)} images/s, ` +
-    `monitoring ${(100 * r.monitorOverhead).toFixed(1)}% of the time, ${sent} checkpoints monitored${lost ? `, ${lost} dropped or failed` : ''}${bundle}`
+    `monitoring ${(100 * r.monitorOverhead).toFixed(1)}% of the time, ${sent} checkpoints monitored${delivery}${bundle}`
   );
 }
 

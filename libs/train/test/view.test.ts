@@ -85,6 +85,22 @@ describe('end-of-run summary', () => {
     ).toContain('lottery round 2 at sparsity 75.0%');
   });
 
+  it('says how many checkpoints were dropped, delivered late from the spool, or failed', () => {
+    const checkpoints: TrainRunResult['checkpoints'] = [
+      { step: 0, status: 'ok' },
+      { step: 1, status: 'spooled' },
+      { step: 2, status: 'spooled' },
+      { step: 3, status: 'dropped' },
+      { step: 4, status: 'failed', error: 'boom' },
+    ];
+    expect(formatRunSummary({ ...run, checkpoints })).toContain(
+      '1 checkpoints monitored, 2 delivered late from the spool, 1 dropped, 1 failed',
+    );
+    expect(formatRunSummary({ ...run, checkpoints: [{ step: 0, status: 'ok' }] })).not.toMatch(
+      /dropped|failed|spool/,
+    );
+  });
+
   it('chance level: 1 / classes plus min(10 points, 1 / classes)', () => {
     expect(chanceLevel(8)).toBeCloseTo(0.225);
     expect(chanceLevel(2)).toBeCloseTo(0.6);

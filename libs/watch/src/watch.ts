@@ -81,8 +81,12 @@ export interface WatchOptions {
 export interface CheckpointOutcome {
   step: number;
   result?: CheckpointResult;
-  /** 'ok' | 'dropped' (policy drop) | 'failed' (error, message in `error`) */
-  status: 'ok' | 'dropped' | 'failed';
+  /**
+   * 'ok' | 'dropped' (policy drop, a full spool, or spooled and never delivered) | 'spooled'
+   * (policy spool: went to disk while the service was away and was delivered later, its result
+   * unseen) | 'failed' (error, message in `error`)
+   */
+  status: 'ok' | 'dropped' | 'spooled' | 'failed';
   error?: string;
 }
 
@@ -92,6 +96,8 @@ export interface WatchStats {
   checkpoints: number;
   acknowledged: number;
   dropped: number;
+  /** Delivered late from the spool (policy spool). */
+  spooled: number;
   failed: number;
   /** Forward passes over the probe images and pooling. */
   probeSeconds: number;
@@ -203,6 +209,7 @@ export class Watcher {
       checkpoints: this.outcomes.length,
       acknowledged: count('ok'),
       dropped: count('dropped'),
+      spooled: count('spooled'),
       failed: count('failed'),
       probeSeconds: this.probeSeconds,
       seconds: this.seconds,
@@ -228,6 +235,20 @@ export class Watcher {
     } finally {
       await this.opts.release();
       this.seconds += now() - t0;
+      // A monitor that delivers late (policy spool) says which `undefined` answers were real drops.
+      const late = this.monitor?.undeliveredSteps?.();
+      if (late) {
+        const dropped = new Set(late.dropped);
+        const failed = new Map(late.failed.map((f) => [f.step, f.error]));
+        for (const o of this.outcomes) {
+          if (o.status !== 'dropped' || dropped.has(o.step)) continue;
+          const error = failed.get(o.step);
+          if (error !== undefined) {
+            o.status = 'failed';
+            o.error = error;
+          } else o.status = 'spooled';
+        }
+      }
     }
     return this.stats;
   }

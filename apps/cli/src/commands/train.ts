@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { Monitor } from '@cm/contracts';
 import { CmError, createLogger, invalidArgument } from '@cm/core';
@@ -56,7 +57,13 @@ export async function openMonitor(
   if (flags.monitor === false) return { mode: 'none', close: async () => undefined };
   if (flags.stack) {
     const policy = parseDeliveryPolicy(flags.policy);
-    const client = createMonitorClient({ target: config.grpc.target, policy, maxBlockMs: flags.maxBlockMs });
+    const client = createMonitorClient({
+      target: config.grpc.target,
+      policy,
+      maxBlockMs: flags.maxBlockMs,
+      spoolDir: flags.spoolDir ?? join(resolvePath(config.home), 'spool'),
+      spoolMaxBytes: flags.spoolMaxBytes ?? config.grpc.spoolMaxBytes,
+    });
     log.info(`monitoring through the concept service at ${config.grpc.target} (policy ${flags.policy})`);
     return { mode: 'stack', monitor: client, close: () => client.close() };
   }
