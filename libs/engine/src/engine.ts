@@ -17,6 +17,7 @@
  * store also keeps the state before each of the last few steps, so a checkpoint resent after a
  * restart (processed, never acknowledged) is recomputed from the same starting point.
  */
+import { createHash } from 'node:crypto';
 import { CmError, invalidArgument, isCmError, notFound } from '@cm/core';
 import type {
   AlertRecord,
@@ -161,7 +162,8 @@ interface RunState {
   history: PersistedRunState['recent'];
   detector: SnapshotObserver;
   lastStep: number;
-  recent: Map<number, ProcessedCheckpoint>;
+  /** The last processed checkpoints with a digest of their activations (a resend must match it). */
+  recent: Map<number, ProcessedCheckpoint & { digest: string }>;
   /** Checkpoints of a run are processed one after the other (switches need the previous one). */
   queue: Promise<unknown>;
   /** For idle eviction: last use, checkpoints queued or running, open streams (attach). */
@@ -169,6 +171,16 @@ interface RunState {
   busy: number;
   streams: number;
   startToken?: string;
+}
+
+/** sha1 of a checkpoint's layers (names, shapes, pooling, values): tells a resend from other content. */
+function activationsDigest(cp: CheckpointData): string {
+  const h = createHash('sha1');
+  for (const l of cp.layers ?? []) {
+    h.update(`${l.layer}|${l.shape.join('x')}|${l.pooling ?? ''}|`);
+    h.update(new Uint8Array(l.data.buffer, l.data.byteOffset, l.data.byteLength));
+  }
+  return h.digest('hex');
 }
 
 /** The collapse rules at the configuration's defaults (libs/config holds the numbers). */
@@ -381,8 +393,21 @@ export class ConceptEngine {
 
   private async process(run: RunState, cp: CheckpointData): Promise<ProcessedCheckpoint> {
     const runId = run.spec.runId;
+    const digest = activationsDigest(cp);
     const cached = run.recent.get(cp.step);
-    if (cached) return { ...cached, replayed: true };
+    if (cached) {
+      // a resend is answered as before; other activations under a processed step would be dropped
+      // silently by that answer, so they are refused instead
+      if (cached.digest !== digest) {
+        throw invalidArgument(
+          `run ${runId}: step ${cp.step} was already processed with other activations`,
+          { runId, step: cp.step },
+          'send each step once (a resend must be the same checkpoint); use a new step or a new run id',
+        );
+      }
+      const { digest: _digest, ...answer } = cached;
+      return { ...answer, replayed: true };
+    }
     if (Number.isInteger(cp.step) && cp.step <= run.lastStep) {
       const resent = run.history.find((h) => h.step === cp.step);
       if (!resent) {
@@ -395,7 +420,7 @@ export class ConceptEngine {
       // Processed before a restart but never acknowledged: recompute it from the state it started
       // from (same labels, switches and alerts; new times), leaving the run's state where it is.
       const { processed } = await this.compute(run, cp, resent.before, this.detectorAt(runId, resent.before));
-      return this.remember(run, { ...processed, replayed: true });
+      return this.remember(run, { ...processed, replayed: true }, digest);
     }
     const before = run.current;
     const { processed, after } = await this.compute(run, cp, before, run.detector);
@@ -414,7 +439,7 @@ export class ConceptEngine {
     run.current = after;
     run.history = history;
     run.lastStep = cp.step;
-    return this.remember(run, processed);
+    return this.remember(run, processed, digest);
   }
 
   /** Dissect a checkpoint starting from `base`, observing its snapshots with `detector`. */
@@ -470,8 +495,8 @@ export class ConceptEngine {
     };
   }
 
-  private remember(run: RunState, processed: ProcessedCheckpoint): ProcessedCheckpoint {
-    run.recent.set(processed.step, { ...processed, replayed: false });
+  private remember(run: RunState, processed: ProcessedCheckpoint, digest: string): ProcessedCheckpoint {
+    run.recent.set(processed.step, { ...processed, replayed: false, digest });
     for (const step of run.recent.keys()) {
       if (run.recent.size <= this.replayCache) break;
       run.recent.delete(step);

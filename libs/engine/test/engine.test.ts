@@ -101,6 +101,22 @@ describe('startRun', () => {
 });
 
 describe('processCheckpoint', () => {
+  it('a resend of a processed step is answered as before; other activations under it are refused, not dropped', async () => {
+    const engine = newEngine();
+    await engine.startRun(testRunSpec('resend', tb.bundleId));
+    const first = await engine.processCheckpoint('resend', testCheckpoint(tb.space, 0));
+    const again = await engine.processCheckpoint('resend', testCheckpoint(tb.space, 0));
+    expect(again.replayed).toBe(true);
+    expect(again.result).toEqual(first.result);
+    const other = testCheckpoint(tb.space, 0);
+    other.layers[0].data[3] += 1;
+    const e = await rejected(() => engine.processCheckpoint('resend', other));
+    expect({ code: e.code, message: e.message }).toEqual({
+      code: 'INVALID_ARGUMENT',
+      message: 'run resend: step 0 was already processed with other activations',
+    });
+  });
+
   it('unknown run -> NOT_FOUND', async () => {
     const e = await rejected(() => newEngine().processCheckpoint('ghost', testCheckpoint(tb.space, 0)));
     expect(e.code).toBe('NOT_FOUND');
