@@ -14,13 +14,11 @@
  * line reads `soak: <n> checkpoints, <lost> lost, <duplicated> duplicated, p99 <seconds> s`.
  * Everything it starts is stopped by pid (stackDown); loopback only.
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort, setLogLevel, waitFor } from '@cm/core';
+import { freePort, freePortRun, setLogLevel, waitFor } from '@cm/core';
 import { plantedActivations, makeTestBundles } from '@cm/engine/src/testing';
 import { createMonitorClient } from '@cm/monitor-client';
 import {
@@ -41,23 +39,6 @@ const LAYERS = [
   { name: 'fc2', width: 128, kind: 'dense' as const },
 ];
 const NEURONS = LAYERS.reduce((a, l) => a + l.width, 0);
-
-/** `count` consecutive free ports on 127.0.0.1 (a cluster's node k takes base + k). */
-async function consecutiveFree(count: number): Promise<number> {
-  const free = (p: number): Promise<boolean> =>
-    new Promise((ok) => {
-      const srv = createServer();
-      srv.once('error', () => ok(false));
-      srv.listen(p, '127.0.0.1', () => srv.close(() => ok(true)));
-    });
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    let ok = true;
-    for (let i = 0; i < count && ok; i++) ok = await free(base + i);
-    if (ok) return base;
-  }
-  throw new Error(`no run of ${count} free ports found`);
-}
 
 /** Resident memory of a process, MiB (Linux /proc), or NaN when it is gone. */
 function rssMiB(pid: number | undefined): number {
@@ -102,12 +83,12 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'cm-bench-soak-'));
   const bundles = await makeTestBundles(120, 7);
   const ports = {
-    natsPort: await consecutiveFree(NATS_NODES),
-    natsMonitorPort: await consecutiveFree(NATS_NODES),
-    natsRoutePort: await consecutiveFree(NATS_NODES),
-    clickhouseHttpPort: await consecutiveFree(chNodes),
-    clickhouseTcpPort: await consecutiveFree(chNodes),
-    clickhouseInterserverPort: await consecutiveFree(chNodes),
+    natsPort: await freePortRun(NATS_NODES),
+    natsMonitorPort: await freePortRun(NATS_NODES),
+    natsRoutePort: await freePortRun(NATS_NODES),
+    clickhouseHttpPort: await freePortRun(chNodes),
+    clickhouseTcpPort: await freePortRun(chNodes),
+    clickhouseInterserverPort: await freePortRun(chNodes),
     zookeeperPort: await freePort(),
   };
   const grpcPort = await freePort();

@@ -1,29 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '@cm/core';
+import { freePort, freePortRun } from '@cm/core';
 import { isAlive, readPid } from '@cm/stack';
 import { cmWith } from './run-cm';
 
 const cm = cmWith();
-
-/** `count` consecutive free ports on 127.0.0.1 (the cluster's node k takes base + k). */
-async function consecutiveFree(count: number): Promise<number> {
-  const free = (p: number): Promise<boolean> =>
-    new Promise((resolve) => {
-      const srv = createServer();
-      srv.once('error', () => resolve(false));
-      srv.listen(p, '127.0.0.1', () => srv.close(() => resolve(true)));
-    });
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    let ok = true;
-    for (let i = 0; i < count && ok; i++) ok = await free(base + i);
-    if (ok) return base;
-  }
-  throw new Error('no run of free ports found');
-}
 
 describe('cm stack up --clickhouse-shards 2 (subprocess, real ZooKeeper and clickhouse-server)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cm-clistack-ch-'));
@@ -43,7 +25,7 @@ describe('cm stack up --clickhouse-shards 2 (subprocess, real ZooKeeper and clic
     ])
       env[k] = String(await freePort());
     for (const k of ['CM_CLICKHOUSE_HTTP_PORT', 'CM_CLICKHOUSE_TCP_PORT', 'CM_CLICKHOUSE_INTERSERVER_PORT'])
-      env[k] = String(await consecutiveFree(2));
+      env[k] = String(await freePortRun(2));
     env.CM_GRPC_LISTEN = `127.0.0.1:${await freePort()}`;
   });
   afterAll(async () => {

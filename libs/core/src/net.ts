@@ -14,6 +14,26 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * The first of `count` consecutive TCP ports on 127.0.0.1 that were all free a moment ago: a local
+ * cluster's node k takes base + k (NATS and ClickHouse clusters of libs/stack, their tests, benches).
+ */
+export async function freePortRun(count: number): Promise<number> {
+  const free = (p: number): Promise<boolean> =>
+    new Promise((resolve) => {
+      const srv = createServer();
+      srv.once('error', () => resolve(false));
+      srv.listen(p, '127.0.0.1', () => srv.close(() => resolve(true)));
+    });
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    let ok = true;
+    for (let i = 0; i < count && ok; i++) ok = await free(base + i);
+    if (ok) return base;
+  }
+  throw new Error(`no run of ${count} free ports found on 127.0.0.1`);
+}
+
 /** Poll `check` until it resolves true or `timeoutMs` passes. */
 export async function waitFor(
   check: () => Promise<boolean>,

@@ -1,26 +1,8 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { waitFor, freePort } from '@cm/core';
+import { freePort, freePortRun, waitFor } from '@cm/core';
 import { isAlive, readPid, recordedClickHouseLayout, stackDown, stackStatus, stackUp } from '../src';
-
-/** `count` consecutive free ports on 127.0.0.1 (the cluster's node k takes base + k). */
-async function consecutiveFree(count: number): Promise<number> {
-  const free = (p: number): Promise<boolean> =>
-    new Promise((resolve) => {
-      const srv = createServer();
-      srv.once('error', () => resolve(false));
-      srv.listen(p, '127.0.0.1', () => srv.close(() => resolve(true)));
-    });
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    let ok = true;
-    for (let i = 0; i < count && ok; i++) ok = await free(base + i);
-    if (ok) return base;
-  }
-  throw new Error('no run of free ports found');
-}
 
 async function sql(port: number, query: string): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${port}/`, { method: 'POST', body: query });
@@ -40,9 +22,9 @@ describe('stack up with a 2 x 2 ClickHouse cluster (real ZooKeeper and clickhous
       dir,
       natsPort: await freePort(),
       natsMonitorPort: await freePort(),
-      clickhouseHttpPort: await consecutiveFree(4),
-      clickhouseTcpPort: await consecutiveFree(4),
-      clickhouseInterserverPort: await consecutiveFree(4),
+      clickhouseHttpPort: await freePortRun(4),
+      clickhouseTcpPort: await freePortRun(4),
+      clickhouseInterserverPort: await freePortRun(4),
       zookeeperPort: await freePort(),
       clickhouseShards: 2,
       clickhouseReplicas: 2,

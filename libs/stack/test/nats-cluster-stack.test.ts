@@ -1,26 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { waitFor, freePort } from '@cm/core';
+import { freePort, freePortRun, waitFor } from '@cm/core';
 import { isAlive, readPid, stackDown, stackStatus, stackUp } from '../src';
-
-/** Three consecutive free ports on 127.0.0.1 (a cluster's nodes take base, base + 1, base + 2). */
-async function consecutiveFree(count: number): Promise<number> {
-  const free = (p: number): Promise<boolean> =>
-    new Promise((resolve) => {
-      const srv = createServer();
-      srv.once('error', () => resolve(false));
-      srv.listen(p, '127.0.0.1', () => srv.close(() => resolve(true)));
-    });
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    let ok = true;
-    for (let i = 0; i < count && ok; i++) ok = await free(base + i);
-    if (ok) return base;
-  }
-  throw new Error('no run of free ports found');
-}
 
 describe('stack up with a 3-node NATS JetStream cluster (real nats-server processes)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cm-stack-cluster-'));
@@ -29,9 +11,9 @@ describe('stack up with a 3-node NATS JetStream cluster (real nats-server proces
   beforeAll(async () => {
     opts = {
       dir,
-      natsPort: await consecutiveFree(3),
-      natsMonitorPort: await consecutiveFree(3),
-      natsRoutePort: await consecutiveFree(3),
+      natsPort: await freePortRun(3),
+      natsMonitorPort: await freePortRun(3),
+      natsRoutePort: await freePortRun(3),
       natsNodes: 3,
       clickhouseHttpPort: await freePort(),
       clickhouseTcpPort: await freePort(),
