@@ -19,15 +19,14 @@
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { freePort, setLogLevel, waitFor } from '@cm/core';
 import { makeTestBundles, plantedActivations } from '@cm/engine/src/testing';
 import { createMonitorClient } from '@cm/monitor-client';
-import { readPid, stackDown, stackUp, type AppService, type StackOptions } from '@cm/stack';
+import { appServices, readPid, stackDown, stackUp, type StackOptions } from '@cm/stack';
 import { openStore, sqlString, type Store } from '@cm/store';
 
-const ROOT = resolve(__dirname, '../..');
 const DB = 'cm_chaos';
 const LAYERS = [
   { name: 'fc1', width: 32, kind: 'dense' as const },
@@ -106,33 +105,22 @@ async function main(): Promise<void> {
     clickhouseHttpPort: await freePort(),
     clickhouseTcpPort: await freePort(),
   };
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    CM_LOG_LEVEL: 'error',
-    CM_NATS_URL: `nats://127.0.0.1:${ports.natsPort}`,
-    CM_CLICKHOUSE_URL: `http://127.0.0.1:${ports.clickhouseHttpPort}`,
-    CM_CLICKHOUSE_DATABASE: DB,
-    CM_CLICKHOUSE_CLUSTER: '',
-    CM_BUNDLE_DIR: bundles.root,
-    CM_GRPC_LISTEN: `127.0.0.1:${grpcPort}`,
-    CM_SERVICE_HEALTH_PORT: String(await freePort()),
-    CM_RECORDER_HEALTH_PORT: String(await freePort()),
-    CM_HOME: dir,
-  };
-  const apps: AppService[] = [
-    {
-      name: 'concept-service',
-      entry: join(ROOT, 'apps/concept-service/src/main.ts'),
-      env,
-      healthPort: Number(env.CM_SERVICE_HEALTH_PORT),
+  // what `cm stack up` gives the services (libs/stack appServices), on this bench's ports
+  const apps = appServices({
+    natsNodes: 1,
+    natsPort: ports.natsPort,
+    clickhouseHttpPort: ports.clickhouseHttpPort,
+    clickhouse: { shards: 1, replicas: 1 },
+    bundleDir: bundles.root,
+    serviceHealthPort: await freePort(),
+    recorderHealthPort: await freePort(),
+    extraEnv: {
+      CM_LOG_LEVEL: 'error',
+      CM_CLICKHOUSE_DATABASE: DB,
+      CM_GRPC_LISTEN: `127.0.0.1:${grpcPort}`,
+      CM_HOME: dir,
     },
-    {
-      name: 'recorder',
-      entry: join(ROOT, 'apps/recorder/src/main.ts'),
-      env,
-      healthPort: Number(env.CM_RECORDER_HEALTH_PORT),
-    },
-  ];
+  });
   const stackDir = join(dir, 'stack');
   mkdirSync(stackDir);
   const options: StackOptions = { dir: stackDir, ...ports, apps };

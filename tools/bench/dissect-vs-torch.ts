@@ -182,6 +182,12 @@ function main(): void {
     const cMed = median(cmRuns.map((r) => r.seconds));
     const peak = (runs: Run[]): string => Math.max(...runs.map((r) => r.maxRssMiB)).toFixed(0);
     const inputsMiB = (bytesPerP: number): string => ((D * S * bytesPerP + D * N * 4) / 2 ** 20).toFixed(0);
+    // issue 15: a dissection's peak RSS at most its inputs (P as stored + Q) + 1 GiB
+    const bound = (runs: Run[], bytesPerP: number): string => {
+      const limit = Number(inputsMiB(bytesPerP)) + 1024;
+      const worst = Math.max(...runs.map((r) => r.maxRssMiB));
+      return `bound inputs + 1 GiB = ${limit} MiB: ${worst <= limit ? 'PASS' : 'FAIL'}`;
+    };
     const b = argmaxRows(cmOut);
     let plantedCm = 0;
     for (let k = 0; k < N; k++) if (b[k] === planted[k]) plantedCm++;
@@ -194,20 +200,20 @@ function main(): void {
         `median: pytorch ${tMed.toFixed(2)} s, cm dissect ${cMed.toFixed(2)} s; cm is ${(tMed / cMed).toFixed(2)}x the reference's speed`,
       );
       console.log(
-        `peak memory: pytorch ${peak(torchRuns)} MiB, cm dissect ${peak(cmRuns)} MiB; inputs ${inputsMiB(4)} MiB`,
+        `peak memory: pytorch ${peak(torchRuns)} MiB, cm dissect ${peak(cmRuns)} MiB; inputs ${inputsMiB(4)} MiB; cm ${bound(cmRuns, 4)}`,
       );
       console.log(
         `labels: ${agreement(a, b)}/${N} identical; planted concept found by the reference for ${plantedTorch}/${N} neurons, by cm for ${plantedCm}/${N}`,
       );
     } else {
       console.log(
-        `median: cm dissect ${cMed.toFixed(2)} s; peak memory ${peak(cmRuns)} MiB (inputs ${inputsMiB(4)} MiB); planted concept found for ${plantedCm}/${N} neurons`,
+        `median: cm dissect ${cMed.toFixed(2)} s; peak memory ${peak(cmRuns)} MiB (inputs ${inputsMiB(4)} MiB; ${bound(cmRuns, 4)}); planted concept found for ${plantedCm}/${N} neurons`,
       );
     }
     if (p16) {
       const h = argmaxRows(cm16Out);
       console.log(
-        `float16 P: median ${median(cm16Runs.map((r) => r.seconds)).toFixed(2)} s, peak memory ${peak(cm16Runs)} MiB (inputs ${inputsMiB(2)} MiB); labels ${agreement(h, b)}/${N} identical to float32 P`,
+        `float16 P (kept float16 in memory): median ${median(cm16Runs.map((r) => r.seconds)).toFixed(2)} s, peak memory ${peak(cm16Runs)} MiB (inputs ${inputsMiB(2)} MiB; ${bound(cm16Runs, 2)}); labels ${agreement(h, b)}/${N} identical to float32 P`,
       );
     }
   } finally {

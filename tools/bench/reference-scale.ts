@@ -13,12 +13,17 @@
  *
  *   npm run bench:reference-scale -- [--D 10000] [--S 20000] [--checkpoints 2] [--workers 2] [--hw 2]
  *
- * Goal: at most 8 s end to end, service peak RSS at most 4 GiB. The service computes the bundle's
+ * Goals (issue 15), each printed with PASS / FAIL: at most 8 s end to end; service peak RSS at
+ * most 4 GiB, and at most its inputs + 1 GiB (inputs = P as stored + the raw checkpoint). The
+ * service's own log (CM_LOG_FORMAT=json) gives the split: receive (first chunk to checkpoint end),
+ * dissect (pool + dissect, checkpoint end to records), publish (to JetStream); its RSS is sampled
+ * every 20 ms to say in which phase the peak falls. The service computes the bundle's
  * softmax and null calibration when the run starts (a trainer computes its first checkpoint
  * meanwhile); the bench waits until the service's CPU time stops growing before the first
  * checkpoint, and prints how long that warm-up took.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -97,9 +102,54 @@ function startNode(script: string, env: Record<string, string>): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', resolve(ROOT, script)], {
     cwd: ROOT,
     env: { ...process.env, CM_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', 'ignore', env.CM_LOG_FORMAT === 'json' ? 'pipe' : 'inherit'],
   });
 }
+
+/** What the service logs per acked checkpoint (session.ts CheckpointInfo). */
+interface ServiceCheckpointLog {
+  step: number;
+  receiveMs: number;
+  processMs: number;
+  publishMs: number;
+}
+
+/** The service's json log lines: checkpoint infos collected, warnings and errors passed on. */
+function followServiceLog(child: ChildProcess): Map<number, ServiceCheckpointLog> {
+  const acked = new Map<number, ServiceCheckpointLog>();
+  if (!child.stderr) return acked;
+  createInterface({ input: child.stderr }).on('line', (line) => {
+    try {
+      const entry = JSON.parse(line) as { level?: string; msg?: string } & Partial<ServiceCheckpointLog>;
+      if (
+        entry.msg?.startsWith('checkpoint ') &&
+        typeof entry.step === 'number' &&
+        entry.receiveMs !== undefined
+      )
+        acked.set(entry.step, entry as ServiceCheckpointLog);
+      else if (entry.level === 'warn' || entry.level === 'error') console.error(`[service] ${line}`);
+    } catch {
+      console.error(`[service] ${line}`);
+    }
+  });
+  return acked;
+}
+
+/** VmRSS of `pid` every 20 ms until stopped: the highest value and when it was seen. */
+function sampleRss(pid: number): () => { peakMiB: number; atMs: number } {
+  const t0 = performance.now();
+  let peak = { peakMiB: 0, atMs: 0 };
+  const timer = setInterval(() => {
+    const rss = procStatus(pid, 'VmRSS');
+    if (rss > peak.peakMiB) peak = { peakMiB: rss, atMs: performance.now() - t0 };
+  }, 20);
+  return () => {
+    clearInterval(timer);
+    return peak;
+  };
+}
+
+const verdict = (ok: boolean): string => (ok ? 'PASS' : 'FAIL');
 
 async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return;
@@ -156,7 +206,10 @@ async function main(): Promise<void> {
     CM_BUNDLE_DIR: bundleRoot,
     CM_DISSECT_WORKERS: String(WORKERS),
     CM_SERVICE_HEALTH_PORT: String(serviceHealth),
+    CM_LOG_LEVEL: 'info',
+    CM_LOG_FORMAT: 'json',
   });
+  const serviceLog = followServiceLog(service);
   // the raw checkpoint (625 MB at D = 10,000) is buffered until acknowledged
   const client = createMonitorClient({ target: `127.0.0.1:${grpcPort}`, maxBufferedBytes: 2 ** 31 });
   try {
@@ -212,6 +265,8 @@ async function main(): Promise<void> {
         return { layer: `layer${l}`, shape: [D, HW, HW, w], data };
       });
       const bytes = layers.reduce((a, l) => a + l.data.byteLength, 0);
+      const stopSampling = sampleRss(pid);
+      const cpu0 = cpuSeconds(pid);
       const t0 = performance.now();
       await client.sendCheckpoint({ step, layers, metrics: { loss: 1 / (step + 1) } });
       const ackMs = performance.now() - t0;
@@ -226,15 +281,26 @@ async function main(): Promise<void> {
         50,
       );
       const queryableS = (performance.now() - t0) / 1000;
+      const sampled = stopSampling();
+      // CPU seconds of the service (all its threads): less sensitive to other load than wall time
+      const serviceCpu = cpuSeconds(pid) - cpu0;
       // neuron n of the monitor (layers in order) had concept (n * 7919) % S planted
       const globalNeuron = `multiIf(${layerInputs.map(({ l, first }) => `layer = 'layer${l}', ${first}`).join(', ')}, 0) + neuron`;
       const [labelled] = await store.query<{ n: string | number }>(
         `SELECT count() AS n FROM neuron_labels WHERE run_id = ${sqlString(runId)} AND step = ${step} AND concept = concat('concept-', toString((${globalNeuron}) * 7919 % ${S}))`,
       );
+      const peak = procStatus(pid, 'VmHWM');
+      const bound = (D * S * 4 + bytes) / 2 ** 20 + 1024;
+      const info = serviceLog.get(step);
+      const split = info
+        ? `receive ${(info.receiveMs / 1000).toFixed(2)} s, pool + dissect ${((info.processMs - info.publishMs) / 1000).toFixed(2)} s, publish ${(info.publishMs / 1000).toFixed(2)} s`
+        : 'service split not logged';
+      const cpuNote = `${serviceCpu.toFixed(1)} s CPU`;
       console.log(
-        `  step ${step}: ${(bytes / 2 ** 20).toFixed(0)} MiB raw; acked (dissected, in JetStream) ${(ackMs / 1000).toFixed(2)} s; ` +
-          `rows queryable in ClickHouse ${queryableS.toFixed(2)} s (goal <= 8 s); service peak RSS ${procStatus(pid, 'VmHWM').toFixed(0)} MiB (goal <= 4096)` +
-          `; planted concept as label: ${labelled.n}/${neurons}`,
+        `  step ${step} (load ${loadavg()[0].toFixed(2)}): ${(bytes / 2 ** 20).toFixed(0)} MiB raw; acked (dissected, in JetStream) ${(ackMs / 1000).toFixed(2)} s [service: ${split}; ${cpuNote}]; ` +
+          `rows queryable in ClickHouse ${queryableS.toFixed(2)} s (goal <= 8 s: ${verdict(queryableS <= 8)}); ` +
+          `service peak RSS ${peak.toFixed(0)} MiB (goal <= 4096: ${verdict(peak <= 4096)}; inputs + 1 GiB = ${bound.toFixed(0)}: ${verdict(peak <= bound)}), ` +
+          `this checkpoint's highest sample ${sampled.peakMiB.toFixed(0)} MiB at ${(sampled.atMs / 1000).toFixed(2)} s; planted concept as label: ${labelled.n}/${neurons}`,
       );
     }
   } finally {

@@ -1,12 +1,15 @@
 /**
  * Soak: concurrent runs for a bounded time against the stack the stack code starts (libs/stack
- * stackUp, as `cm stack up` does): a 3-node NATS JetStream cluster (stream at R3), clickhouse-server
- * (or an S x R ClickHouse cluster with ZooKeeper), the concept service and the recorder as their
- * own processes. Each run streams checkpoints through libs/monitor-client (gRPC) back to back until
+ * stackUp and appServices, as `cm stack up` does): a 3-node NATS JetStream cluster (stream at R3) or
+ * one nats-server (--nats-nodes 1), clickhouse-server (or an S x R ClickHouse cluster with
+ * ZooKeeper), the concept service and the recorder as their own processes. Each run streams checkpoints through libs/monitor-client (gRPC) back to back until
  * the time is up; at the end every checkpoint and label row must be stored exactly once.
  *
- *   npm run bench:soak -- [--runs 4] [--minutes 1] [--shards 1] [--replicas 1]
- *   (the docs' figures: --runs 16 --minutes 10)
+ *   npm run bench:soak -- [--runs 4] [--minutes 1] [--shards 1] [--replicas 1] [--nats-nodes 3]
+ *                         [--widths 64,128,256,512]
+ *   (the docs' figures: --runs 16 --minutes 10, with --nats-nodes 1 and with --shards 2 --replicas 2)
+ *
+ * The default widths are the four stages of a ResNet-18 (64, 128, 256, 512 channels), one layer each.
  *
  * Prints throughput (checkpoints/s, label rows/s), ack latency p50/p95/max, end of checkpoint to
  * queryable p50/p99 (every 10th checkpoint of each run is polled for in ClickHouse), the service's
@@ -16,29 +19,17 @@
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { freePort, freePortRun, setLogLevel, waitFor } from '@cm/core';
 import { plantedActivations, makeTestBundles } from '@cm/engine/src/testing';
 import { createMonitorClient } from '@cm/monitor-client';
-import {
-  LOCAL_CLICKHOUSE_CLUSTER,
-  natsClusterPorts,
-  readPid,
-  stackDown,
-  stackUp,
-  type AppService,
-} from '@cm/stack';
+import { appServices, LOCAL_CLICKHOUSE_CLUSTER, readPid, stackDown, stackUp } from '@cm/stack';
 import { openStore, sqlString } from '@cm/store';
 
-const ROOT = resolve(__dirname, '../..');
 const DB = 'cm_bench_soak';
-const NATS_NODES = 3;
-const LAYERS = [
-  { name: 'fc1', width: 64, kind: 'dense' as const },
-  { name: 'fc2', width: 128, kind: 'dense' as const },
-];
-const NEURONS = LAYERS.reduce((a, l) => a + l.width, 0);
+/** ResNet-18's stage widths: what a monitored layer of a small vision network holds. */
+const DEFAULT_WIDTHS = '64,128,256,512';
 
 /** Resident memory of a process, MiB (Linux /proc), or NaN when it is gone. */
 function rssMiB(pid: number | undefined): number {
@@ -69,6 +60,8 @@ async function main(): Promise<void> {
       minutes: { type: 'string' },
       shards: { type: 'string' },
       replicas: { type: 'string' },
+      'nats-nodes': { type: 'string' },
+      widths: { type: 'string' },
     },
   });
   const runs = positiveArg(flags.runs, 4, '--runs', 64);
@@ -79,13 +72,20 @@ async function main(): Promise<void> {
   const replicas = positiveArg(flags.replicas, 1, '--replicas', 8);
   const cluster = shards * replicas > 1;
   const chNodes = shards * replicas;
+  const natsNodes = positiveArg(flags['nats-nodes'], 3, '--nats-nodes', 9);
+  if (natsNodes === 2) throw new Error('--nats-nodes must be 1 or a cluster of 3 or more, got 2');
+  const widths = (flags.widths ?? DEFAULT_WIDTHS)
+    .split(',')
+    .map((w) => positiveArg(w.trim(), 0, '--widths', 8192));
+  const LAYERS = widths.map((width, i) => ({ name: `stage${i + 1}`, width, kind: 'conv' as const }));
+  const NEURONS = widths.reduce((a, w) => a + w, 0);
 
   const dir = mkdtempSync(join(tmpdir(), 'cm-bench-soak-'));
   const bundles = await makeTestBundles(120, 7);
   const ports = {
-    natsPort: await freePortRun(NATS_NODES),
-    natsMonitorPort: await freePortRun(NATS_NODES),
-    natsRoutePort: await freePortRun(NATS_NODES),
+    natsPort: await freePortRun(natsNodes),
+    natsMonitorPort: await freePortRun(natsNodes),
+    natsRoutePort: await freePortRun(natsNodes),
     clickhouseHttpPort: await freePortRun(chNodes),
     clickhouseTcpPort: await freePortRun(chNodes),
     clickhouseInterserverPort: await freePortRun(chNodes),
@@ -95,32 +95,22 @@ async function main(): Promise<void> {
   const serviceHealth = await freePort();
   const recorderHealth = await freePort();
   const chUrl = `http://127.0.0.1:${ports.clickhouseHttpPort}`;
-  // what `cm stack up` gives the services (apps/cli/src/commands/stack.ts), on this bench's ports
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    CM_LOG_LEVEL: 'warn',
-    CM_NATS_URL: natsClusterPorts(NATS_NODES, ports)
-      .clientPorts.map((p) => `nats://127.0.0.1:${p}`)
-      .join(','),
-    CM_NATS_REPLICAS: '3',
-    CM_CLICKHOUSE_URL: chUrl,
-    CM_CLICKHOUSE_DATABASE: DB,
-    CM_CLICKHOUSE_CLUSTER: cluster ? LOCAL_CLICKHOUSE_CLUSTER : '',
-    CM_BUNDLE_DIR: bundles.root,
-    CM_GRPC_LISTEN: `127.0.0.1:${grpcPort}`,
-    CM_SERVICE_HEALTH_PORT: String(serviceHealth),
-    CM_RECORDER_HEALTH_PORT: String(recorderHealth),
-    CM_HOME: dir,
-  };
-  const apps: AppService[] = [
-    {
-      name: 'concept-service',
-      entry: join(ROOT, 'apps/concept-service/src/main.ts'),
-      env,
-      healthPort: serviceHealth,
+  // what `cm stack up` gives the services (libs/stack appServices), on this bench's ports
+  const apps = appServices({
+    natsNodes,
+    natsPort: ports.natsPort,
+    clickhouseHttpPort: ports.clickhouseHttpPort,
+    clickhouse: { shards, replicas },
+    bundleDir: bundles.root,
+    serviceHealthPort: serviceHealth,
+    recorderHealthPort: recorderHealth,
+    extraEnv: {
+      CM_LOG_LEVEL: 'warn',
+      CM_CLICKHOUSE_DATABASE: DB,
+      CM_GRPC_LISTEN: `127.0.0.1:${grpcPort}`,
+      CM_HOME: dir,
     },
-    { name: 'recorder', entry: join(ROOT, 'apps/recorder/src/main.ts'), env, healthPort: recorderHealth },
-  ];
+  });
   const stackDir = join(dir, 'stack');
   mkdirSync(stackDir);
   let summary: string | undefined;
@@ -129,13 +119,15 @@ async function main(): Promise<void> {
     await stackUp({
       dir: stackDir,
       ...ports,
-      natsNodes: NATS_NODES,
+      natsNodes,
       clickhouseShards: shards,
       clickhouseReplicas: replicas,
       apps,
     });
     console.log(
-      `stack up in ${((performance.now() - tUp) / 1000).toFixed(1)} s: ${NATS_NODES} nats-server nodes (R3), ${
+      `stack up in ${((performance.now() - tUp) / 1000).toFixed(1)} s: ${
+        natsNodes === 1 ? 'one nats-server (R1)' : `${natsNodes} nats-server nodes (R3)`
+      }, ${
         cluster ? `ClickHouse ${shards} x ${replicas} cluster + ZooKeeper` : 'one clickhouse-server'
       }, concept service, recorder`,
     );
@@ -257,7 +249,7 @@ async function main(): Promise<void> {
       `  throughput: ${(total / elapsedS).toFixed(1)} checkpoints/s, ${((total * NEURONS) / elapsedS).toFixed(0)} label rows/s (${total} checkpoints acked; per run ${[...sent.values()].join(', ')})`,
     );
     console.log(
-      `  ack latency (sendCheckpoint -> dissected and in JetStream R3): p50 ${quantile(sorted, 0.5).toFixed(0)} ms, p95 ${quantile(sorted, 0.95).toFixed(0)} ms, max ${(sorted[sorted.length - 1] ?? NaN).toFixed(0)} ms`,
+      `  ack latency (sendCheckpoint -> dissected and in JetStream R${natsNodes === 1 ? 1 : 3}): p50 ${quantile(sorted, 0.5).toFixed(0)} ms, p95 ${quantile(sorted, 0.95).toFixed(0)} ms, max ${(sorted[sorted.length - 1] ?? NaN).toFixed(0)} ms`,
     );
     console.log(
       `  stored ${drained ? `(all in ${drainS.toFixed(1)} s after the last ack)` : '(NOT all within 120 s)'}: checkpoints ${stored.checkpoints} (distinct ${stored.distinctCheckpoints}) of ${total} acked; label rows ${stored.labels} of ${total * NEURONS} (${stored.labelsRaw} before FINAL de-duplication)`,
@@ -281,11 +273,12 @@ async function main(): Promise<void> {
   } finally {
     const stopped = await stackDown(stackDir);
     console.log(`stopped by pid: ${stopped.join(', ')}`);
+    // the last line, for scripts: what was sent, lost, duplicated, and the p99 to queryable; before
+    // the temporary folder goes (gigabytes of ClickHouse parts and JetStream blocks after a long soak)
+    if (summary) console.log(summary);
     bundles.cleanup();
     rmSync(dir, { recursive: true, force: true });
   }
-  // the last line, for scripts: what was sent, lost, duplicated, and the p99 to queryable
-  if (summary) console.log(summary);
 }
 
 main().catch((e) => {

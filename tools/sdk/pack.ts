@@ -54,9 +54,9 @@ const LEFT_OUT = ['sharp', '@huggingface/transformers'];
 /** Source rewrites for files that locate things relative to their own folder. */
 const REWRITES: { file: string; from: string; to: string }[] = [
   {
-    file: 'libs/monitor-client/src/wire.ts',
-    from: "resolve(__dirname, '../../../protos/conceptmonitor/v1/monitor.proto')",
-    to: "resolve(__dirname, 'protos/conceptmonitor/v1/monitor.proto')",
+    file: 'libs/protocol/src/proto.ts',
+    from: "resolve(__dirname, '../../../protos')",
+    to: "resolve(__dirname, 'protos')",
   },
   {
     file: 'libs/dissect/src/worker-pool.ts',

@@ -35,7 +35,12 @@ describe('cm demo (subprocess, fresh CM_HOME)', () => {
     expect(r.stdout).toMatch(/Concept-Monitor demo \(standard\) finished in \d+ s/);
     expect(r.stdout).toMatch(/run demo-test \(standard\) completed: 20 steps/);
     for (const layer of ['conv1', 'conv2', 'conv3', 'logits']) {
-      expect(r.stdout).toMatch(new RegExp(`^ +${layer} +\\d+% \\(step 0\\) -> +\\d+% \\(step 20\\)$`, 'm'));
+      expect(r.stdout).toMatch(
+        new RegExp(
+          `^ +${layer} +learned +\\d+% \\(step 0\\) -> +\\d+% \\(step 20\\) +association +\\d+% -> +\\d+%$`,
+          'm',
+        ),
+      );
       expect(r.stdout).toMatch(new RegExp(`^ +${layer} +\\d+% \\(step 0\\) -> +\\d+% \\(end\\)$`, 'm'));
     }
     expect(r.stdout).toMatch(/logit neurons labelled with their own class: \d+%/);

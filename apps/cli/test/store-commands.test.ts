@@ -22,6 +22,7 @@ beforeAll(async () => {
     ...sampleRun('run-b', 3),
     alertRecord('run-b', 'resolved', 300),
     ...sampleRun('run-doomed', 3),
+    ...sampleRun('run-long', 6), // label retention: `cm runs thin`
   ]);
   await store.close();
   const { drainPending } = await import('chdb');
@@ -135,6 +136,75 @@ describe('cm runs close | delete', () => {
   }, 90_000);
 });
 
+describe('cm runs thin', () => {
+  // the fixtures' rows are of January 2026: older than a day by now
+  const policy = { CM_LABELS_FULL_DAYS: '1', CM_LABELS_KEEP_EVERY: '2' };
+  const labelSteps = async (run: string): Promise<number[]> =>
+    (
+      JSON.parse(
+        (
+          await cm([
+            'sql',
+            `SELECT DISTINCT step FROM neuron_labels FINAL WHERE run_id = '${run}' ORDER BY step`,
+            '--format',
+            'json',
+          ])
+        ).stdout,
+      ) as { step: number }[]
+    ).map((r) => r.step);
+
+  it('off by default: says how to turn it on', async () => {
+    const r = await cm(['runs', 'thin', '--run', 'run-long']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/cm: error: label thinning is off/);
+    expect(r.stderr).toMatch(/CM_LABELS_KEEP_EVERY/);
+  }, 60_000);
+
+  it('--dry-run prints the plan and changes nothing; then a pass thins, cm runs says so, a rerun is a no-op', async () => {
+    const dry = await cm(['runs', 'thin', '--dry-run', '--run', 'run-long'], policy);
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toContain('policy: labels older than 1 day: every 2nd checkpoint kept');
+    // steps 0..500; 500 is the last; ordinals 0, 2, 4 and the alert step 100 stay
+    expect(dry.stdout).toContain(
+      'run-long: steps 0..400 decided, 4 kept: would remove the labels of 1 steps',
+    );
+    expect(dry.stdout).toContain('dry run: nothing changed');
+    expect(await labelSteps('run-long')).toEqual([0, 100, 200, 300, 400, 500]);
+
+    const thin = await cm(['runs', 'thin', '--run', 'run-long'], policy);
+    expect(thin.code).toBe(0);
+    expect(thin.stdout).toContain(
+      'run-long: steps 0..400 decided, 4 kept: removed the labels of 1 steps (7 rows)',
+    );
+    expect(await labelSteps('run-long')).toEqual([0, 100, 200, 400, 500]);
+    const metrics = await cm([
+      'sql',
+      "SELECT count() AS n FROM layer_metrics FINAL WHERE run_id = 'run-long'",
+      '--format',
+      'json',
+    ]);
+    expect(JSON.parse(metrics.stdout)).toEqual([{ n: 12 }]);
+
+    const runs = JSON.parse((await cm(['runs', '--json'])).stdout) as { run_id: string; thinned: string }[];
+    expect(runs.find((r) => r.run_id === 'run-long')!.thinned).toBe(
+      'labels: every 2nd checkpoint up to step 400',
+    );
+    expect(runs.find((r) => r.run_id === 'run-a')!.thinned).toBe('');
+    expect((await cm(['runs'])).stdout).toContain('labels: every 2nd checkpoint up to step 400');
+
+    const again = await cm(['runs', 'thin', '--run', 'run-long'], policy);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('nothing to thin');
+    expect(await labelSteps('run-long')).toEqual([0, 100, 200, 400, 500]);
+  }, 90_000);
+
+  it('refuses a bad value, naming it', async () => {
+    const r = await cm(['runs', 'thin', '--keep-every', 'x', '--full-days', '1']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/CM_LABELS_KEEP_EVERY/);
+  }, 60_000);
+});
+
 describe('which store a reading command reads', () => {
   it('a --store folder that does not exist is an error, and nothing is created', async () => {
     const missing = join(dir, 'typo-store');
@@ -226,6 +296,16 @@ describe('reads while another process writes the chDB folder', () => {
       body: JSON.stringify({ sql: 'SELECT 1', mode: 'rows' }),
     });
     expect(res.status).toBe(401);
+  }, 60_000);
+
+  it('cm runs thin through a writer is refused, naming it (the writer thins its own folder)', async () => {
+    const r = await heldCm(['runs', 'thin'], { CM_LABELS_FULL_DAYS: '1', CM_LABELS_KEEP_EVERY: '2' });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/cm test-writer/);
+    const [{ n }] = await store.query<{ n: number }>(
+      "SELECT count() AS n FROM neuron_labels FINAL WHERE run_id = 'held-run'",
+    );
+    expect(Number(n)).toBe(14);
   }, 60_000);
 
   it('a stale advertisement (its process is gone) is ignored', async () => {
@@ -366,6 +446,7 @@ describe('the stack, when `cm stack up` runs for this CM_HOME', () => {
     expect((JSON.parse(flagged.stdout) as { run_id: string }[]).map((x) => x.run_id).sort()).toEqual([
       'run-a',
       'run-b',
+      'run-long',
     ]);
   }, 60_000);
 });

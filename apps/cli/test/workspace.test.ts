@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import madge from 'madge';
@@ -84,5 +84,65 @@ describe('workspace module graph', () => {
         for (const d of deps) if (/(^|\/)apps\//.test(d)) offenders.push(`${dir}/${file} -> ${d}`);
     }
     expect(offenders).toEqual([]);
+  }, 120_000);
+});
+
+/**
+ * The two ends of the wire share @cm/protocol and nothing else: no module of the SDK
+ * (libs/monitor-client/src) reaches one of the concept server (libs/concept-server/src), or the
+ * other way round, directly or through other libs, type-only imports included. (Their tests may
+ * drive one with the other: that is what an integration test is.)
+ */
+describe('wire ends (issue 14)', () => {
+  const options = {
+    fileExtensions: ['ts'],
+    excludeRegExp: [/node_modules/, /\.d\.ts$/, /\/test\//],
+    detectiveOptions: { ts: { skipTypeImports: false } },
+  };
+  /** Files under `to` reachable from a file under `from` ("a -> ... -> b"). */
+  function reaches(graph: Record<string, string[]>, from: string, to: string): string[] {
+    const found: string[] = [];
+    for (const start of Object.keys(graph).filter((f) => f.startsWith(from))) {
+      const seen = new Set<string>([start]);
+      const queue: string[][] = [[start]];
+      while (queue.length) {
+        const path = queue.shift()!;
+        for (const d of graph[path[path.length - 1]] ?? []) {
+          if (seen.has(d)) continue;
+          seen.add(d);
+          if (d.startsWith(to)) found.push([...path, d].join(' -> '));
+          else queue.push([...path, d]);
+        }
+      }
+    }
+    return found;
+  }
+
+  it('finds a crossing when there is one (the check can fail)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cm-ends-'));
+    try {
+      for (const d of ['concept-server/src', 'monitor-client/src', 'engine/src'])
+        mkdirSync(join(dir, d), { recursive: true });
+      writeFileSync(join(dir, 'monitor-client/src/wire.ts'), 'export const w = 1;\n');
+      writeFileSync(join(dir, 'engine/src/index.ts'), "export { w } from '../../monitor-client/src/wire';\n");
+      writeFileSync(
+        join(dir, 'concept-server/src/session.ts'),
+        "export { w } from '../../engine/src/index';\n",
+      );
+      const graph = (await madge(dir, options)).obj();
+      expect(reaches(graph, 'concept-server/src/', 'monitor-client/')).toEqual([
+        'concept-server/src/session.ts -> engine/src/index.ts -> monitor-client/src/wire.ts',
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps the concept server and the SDK apart, both on @cm/protocol', async () => {
+    const graph = (await madge(join(ROOT, 'libs'), options)).obj();
+    expect(reaches(graph, 'concept-server/src/', 'monitor-client/')).toEqual([]);
+    expect(reaches(graph, 'monitor-client/src/', 'concept-server/')).toEqual([]);
+    expect(graph['concept-server/src/session.ts']).toContain('protocol/src/index.ts');
+    expect(graph['monitor-client/src/client.ts']).toContain('protocol/src/index.ts');
   }, 120_000);
 });

@@ -9,7 +9,15 @@ import {
   startHealthServer,
   withTimeout,
 } from '@cm/core';
-import { openStore, describeTarget, storeTargetFromString, type Store } from '@cm/store';
+import {
+  openStore,
+  describePolicy,
+  describeTarget,
+  retentionEnabled,
+  scheduleLabelThinning,
+  storeTargetFromString,
+  type Store,
+} from '@cm/store';
 import { CONSUMERS, STREAM } from '@cm/contracts';
 import { metricsResponse, recorderMetrics, serviceRegistry } from '@cm/metrics';
 import { RecorderConsumer } from '@cm/recorder-consumer';
@@ -78,6 +86,13 @@ export async function startRecorder(config: CmConfig): Promise<RunningRecorder> 
     },
   });
   await recorder.start();
+  // label retention (CM_LABELS_*; off by default): a pass every CM_RETENTION_INTERVAL_MINUTES
+  const thinning = scheduleLabelThinning(store, config.retention, {
+    intervalMs: config.retention.intervalMinutes * 60_000,
+    log: log.child('retention'),
+  });
+  if (retentionEnabled(config.retention))
+    log.info(`label retention: ${describePolicy(config.retention)}`, { ...config.retention });
 
   // Each check is a real round trip with a timeout: JetStream (can the recorder fetch?) and
   // ClickHouse (can it insert?), besides the consumer's own state (did the last insert fail?).
@@ -114,6 +129,7 @@ export async function startRecorder(config: CmConfig): Promise<RunningRecorder> 
     healthPort: config.recorder.healthPort,
     stop: async () => {
       await recorder.stop();
+      await thinning.stop();
       await health.close();
       await bus.close(); // drains: the last acks reach the server
       await activeStore.close();

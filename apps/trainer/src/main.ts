@@ -40,12 +40,16 @@ export interface TrainerFlags extends TrainFlags, DeliveryFlags {
   target?: string;
 }
 
-export function buildTrainerProgram(run: (flags: TrainerFlags) => Promise<void>): Command {
+export function buildTrainerProgram(
+  run: (flags: TrainerFlags) => Promise<void>,
+  config: Pick<CmConfig, 'trainer'> = loadConfig(),
+): Command {
   const program = new Command('trainer').description(
     'Concept-Monitor reference trainer: tfjs training streamed to the concept service',
   );
   addDeliveryOptions(
-    addTrainOptions(program).option(
+    // the service's default regulariser weight is configuration (CM_TRAINER_DIVERSITY_REG)
+    addTrainOptions(program, { diversityReg: config.trainer.diversityReg }).option(
       '--target <host:port>',
       'concept service address (default CM_GRPC_TARGET)',
     ),
@@ -122,7 +126,7 @@ async function main(): Promise<void> {
       reconnects: stats.reconnects,
     });
     if (result.runs.some((r) => r.status === 'failed')) process.exitCode = 1;
-  });
+  }, config);
   program.exitOverride();
   try {
     await program.parseAsync(process.argv);

@@ -1,7 +1,7 @@
 /**
  * The concept service's gRPC server: the ConceptMonitor service of protos/conceptmonitor/v1 bound
  * to a ConceptEngine and a RecordSink. Network shell only; validation and dissection live in
- * @cm/engine, the wire conversions in @cm/monitor-client's wire module.
+ * @cm/engine, the wire contract (types, conversions, status table) in @cm/protocol.
  */
 import * as grpc from '@grpc/grpc-js';
 import { CmError, createLogger, type Logger } from '@cm/core';
@@ -11,7 +11,7 @@ import {
   type ServiceMessage,
   type TrainerMessage,
   type WireHealthResponse,
-} from '@cm/monitor-client';
+} from '@cm/protocol';
 import { MemoryBudget, type MemoryBudgetStats } from './memory-budget';
 import { StreamSession, type CheckpointInfo, type MalformedMessage, type SessionObserver } from './session';
 

@@ -1,8 +1,8 @@
 /**
  * One trainer stream (one run, or one reconnect of a run). Reassembles activation chunks into
- * layer tensors, hands complete checkpoints to the engine, writes the records to the sink and acks
- * each checkpoint once the sink (JetStream) has them. Anything wrong ends this stream, and only this
- * stream, with a gRPC status naming the problem.
+ * layer tensors (@cm/protocol's LayerAssembly), hands complete checkpoints to the engine, writes
+ * the records to the sink and acks each checkpoint once the sink (JetStream) has them. Anything
+ * wrong ends this stream, and only this stream, with a gRPC status naming the problem.
  *
  * Flow control: while the run is being registered, or while `maxInFlight` checkpoints are being
  * dissected/published, the session pauses reading; HTTP/2 flow control then holds the trainer's
@@ -15,18 +15,25 @@
 import * as grpc from '@grpc/grpc-js';
 import { CmError, invalidArgument, notFound, type Logger } from '@cm/core';
 import type { CheckpointData, LayerActivations } from '@cm/contracts';
-import { validateLayerHeader, type ConceptEngine, type RecordSink } from '@cm/engine';
 import {
-  bytesPerValue,
-  decodeFloats,
+  validateLayerHeader,
+  type ConceptEngine,
+  type ReceivingCheckpoint,
+  type RecordSink,
+} from '@cm/engine';
+import {
+  LayerAssembly,
+  layerHeldBytes,
   resultToWire,
   runStartFromWire,
+  validateChunkHeader,
   type ServiceMessage,
   type TrainerMessage,
   type WireActivationChunk,
   type WireCheckpointEnd,
+  type WireRandomInitEnd,
   type WireRunStart,
-} from '@cm/monitor-client';
+} from '@cm/protocol';
 import { toGrpcStatus } from './status';
 import type { MemoryBudget } from './memory-budget';
 
@@ -69,14 +76,11 @@ export interface CheckpointInfo {
   bytes: number;
   records: number;
   receiveMs: number;
+  /** Dissection and publication, from the checkpoint's end to its ack. */
   processMs: number;
+  /** Of processMs, writing the records to the sink (JetStream). */
+  publishMs: number;
   replayed: boolean;
-}
-
-interface Assembly {
-  header: WireActivationChunk;
-  buffer: Buffer;
-  received: number;
 }
 
 type Call = grpc.ServerDuplexStream<TrainerMessage | MalformedMessage, ServiceMessage>;
@@ -100,8 +104,20 @@ export class StreamSession {
   /** Messages received while waiting for budget, replayed in order once it is granted. */
   private parked: (TrainerMessage | MalformedMessage)[] = [];
   private waitingForBudget = false;
-  private readonly assembling = new Map<string, Assembly>();
+  private readonly assembling = new Map<string, LayerAssembly>();
   private readonly complete = new Map<string, LayerActivations>();
+  /**
+   * The checkpoint being received: its complete layers are dissected while the rest arrives. Kept
+   * in `receiving` until its processing starts, so that a stream ending first aborts it.
+   */
+  private current?: ReceivingCheckpoint;
+  private readonly receiving = new Set<ReceivingCheckpoint>();
+  /**
+   * A random initialisation is also sent as step 0 and only its end tells it from a checkpoint:
+   * once this stream has sent one, its step-0 chunks are not dissected early (they would be
+   * dissected as checkpoint layers, then thrown away).
+   */
+  private sentRandomInit = false;
   private inFlight = 0;
   private pauses = 0;
   private halfClosed = false;
@@ -134,9 +150,13 @@ export class StreamSession {
       if ('runStart' in m && m.runStart) this.onRunStart(m.runStart);
       else if ('chunk' in m && m.chunk) this.onChunk(m.chunk);
       else if ('checkpointEnd' in m && m.checkpointEnd) this.onCheckpointEnd(m.checkpointEnd);
+      else if ('randomInitEnd' in m && m.randomInitEnd) this.onRandomInitEnd(m.randomInitEnd);
       else if ('runEnd' in m && m.runEnd)
         this.onRunEnd(m.runEnd.status === 'RUN_STATUS_FAILED' ? 'failed' : 'completed');
-      else throw invalidArgument('TrainerMessage carries none of run_start, chunk, checkpoint_end, run_end');
+      else
+        throw invalidArgument(
+          'TrainerMessage carries none of run_start, chunk, checkpoint_end, random_init_end, run_end',
+        );
     } catch (e) {
       this.fail(e, this.step);
     }
@@ -176,11 +196,14 @@ export class StreamSession {
             layers: spec.layers.length,
           },
         );
+        // whether the trainer should send random initialisations (the learned-concept baseline)
+        const baselineWanted = await this.opts.engine.baselineWanted(spec.runId).catch(() => false);
         this.send({
           runAccepted: {
             runId: spec.runId,
             probeImages: started.probeImages,
             maxMessageBytes: this.opts.maxMessageBytes,
+            baselineWanted,
           },
         });
       } finally {
@@ -194,6 +217,11 @@ export class StreamSession {
     if (this.step === undefined) {
       this.step = c.step;
       this.firstChunkAt = performance.now();
+      if (c.step !== 0 || !this.sentRandomInit) {
+        // after this stream's earlier work: a layer's dissection starts from the state it leaves
+        this.current = this.opts.engine.beginCheckpoint(runId, c.step, { after: this.tail });
+        this.receiving.add(this.current);
+      }
     } else if (c.step !== this.step) {
       throw invalidArgument(
         `run ${runId}: chunk of step ${c.step} arrived before checkpoint ${this.step} ended`,
@@ -209,19 +237,7 @@ export class StreamSession {
       if (!decl)
         throw invalidArgument(`${where}: layer was not declared at run start`, { runId, layer: c.layer });
       validateLayerHeader(runId, c.step, decl, this.opts.engine.probeImages(runId), c.layer, c.shape);
-      if (c.dtype !== 'DTYPE_FLOAT32' && c.dtype !== 'DTYPE_FLOAT16' && c.dtype !== 'DTYPE_UNSPECIFIED') {
-        throw invalidArgument(`${where}: dtype ${String(c.dtype)} is not float32 or float16`);
-      }
-      // an enum value this service does not know is refused like the dtype, not read as a default
-      if (c.pooling !== 'POOLING_AVG' && c.pooling !== 'POOLING_MAX' && c.pooling !== 'POOLING_UNSPECIFIED') {
-        throw invalidArgument(`${where}: pooling ${String(c.pooling)} is not avg or max`);
-      }
-      const expected = c.shape.reduce((x, n) => x * n, 1) * bytesPerValue(c.dtype);
-      if (c.totalBytes !== expected) {
-        throw invalidArgument(
-          `${where}: total_bytes ${c.totalBytes} does not match shape [${c.shape.join(', ')}] (${expected} bytes)`,
-        );
-      }
+      const expected = validateChunkHeader(c, where);
       if (this.checkpointBytes + expected > this.opts.maxCheckpointBytes) {
         throw new CmError(
           'RESOURCE_EXHAUSTED',
@@ -232,36 +248,20 @@ export class StreamSession {
           },
         );
       }
-      if (!this.takeBudget(c, layerCost(expected, c.dtype), where)) return;
+      if (!this.takeBudget(c, layerHeldBytes(expected, c.dtype), where)) return;
       this.checkpointBytes += expected;
-      a = { header: c, buffer: Buffer.allocUnsafe(expected), received: 0 };
+      a = new LayerAssembly(c);
       this.assembling.set(c.layer, a);
-    } else if (
-      c.totalBytes !== a.header.totalBytes ||
-      c.dtype !== a.header.dtype ||
-      c.pooling !== a.header.pooling ||
-      c.shape.join(',') !== a.header.shape.join(',')
-    ) {
-      throw invalidArgument(
-        `${where}: chunk header (shape, dtype, pooling, total_bytes) changed within the layer`,
-      );
     }
-    if (c.offset !== a.received)
-      throw invalidArgument(
-        `${where}: chunk offset ${c.offset}, expected ${a.received} (chunks must be sent in order)`,
-      );
-    if (a.received + c.data.length > a.header.totalBytes)
-      throw invalidArgument(`${where}: chunks exceed total_bytes ${a.header.totalBytes}`);
-    c.data.copy(a.buffer, a.received);
-    a.received += c.data.length;
-    if (a.received === a.header.totalBytes) {
+    // header consistency, offset order and total_bytes are checked by the assembly (@cm/protocol)
+    if (a.append(c, where)) {
       this.assembling.delete(c.layer);
-      this.complete.set(c.layer, {
-        layer: c.layer,
-        shape: [...a.header.shape],
-        data: decodeFloats(a.buffer, a.header.dtype),
-        pooling: a.header.pooling === 'POOLING_MAX' ? 'max' : 'avg',
-      });
+      // pooled (and checked) at once: the raw tensor, often several times its pooled size, goes
+      // now instead of after the whole checkpoint is dissected (issue 15, docs/dissect.md "Memory")
+      const layer = this.opts.engine.poolReceivedLayer(runId, c.step, a.toActivations());
+      this.complete.set(c.layer, layer);
+      // its dissection starts now, overlapping the receive of the later layers (issue 15)
+      this.current?.addLayer(layer);
     }
   }
 
@@ -276,7 +276,7 @@ export class StreamSession {
     if (this.assembling.size > 0) {
       const [layer, a] = [...this.assembling.entries()][0];
       throw invalidArgument(
-        `run ${runId} step ${m.step} layer ${layer}: checkpoint ended after ${a.received} of ${a.header.totalBytes} bytes`,
+        `run ${runId} step ${m.step} layer ${layer}: checkpoint ended after ${a.received} of ${a.totalBytes} bytes`,
         {
           runId,
           step: m.step,
@@ -303,12 +303,20 @@ export class StreamSession {
     this.step = undefined;
     this.checkpointBytes = 0;
     this.complete.clear();
+    const receiving = this.current;
+    this.current = undefined;
     this.opts.observer?.checkpointReceived(bytes);
     this.enqueue(async () => {
       const t0 = performance.now();
-      const processed = await this.opts.engine
-        .processCheckpoint(runId, cp)
-        .finally(() => this.opts.budget?.release(this, held));
+      if (receiving) this.receiving.delete(receiving);
+      // the engine may let go of the raw layers once pooled (cp.layers becomes the pooled ones);
+      // acknowledged below only once every layer is dissected and the records are in the sink
+      const processed = await (
+        receiving
+          ? receiving.finish(cp, { release: true })
+          : this.opts.engine.processCheckpoint(runId, cp, { release: true })
+      ).finally(() => this.opts.budget?.release(this, held));
+      const t1 = performance.now();
       await this.writeToSink(processed.records);
       this.send({ checkpointAck: resultToWire(processed.result) });
       const info: CheckpointInfo = {
@@ -319,12 +327,58 @@ export class StreamSession {
         records: processed.records.length,
         receiveMs: Math.round(receiveMs),
         processMs: Math.round(performance.now() - t0),
+        publishMs: Math.round(performance.now() - t1),
         replayed: processed.replayed,
       };
       this.opts.log.info(`checkpoint run=${runId} step=${cp.step} acked`, { ...info });
       this.opts.onCheckpoint?.(info);
       this.opts.observer?.checkpointAcked(info);
     }, cp.step);
+  }
+
+  /**
+   * The chunks since the last end were a random initialisation of the model (the learned-concept
+   * baseline, docs/dissect.md): dissected by the engine, recorded nowhere, answered with
+   * RandomInitAck. A refused one is answered with its error and the stream goes on: only the run's
+   * learned figure is affected.
+   */
+  private onRandomInitEnd(m: WireRandomInitEnd): void {
+    const runId = this.requireRun();
+    if (this.assembling.size > 0) {
+      const [layer, a] = [...this.assembling.entries()][0];
+      throw invalidArgument(
+        `run ${runId} random init ${m.index} layer ${layer}: ended after ${a.received} of ${a.totalBytes} bytes`,
+        { runId, layer },
+      );
+    }
+    const layers = [...this.complete.values()];
+    this.sentRandomInit = true;
+    // not a checkpoint: what was dissected early is thrown away (awaited before the baseline's own)
+    const discarded = this.current?.abort();
+    if (this.current) this.receiving.delete(this.current);
+    this.current = undefined;
+    if (this.reserved > 0) this.opts.budget?.release(this, this.reserved);
+    const held = this.checkpointHeld - this.reserved;
+    this.checkpointHeld = 0;
+    this.reserved = 0;
+    if (held > 0) this.opts.budget?.settle(this, held);
+    this.step = undefined;
+    this.checkpointBytes = 0;
+    this.complete.clear();
+    this.enqueue(async () => {
+      let answer: { index: number; complete: boolean; error: string };
+      try {
+        await discarded;
+        const r = await this.opts.engine.processBaseline(runId, { index: m.index, inits: m.inits, layers });
+        answer = { index: m.index, complete: r.complete, error: '' };
+      } catch (e) {
+        answer = { index: m.index, complete: false, error: e instanceof Error ? e.message : String(e) };
+        this.opts.log.warn(`run ${runId}: random init ${m.index} refused: ${answer.error}`, { runId });
+      } finally {
+        this.opts.budget?.release(this, held);
+      }
+      this.send({ randomInitAck: answer });
+    }, undefined);
   }
 
   private onRunEnd(status: 'completed' | 'failed'): void {
@@ -498,16 +552,19 @@ export class StreamSession {
     this.resolveDone();
   }
 
-  /** The stream is over: what it held of the budget comes back (a task still running gives nothing more back). */
+  /**
+   * The stream is over: what it held of the budget comes back (a task still running gives nothing
+   * more back). Checkpoints received but not yet being processed are aborted; their budget comes
+   * back once their early dissections are over (until then they still hold the pooled layers).
+   */
   private releaseBudget(): void {
     this.parked = [];
     this.assembling.clear();
     this.complete.clear();
-    this.opts.budget?.releaseAll(this);
+    this.current = undefined;
+    const aborted = [...this.receiving].map((r) => r.abort());
+    this.receiving.clear();
+    if (aborted.length === 0) this.opts.budget?.releaseAll(this);
+    else void Promise.all(aborted).finally(() => this.opts.budget?.releaseAll(this));
   }
-}
-
-/** Budget bytes of one layer: its wire buffer, plus the float32 copy a float16 layer is decoded into. */
-function layerCost(wireBytes: number, dtype: WireActivationChunk['dtype']): number {
-  return dtype === 'DTYPE_FLOAT16' ? wireBytes * 3 : wireBytes;
 }

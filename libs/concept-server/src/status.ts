@@ -1,21 +1,10 @@
 import * as grpc from '@grpc/grpc-js';
-import { CmError, isCmError, type CmErrorCode } from '@cm/core';
+import { CmError, isCmError } from '@cm/core';
+import { cmToGrpc, stepMetadata } from '@cm/protocol';
 
-/** CmError code -> gRPC status code (the contract's error table, monitor.proto header). */
-const TO_GRPC: Record<CmErrorCode, grpc.status> = {
-  INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
-  NOT_FOUND: grpc.status.NOT_FOUND,
-  ALREADY_EXISTS: grpc.status.ALREADY_EXISTS,
-  CONFIG: grpc.status.FAILED_PRECONDITION,
-  UNAVAILABLE: grpc.status.UNAVAILABLE,
-  TIMEOUT: grpc.status.DEADLINE_EXCEEDED,
-  CORRUPT: grpc.status.FAILED_PRECONDITION,
-  RESOURCE_EXHAUSTED: grpc.status.RESOURCE_EXHAUSTED,
-  INTERNAL: grpc.status.INTERNAL,
-};
-
-/** Trailer naming the checkpoint step an error is about (the client uses it to blame one checkpoint). */
-export const STEP_TRAILER = 'cm-step';
+// The error table (CmError code <-> gRPC status) and the trailer names are the contract's, in
+// @cm/protocol; re-exported for the service's callers.
+export { STEP_TRAILER } from '@cm/protocol';
 
 export interface GrpcStatusError {
   code: grpc.status;
@@ -46,11 +35,10 @@ export function boundedDetails(s: string): string {
  * ours and reported as INTERNAL.
  */
 export function toGrpcStatus(e: unknown, step?: number): GrpcStatusError {
-  const metadata = new grpc.Metadata();
-  if (step !== undefined) metadata.set(STEP_TRAILER, String(step));
+  const metadata = stepMetadata(step);
   if (isCmError(e)) {
     const full = e.toOneLine();
-    return { code: TO_GRPC[e.code], details: boundedDetails(full), metadata, full };
+    return { code: cmToGrpc(e.code), details: boundedDetails(full), metadata, full };
   }
   const full = `concept service failed: ${e instanceof Error ? e.message : String(e)}`;
   return { code: grpc.status.INTERNAL, details: boundedDetails(full), metadata, full };

@@ -115,6 +115,29 @@ export const configSchema = z.object({
     /** Evidence kept per neuron and checkpoint: its top activating probe images (neuron_labels.top_images). */
     topImages: z.coerce.number().int().min(0).max(1000).default(8),
   }),
+  trainer: z.object({
+    /** The trainer service's default --diversity-reg: weight of the concept-diversity regulariser (0: off). */
+    diversityReg: z.coerce.number().min(0).max(100).default(0),
+  }),
+  /**
+   * Retention of neuron_labels (libs/store/src/retention.ts, docs/store.md "Retention"): label rows
+   * older than fullDays and outside a run's newest fullCheckpoints checkpoints are kept at every
+   * keepEvery-th checkpoint only; runs, checkpoints, layer_metrics and alerts are always kept.
+   * keepEvery 0 (the default) or 1: off.
+   */
+  retention: z
+    .object({
+      fullDays: z.coerce.number().min(0).default(0),
+      fullCheckpoints: z.coerce.number().int().min(0).default(0),
+      keepEvery: z.coerce.number().int().min(0).default(0),
+      /** How often the recorder and cm serve run a pass (minutes). */
+      intervalMinutes: z.coerce.number().positive().default(60),
+    })
+    .refine((r) => r.keepEvery < 2 || r.fullDays > 0 || r.fullCheckpoints > 0, {
+      message:
+        'thinning needs a bound that keeps the newest labels: set CM_LABELS_FULL_DAYS or CM_LABELS_FULL_CHECKPOINTS',
+      path: ['keepEvery'],
+    }),
   alerts: z.object({
     webhookUrl: url.optional(),
     /** Diversity below this share of the layer's recent median fires `diversity_drop`. */
@@ -184,6 +207,11 @@ export const ENV: Record<string, string> = {
   CM_DISSECT_WORKERS: 'dissect.workers',
   CM_DISSECT_METHOD: 'dissect.method',
   CM_DISSECT_TOP_IMAGES: 'dissect.topImages',
+  CM_TRAINER_DIVERSITY_REG: 'trainer.diversityReg',
+  CM_LABELS_FULL_DAYS: 'retention.fullDays',
+  CM_LABELS_FULL_CHECKPOINTS: 'retention.fullCheckpoints',
+  CM_LABELS_KEEP_EVERY: 'retention.keepEvery',
+  CM_RETENTION_INTERVAL_MINUTES: 'retention.intervalMinutes',
   CM_ALERT_WEBHOOK_URL: 'alerts.webhookUrl',
   CM_ALERT_DIVERSITY_DROP_RATIO: 'alerts.diversityDropRatio',
   CM_ALERT_DIVERSITY_FLOOR: 'alerts.diversityFloor',
@@ -228,6 +256,8 @@ export function loadConfig(
     recorder: {},
     stack: {},
     dissect: {},
+    trainer: {},
+    retention: {},
     alerts: {},
   };
   for (const [name, path] of Object.entries(ENV)) {

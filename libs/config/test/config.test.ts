@@ -78,6 +78,36 @@ describe('loadConfig', () => {
     );
   });
 
+  it('retention (CM_LABELS_*): off by default, validated, env names in errors', () => {
+    expect(loadConfig({}).retention).toEqual({
+      fullDays: 0,
+      fullCheckpoints: 0,
+      keepEvery: 0,
+      intervalMinutes: 60,
+    });
+    expect(
+      loadConfig({
+        CM_LABELS_FULL_DAYS: '30',
+        CM_LABELS_KEEP_EVERY: '10',
+        CM_RETENTION_INTERVAL_MINUTES: '15',
+      }).retention,
+    ).toEqual({ fullDays: 30, fullCheckpoints: 0, keepEvery: 10, intervalMinutes: 15 });
+    expect(() => loadConfig({ CM_LABELS_KEEP_EVERY: '10' })).toThrow(
+      /CM_LABELS_KEEP_EVERY: thinning needs a bound that keeps the newest labels/,
+    );
+    expect(() => loadConfig({ CM_LABELS_KEEP_EVERY: '2.5', CM_LABELS_FULL_DAYS: '1' })).toThrow(
+      /CM_LABELS_KEEP_EVERY/,
+    );
+    expect(() => loadConfig({ CM_LABELS_FULL_DAYS: '-1' })).toThrow(/CM_LABELS_FULL_DAYS/);
+  });
+
+  it('trainer (CM_TRAINER_DIVERSITY_REG): off by default, a weight from 0 to 100', () => {
+    expect(loadConfig({}).trainer).toEqual({ diversityReg: 0 });
+    expect(loadConfig({ CM_TRAINER_DIVERSITY_REG: '0.25' }).trainer.diversityReg).toBe(0.25);
+    expect(() => loadConfig({ CM_TRAINER_DIVERSITY_REG: '-1' })).toThrow(/CM_TRAINER_DIVERSITY_REG/);
+    expect(() => loadConfig({ CM_TRAINER_DIVERSITY_REG: 'x' })).toThrow(/CM_TRAINER_DIVERSITY_REG/);
+  });
+
   it('maps every variable to a real setting', () => {
     for (const path of Object.values(ENV)) {
       const keys = path.split('.');

@@ -21,7 +21,7 @@ import {
  *   { kind: 'labels', runId, layer, step, part, parts, time,
  *     columns: { strings, neuron, concept, category, score, interpretable, dead,
  *                topConceptCount, topConcepts, topScoreCount, topScores, x, y,
- *                topImageCount, topImages } }
+ *                topImageCount, topImages, previousConcept } }
  *
  * Row i is: neuron[i], strings[concept[i]], strings[category[i]], score[i], interpretable[i] (0/1),
  * dead[i] (0/1), the next topConceptCount[i] entries of topConcepts (indexes into strings), the next
@@ -60,6 +60,12 @@ export interface LabelColumns {
    */
   topImageCount?: number[];
   topImages?: number[];
+  /**
+   * Index into `strings` of each row's concept at the previous checkpoint of the layer (the empty
+   * string at the first; NeuronLabelRow.previousConcept). Absent in messages of producers before
+   * the column: every row gets ''.
+   */
+  previousConcept?: number[];
 }
 
 export interface LabelsColumnsRecord extends Omit<LabelsRecord, 'labels'> {
@@ -103,6 +109,9 @@ export function toLabelColumns(rows: readonly NeuronLabelRow[]): LabelColumns {
     topImageCount: new Array<number>(n),
     topImages: [],
   };
+  // only where a row has it, so rows of producers before the column come back as they went
+  const previous = rows.some((r) => r.previousConcept !== undefined) ? new Array<number>(n) : undefined;
+  if (previous) c.previousConcept = previous;
   const imageCount = c.topImageCount as number[];
   const images = c.topImages as number[];
   for (let i = 0; i < n; i++) {
@@ -124,6 +133,7 @@ export function toLabelColumns(rows: readonly NeuronLabelRow[]): LabelColumns {
     const evidence = Array.isArray(r.topImages) ? r.topImages : [];
     imageCount[i] = evidence.length;
     for (const k of evidence) images.push(k);
+    if (previous) previous[i] = idOf(r.previousConcept ?? '');
   }
   return c;
 }
@@ -151,6 +161,7 @@ export function fromLabelColumns(c: LabelColumns): NeuronLabelRow[] {
       topImages: c.topImageCount && c.topImages ? c.topImages.slice(m, (m += c.topImageCount[i])) : [],
       x: c.x[i] ?? 0,
       y: c.y[i] ?? 0,
+      ...(c.previousConcept ? { previousConcept: c.strings[c.previousConcept[i]] } : {}),
     });
   }
   return rows;
@@ -237,6 +248,7 @@ export function validateLabelsColumnsRecord(value: unknown): LabelsColumnsRecord
       if (!isInt(images[i]) || (images[i] as number) > 0xffffffff)
         fail(`topImages[${i}] is not an image index`);
   }
+  if (c.previousConcept !== undefined) indexes('previousConcept', n);
   return value as LabelsColumnsRecord;
 }
 

@@ -39,11 +39,30 @@ export interface CheckpointData {
   metrics: Record<string, number>;
 }
 
+/**
+ * The monitored layers of one randomly initialised copy of the model (fresh weights, same
+ * architecture), on the probe set: one of the K initialisations the learned-concept figure compares
+ * every checkpoint with (docs/dissect.md, "Learned concepts"). Not a training step.
+ */
+export interface RandomInitBaseline {
+  /** Which initialisation this is, 0..inits-1. */
+  index: number;
+  /** K, how many the client sends for this architecture (at most MAX_BASELINE_INITS). */
+  inits: number;
+  layers: LayerActivations[];
+}
+
+/** Random initialisations a baseline may have: K dissections of every layer are kept per architecture. */
+export const MAX_BASELINE_INITS = 32;
+
 /** What the monitor learned from a checkpoint (per layer summary + any alerts), once it is durable. */
 export interface CheckpointResult {
   step: number;
   layers: {
     layer: string;
+    /** Learned-concept figure (share beyond random init); null until the run has a baseline. */
+    learnedFraction?: number | null;
+    /** Association figure: share interpretable under the shuffle null. */
     interpretableFraction: number;
     distinctConceptShare: number;
     labelEntropy: number;
@@ -65,6 +84,14 @@ export interface Monitor {
    */
   sendCheckpoint(checkpoint: CheckpointData): Promise<CheckpointResult | undefined>;
   endRun(status: 'completed' | 'failed'): Promise<void>;
+  /**
+   * Whether the current run's architecture still lacks a random-init baseline on its bundle (none
+   * cached): then the trainer sends K of them (sendBaseline) before its first checkpoint. Absent:
+   * the monitor takes no baseline, and learned figures stay null.
+   */
+  baselineWanted?(): Promise<boolean>;
+  /** One random initialisation of the run's model (RandomInitBaseline); resolves once it is dissected. */
+  sendBaseline?(baseline: RandomInitBaseline): Promise<void>;
   close(): Promise<void>;
   /**
    * For a monitor that may answer `undefined` yet deliver the checkpoint later (the gRPC client's

@@ -68,6 +68,13 @@ export interface NeuronLabelRow {
   topImages: number[];
   x: number;
   y: number;
+  /**
+   * The neuron's concept at the run's previous checkpoint of this layer ('' at the first one): a
+   * label switch is a row with previousConcept not '' and unlike concept, recorded when the
+   * checkpoint is dissected, so the switching questions read the switches without rebuilding every
+   * neuron's sequence. Producers before this field send none; stored as ''.
+   */
+  previousConcept?: string;
 }
 
 /** One layer's neuron labels at one step; large layers are split into parts (each < 1 MB). */
@@ -97,6 +104,15 @@ export interface LayerSnapshotRecord {
   switches: number;
   switchFraction: number;
   threshold: number;
+  /**
+   * The learned-concept figure (docs/dissect.md, "Learned concepts"): share of neurons interpretable
+   * beyond the same layer at random initialisation, chance-corrected. null (or absent, from older
+   * writers) while the run's architecture has no random-init baseline on this bundle yet.
+   * interpretableFraction is the association figure (shuffle null) beside it.
+   */
+  learnedFraction?: number | null;
+  /** The chance rate the learned figure was corrected by (leave-one-out over the baseline's inits); null as above. */
+  learnedChance?: number | null;
   categoryShares: Record<string, number>;
   topConcepts: { concept: string; count: number }[];
   time: string;
@@ -163,6 +179,8 @@ export function validateRecord(value: unknown): CmRecord {
         if (!isInt(row.neuron) || !isStr(row.concept) || !isNum(row.score)) fail('labels: bad neuron row');
         if (row.topImages !== undefined && !isIndexList(row.topImages))
           fail('labels: topImages is not a list of image indices');
+        if (row.previousConcept !== undefined && !isStr(row.previousConcept))
+          fail('labels: previousConcept is not a string');
       }
       break;
     case 'snapshot':

@@ -6,6 +6,8 @@ export const TABLES = {
   layerMetrics: 'layer_metrics',
   alerts: 'alerts',
   concepts: 'concepts',
+  /** What the retention job thinned out of neuron_labels (libs/store/src/retention.ts, migration 5). */
+  labelThinning: 'label_thinning',
   migrations: 'schema_migrations',
 } as const;
 export type TableName = (typeof TABLES)[keyof typeof TABLES];

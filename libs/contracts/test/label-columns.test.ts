@@ -74,6 +74,24 @@ describe('columnar labels', () => {
     expect(decodedHeader).toEqual(header);
   });
 
+  it("round-trips the previous checkpoint's concepts; rows without them come back without", () => {
+    const r = record();
+    r.labels.forEach((l, i) => (l.previousConcept = ['', 'dog', 'grid'][i]));
+    const decoded = validateWireRecord(JSON.parse(JSON.stringify(toLabelsColumnsRecord(r))));
+    if (!isLabelsColumnsRecord(decoded)) throw new Error('not columnar');
+    expect(decoded.columns.previousConcept).toHaveLength(3);
+    expect(fromLabelColumns(decoded.columns)).toEqual(r.labels);
+    expect(toLabelColumns(record().labels).previousConcept).toBeUndefined();
+    const bad = JSON.parse(JSON.stringify(toLabelsColumnsRecord(r))) as {
+      columns: { previousConcept: number[] };
+    };
+    bad.columns.previousConcept[2] = 99;
+    expect(() => validateWireRecord(bad)).toThrow(/previousConcept\[2\] is not an index/);
+    const rows = JSON.parse(JSON.stringify(r)) as { labels: Record<string, unknown>[] };
+    rows.labels[0].previousConcept = 7;
+    expect(() => validateWireRecord(rows)).toThrow(/previousConcept is not a string/);
+  });
+
   it('keeps accepting the row form', () => {
     const decoded = validateWireRecord(JSON.parse(JSON.stringify(record())));
     expect(isLabelsColumnsRecord(decoded)).toBe(false);

@@ -28,6 +28,12 @@ export const DASHBOARD_UIDS = {
 } as const;
 
 const TAGS = ['concept-monitor'];
+/**
+ * The switching panels read the switches recorded on each label row (libs/queries, "Label
+ * switches"); Grafana cannot choose the slower sequence form per layer as the web view does.
+ */
+const SWITCHES_NOTE =
+  "Switches recorded on each label row (its previous checkpoint's concept, store migration 6). Layers recorded before that migration show none here; the web view (cm ui) rebuilds theirs from the label sequences. After retention thinning, the switches recorded at the kept checkpoints count.";
 
 const runVariable = (name = 'run', label = 'Run'): dashboard.QueryVariableBuilder =>
   new dashboard.QueryVariableBuilder(name)
@@ -128,17 +134,26 @@ function runOverview(): dashboard.DashboardBuilder {
         .gridPos({ x: 0, y: 7, w: 24, h: 8 }),
     )
     .withPanel(
-      fraction('Interpretable share per layer', SQL.INTERPRETABLE_SHARE_SQL).gridPos({
-        x: 0,
-        y: 15,
-        w: 12,
-        h: 9,
-      }),
+      fraction(
+        'Learned concepts per layer (interpretable beyond random init; empty until a baseline exists)',
+        SQL.LEARNED_SHARE_SQL,
+      )
+        .description(
+          'Share of neurons interpretable beyond the same layer of the same architecture at random initialisation (K initialisations, chance-corrected); docs/dissect.md, "Learned concepts".',
+        )
+        .gridPos({ x: 0, y: 15, w: 12, h: 9 }),
+    )
+    .withPanel(
+      fraction('Association with P per layer (shuffle null)', SQL.INTERPRETABLE_SHARE_SQL)
+        .description(
+          'Share of neurons whose top concept beats activations shuffled across images. Random filters pass this too: it is not "has learned a concept".',
+        )
+        .gridPos({ x: 12, y: 15, w: 12, h: 9 }),
     )
     .withPanel(
       fraction('Concept diversity per layer (distinct-concept share)', SQL.DIVERSITY_SQL).gridPos({
-        x: 12,
-        y: 15,
+        x: 0,
+        y: 24,
         w: 12,
         h: 9,
       }),
@@ -148,14 +163,14 @@ function runOverview(): dashboard.DashboardBuilder {
         .title('Layers at their latest checkpoint')
         .datasource(DATASOURCE)
         .withTarget(sqlTable(SQL.LAYER_SUMMARY_SQL))
-        .gridPos({ x: 0, y: 24, w: 12, h: 8 }),
+        .gridPos({ x: 12, y: 24, w: 12, h: 9 }),
     )
     .withPanel(
       new table.PanelBuilder()
         .title('Concept-collapse alert episodes')
         .datasource(DATASOURCE)
         .withTarget(sqlTable(SQL.ALERT_EPISODES_SQL))
-        .gridPos({ x: 12, y: 24, w: 12, h: 8 }),
+        .gridPos({ x: 0, y: 33, w: 24, h: 8 }),
     );
 }
 
@@ -187,6 +202,7 @@ function layerView(): dashboard.DashboardBuilder {
     .withPanel(
       new barchart.PanelBuilder()
         .title('Concepts neurons switch into / out of most')
+        .description(SWITCHES_NOTE)
         .datasource(DATASOURCE)
         .withTarget(sqlTable(SQL.SWITCHING_CONCEPTS_SQL))
         .xField('concept')
@@ -196,6 +212,7 @@ function layerView(): dashboard.DashboardBuilder {
     .withPanel(
       new table.PanelBuilder()
         .title('Neurons that switch concept most')
+        .description(SWITCHES_NOTE)
         .datasource(DATASOURCE)
         .withTarget(sqlTable(SQL.SWITCHING_NEURONS_SQL))
         .gridPos({ x: 12, y: 14, w: 12, h: 10 }),
@@ -269,7 +286,9 @@ function conceptMap(): dashboard.DashboardBuilder {
     );
 }
 
+/** Layer metrics the comparison can show; the learned-concept share first (the default). */
 const LAYER_METRIC_COLUMNS = [
+  'learned_fraction',
   'distinct_concept_share',
   'interpretable_fraction',
   'label_entropy',

@@ -32,6 +32,7 @@ export const COMPARISON_LAYERS_VARIABLE_SQL = Q.comparisonLayersSql(pair);
 // ---- run overview ----
 export const RUNS_TABLE_SQL = Q.runsTableSql();
 export const TRAINING_METRICS_SQL = Q.trainingMetricsSql(run);
+export const LEARNED_SHARE_SQL = Q.learnedShareSql(run);
 export const INTERPRETABLE_SHARE_SQL = Q.interpretableShareSql(run);
 export const DIVERSITY_SQL = Q.diversitySql(run);
 export const LAYER_SUMMARY_SQL = Q.layerSummarySql({ run: v.run });

@@ -15,7 +15,7 @@ import {
   TEST_LAYERS,
   type TestBundles,
 } from '@cm/engine/src/testing';
-import type { ConceptSpace } from '@cm/dissect';
+import { nullActivations, type ConceptSpace } from '@cm/dissect';
 import {
   expandPanelSql,
   generateFiles,
@@ -126,6 +126,18 @@ beforeAll(async () => {
       sink,
     });
     await monitor.startRun(testRunSpec(runId, bundles.bundleId));
+    // the collapse run has a random-init baseline (2 "untrained" networks: seeded normal
+    // activations), so the learned-concept panel has rows; the others have none (NULL)
+    if (runId === COLLAPSE)
+      for (let index = 0; index < 2; index++) {
+        const d = bundles.space.probeScores.rows;
+        const layers = TEST_LAYERS.map((l) => ({
+          layer: l.name,
+          shape: [d, l.width],
+          data: nullActivations(d, l.width, 700 + 10 * index + l.width).data,
+        }));
+        await monitor.sendBaseline({ index, inits: 2, layers });
+      }
     for (let step = 0; step < steps; step++) await monitor.sendCheckpoint(checkpoint(step));
     await monitor.endRun('completed');
     await monitor.close();

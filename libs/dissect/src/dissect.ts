@@ -20,6 +20,7 @@ import {
 import { calibrateOn, likelihoodNullOn, usesLikelihoodNull } from './calibrate';
 import { conceptSwitches, layerMetrics, topLayerConcepts } from './metrics';
 import { projectTo2d } from './projection';
+import { layerEvidence } from './learned';
 
 export interface DissectOptions {
   method?: SimilarityMethod;
@@ -46,6 +47,12 @@ export interface DissectOptions {
    * ranking; for the other methods the same definition (highest activations) by a partial selection.
    */
   topImages?: number;
+  /**
+   * Also return each concept's max evidence over the layer's live neurons (evidence.conceptCeiling,
+   * S values; one more pass over the N x S similarity): what a random-initialisation baseline of the
+   * learned-concept figure keeps (learned.ts).
+   */
+  conceptCeiling?: boolean;
 }
 
 /** Top activating probe images kept per neuron and checkpoint unless DissectOptions.topImages says otherwise. */
@@ -371,7 +378,14 @@ export async function dissectOn(
     thresholdKind: nullL ? 'likelihood-margin' : 'score',
     previousTop1: opts.previousTop1,
   });
-  return { labels, metrics, topConcepts: topLayerConcepts(labels), top1 };
+  const own = layerEvidence(result.sim, top1, dead, result.likelihood, opts.conceptCeiling);
+  return {
+    labels,
+    metrics,
+    topConcepts: topLayerConcepts(labels),
+    top1,
+    evidence: { neuron: own.evidence, conceptCeiling: own.conceptCeiling },
+  };
 }
 
 /**

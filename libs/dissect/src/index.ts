@@ -63,5 +63,18 @@ export {
   topLayerConcepts,
   type MetricsOptions,
 } from './metrics';
+export {
+  learnedConceptShare,
+  beyondCeiling,
+  chanceFraction,
+  combinedCeiling,
+  layerEvidence,
+  neuronEvidence,
+  randomInitLayer,
+  EVIDENCE_TOLERANCE,
+  type NeuronEvidence,
+  type RandomInitLayer,
+  type LearnedConceptShare,
+} from './learned';
 export { fitProjection, projectTo2d, type Projection } from './projection';
 export { poolLayer } from './pooling';

@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { CmError, float16Table, readNpyHeader } from '@cm/core';
-import { slotBytesFor, type NpySource, type SoftmaxCacheRef } from './tasks';
+import { likelihoodBlock, slotBytesFor, type NpySource, type SoftmaxCacheRef } from './tasks';
 
 export type { NpySource } from './tasks';
 
@@ -13,7 +13,11 @@ export type { NpySource } from './tasks';
  * input serves every later call with the same `a` (a checkpoint's new Q) and refuses another `a`.
  *
  * float16 P (half the bytes on disk and while loading) is widened to float32 in place before the
- * softmax; the softmax itself is float32, as for float32 P.
+ * softmax; the softmax itself is float32, as for float32 P. With `keepFloat16` P stays float16 in
+ * memory (half of P's float32 size, no D x S float32 array at all): the softmax pass keeps each
+ * image's max and 1 / sum, and every similarity rebuilds softmax(a P) one block of 256 concepts at
+ * a time in its worker (the same values bit for bit, so the same similarity; one more pass of exps
+ * per similarity). For big D: D = 50,000, S = 20,000 is 1.9 GiB instead of 3.7 GiB.
  */
 export interface SoftmaxInput {
   readonly kind: 'softmax-input';
@@ -27,6 +31,8 @@ export interface SoftmaxInput {
   readonly bytes?: Uint8Array;
   /** Worker slots the memory has room for: an executor of at most this many workers can use it. */
   readonly slots: number;
+  /** P kept as float16 in memory, softmax rebuilt per block of concepts (allocSoftmaxInput's keepFloat16). */
+  readonly keepFloat16: boolean;
 }
 
 interface InputState {
@@ -60,9 +66,10 @@ export function allocSoftmaxInput(
   rows: number,
   cols: number,
   dtype: 'float32' | 'float16' = 'float32',
-  options: { slots?: number; source?: NpySource } = {},
+  options: { slots?: number; source?: NpySource; keepFloat16?: boolean } = {},
 ): SoftmaxInput {
   const slots = options.slots ?? Math.max(1, availableParallelism());
+  if (options.keepFloat16 && dtype === 'float16') return allocFloat16Input(rows, cols, slots, options.source);
   if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 1 || cols < 1) {
     throw new CmError('INVALID_ARGUMENT', `probe scores P must be at least 1 x 1, got ${rows} x ${cols}`, {
       context: { rows, cols },
@@ -92,7 +99,7 @@ export function allocSoftmaxInput(
     a: Number.NaN,
   };
   if (options.source) {
-    const input: SoftmaxInput = { kind: 'softmax-input', rows, cols, dtype, slots };
+    const input: SoftmaxInput = { kind: 'softmax-input', rows, cols, dtype, slots, keepFloat16: false };
     states.set(input, { sm, inputOffset: smOffset, source: options.source });
     return input;
   }
@@ -107,8 +114,56 @@ export function allocSoftmaxInput(
     dtype,
     bytes: new Uint8Array(memory.buffer, inputOffset, valueBytes),
     slots,
+    keepFloat16: false,
   };
   states.set(input, { sm, inputOffset });
+  return input;
+}
+
+const align64 = (n: number): number => Math.ceil(n / 64) * 64;
+
+/**
+ * A float16 P kept as such: [worker slots][per-image (m, 1 / sum)][one block per worker][P float16].
+ * A block holds likelihoodBlock(D) concepts of every image (and at least one whole row of P, for the
+ * softmax pass).
+ */
+function allocFloat16Input(rows: number, cols: number, slots: number, source?: NpySource): SoftmaxInput {
+  const slotBytes = slotBytesFor(rows);
+  const statsOffset = slots * slotBytes;
+  const blockOffset = align64(statsOffset + rows * 8);
+  const blockBytes = align64(Math.max(rows * likelihoodBlock(rows) * 4, Math.ceil(cols / 4) * 16));
+  const halfOffset = blockOffset + slots * blockBytes;
+  const bytes = halfOffset + rows * cols * 2;
+  const pages = Math.ceil(bytes / 65536);
+  if (pages > 65536) {
+    throw new CmError(
+      'RESOURCE_EXHAUSTED',
+      `float16 probe scores of ${rows} x ${cols} need ${(bytes / 2 ** 30).toFixed(2)} GiB, over the 4 GiB WebAssembly memory`,
+      { context: { D: rows, S: cols }, hint: 'use fewer probe images or concepts' },
+    );
+  }
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  const sm: SoftmaxCacheRef = {
+    id: freshId(),
+    memory,
+    rows,
+    cols,
+    stride: cols,
+    smOffset: halfOffset,
+    slotBytes,
+    a: Number.NaN,
+    blocked: { halfOffset, statsOffset, blockOffset, blockBytes },
+  };
+  const input: SoftmaxInput = {
+    kind: 'softmax-input',
+    rows,
+    cols,
+    dtype: 'float16',
+    bytes: source ? undefined : new Uint8Array(memory.buffer, halfOffset, rows * cols * 2),
+    slots,
+    keepFloat16: true,
+  };
+  states.set(input, { sm, inputOffset: halfOffset, source });
   return input;
 }
 
@@ -117,7 +172,10 @@ export function allocSoftmaxInput(
  * the softmax pass reads each worker's rows from the file, softmaxes them and writes them to the
  * memory, so the file is read in parallel and P never exists as a whole in memory (only the softmax).
  */
-export function softmaxInputFromNpy(file: string, options: { slots?: number } = {}): SoftmaxInput {
+export function softmaxInputFromNpy(
+  file: string,
+  options: { slots?: number; keepFloat16?: boolean } = {},
+): SoftmaxInput {
   const h = readNpyHeader(file);
   if (h.shape.length !== 2 || (h.dtype !== 'float32' && h.dtype !== 'float16')) {
     throw new CmError(
@@ -241,7 +299,7 @@ export function softmaxInPlace(
   }
   const sm: SoftmaxCacheRef = { ...s.sm, a };
   const done = (async () => {
-    if (!s.source) layOut(input, s);
+    if (!s.source && !input.keepFloat16) layOut(input, s);
     await run(sm, s.source);
     return sm;
   })();

@@ -6,7 +6,7 @@ import {
   instantiateLikelihood,
   instantiateSoftmax,
   type LikelihoodFn,
-  type SoftmaxRowsFn,
+  type SoftmaxKernels,
 } from './wasm-kernel';
 import { mulberry32, neuronSeed } from './random';
 
@@ -38,6 +38,24 @@ export interface SoftmaxCacheRef {
   smOffset: number;
   slotBytes: number;
   a: number;
+  /**
+   * Set for a P kept as float16 (softmax-input.ts, `keepFloat16`): the memory holds P itself, not
+   * its softmax; the softmax pass computes each image's (max, 1 / sum) and the likelihood pass
+   * rebuilds softmax(a P) one block of concepts at a time in its worker's block (the same values
+   * bit for bit). `stride` and `smOffset` are then unused.
+   */
+  blocked?: BlockedSoftmax;
+}
+
+/** Where a float16 P and what its softmax is rebuilt from lie in the memory (byte offsets). */
+export interface BlockedSoftmax {
+  /** P: rows x cols float16, row-major. */
+  halfOffset: number;
+  /** Per image two float32: m = max a P[i, :] and 1 / sum exp(a P[i, :] - m). */
+  statsOffset: number;
+  /** Slot s's block (likelihoodBlock(D) columns of every image, float32) at blockOffset + s * blockBytes. */
+  blockOffset: number;
+  blockBytes: number;
 }
 
 /** An .npy file's data: where the softmax pass reads P's rows (each worker its own, in parallel). */
@@ -99,7 +117,17 @@ export type Task =
       out: SharedArrayBuffer;
     };
 
-/** Concepts per block of the likelihood pass: 256 columns x D rows of Sm stay in L2 (measured best of 64..2048). */
+/**
+ * Concepts per block of the likelihood pass (a neuron's top images are read within a block of D
+ * rows of this many concepts). Measured on this 2-core machine: at D = 5000 256 was the best of
+ * 64..2048; at D = 10,000 (a 10 MB block at 256) 64 took ~14 % less CPU than 256 over ten
+ * interleaved and sequential runs each (docs/dissect.md). The block never changes a result:
+ * every concept is computed alone.
+ */
+export function likelihoodBlock(images: number): number {
+  return images >= 8192 ? 64 : 256;
+}
+/** The largest block (what slot scratch space is sized for). */
 export const LIKELIHOOD_BLOCK = 256;
 /** A float32 chunk product must stay above float32's smallest normal number (~1.2e-38). */
 const CHUNK_FLOOR = 1e-36;
@@ -143,8 +171,8 @@ function kernelFor(sm: SoftmaxCacheRef): Promise<LikelihoodFn> {
 }
 
 /** Softmax kernel instances per softmax cache id (as kernels above). */
-const softmaxKernels = new Map<number, Promise<SoftmaxRowsFn>>();
-function softmaxKernelFor(sm: SoftmaxCacheRef): Promise<SoftmaxRowsFn> {
+const softmaxKernels = new Map<number, Promise<SoftmaxKernels>>();
+function softmaxKernelFor(sm: SoftmaxCacheRef): Promise<SoftmaxKernels> {
   let k = softmaxKernels.get(sm.id);
   if (!k) {
     k = instantiateSoftmax(sm.memory);
@@ -187,8 +215,13 @@ function checkFiniteRows(block: Float32Array, cols: number, stride: number, firs
  * the rows at their place in Sm and softmax them there with the SIMD kernel (softmax.wat, which
  * also finds NaN / Inf); the calling thread uses float64 loops.
  */
-async function softmaxTask(t: Extract<Task, { kind: 'softmax' }>, engine: DenseEngine): Promise<void> {
+async function softmaxTask(
+  t: Extract<Task, { kind: 'softmax' }>,
+  engine: DenseEngine,
+  slot: number,
+): Promise<void> {
   const { sm } = t;
+  if (sm.blocked) return rowStatsTask(t, sm.blocked, slot);
   const S = sm.cols;
   const src = t.p;
   const fromFile = typeof src === 'object' && 'file' in src ? src : undefined;
@@ -224,7 +257,7 @@ async function softmaxTask(t: Extract<Task, { kind: 'softmax' }>, engine: DenseE
       return;
     }
     // workers: rows are put at their place in Sm, then softmaxed there by the SIMD kernel
-    const softmaxRows = await softmaxKernelFor(sm);
+    const { softmaxRows } = await softmaxKernelFor(sm);
     const rowBytes = sm.stride * 4;
     const direct = fromFile && fromFile.dtype === 'float32' && sm.stride === S;
     for (let r0 = t.rowStart; r0 < t.rowEnd; r0 += blockRows) {
@@ -243,6 +276,63 @@ async function softmaxTask(t: Extract<Task, { kind: 'softmax' }>, engine: DenseE
     }
   } finally {
     reader?.close();
+  }
+}
+
+/** float16 bits -> float32 for n values (the table has all 65,536). */
+function widen(
+  half: Uint16Array,
+  h0: number,
+  out: Float32Array,
+  o0: number,
+  n: number,
+  table: Float32Array,
+): void {
+  for (let j = 0; j < n; j++) out[o0 + j] = table[half[h0 + j]];
+}
+
+/**
+ * The softmax pass of a float16 P kept as such (sm.blocked): the rows in range are read from the
+ * file into the memory when P comes from one, widened into this worker's block a few rows at a
+ * time, and their (m, 1 / sum) computed by row_stats (softmax.wat), which also finds NaN / Inf.
+ * P stays float16; nothing D x S in float32 exists.
+ */
+async function rowStatsTask(
+  t: Extract<Task, { kind: 'softmax' }>,
+  bl: BlockedSoftmax,
+  slot: number,
+): Promise<void> {
+  const { sm } = t;
+  const S = sm.cols;
+  const buf = sm.memory.buffer;
+  const src = t.p;
+  const fromFile = typeof src === 'object' && 'file' in src ? src : undefined;
+  if (fromFile) {
+    const reader = blockReader(fromFile, S, 1);
+    try {
+      const rows = t.rowEnd - t.rowStart;
+      reader.readBytes(
+        t.rowStart,
+        rows,
+        new Uint8Array(buf, bl.halfOffset + t.rowStart * S * 2, rows * S * 2),
+      );
+    } finally {
+      reader.close();
+    }
+  }
+  const { rowStats } = await softmaxKernelFor(sm);
+  const half = new Uint16Array(buf, bl.halfOffset, sm.rows * S);
+  const table = float16Table();
+  const rowBytes = Math.ceil(S / 4) * 16;
+  const blockAddr = bl.blockOffset + slot * bl.blockBytes;
+  const perPass = Math.max(1, Math.floor(bl.blockBytes / rowBytes));
+  const block = new Float32Array(buf, blockAddr, (perPass * rowBytes) / 4);
+  for (let r0 = t.rowStart; r0 < t.rowEnd; r0 += perPass) {
+    const n = Math.min(perPass, t.rowEnd - r0);
+    for (let i = 0; i < n; i++) widen(half, (r0 + i) * S, block, (i * rowBytes) / 4, S, table);
+    const bad = rowStats(blockAddr, n, S, rowBytes, Math.fround(sm.a), bl.statsOffset + r0 * 8);
+    if (bad >= 0)
+      checkFiniteRows(block.subarray((bad * rowBytes) / 4, (bad * rowBytes) / 4 + S), S, S, r0 + bad);
   }
 }
 
@@ -375,7 +465,7 @@ export function selectTopK(
 async function likelihoodTask(t: Extract<Task, { kind: 'likelihood' }>, slot: number): Promise<void> {
   const { sm, topK: K, neurons: N } = t;
   const S = sm.cols;
-  const B = LIKELIHOOD_BLOCK;
+  const B = likelihoodBlock(sm.rows);
   const kernel = await kernelFor(sm);
   const mem = sm.memory.buffer;
   const base = slot * sm.slotBytes;
@@ -402,14 +492,17 @@ async function likelihoodTask(t: Extract<Task, { kind: 'likelihood' }>, slot: nu
   const idx = new Int32Array(t.idx);
   const out = new Float32Array(t.out);
   const logpOut = new Float64Array(t.logp);
-  const rowBytes = sm.stride * 4;
+  const bl = sm.blocked;
+  // a float16 P kept as such: each block of Sm is rebuilt in this worker's block (rows of B floats)
+  const rebuild = bl ? await blockRebuilder(sm, bl, slot) : undefined;
+  const rowBytes = bl ? B * 4 : sm.stride * 4;
   const L = new Float64Array(N * B);
   const logN = Math.log(N);
   const singleSegment = segment >= K;
   for (let j0 = t.colStart; j0 < t.colEnd; j0 += B) {
     const width = Math.min(B, t.colEnd - j0);
     const groups = Math.ceil(width / 8);
-    const smAddr = sm.smOffset + j0 * 4;
+    const smAddr = rebuild ? rebuild(j0, width) : sm.smOffset + j0 * 4;
     total.fill(0);
     for (let k = 0; k < N; k++) {
       for (let r = 0; r < K; r++) offs[r] = idx[k * K + r] * rowBytes;
@@ -451,6 +544,33 @@ async function likelihoodTask(t: Extract<Task, { kind: 'likelihood' }>, slot: nu
       for (let j = 0; j < width; j++) out[row + j] = L[k * B + j] - total[j];
     }
   }
+}
+
+/**
+ * For a float16 P kept as such: a function that writes softmax(a P)[:, j0 .. j0 + width) into the
+ * worker's block (rows of likelihoodBlock(D) floats), widening P and applying each image's (m, 1 / sum)
+ * with exp_scale, and returns the block's address: softmax_rows' values for those columns.
+ */
+async function blockRebuilder(
+  sm: SoftmaxCacheRef,
+  bl: BlockedSoftmax,
+  slot: number,
+): Promise<(j0: number, width: number) => number> {
+  const { expScale } = await softmaxKernelFor(sm);
+  const S = sm.cols;
+  const D = sm.rows;
+  const B = likelihoodBlock(D);
+  const buf = sm.memory.buffer;
+  const half = new Uint16Array(buf, bl.halfOffset, D * S);
+  const blockAddr = bl.blockOffset + slot * bl.blockBytes;
+  const block = new Float32Array(buf, blockAddr, D * B);
+  const table = float16Table();
+  const a = Math.fround(sm.a);
+  return (j0, width) => {
+    for (let i = 0; i < D; i++) widen(half, i * S + j0, block, i * B, width, table);
+    expScale(blockAddr, D, width, B * 4, a, bl.statsOffset);
+    return blockAddr;
+  };
 }
 
 /**
@@ -640,7 +760,7 @@ function rankReorderTask(t: Extract<Task, { kind: 'rank_reorder' }>): void {
 export async function runTask(t: Task, slot: number, engine: DenseEngine = 'onnxruntime'): Promise<void> {
   switch (t.kind) {
     case 'softmax':
-      return softmaxTask(t, engine);
+      return softmaxTask(t, engine, slot);
     case 'topk':
       return topkTask(t);
     case 'likelihood':

@@ -112,4 +112,11 @@ export interface LayerDissection {
   metrics: LayerMetrics;
   /** Most common top-1 concepts of the layer, most frequent first. */
   topConcepts: { concept: string; count: number }[];
+  /**
+   * What the learned-concept figure needs (learned.ts, docs/dissect.md "Learned concepts"): per
+   * neuron its evidence for its label's concept (own likelihood for wpmi / soft_wpmi, else the
+   * similarity; -Infinity when dead), and with DissectOptions.conceptCeiling per concept the max
+   * over the live neurons. Set by dissectLayer / dissectOn.
+   */
+  evidence?: { neuron: Float32Array; conceptCeiling?: Float32Array };
 }

@@ -30,6 +30,32 @@ export type SoftmaxRowsFn = (
   a: number,
 ) => number;
 
+/** softmax.wat's row_stats: per row the (m, 1 / sum) softmax_rows would use, as float32 pairs at `stats`; first bad row or -1. */
+export type RowStatsFn = (
+  addr: number,
+  rows: number,
+  cols: number,
+  strideBytes: number,
+  a: number,
+  stats: number,
+) => number;
+
+/** softmax.wat's exp_scale: x <- exp(a x - m_i) * inv_i in place (a block of columns, softmax_rows' values). */
+export type ExpScaleFn = (
+  addr: number,
+  rows: number,
+  cols: number,
+  strideBytes: number,
+  a: number,
+  stats: number,
+) => void;
+
+export interface SoftmaxKernels {
+  softmaxRows: SoftmaxRowsFn;
+  rowStats: RowStatsFn;
+  expScale: ExpScaleFn;
+}
+
 const compiled = new Map<string, Promise<WebAssembly.Module>>();
 
 async function compileKernel(file: string): Promise<WebAssembly.Module> {
@@ -76,9 +102,13 @@ export async function instantiateLikelihood(memory: WebAssembly.Memory): Promise
   return instance.exports.likelihood as unknown as LikelihoodFn;
 }
 
-export async function instantiateSoftmax(memory: WebAssembly.Memory): Promise<SoftmaxRowsFn> {
+export async function instantiateSoftmax(memory: WebAssembly.Memory): Promise<SoftmaxKernels> {
   const instance = await WebAssembly.instantiate(await likelihoodModule('softmax.wat'), {
     env: { mem: memory },
   });
-  return instance.exports.softmax_rows as unknown as SoftmaxRowsFn;
+  return {
+    softmaxRows: instance.exports.softmax_rows as unknown as SoftmaxRowsFn,
+    rowStats: instance.exports.row_stats as unknown as RowStatsFn,
+    expScale: instance.exports.exp_scale as unknown as ExpScaleFn,
+  };
 }

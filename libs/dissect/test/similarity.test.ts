@@ -114,6 +114,49 @@ it('soft_wpmi with a top_k whose product would underflow float64 still matches a
   }
 });
 
+it('soft_wpmi at D >= 8192 (blocks of 64 concepts, likelihoodBlock) matches a direct float64 evaluation, on a pool and inline', async () => {
+  const D = 9000;
+  const S = 150; // two blocks of 64 and a partial one of 22
+  const N = 3;
+  const P: Matrix = { rows: D, cols: S, data: uniform(D * S, 11) };
+  const Q: Matrix = { rows: D, cols: N, data: uniform(D * N, 12) };
+  const { a, pStart, pEnd, minProb, topK, lambda } = SOFT_WPMI_DEFAULTS;
+  const smRow = new Map<number, Float64Array>();
+  const softmaxRow = (i: number): Float64Array => {
+    let row = smRow.get(i);
+    if (!row) {
+      const x = Array.from(P.data.subarray(i * S, (i + 1) * S), (v) => a * v);
+      const max = Math.max(...x);
+      const z = x.reduce((acc, v) => acc + Math.exp(v - max), 0);
+      row = Float64Array.from(x, (v) => Math.exp(v - max) / z);
+      smRow.set(i, row);
+    }
+    return row;
+  };
+  const L = Array.from({ length: N }, (_, k) => {
+    const order = Array.from({ length: D }, (_, i) => i).sort(
+      (x, y) => Q.data[y * N + k] - Q.data[x * N + k] || x - y,
+    );
+    return Array.from({ length: S }, (_, j) => {
+      let s = 0;
+      for (let r = 0; r < topK; r++) {
+        const p = pStart - (r / topK) * (pStart - pEnd);
+        s += Math.log(1 + p * (softmaxRow(order[r])[j] - 1) + minProb);
+      }
+      return s;
+    });
+  });
+  for (const exec of [pool, inlineExecutor]) {
+    const sim = await computeSimilarityOn(exec, 'soft_wpmi', P, Q);
+    for (let j = 0; j < S; j++) {
+      const max = Math.max(...L.map((l) => l[j]));
+      const logp = max + Math.log(L.reduce((acc, l) => acc + Math.exp(l[j] - max), 0)) - Math.log(N);
+      for (let k = 0; k < N; k++)
+        expect(Math.abs(sim.data[k * S + j] - (L[k][j] - lambda * logp))).toBeLessThan(1.5e-4);
+    }
+  }
+});
+
 describe('rank_reorder (no reference vector: properties of the port)', () => {
   it('is deterministic for a seed and the same on a pool as inline', async () => {
     const a = await computeSimilarityOn(inlineExecutor, 'rank_reorder', ref.P, ref.Q, { seed: 3 });

@@ -169,7 +169,7 @@ describe('the SIMD softmax kernel (softmax.wat)', () => {
   it('matches a float64 softmax to float32 rounding, for any width, and finds the first row with NaN / Inf', async () => {
     const { instantiateSoftmax } = await import('../src/wasm-kernel');
     const memory = new WebAssembly.Memory({ initial: 2, maximum: 2, shared: true });
-    const softmaxRows = await instantiateSoftmax(memory);
+    const { softmaxRows } = await instantiateSoftmax(memory);
     for (const cols of [1, 3, 8, 45, 1001]) {
       const rows = 5;
       const stride = Math.ceil(cols / 8) * 8;
@@ -198,5 +198,65 @@ describe('the SIMD softmax kernel (softmax.wat)', () => {
       x[3 * stride + cols - 1] = cols % 2 ? Number.POSITIVE_INFINITY : Number.NaN;
       expect(softmaxRows(64, rows, cols, stride * 4, 10)).toBe(3);
     }
+  });
+});
+
+describe('float16 P kept as float16 (keepFloat16: softmax rebuilt per block of concepts)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cm-softmax-half-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** P with several blocks of 256 concepts, the last one partial and not a multiple of 8 wide. */
+  function randomP(rows: number, cols: number, seed: number): Matrix {
+    let x = seed;
+    const next = (): number => (x = (Math.imul(x, 1103515245) + 12345) >>> 0) / 2 ** 32;
+    return { rows, cols, data: Float32Array.from({ length: rows * cols }, () => 0.2 + 0.1 * (next() - 0.5)) };
+  }
+  function halfInput(P: Matrix, keepFloat16: boolean): SoftmaxInput {
+    const input = allocSoftmaxInput(P.rows, P.cols, 'float16', { slots: 2, keepFloat16 });
+    const bytes = input.bytes as Uint8Array;
+    float32ToFloat16(P.data, new Uint16Array(bytes.buffer, bytes.byteOffset, P.rows * P.cols));
+    return input;
+  }
+
+  it.each(['soft_wpmi', 'wpmi'] as const)(
+    '%s: bit for bit the similarity of the widened float16 P, on a pool and in the calling thread, from memory and from a file',
+    async (method) => {
+      const big = randomP(ref.P.rows, 557, 7);
+      for (const P of [ref.P, leftColumns(ref.P, 45), big]) {
+        const widened = await computeSimilarityOn(pool, method, halfInput(P, false), ref.Q);
+        const kept = halfInput(P, true);
+        expect(kept.keepFloat16).toBe(true);
+        const onPool = await computeSimilarityOn(pool, method, kept, ref.Q);
+        expect(Array.from(onPool.data)).toEqual(Array.from(widened.data));
+        // a later checkpoint reuses the per-image statistics
+        const again = await computeSimilarityOn(pool, method, kept, ref.Q);
+        expect(Array.from(again.data)).toEqual(Array.from(widened.data));
+        const inline = await computeSimilarityOn(inlineExecutor, method, halfInput(P, true), ref.Q);
+        expect(Array.from(inline.data)).toEqual(Array.from(widened.data));
+        const file = join(dir, `p16-${P.cols}.npy`);
+        writeNpy(file, float32ToFloat16(P.data), [P.rows, P.cols]);
+        const fromFile = softmaxInputFromNpy(file, { slots: 2, keepFloat16: true });
+        expect(fromFile.keepFloat16).toBe(true);
+        const read = await computeSimilarityOn(pool, method, fromFile, ref.Q);
+        expect(Array.from(read.data)).toEqual(Array.from(widened.data));
+      }
+    },
+  );
+
+  it('reports a non-finite value with its position, and holds P in half the bytes', async () => {
+    const bad = new Float32Array(ref.P.data);
+    bad[9 * ref.P.cols + 4] = Number.POSITIVE_INFINITY;
+    const input = halfInput({ ...ref.P, data: bad }, true);
+    await expect(computeSimilarityOn(pool, 'soft_wpmi', input, ref.Q)).rejects.toThrow(
+      /probe scores P has a non-finite value \(Infinity\) at row 9, column 4/,
+    );
+    const D = 2000;
+    const S = 20_000;
+    const kept = allocSoftmaxInput(D, S, 'float16', { slots: 2, keepFloat16: true });
+    const widened = allocSoftmaxInput(D, S, 'float16', { slots: 2 });
+    const bytesOf = (i: SoftmaxInput) => (i.bytes as Uint8Array).buffer.byteLength;
+    // P float16 + one block of 256 concepts per worker, against a float32 softmax of P
+    expect(bytesOf(kept)).toBeLessThan(D * S * 2 + 2 * D * 256 * 4 + 2 ** 20);
+    expect(bytesOf(widened)).toBeGreaterThanOrEqual(D * S * 4);
   });
 });

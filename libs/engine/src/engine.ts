@@ -22,28 +22,45 @@ import { CmError, invalidArgument, isCmError, notFound } from '@cm/core';
 import type {
   AlertRecord,
   CheckpointData,
+  LayerActivations,
   CheckpointResult,
   CmRecord,
   CollapseRunState,
   LayerSnapshotRecord,
   MonitoredLayer,
   PersistedRunState,
+  RandomInitBaseline,
   RunCarry,
   RunRecord,
   RunSpec,
 } from '@cm/contracts';
+import { MAX_BASELINE_INITS } from '@cm/contracts';
 import { configDefaults } from '@cm/config';
 import { CollapseDetector, rulesFromConfig, type CollapseRulesConfig } from '@cm/alerts';
 import {
+  learnedConceptShare,
+  neuronEvidence,
   poolLayer,
+  randomInitLayer,
   type ConceptSpace,
   type DissectOptions,
   type LayerDissection,
   type Matrix,
+  type RandomInitLayer,
 } from '@cm/dissect';
+import { baselineKey, MemoryBaselineStore, type BaselineStore, type StoredBaseline } from './baselines';
 import { checkpointRecord, checkpointResult, labelRow, labelsRecords, snapshotRecord } from './records';
-import { sameRunSpec, validateCheckpoint, validateRunSpec } from './validate';
+import {
+  assertFinite,
+  finiteAfterPooling,
+  hasNonFinite,
+  sameRunSpec,
+  validateCheckpoint,
+  validateLayerShape,
+  validateRunSpec,
+} from './validate';
 import { runSetup } from './setup';
+import { CheckpointInProgress } from './checkpoint-in-progress';
 import { DEFAULT_RUN_IDLE_MS, MemoryRunStateStore, type RunStateStore } from './run-state';
 
 /** What the engine needs of a probe bundle. */
@@ -122,6 +139,11 @@ export interface ConceptEngineOptions {
   onAbandoned?: (record: RunRecord) => void;
   /** Told how long each layer's dissection took (metrics; the shell wires it to libs/metrics). */
   onLayerDissected?: (seconds: number, neurons: number) => void;
+  /**
+   * Where random-init baselines of the learned-concept figure are kept, per (bundle, architecture,
+   * method) (baselines.ts). Default: in this engine's memory.
+   */
+  baselines?: BaselineStore;
 }
 
 /** How a RunStart is meant (RunStart.resume and RunStart.start_token on the wire). */
@@ -140,6 +162,42 @@ export interface StartedRun {
   records: CmRecord[];
   probeImages: number;
   resumed: boolean;
+}
+
+/** How processCheckpoint may treat the checkpoint it is given. */
+export interface ProcessCheckpointOptions {
+  /**
+   * The caller hands the activations over (the concept service: a received checkpoint is not read
+   * again). The engine then replaces `cp.layers` by the pooled [D, N] layers as soon as they are
+   * pooled, so that the raw tensors can be freed while the layers are dissected: at reference
+   * scale the raw checkpoint is four times its pooled size (docs/dissect.md, "Memory").
+   */
+  release?: boolean;
+}
+
+/**
+ * A checkpoint of a run being received (ConceptEngine.beginCheckpoint): `addLayer` starts a complete
+ * layer's dissection, `finish(cp, options)` processes the checkpoint as processCheckpoint does
+ * (same checks, same records) with those dissections, `abort()` discards them.
+ */
+export type ReceivingCheckpoint = CheckpointInProgress<
+  TimedLayerResult,
+  ProcessedCheckpoint,
+  ProcessCheckpointOptions
+>;
+
+/** A layer's dissection with how long it took (reported through onLayerDissected once used). */
+export interface TimedLayerResult {
+  d: LayerResult;
+  seconds: number;
+}
+
+export interface BeginCheckpointOptions {
+  /**
+   * Resolves once the caller's earlier work for the run is processed (the concept service: its
+   * stream's earlier checkpoints). Early dissections start after it and after the run's queue.
+   */
+  after?: Promise<unknown>;
 }
 
 export interface ProcessedCheckpoint {
@@ -171,16 +229,65 @@ interface RunState {
   busy: number;
   streams: number;
   startToken?: string;
+  /** Cache key of this run's random-init baseline (bundle, architecture, method). */
+  baselineKey: string;
+  /** The baseline, once complete (loaded from the BaselineStore or made from the run's own sendBaseline). */
+  baseline?: StoredBaseline;
+  /** The store was asked already (a miss is not asked again for every checkpoint). */
+  baselineLooked: boolean;
+  /** Random initialisations received so far, by index, until all K are in. */
+  pendingBaseline: Map<number, Record<string, RandomInitLayer>>;
+  pendingInits?: number;
 }
 
-/** sha1 of a checkpoint's layers (names, shapes, pooling, values): tells a resend from other content. */
-function activationsDigest(cp: CheckpointData): string {
+/** A layer as the dissection reads it: D x N, on shared memory; `shape` and `pooling` as sent. */
+interface PooledLayer {
+  layer: string;
+  shape: number[];
+  pooling?: 'avg' | 'max';
+  q: Matrix;
+}
+
+/**
+ * sha1 of a checkpoint's pooled layers (names, shapes and pooling as sent, pooled values): tells a
+ * resend from other content. The pooled values are what the dissection reads, so two checkpoints
+ * with one digest get the same answer; hashing them instead of the raw tensor costs a quarter of
+ * the time at H = W = 2.
+ */
+function activationsDigest(layers: readonly PooledLayer[]): string {
   const h = createHash('sha1');
-  for (const l of cp.layers ?? []) {
+  for (const l of layers) {
     h.update(`${l.layer}|${l.shape.join('x')}|${l.pooling ?? ''}|`);
-    h.update(new Uint8Array(l.data.buffer, l.data.byteOffset, l.data.byteLength));
+    h.update(new Uint8Array(l.q.data.buffer, l.q.data.byteOffset, l.q.data.byteLength));
   }
   return h.digest('hex');
+}
+
+/** Layers dissected at once: one layer's labels (this thread) overlap the next one's kernel (the workers), and at most two N x S similarity matrices are alive. */
+const LAYERS_IN_FLIGHT = 2;
+
+/** fn over items, at most `limit` at once, results in item order. */
+async function mapWindowed<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  let failed = false;
+  const lane = async (): Promise<void> => {
+    while (next < items.length && !failed) {
+      const i = next++;
+      try {
+        out[i] = await fn(items[i]);
+      } catch (e) {
+        failed = true; // the other lanes start nothing new
+        throw e;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return out;
 }
 
 /** The collapse rules at the configuration's defaults (libs/config holds the numbers). */
@@ -198,7 +305,10 @@ export class ConceptEngine {
   private readonly resendDepth: number;
   private readonly runIdleMs: number;
   private readonly store: RunStateStore;
+  private readonly baselines: BaselineStore;
   private readonly evictionTimer?: NodeJS.Timeout;
+  /** Pooled data poolReceivedLayer made (validated, finite): what a ReceivingCheckpoint may dissect early. */
+  private readonly pooledOnArrival = new WeakSet<Float32Array>();
 
   constructor(private readonly opts: ConceptEngineOptions) {
     this.now = opts.now ?? (() => new Date());
@@ -207,6 +317,7 @@ export class ConceptEngine {
     this.resendDepth = opts.resendDepth ?? 4;
     this.runIdleMs = opts.runIdleMs ?? DEFAULT_RUN_IDLE_MS;
     this.store = opts.stateStore ?? new MemoryRunStateStore();
+    this.baselines = opts.baselines ?? new MemoryBaselineStore();
     if (!Number.isInteger(this.resendDepth) || this.resendDepth < 0) {
       throw invalidArgument(`resendDepth must be a non-negative integer, got ${this.resendDepth}`);
     }
@@ -361,11 +472,24 @@ export class ConceptEngine {
    * processed is answered from the cache, or recomputed from its saved starting state after a
    * restart (`replayed`). A run not held in memory is loaded from the state store.
    */
-  async processCheckpoint(runId: string, cp: CheckpointData): Promise<ProcessedCheckpoint> {
+  async processCheckpoint(
+    runId: string,
+    cp: CheckpointData,
+    options: ProcessCheckpointOptions = {},
+  ): Promise<ProcessedCheckpoint> {
+    return this.processWith(runId, cp, options, undefined);
+  }
+
+  private async processWith(
+    runId: string,
+    cp: CheckpointData,
+    options: ProcessCheckpointOptions,
+    early: ReceivingCheckpoint | undefined,
+  ): Promise<ProcessedCheckpoint> {
     const run = this.runs.get(runId) ?? (await this.held(runId)) ?? this.state(runId);
     run.busy++;
     run.lastActiveMs = this.clockMs();
-    const task = run.queue.then(() => this.process(run, cp));
+    const task = run.queue.then(() => this.process(run, cp, options.release === true, early));
     run.queue = task.catch(() => undefined);
     try {
       return await task;
@@ -373,6 +497,63 @@ export class ConceptEngine {
       run.busy--;
       run.lastActiveMs = this.clockMs();
     }
+  }
+
+  /**
+   * One received layer of a run's checkpoint pooled to D x N on shared memory: what
+   * processCheckpoint then reads in place. A receiver that calls this as each layer arrives holds
+   * one raw layer at a time instead of the raw checkpoint, and pools while the rest arrives (the
+   * concept service does). A layer that would be refused (undeclared, a wrong shape, a NaN / Inf)
+   * comes back as it was, so that processCheckpoint refuses the checkpoint where and as it always
+   * did (after its end, counted as received).
+   */
+  poolReceivedLayer(runId: string, step: number, layer: LayerActivations): LayerActivations {
+    const run = this.state(runId);
+    const decl = run.declared.get(layer.layer);
+    if (!decl) return layer;
+    try {
+      validateLayerShape(runId, step, decl, run.space.probeScores.rows, layer);
+    } catch {
+      return layer;
+    }
+    if (!finiteAfterPooling(layer) && hasNonFinite(layer.data)) return layer;
+    const q = poolLayer({ shape: layer.shape, data: layer.data }, layer.pooling ?? 'avg', { shared: true });
+    if (finiteAfterPooling(layer) && hasNonFinite(q.data)) return layer;
+    this.pooledOnArrival.add(q.data);
+    return { layer: layer.layer, shape: [q.rows, q.cols], data: q.data };
+  }
+
+  /**
+   * A checkpoint of a started run begins to arrive: each layer given to `addLayer` (as
+   * poolReceivedLayer returned it) is dissected at once, at most LAYERS_IN_FLIGHT at a time, from
+   * the state the run's earlier checkpoints leave; `finish` then processes the checkpoint exactly
+   * as processCheckpoint would, and acknowledges nothing early (checkpoint-in-progress.ts).
+   */
+  beginCheckpoint(runId: string, step: number, options: BeginCheckpointOptions = {}): ReceivingCheckpoint {
+    const run = this.state(runId);
+    const D = run.space.probeScores.rows;
+    return new CheckpointInProgress(
+      runId,
+      step,
+      {
+        dissectable: (layer) => {
+          const decl = run.declared.get(layer.layer);
+          const [rows, cols] = layer.shape;
+          const ok =
+            decl !== undefined &&
+            layer.shape.length === 2 &&
+            rows === D &&
+            cols === decl.width &&
+            this.pooledOnArrival.has(layer.data);
+          return ok ? { rows, cols, data: layer.data } : undefined;
+        },
+        startingState: () => run.current,
+        dissect: (_layer, q, previousTop1) => this.dissectLayer(run, q, previousTop1),
+        process: (cp, processOptions, progress) => this.processWith(runId, cp, processOptions, progress),
+      },
+      Promise.all([options.after, run.queue]),
+      LAYERS_IN_FLIGHT,
+    );
   }
 
   /**
@@ -391,9 +572,19 @@ export class ConceptEngine {
     return { ...run.record, status, endedAt: time, time };
   }
 
-  private async process(run: RunState, cp: CheckpointData): Promise<ProcessedCheckpoint> {
+  private async process(
+    run: RunState,
+    cp: CheckpointData,
+    release: boolean,
+    early: ReceivingCheckpoint | undefined,
+  ): Promise<ProcessedCheckpoint> {
     const runId = run.spec.runId;
-    const digest = activationsDigest(cp);
+    const layers = this.pooled(run, cp);
+    if (release)
+      cp.layers = layers.map((l) => ({ layer: l.layer, shape: [l.q.rows, l.q.cols], data: l.q.data }));
+    const digest = activationsDigest(layers);
+    // a run adopted after a restart (or from another replica) finds its baseline in the store here
+    await this.lookUpBaseline(run);
     const cached = run.recent.get(cp.step);
     if (cached) {
       // a resend is answered as before; other activations under a processed step would be dropped
@@ -419,11 +610,18 @@ export class ConceptEngine {
       }
       // Processed before a restart but never acknowledged: recompute it from the state it started
       // from (same labels, switches and alerts; new times), leaving the run's state where it is.
-      const { processed } = await this.compute(run, cp, resent.before, this.detectorAt(runId, resent.before));
+      const { processed } = await this.compute(
+        run,
+        cp,
+        layers,
+        resent.before,
+        this.detectorAt(runId, resent.before),
+        early,
+      );
       return this.remember(run, { ...processed, replayed: true }, digest);
     }
     const before = run.current;
-    const { processed, after } = await this.compute(run, cp, before, run.detector);
+    const { processed, after } = await this.compute(run, cp, layers, before, run.detector, early);
     const history = [...run.history, { step: cp.step, before }].slice(
       this.resendDepth === 0 ? run.history.length + 1 : -this.resendDepth,
     );
@@ -442,39 +640,51 @@ export class ConceptEngine {
     return this.remember(run, processed, digest);
   }
 
-  /** Dissect a checkpoint starting from `base`, observing its snapshots with `detector`. */
+  /**
+   * Validate a checkpoint and pool its layers, in the declared order (records come out in a stable
+   * order), each into shared memory where the dissection workers read it without a copy.
+   */
+  private pooled(run: RunState, cp: CheckpointData): PooledLayer[] {
+    const runId = run.spec.runId;
+    validateCheckpoint(runId, run.declared, run.space.probeScores.rows, cp, { finiteAfterPooling: true });
+    return run.spec.layers.map((decl) => {
+      const layer = cp.layers.find((l) => l.layer === decl.name)!;
+      const q = poolLayer({ shape: layer.shape, data: layer.data }, layer.pooling ?? 'avg', { shared: true });
+      // NaN / Inf left to this check by validateCheckpoint: the raw tensor is read only to name the value
+      if (finiteAfterPooling(layer) && hasNonFinite(q.data)) assertFinite(runId, cp.step, layer);
+      return { layer: layer.layer, shape: [...layer.shape], pooling: layer.pooling, q };
+    });
+  }
+
+  /** Dissect a checkpoint's pooled layers starting from `base`, observing its snapshots with `detector`. */
   private async compute(
     run: RunState,
     cp: CheckpointData,
+    ordered: readonly PooledLayer[],
     base: RunCarry,
     detector: SnapshotObserver,
+    early?: ReceivingCheckpoint,
   ): Promise<{ processed: ProcessedCheckpoint; after: RunCarry }> {
     const runId = run.spec.runId;
-    validateCheckpoint(runId, run.declared, run.space.probeScores.rows, cp);
     const time = this.now().toISOString();
-    // Dissect in the declared order so records come out in a stable order.
-    const ordered = run.spec.layers.map((decl) => cp.layers.find((l) => l.layer === decl.name)!);
-    const dissections = await Promise.all(
-      ordered.map((layer) => {
-        const q: Matrix =
-          layer.shape.length === 2
-            ? { rows: layer.shape[0], cols: layer.shape[1], data: layer.data }
-            : poolLayer({ shape: layer.shape, data: layer.data }, layer.pooling ?? 'avg');
-        const t0 = performance.now();
-        return this.opts.dissector
-          .dissect(run.space, q, { ...this.opts.dissectOptions, previousTop1: base.top1[layer.layer] })
-          .then((d) => {
-            this.opts.onLayerDissected?.((performance.now() - t0) / 1000, q.cols);
-            return d;
-          });
-      }),
-    );
+    const dissections = await mapWindowed(ordered, LAYERS_IN_FLIGHT, async ({ layer, q }) => {
+      const dissect = (): Promise<TimedLayerResult> => this.dissectLayer(run, q, base.top1[layer]);
+      // a layer dissected while the checkpoint arrived is used when it read these values from `base`
+      const { d, seconds } = await (early ? early.dissection(layer, q, base, dissect) : dissect());
+      // counted once per layer of a processed checkpoint (not for the early work a refusal discards)
+      this.opts.onLayerDissected?.(seconds, q.cols);
+      return d;
+    });
     const labels: CmRecord[] = [];
     const snapshots: LayerSnapshotRecord[] = [];
     ordered.forEach((layer, i) => {
       const d = dissections[i];
-      labels.push(...labelsRecords(runId, layer.layer, cp.step, d.labels.map(labelRow), time));
-      snapshots.push(snapshotRecord(runId, layer.layer, cp.step, d, time));
+      const previous = base.top1[layer.layer];
+      const previousConcept = (n: number): string =>
+        previous && previous[n] >= 0 ? (run.space.concepts[previous[n]] ?? '') : '';
+      const rows = d.labels.map((l) => labelRow(l, previousConcept(l.neuron)));
+      labels.push(...labelsRecords(runId, layer.layer, cp.step, rows, time));
+      snapshots.push(snapshotRecord(runId, layer.layer, cp.step, d, time, this.learned(run, layer.layer, d)));
     });
     const alerts = snapshots.flatMap((s) => detector.observe(s));
     const top1: Record<string, Int32Array> = {};
@@ -493,6 +703,155 @@ export class ConceptEngine {
       },
       after: { top1, detector: detector.exportState?.(runId) },
     };
+  }
+
+  private async dissectLayer(
+    run: RunState,
+    q: Matrix,
+    previousTop1: Int32Array | undefined,
+  ): Promise<TimedLayerResult> {
+    const t0 = performance.now();
+    const d = await this.opts.dissector.dissect(run.space, q, { ...this.opts.dissectOptions, previousTop1 });
+    return { d, seconds: (performance.now() - t0) / 1000 };
+  }
+
+  /** The learned-concept figure of a dissected layer, or null while the run has no baseline for it. */
+  private learned(
+    run: RunState,
+    layer: string,
+    d: LayerDissection,
+  ): { learnedFraction: number; learnedChance: number } | null {
+    const inits = run.baseline?.layers[layer];
+    if (!inits || inits.length === 0 || !d.evidence) return null;
+    const r = learnedConceptShare(neuronEvidence(d), inits);
+    return { learnedFraction: r.learnedFraction, learnedChance: r.chanceFraction };
+  }
+
+  /** Look the run's baseline up in the BaselineStore once. */
+  private async lookUpBaseline(run: RunState): Promise<void> {
+    if (run.baseline || run.baselineLooked) return;
+    run.baseline = await this.baselines.load(run.baselineKey);
+    run.baselineLooked = true;
+  }
+
+  /**
+   * Whether the run's architecture still lacks a random-init baseline on its bundle (Monitor.
+   * baselineWanted): false once one is cached or all of this run's initialisations are in.
+   */
+  async baselineWanted(runId: string): Promise<boolean> {
+    const run = this.runs.get(runId) ?? (await this.held(runId)) ?? this.state(runId);
+    await this.lookUpBaseline(run);
+    return !run.baseline;
+  }
+
+  /**
+   * One random initialisation of the run's model (Monitor.sendBaseline): its layers are dissected
+   * like a checkpoint's (with each concept's ceiling) but recorded nowhere; when all K are in, the
+   * baseline is saved under the run's key and every later checkpoint (of this run and of later runs
+   * of the architecture) gets its learned figure. A baseline already known is not recomputed: the
+   * initialisation is ignored (`complete: true`).
+   */
+  async processBaseline(runId: string, baseline: RandomInitBaseline): Promise<{ complete: boolean }> {
+    const run = this.runs.get(runId) ?? (await this.held(runId)) ?? this.state(runId);
+    run.busy++;
+    run.lastActiveMs = this.clockMs();
+    const task = run.queue.then(() => this.addBaseline(run, baseline));
+    run.queue = task.catch(() => undefined);
+    try {
+      return await task;
+    } finally {
+      run.busy--;
+      run.lastActiveMs = this.clockMs();
+    }
+  }
+
+  private async addBaseline(run: RunState, b: RandomInitBaseline): Promise<{ complete: boolean }> {
+    const runId = run.spec.runId;
+    await this.lookUpBaseline(run);
+    if (run.baseline) return { complete: true };
+    const inits = run.pendingInits ?? b.inits;
+    if (!Number.isInteger(b.inits) || b.inits < 1 || b.inits > MAX_BASELINE_INITS || b.inits !== inits)
+      throw invalidArgument(
+        `run ${runId}: a random-init baseline has 1 to ${MAX_BASELINE_INITS} initialisations, the same in every one sent; got ${b.inits}${b.inits !== inits ? ` after ${inits}` : ''}`,
+        { runId, inits: b.inits },
+      );
+    if (!Number.isInteger(b.index) || b.index < 0 || b.index >= inits)
+      throw invalidArgument(`run ${runId}: random init index must be 0..${inits - 1}, got ${b.index}`, {
+        runId,
+        index: b.index,
+      });
+    const missing = run.spec.layers.filter((decl) => !(b.layers ?? []).some((l) => l.layer === decl.name));
+    if (missing.length > 0)
+      throw invalidArgument(
+        `run ${runId}: random init ${b.index} lacks layer(s) ${missing.map((l) => l.name).join(', ')}`,
+        { runId, index: b.index },
+        'send every declared layer of the freshly initialised model',
+      );
+    try {
+      validateCheckpoint(runId, run.declared, run.space.probeScores.rows, {
+        step: 0,
+        layers: b.layers,
+        metrics: {},
+      });
+    } catch (e) {
+      // the same checks as a checkpoint's; the message names the initialisation, not a step
+      if (isCmError(e))
+        throw new CmError(
+          e.code,
+          e.message.replace(`run ${runId} step 0`, `run ${runId} random init ${b.index}`),
+          {
+            context: { ...e.context, index: b.index },
+            hint: e.hint,
+            cause: e,
+          },
+        );
+      throw e;
+    }
+    const layers: Record<string, RandomInitLayer> = {};
+    for (const decl of run.spec.layers) {
+      const layer = b.layers.find((l) => l.layer === decl.name)!;
+      const q: Matrix =
+        layer.shape.length === 2
+          ? { rows: layer.shape[0], cols: layer.shape[1], data: layer.data }
+          : poolLayer({ shape: layer.shape, data: layer.data }, layer.pooling ?? 'avg');
+      const d = await this.opts.dissector.dissect(run.space, q, {
+        ...this.opts.dissectOptions,
+        conceptCeiling: true,
+      });
+      if (!d.evidence?.conceptCeiling) return { complete: false }; // a dissector without evidence (test doubles)
+      layers[decl.name] = randomInitLayer(d);
+    }
+    run.pendingInits = inits;
+    run.pendingBaseline.set(b.index, layers);
+    if (run.pendingBaseline.size < inits) return { complete: false };
+    const stored: StoredBaseline = {
+      key: run.baselineKey,
+      bundleId: run.spec.bundleId,
+      model: run.spec.model,
+      inits,
+      layers: Object.fromEntries(
+        run.spec.layers.map((decl) => [
+          decl.name,
+          [...run.pendingBaseline.entries()].sort(([a], [c]) => a - c).map(([, l]) => l[decl.name]),
+        ]),
+      ),
+    };
+    try {
+      await this.baselines.save(stored);
+    } catch (e) {
+      throw new CmError(
+        'UNAVAILABLE',
+        `run ${runId}: could not save the random-init baseline: ${e instanceof Error ? e.message : String(e)}`,
+        {
+          context: { runId },
+          cause: e,
+          hint: 'check that the baseline folder (<CM_HOME>/baselines) is writable',
+        },
+      );
+    }
+    run.baseline = stored;
+    run.pendingBaseline.clear();
+    return { complete: true };
   }
 
   private remember(run: RunState, processed: ProcessedCheckpoint, digest: string): ProcessedCheckpoint {
@@ -539,6 +898,9 @@ export class ConceptEngine {
       busy: 0,
       streams: 0,
       startToken: saved.startToken,
+      baselineKey: baselineKey(saved.spec, this.opts.dissectOptions),
+      baselineLooked: false,
+      pendingBaseline: new Map(),
     };
   }
 

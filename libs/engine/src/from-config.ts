@@ -6,7 +6,9 @@
  */
 import type { CmConfig } from '@cm/config';
 import type { RunRecord } from '@cm/contracts';
+import { join } from 'node:path';
 import { resolvePath } from '@cm/config';
+import { FileBaselineStore, type BaselineStore } from './baselines';
 import { rulesFromConfig, webhookFromConfig, withWebhook, type CollapseRulesConfig } from '@cm/alerts';
 import { DissectPool, type DissectOptions } from '@cm/dissect';
 import { BundleDirectory, type LoadBundleOptions } from '@cm/probe';
@@ -40,12 +42,15 @@ export interface EngineOverrides {
 export interface EngineSettings {
   alertRules: CollapseRulesConfig;
   dissectOptions: Omit<DissectOptions, 'previousTop1'>;
+  /** Random-init baselines of the learned-concept figure: files under <CM_HOME>/baselines (baselines.ts). */
+  baselines: BaselineStore;
 }
 
 export function engineSettingsFromConfig(cfg: CmConfig): EngineSettings {
   return {
     alertRules: rulesFromConfig(cfg.alerts),
     dissectOptions: { method: cfg.dissect.method, topImages: cfg.dissect.topImages },
+    baselines: new FileBaselineStore(join(resolvePath(cfg.home), 'baselines')),
   };
 }
 

@@ -8,3 +8,5 @@ export * from './run-state';
 export * from './from-config';
 export * from './bundles';
 export * from './setup';
+export * from './baselines';
+export * from './checkpoint-in-progress';

@@ -4,11 +4,19 @@
  * gRPC and no NATS: records go straight into a store, normally the embedded chDB one.
  */
 import { CmError } from '@cm/core';
-import type { CheckpointData, CheckpointResult, Monitor, RunSpec, StartOptions } from '@cm/contracts';
+import type {
+  CheckpointData,
+  CheckpointResult,
+  Monitor,
+  RandomInitBaseline,
+  RunSpec,
+  StartOptions,
+} from '@cm/contracts';
 import { withWebhook, type CollapseRulesConfig, type WebhookNotifier } from '@cm/alerts';
 import { DissectPool, type DissectOptions } from '@cm/dissect';
 import { ConceptEngine, type BundleSource, type LayerDissector } from './engine';
 import { storeSink, type RecordSink, type RecordStore } from './sink';
+import type { BaselineStore } from './baselines';
 
 export interface LocalMonitorOptions {
   bundles: BundleSource;
@@ -25,10 +33,14 @@ export interface LocalMonitorOptions {
   webhook?: WebhookNotifier;
   /** Whether a run id was used before (ConceptEngineOptions.runExists). */
   runExists?: (runId: string) => Promise<boolean>;
+  /** Random-init baselines of the learned-concept figure (ConceptEngineOptions.baselines). */
+  baselines?: BaselineStore;
 }
 
 export interface LocalMonitor extends Monitor {
   readonly engine: ConceptEngine;
+  baselineWanted(): Promise<boolean>;
+  sendBaseline(baseline: RandomInitBaseline): Promise<void>;
 }
 
 export function createLocalMonitor(opts: LocalMonitorOptions): LocalMonitor {
@@ -40,6 +52,7 @@ export function createLocalMonitor(opts: LocalMonitorOptions): LocalMonitor {
     alertRules: opts.alertRules,
     dissectOptions: opts.dissectOptions,
     runExists: opts.runExists,
+    baselines: opts.baselines,
   });
   const stored = opts.sink ?? storeSink(opts.store);
   const sink: RecordSink = opts.webhook ? withWebhook(stored, opts.webhook) : stored;
@@ -71,6 +84,12 @@ export function createLocalMonitor(opts: LocalMonitorOptions): LocalMonitor {
       const processed = await engine.processCheckpoint(current(), cp);
       await sink.write(processed.records);
       return processed.result;
+    },
+    async baselineWanted(): Promise<boolean> {
+      return engine.baselineWanted(current());
+    },
+    async sendBaseline(baseline: RandomInitBaseline): Promise<void> {
+      await engine.processBaseline(current(), baseline);
     },
     async endRun(status): Promise<void> {
       const record = await engine.endRun(current(), status);

@@ -19,7 +19,11 @@ const LABEL_PART_BUDGET = MAX_MESSAGE_BYTES - 16 * 1024;
 /** Top concepts reported to the trainer per layer. */
 export const RESULT_TOP_CONCEPTS = 5;
 
-export function labelRow(l: NeuronLabel): NeuronLabelRow {
+/**
+ * A neuron's label as a stored row; `previousConcept` is its concept at the run's previous checkpoint
+ * of the layer ('' at the first): the switch is recorded with the label (NeuronLabel.switched).
+ */
+export function labelRow(l: NeuronLabel, previousConcept = ''): NeuronLabelRow {
   return {
     neuron: l.neuron,
     concept: l.concept,
@@ -32,6 +36,7 @@ export function labelRow(l: NeuronLabel): NeuronLabelRow {
     topImages: [...l.topImages],
     x: l.x,
     y: l.y,
+    previousConcept,
   };
 }
 
@@ -78,6 +83,7 @@ export function snapshotRecord(
   step: number,
   d: LayerDissection,
   time: string,
+  learned: { learnedFraction: number; learnedChance: number } | null = null,
 ): LayerSnapshotRecord {
   const m = d.metrics;
   return {
@@ -95,6 +101,8 @@ export function snapshotRecord(
     switches: m.switches,
     switchFraction: m.switchFraction,
     threshold: m.threshold,
+    learnedFraction: learned ? learned.learnedFraction : null,
+    learnedChance: learned ? learned.learnedChance : null,
     categoryShares: { ...m.categoryShares },
     topConcepts: d.topConcepts.map((c) => ({ concept: c.concept, count: c.count })),
     time,
@@ -119,6 +127,7 @@ export function checkpointResult(
     step,
     layers: snapshots.map((s) => ({
       layer: s.layer,
+      learnedFraction: s.learnedFraction ?? null,
       interpretableFraction: s.interpretableFraction,
       distinctConceptShare: s.distinctConceptShare,
       labelEntropy: s.labelEntropy,

@@ -117,6 +117,55 @@ describe('processCheckpoint', () => {
     });
   });
 
+  it('raw layers pooled on arrival (poolReceivedLayer) or released once pooled give the same records as the raw checkpoint', async () => {
+    const rawCheckpoint = (step: number) => ({
+      ...testCheckpoint(tb.space, step),
+      layers: [
+        rawConvActivations(tb.space, 'conv1', 8, step),
+        rawConvActivations(tb.space, 'conv2', 12, step),
+        testCheckpoint(tb.space, step).layers[2],
+      ],
+    });
+    const [plain, released, onArrival] = [newEngine(), newEngine(), newEngine()];
+    for (const e of [plain, released, onArrival]) await e.startRun(testRunSpec('pool', tb.bundleId));
+    for (let step = 0; step < 2; step++) {
+      const a = await plain.processCheckpoint('pool', rawCheckpoint(step));
+      const cp = rawCheckpoint(step);
+      const b = await released.processCheckpoint('pool', cp, { release: true });
+      // the engine let go of the raw tensors: cp now holds the pooled [D, N] layers, on shared memory
+      expect(cp.layers.map((l) => l.shape)).toEqual([
+        [tb.space.probeScores.rows, 8],
+        [tb.space.probeScores.rows, 12],
+        [tb.space.probeScores.rows, 6],
+      ]);
+      expect(cp.layers.every((l) => l.data.buffer instanceof SharedArrayBuffer)).toBe(true);
+      const arrived = rawCheckpoint(step);
+      const pooled = {
+        ...arrived,
+        layers: arrived.layers.map((l) => onArrival.poolReceivedLayer('pool', step, l)),
+      };
+      expect(pooled.layers[0].data).toEqual(poolLayer(arrived.layers[0], 'avg').data);
+      const c = await onArrival.processCheckpoint('pool', pooled, { release: true });
+      expect(b.records).toEqual(a.records);
+      expect(c.records).toEqual(a.records);
+    }
+    // NaN in a raw avg-pooled layer: found on its pooled values; the layer comes back raw, and the
+    // checkpoint is refused by processCheckpoint naming the raw position, as without pooling on arrival
+    const bad = rawCheckpoint(2);
+    bad.layers[1].data[5] = Number.NaN;
+    expect(onArrival.poolReceivedLayer('pool', 2, bad.layers[1])).toBe(bad.layers[1]);
+    const e = await rejected(() =>
+      onArrival.processCheckpoint(
+        'pool',
+        { ...bad, layers: bad.layers.map((l) => onArrival.poolReceivedLayer('pool', 2, l)) },
+        { release: true },
+      ),
+    );
+    expect(e.message).toBe('run pool step 2 layer conv2: value NaN at index 5 ([0, 0, 0, 5]) is not finite');
+    const undeclared = { ...bad.layers[0], layer: 'nope' };
+    expect(onArrival.poolReceivedLayer('pool', 2, undeclared)).toBe(undeclared);
+  });
+
   it('unknown run -> NOT_FOUND', async () => {
     const e = await rejected(() => newEngine().processCheckpoint('ghost', testCheckpoint(tb.space, 0)));
     expect(e.code).toBe('NOT_FOUND');
@@ -160,6 +209,14 @@ describe('processCheckpoint', () => {
         expect(rows.map((r) => r.neuron)).toEqual(direct.labels.map((l) => l.neuron));
         expect(rows.map((r) => r.concept)).toEqual(direct.labels.map((l) => l.concept));
         expect(rows.map((r) => r.score)).toEqual(direct.labels.map((l) => l.score));
+        // the previous checkpoint's concept on each row ('' at the first): a switch is recorded
+        const before = previous[layer.layer];
+        expect(rows.map((r) => r.previousConcept)).toEqual(
+          direct.labels.map((l) => (before ? tb.space.concepts[before[l.neuron]] : '')),
+        );
+        expect(rows.map((r) => r.previousConcept !== '' && r.previousConcept !== r.concept)).toEqual(
+          direct.labels.map((l) => l.switched === true),
+        );
         const snap = out.records.find(
           (r): r is LayerSnapshotRecord => r.kind === 'snapshot' && r.layer === layer.layer,
         )!;

@@ -8,6 +8,14 @@ checkpoint in order; the service and its store make the resend harmless. When th
 one checkpoint (INVALID_ARGUMENT naming it in the `cm-step` trailer...), that checkpoint is given up
 (counted in `rejected_checkpoints`, its error kept) and the others continue on a new stream.
 
+Replicas: `target` names one concept service (`host:port`) or several, as a list or comma-separated
+(`"a:50051,b:50051"`), like the TypeScript client. Streams go to the first; when a stream is lost
+for a transient reason (UNAVAILABLE: the replica died, restarts, is unreachable), the next attempt
+goes to the next replica in the list (round robin, with the same backoff), which continues the run:
+RunStart carries resume=true and this start's token, the replicas share the run's state through
+JetStream KV, and every unacknowledged checkpoint is resent there (spooled ones follow in order).
+A permanent refusal (INVALID_ARGUMENT...) does not move to another replica.
+
 Threads: `send_checkpoint` only encodes and enqueues; one background thread owns the gRPC channel
 (created there, lazily, in the process that started the run: a channel made before a fork is never
 used after it) and reads the service's messages, and gRPC's request thread writes. HTTP/2 flow
@@ -33,7 +41,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import grpc
 
@@ -88,9 +96,33 @@ def _identity(b: bytes) -> bytes:
     return b
 
 
+def parse_targets(target: Union[str, Sequence[str]]) -> List[str]:
+    """The replicas a client streams to, in order: `"a:1,b:2"` or `["a:1", "b:2"]` (entries of a
+    list may themselves be comma-separated); blanks are ignored, an empty result is an error."""
+    if isinstance(target, str):
+        entries: Sequence[object] = [target]
+    elif isinstance(target, (list, tuple)):
+        entries = target
+    else:
+        raise CmError(
+            "INVALID_ARGUMENT",
+            f"target must be host:port, a comma-separated string or a list of them, got {type(target).__name__}",
+        )
+    out: List[str] = []
+    for e in entries:
+        if not isinstance(e, str):
+            raise CmError("INVALID_ARGUMENT", f"every target must be a host:port string, got {e!r}")
+        out.extend(t.strip() for t in e.split(",") if t.strip())
+    if not out:
+        raise CmError(
+            "INVALID_ARGUMENT", "target names no concept service", {"target": repr(target)}, "pass host:port"
+        )
+    return out
+
+
 @dataclass
 class _Item:
-    kind: str  # "checkpoint" | "end"
+    kind: str  # "checkpoint" | "end" | "baseline" (a random initialisation, step = -2 - index)
     step: int
     messages: List[bytes]
     nbytes: int
@@ -128,11 +160,12 @@ class ClientStats:
 
 
 class MonitorClient:
-    """One run at a time to one concept service. Thread-safe; never blocks longer than its policy."""
+    """One run at a time to a concept service (or the next of its replicas). Thread-safe; never
+    blocks longer than its policy."""
 
     def __init__(
         self,
-        target: str,
+        target: Union[str, Sequence[str]],
         policy: str = "wait",
         max_block_s: Optional[float] = -1.0,
         max_buffered_bytes: int = 512 * 1024 * 1024,
@@ -157,7 +190,9 @@ class MonitorClient:
             max_block_s = {"wait": None, "drop": 0.0, "spool": 30.0}[policy]
         if max_block_s is not None and max_block_s < 0:
             raise CmError("INVALID_ARGUMENT", f"max_block_s must be >= 0 or None, got {max_block_s}")
-        self.target = target
+        #: The replicas, in order (see the module doc); `target` is the one streams go to now.
+        self.targets = parse_targets(target)
+        self._target_index = 0
         self.policy = policy
         self.max_block_s = max_block_s
         self.max_buffered_bytes = max_buffered_bytes
@@ -188,10 +223,19 @@ class MonitorClient:
         self._pid = os.getpid()
         self._stats = ClientStats()
         self._results: Dict[int, CheckpointResult] = {}
+        #: RunAccepted.baseline_wanted of the run's last accepted stream (learned-concept baseline)
+        self._baseline_wanted = False
+        #: RandomInitAck per random-init index: "" once dissected, else the service's reason
+        self._baseline_acks: Dict[int, str] = {}
         self._outage_logged = False
         self._spec_done = False
 
     # ---- public ------------------------------------------------------------------------
+
+    @property
+    def target(self) -> str:
+        """The replica streams go to now."""
+        return self.targets[self._target_index]
 
     def stats(self) -> ClientStats:
         with self._cv:
@@ -295,6 +339,40 @@ class MonitorClient:
             self._stats.dropped_checkpoints += 1
             log.warning("checkpoint %d dropped: buffer full (%d dropped so far)", step, self._stats.dropped_checkpoints)
             return False
+
+    def baseline_wanted(self) -> bool:
+        """Whether the service has no random-init baseline of this run's architecture on its bundle
+        yet (RunAccepted.baseline_wanted): then send_baseline() the model's random initialisations
+        before the first checkpoint (docs/dissect.md, "Learned concepts")."""
+        with self._cv:
+            return self._spec is not None and bool(self._conn and self._conn.ready) and self._baseline_wanted
+
+    def send_baseline(
+        self, index: int, inits: int, layers: Sequence[LayerActivations], timeout_s: Optional[float] = 300.0
+    ) -> None:
+        """Send random initialisation `index` of `inits` (the monitored layers of a freshly
+        initialised copy of the model) and wait up to `timeout_s` for the service to dissect it.
+        Raises with the service's reason when it refused it."""
+        self._assert_usable()
+        if self._spec is None:
+            raise CmError("NOT_FOUND", "no run started on this client", hint="call start_run first")
+        messages = checkpoint_messages(0, layers, {}, self.dtype, self.chunk_bytes)
+        messages[-1] = pb.TrainerMessage(random_init_end=pb.RandomInitEnd(index=index, inits=inits)).SerializeToString()
+        nbytes = payload_bytes(messages)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._cv:
+            self._baseline_acks.pop(index, None)
+            self._push(_Item("baseline", -2 - index, messages, nbytes))
+            while index not in self._baseline_acks:
+                if self._closed or self._fatal is not None:
+                    raise self._fatal or CmError("UNAVAILABLE", "monitor client is closed")
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise CmError("TIMEOUT", f"random init {index}: no answer from the service in {timeout_s} s")
+                self._cv.wait(left if left is not None else 1.0)
+            error = self._baseline_acks.pop(index)
+        if error:
+            raise CmError("INVALID_ARGUMENT", f"random init {index} refused: {error}", {"index": index})
 
     def end_run(self, status: str = "completed", timeout_s: Optional[float] = 60.0) -> ClientStats:
         """Send RunEnd after every checkpoint and wait up to `timeout_s` for the service to confirm;
@@ -443,6 +521,7 @@ class MonitorClient:
                 return
             if body == "run_accepted":
                 conn.ready = True
+                self._baseline_wanted = bool(m.run_accepted.baseline_wanted)
                 if self._accepted:
                     self._stats.reconnects += 1
                     log.info("reconnected to %s; resending %d unacknowledged item(s)", self.target, len(self._items))
@@ -462,6 +541,14 @@ class MonitorClient:
                 self._results[step] = result
                 if len(self._results) > 1000:
                     self._results.pop(min(self._results))
+            elif body == "random_init_ack":
+                ack = m.random_init_ack
+                idx = next(
+                    (k for k, i in enumerate(self._items) if i.kind == "baseline" and i.step == -2 - int(ack.index)), -1
+                )
+                if idx >= 0:
+                    self._release(self._items.pop(idx))
+                    self._baseline_acks[int(ack.index)] = ack.error
             elif body == "run_ended":
                 idx = next((k for k, i in enumerate(self._items) if i.kind == "end"), -1)
                 if idx >= 0:
@@ -525,6 +612,10 @@ class MonitorClient:
                     len(self._items),
                 )
             self._arm_deadlines()
+            # with several replicas, the next attempt goes to the next one
+            if len(self.targets) > 1:
+                self._target_index = (self._target_index + 1) % len(self.targets)
+                log.debug("next attempt: %s", self.target)
             return True
 
     def _sender(self) -> None:
@@ -539,10 +630,18 @@ class MonitorClient:
             ("grpc.enable_retries", 0),
             *self.channel_options,
         ]
-        channel = grpc.insecure_channel(self.target, options=options)
-        monitor = channel.stream_stream(
-            MONITOR_METHOD, request_serializer=_identity, response_deserializer=pb.ServiceMessage.FromString
-        )
+        # one channel per replica, made when first used
+        channels: Dict[str, grpc.Channel] = {}
+        monitors: Dict[str, Callable[..., grpc.Future]] = {}
+
+        def monitor_of(target: str) -> Callable[..., grpc.Future]:
+            if target not in monitors:
+                channels[target] = grpc.insecure_channel(target, options=options)
+                monitors[target] = channels[target].stream_stream(
+                    MONITOR_METHOD, request_serializer=_identity, response_deserializer=pb.ServiceMessage.FromString
+                )
+            return monitors[target]
+
         delay = self.reconnect_initial_s
         try:
             while True:
@@ -558,7 +657,8 @@ class MonitorClient:
                     conn = _Conn(self._conn_seq)
                     self._conn = conn
                     resume = self._accepted
-                call = monitor(self._requests(conn, resume))
+                    target = self.target
+                call = monitor_of(target)(self._requests(conn, resume))
                 conn.call = call
                 code, details, trailers = grpc.StatusCode.OK, "", ()
                 try:
@@ -582,7 +682,8 @@ class MonitorClient:
                             self._expire()
                     delay = min(delay * 2, self.reconnect_max_s)
         finally:
-            channel.close()
+            for channel in channels.values():
+                channel.close()
 
 
 def health(target: str, timeout_s: float = 5.0) -> Dict[str, object]:

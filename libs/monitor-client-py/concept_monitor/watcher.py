@@ -116,6 +116,7 @@ class Watcher:
         batch_size: int,
         device: Any,
         resume: bool = False,
+        random_inits: int = 8,
     ) -> None:
         import torch
 
@@ -128,6 +129,7 @@ class Watcher:
         self.every = every
         self.paradigm = paradigm
         self.resume = resume
+        self.random_inits = random_inits
         self.tags = dict(tags)
         self.transform = transform
         self.pool_on = pool_on
@@ -302,6 +304,34 @@ class Watcher:
         )
         self.client.start_run(spec, resume=self.resume)
         self._started = True
+        try:
+            self._send_random_inits()
+        except Exception as e:  # the learned figure stays unknown; training and the association figure go on
+            log.warning("run %s: the random-init baseline was not sent: %s", self.run_id, e)
+
+    def _send_random_inits(self) -> None:
+        """The learned-concept baseline (docs/dissect.md, "Learned concepts"): when the service has
+        none for this architecture and bundle, `random_inits` freshly initialised copies of the model
+        (copy.deepcopy, then reset_parameters() on every module that has one) are probed like a
+        checkpoint and sent once, before the first checkpoint."""
+        if self.random_inits <= 0 or not self.client.baseline_wanted():
+            return
+        import copy
+
+        own_module, own_layers = self.module, self._layers
+        try:
+            for index in range(self.random_inits):
+                fresh = copy.deepcopy(own_module)
+                for m in fresh.modules():
+                    reset = getattr(m, "reset_parameters", None)
+                    if callable(reset):
+                        reset()
+                self.module = fresh
+                self._layers = _resolve_layers(fresh, [name for name, _ in own_layers])
+                activations = self.probe()
+                self.client.send_baseline(index, self.random_inits, activations)
+        finally:
+            self.module, self._layers = own_module, own_layers
 
     def _is_conv(self, a: LayerActivations) -> bool:
         if a.data.ndim == 4:
@@ -402,7 +432,7 @@ def watch(
     model: Any,
     layers: Optional[Sequence[Union[str, Any]]] = None,
     probe: Union[str, ProbeBundle, None] = None,
-    target: Optional[str] = None,
+    target: Union[str, Sequence[str], None] = None,
     run_id: Optional[str] = None,
     every: int = 100,
     paradigm: str = "standard",
@@ -417,13 +447,15 @@ def watch(
     batch_size: int = 128,
     device: Any = None,
     resume: bool = False,
+    random_inits: int = 8,
     **client_options: Any,
 ) -> Union[Watcher, _NoopWatcher]:
     """Monitor `model`: see the module docstring.
 
     layers      module names ("layer3.1") or module objects; default every conv layer and the last Linear
     probe       a probe bundle folder (cm probe make --root BUNDLES; the service must hold the same id)
-    target      host:port of the concept service or `cm serve` (default CM_GRPC_TARGET or 127.0.0.1:50051)
+    target      host:port of the concept service or `cm serve` (default CM_GRPC_TARGET or 127.0.0.1:50051);
+                several replicas as a list or comma-separated: the run fails over to the next one
     policy      "wait" | "drop" | "spool" when the service is slow or down (see MonitorClient)
     transform   applied to each float32 NCHW [0, 1] probe batch before the model (normalisation...)
     pool_on     "client" (send [D, C]) or "service" (send raw NHWC); pooling "avg" | "max"
@@ -431,10 +463,14 @@ def watch(
     dtype       "float32" or "float16" on the wire
     resume      continue the run `run_id` if the service knows it (a resumed training job); without
                 it a known run id is refused (ALREADY_EXISTS) so a second run never mixes into the first
+    random_inits  random initialisations sent once per architecture and bundle for the learned-concept
+                figure (default 8; 0: none, the learned figure then stays unknown)
     client_options  passed to MonitorClient (max_block_s, max_buffered_bytes, spool_dir, ...)
     """
     if not isinstance(every, int) or every < 1:
         raise CmError("INVALID_ARGUMENT", f"every must be a positive integer, got {every!r}")
+    if not isinstance(random_inits, int) or random_inits < 0:
+        raise CmError("INVALID_ARGUMENT", f"random_inits must be a non-negative integer, got {random_inits!r}")
     if pool_on not in ("client", "service"):
         raise CmError("INVALID_ARGUMENT", f"pool_on must be 'client' or 'service', got {pool_on!r}")
     if pooling not in ("avg", "max"):
@@ -473,4 +509,5 @@ def watch(
         batch_size,
         device,
         resume,
+        random_inits,
     )

@@ -162,6 +162,10 @@ def result_from_ack(ack: "pb.CheckpointAck") -> CheckpointResult:
         layers=[
             {
                 "layer": layer.layer,
+                # the learned-concept share (beyond random init); None while the run's architecture
+                # has no random-init baseline on its bundle (docs/dissect.md, "Learned concepts")
+                "learned_fraction": layer.learned_fraction if layer.has_learned_fraction else None,
+                # the association share (shuffle null)
                 "interpretable_fraction": layer.interpretable_fraction,
                 "distinct_concept_share": layer.distinct_concept_share,
                 "label_entropy": layer.label_entropy,

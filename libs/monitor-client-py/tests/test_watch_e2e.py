@@ -136,3 +136,31 @@ def test_service_down_with_drop_training_finishes_and_reports_the_drops(bundle):
     assert stats.client.acknowledged_checkpoints == 0 and stats.dropped_checkpoints == 4, stats.as_dict()
     # training waited only for the probe passes and the one bounded start attempt
     assert train_s < 0.5 + 10 and stats.step_seconds < 0.5 + 5, (train_s, stats.step_seconds)
+
+
+def test_cm_serve_learned_concepts_from_random_inits_sent_once_per_architecture(serve, bundle):
+    """The learned-concept baseline from the Python SDK: watch() sends `random_inits` freshly
+    initialised copies of the model (deepcopy + reset_parameters) when the service has none for the
+    architecture; every layer_metrics row of the run then has learned_fraction (the association
+    figure interpretable_fraction beside it); a second run of the architecture sends none."""
+    s = serve("learned")
+    model = SmallCnn()
+    w = cm.watch(model, layers=LAYER_NAMES, probe=bundle.dir, target=s.target, run_id="py-learned-1", every=3,
+                 random_inits=2)
+    images = cm.load_bundle(bundle.dir).images
+    train(model, w, images, steps=6)
+    w.close()
+    w2 = cm.watch(SmallCnn(), layers=LAYER_NAMES, probe=bundle.dir, target=s.target, run_id="py-learned-2", every=3,
+                  random_inits=2)
+    w2.step(0)  # starts the run
+    assert w2.client.baseline_wanted() is False
+    w2.close()
+    s.stop()
+    rows = s.query(
+        "SELECT run_id, layer, step, learned_fraction, interpretable_fraction FROM layer_metrics FINAL "
+        "WHERE run_id LIKE 'py-learned-%' ORDER BY run_id, layer, step"
+    )
+    assert len(rows) == len(LAYER_NAMES) * (2 + 1), rows  # steps 0 and 3 of the first run, 0 of the second
+    for r in rows:
+        assert r["learned_fraction"] is not None, r
+        assert 0 <= float(r["learned_fraction"]) <= float(r["interpretable_fraction"]) + 1e-9, r

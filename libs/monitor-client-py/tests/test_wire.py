@@ -43,3 +43,24 @@ def test_bad_input_is_refused_before_sending():
         checkpoint_messages(0, [LayerActivations("x", np.zeros((2, 3, 4), np.float32))], {})
     with pytest.raises(CmError, match="float32 or float16"):
         encode_floats(np.zeros(2, np.float32), "bfloat16")
+
+
+def test_an_ack_carries_the_learned_share_when_known_and_none_when_not():
+    from concept_monitor.wire import result_from_ack
+
+    ack = pb.CheckpointAck(
+        step=3,
+        layers=[
+            pb.LayerSummary(layer="conv1", interpretable_fraction=0.9, learned_fraction=0.0,
+                            has_learned_fraction=True),
+            pb.LayerSummary(layer="conv2", interpretable_fraction=0.6, learned_fraction=0.25,
+                            has_learned_fraction=True),
+            pb.LayerSummary(layer="fc", interpretable_fraction=0.8),
+        ],
+    )
+    layers = result_from_ack(pb.CheckpointAck.FromString(ack.SerializeToString())).layers
+    assert [(l["layer"], l["learned_fraction"], l["interpretable_fraction"]) for l in layers] == [
+        ("conv1", 0.0, pytest.approx(0.9)),
+        ("conv2", 0.25, pytest.approx(0.6)),
+        ("fc", None, pytest.approx(0.8)),
+    ]

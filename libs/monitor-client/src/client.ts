@@ -25,8 +25,15 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { CmError, createLogger, type CmErrorCode, type Logger } from '@cm/core';
-import type { CheckpointData, CheckpointResult, Monitor, RunSpec, StartOptions } from '@cm/contracts';
+import { CmError, createLogger, type Logger } from '@cm/core';
+import type {
+  CheckpointData,
+  CheckpointResult,
+  Monitor,
+  RandomInitBaseline,
+  RunSpec,
+  StartOptions,
+} from '@cm/contracts';
 import {
   DEFAULT_CHUNK_BYTES,
   checkpointToWire,
@@ -35,9 +42,12 @@ import {
   resultFromWire,
   runStartToWire,
   type ServiceMessage,
+  isPermanentStatus,
+  statusToCmError,
+  stepFromMetadata,
   type TrainerMessage,
   type WireFloat,
-} from './wire';
+} from '@cm/protocol';
 import { Spool } from './spool';
 
 export type DeliveryPolicy = 'wait' | 'drop' | 'spool';
@@ -92,46 +102,17 @@ export interface MonitorClientStats {
 
 export interface MonitorClient extends Monitor {
   stats(): MonitorClientStats;
+  /** RunAccepted.baseline_wanted: the service has no random-init baseline of the run's architecture yet. */
+  baselineWanted(): Promise<boolean>;
+  /** One random initialisation (RandomInitEnd); resolves on its RandomInitAck. */
+  sendBaseline(baseline: RandomInitBaseline): Promise<void>;
   /** See Monitor.undeliveredSteps: the steps of this run dropped, or refused after being spooled. */
   undeliveredSteps(): { dropped: readonly number[]; failed: readonly { step: number; error: string }[] };
 }
 
-const PERMANENT = new Set<grpc.status>([
-  grpc.status.INVALID_ARGUMENT,
-  grpc.status.ALREADY_EXISTS,
-  grpc.status.NOT_FOUND,
-  grpc.status.RESOURCE_EXHAUSTED,
-  grpc.status.FAILED_PRECONDITION,
-  grpc.status.OUT_OF_RANGE,
-  grpc.status.UNIMPLEMENTED,
-  grpc.status.INTERNAL,
-  grpc.status.UNKNOWN,
-  grpc.status.PERMISSION_DENIED,
-  grpc.status.UNAUTHENTICATED,
-]);
-
-const CM_CODE: Partial<Record<grpc.status, CmErrorCode>> = {
-  [grpc.status.INVALID_ARGUMENT]: 'INVALID_ARGUMENT',
-  [grpc.status.NOT_FOUND]: 'NOT_FOUND',
-  [grpc.status.ALREADY_EXISTS]: 'ALREADY_EXISTS',
-  [grpc.status.RESOURCE_EXHAUSTED]: 'RESOURCE_EXHAUSTED',
-  [grpc.status.UNAVAILABLE]: 'UNAVAILABLE',
-  [grpc.status.DEADLINE_EXCEEDED]: 'TIMEOUT',
-  [grpc.status.FAILED_PRECONDITION]: 'CONFIG',
-};
-
-function statusError(s: { code: grpc.status; details: string }, target: string): CmError {
-  return new CmError(
-    CM_CODE[s.code] ?? 'INTERNAL',
-    `concept service ${target}: ${s.details || grpc.status[s.code]}`,
-    {
-      context: { grpcCode: grpc.status[s.code], target },
-    },
-  );
-}
-
 interface Item {
-  kind: 'checkpoint' | 'end';
+  /** 'baseline': a random initialisation of the model (learned-concept baseline); step = -2 - index. */
+  kind: 'checkpoint' | 'end' | 'baseline';
   step: number;
   messages: TrainerMessage[];
   bytes: number;
@@ -199,6 +180,8 @@ class GrpcMonitorClient implements MonitorClient {
   private closed = false;
   private outageLogged = false;
   private readonly readyWaiters = new Set<() => void>();
+  /** RunAccepted.baseline_wanted of the current run's last accepted stream. */
+  private baselineWantedByService = false;
   private roomQueue: RoomRequest[] = [];
   private readonly counters = {
     acknowledged: 0,
@@ -368,6 +351,30 @@ class GrpcMonitorClient implements MonitorClient {
     return this.enqueue('checkpoint', cp.step, messages, bytes);
   }
 
+  /** Monitor.baselineWanted: what the service said when it accepted the run (false while not connected). */
+  async baselineWanted(): Promise<boolean> {
+    return Boolean(this.spec) && this.accepted && this.baselineWantedByService;
+  }
+
+  /**
+   * Monitor.sendBaseline: one random initialisation, as chunks (step 0) ended by RandomInitEnd.
+   * Resolves once the service dissected it (RandomInitAck); rejects with the service's reason when
+   * it was refused. Not spooled: a baseline is worth sending only while the service is there.
+   */
+  async sendBaseline(b: RandomInitBaseline): Promise<void> {
+    this.assertOpen();
+    if (this.fatal) throw this.fatal;
+    if (!this.spec)
+      throw new CmError('NOT_FOUND', 'no run started on this client', { hint: 'call startRun first' });
+    const messages = checkpointToWire(
+      { step: 0, layers: b.layers, metrics: {} },
+      this.dtype,
+      this.chunkBytes,
+    );
+    messages[messages.length - 1] = { randomInitEnd: { index: b.index, inits: b.inits } };
+    await this.enqueue('baseline', -2 - b.index, messages, payloadBytes(messages));
+  }
+
   async endRun(status: 'completed' | 'failed'): Promise<void> {
     this.assertOpen();
     if (!this.spec)
@@ -451,6 +458,7 @@ class GrpcMonitorClient implements MonitorClient {
     if (conn.dead) return;
     if ('runAccepted' in m && m.runAccepted) {
       conn.ready = true;
+      this.baselineWantedByService = m.runAccepted.baselineWanted;
       if (this.accepted) {
         this.counters.reconnects++;
         this.log.info(`reconnected to ${this.target}; resending ${this.items.length} unacknowledged item(s)`);
@@ -471,6 +479,19 @@ class GrpcMonitorClient implements MonitorClient {
       this.release(item);
       this.counters.acknowledged++;
       item.resolve(resultFromWire(m.checkpointAck));
+    } else if ('randomInitAck' in m && m.randomInitAck) {
+      const ack = m.randomInitAck;
+      const idx = this.items.findIndex((i) => i.kind === 'baseline' && i.step === -2 - ack.index);
+      if (idx < 0) return;
+      const [item] = this.items.splice(idx, 1);
+      this.release(item);
+      if (ack.error)
+        item.reject(
+          new CmError('INVALID_ARGUMENT', `random init ${ack.index} refused: ${ack.error}`, {
+            context: { index: ack.index },
+          }),
+        );
+      else item.resolve(undefined);
     } else if ('runEnded' in m && m.runEnded) {
       const idx = this.items.findIndex((i) => i.kind === 'end');
       if (idx < 0) return;
@@ -511,8 +532,8 @@ class GrpcMonitorClient implements MonitorClient {
     if (this.conn === conn) this.conn = undefined;
     if (this.closed) return;
     if (s.code === grpc.status.OK && this.items.length === 0) return; // a clean end (after RunEnd)
-    if (s.code !== grpc.status.OK && PERMANENT.has(s.code)) {
-      const error = statusError(s, this.target);
+    if (s.code !== grpc.status.OK && isPermanentStatus(s.code)) {
+      const error = statusToCmError(s, this.target);
       if (!conn.ready) {
         // The service refused the run itself (unknown bundle, bad layers...): nothing can go through.
         this.fatal = error;
@@ -524,8 +545,7 @@ class GrpcMonitorClient implements MonitorClient {
         this.refuseRoom();
         return;
       }
-      const stepText = s.metadata?.get('cm-step')[0];
-      const step = stepText === undefined ? undefined : Number(stepText);
+      const step = stepFromMetadata(s.metadata);
       const idx =
         step !== undefined
           ? this.items.findIndex((i) => i.kind === 'checkpoint' && i.step === step)
@@ -576,7 +596,7 @@ class GrpcMonitorClient implements MonitorClient {
   ): Promise<CheckpointResult | undefined> {
     return new Promise((resolve, reject) => {
       this.items.push({ kind, step, messages, bytes, writtenOn: 0, resolve, reject });
-      if (kind === 'end') this.buffered += bytes; // checkpoints reserved their room in reserve()
+      if (kind !== 'checkpoint') this.buffered += bytes; // checkpoints reserved their room in reserve()
       if (!this.conn) this.connect();
       this.conn?.wake?.();
       this.armDeadlines();

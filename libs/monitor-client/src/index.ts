@@ -1,3 +1,34 @@
 export * from './client';
-export * from './wire';
-export { float16ToFloat32, float32ToFloat16 } from './float16';
+// The wire contract lives in @cm/protocol; the SDK keeps exporting the names it always did.
+export {
+  DEFAULT_CHUNK_BYTES,
+  LOADER_OPTIONS,
+  PROTO_FILE,
+  SERVICE_NAME,
+  bytesPerValue,
+  checkpointToWire,
+  clientConstructor,
+  decodeFloats,
+  float16ToFloat32,
+  float32ToFloat16,
+  payloadBytes,
+  resultFromWire,
+  resultToWire,
+  runStartFromWire,
+  runStartToWire,
+  serviceDefinition,
+  type ServiceMessage,
+  type TrainerMessage,
+  type WireActivationChunk,
+  type WireCheckpointAck,
+  type WireCheckpointEnd,
+  type WireDType,
+  type WireFloat,
+  type WireHealthResponse,
+  type WireLayerKind,
+  type WirePooling,
+  type WireRunAccepted,
+  type WireRunEnd,
+  type WireRunStart,
+  type WireRunStatus,
+} from '@cm/protocol';

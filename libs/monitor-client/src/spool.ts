@@ -10,7 +10,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CmError } from '@cm/core';
-import { serviceDefinition, type TrainerMessage } from './wire';
+import { serviceDefinition, type TrainerMessage } from '@cm/protocol';
 
 interface SpoolFile {
   path: string;

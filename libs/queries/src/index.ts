@@ -1,2 +1,3 @@
 export * from './literal';
 export * from './questions';
+export * from './setup';

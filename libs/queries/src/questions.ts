@@ -21,7 +21,8 @@ import {
  * no query parameters (values are escaped literals, see literal.ts), no window functions (per
  * neuron sequences are built with groupArray + arraySort), no DateTime64 (only second-precision
  * time), no Map (Nested columns with ARRAY JOIN), one JOIN per SELECT with explicit ANY strictness.
- * Every read of a ReplacingMergeTree uses FINAL so a redelivered record never counts twice.
+ * Every read of a ReplacingMergeTree uses FINAL so a redelivered record never counts twice (the
+ * switching questions instead count distinct keys of the few rows they read, see there).
  * PREWHERE filters only on sorting-key columns (step, neuron of neuron_labels): every version of a
  * row shares its key, so filtering before FINAL's merge drops whole groups and keeps the answer,
  * while reading a fraction of a wide layer (a neuron's history: 40 ms instead of 460 ms on 2M rows).
@@ -144,6 +145,20 @@ WHERE run_id = ${text(a.run)} AND metrics.name IN ('loss', 'accuracy')${andFilte
 ORDER BY ${x}`;
 };
 
+/**
+ * The learned-concept share per layer (beyond random init, docs/dissect.md): rows only where the
+ * run had a random-init baseline (NULL before it is not 0).
+ */
+export const learnedShareSql = (a: RunArgs & { by?: Axis }): string => {
+  const x = a.by ?? 'time';
+  return `
+SELECT ${x}, layer, learned_fraction AS learned
+FROM ${T.layerMetrics} FINAL
+WHERE run_id = ${text(a.run)} AND isNotNull(learned_fraction)${andFilter(a.timeFilter)}
+ORDER BY ${x}`;
+};
+
+/** The association share per layer: interpretable under the shuffle null (random filters pass it too). */
 export const interpretableShareSql = (a: RunArgs & { by?: Axis }): string => {
   const x = a.by ?? 'time';
   return `
@@ -167,7 +182,7 @@ ORDER BY ${x}`;
  * report's curves (interpretable share, distinct share, entropy, spread, dead share, switch rate).
  */
 export const layerCurvesSql = (a: { run: TextArg; layer?: TextArg }): string => `
-SELECT step, layer, neurons, interpretable_fraction, distinct_concept_share, label_entropy,
+SELECT step, layer, neurons, learned_fraction, interpretable_fraction, distinct_concept_share, label_entropy,
   embedding_spread, dead_fraction, switch_fraction, mean_top_score
 FROM ${T.layerMetrics} FINAL
 WHERE run_id = ${text(a.run)}${a.layer !== undefined ? ` AND layer = ${text(a.layer)}` : ''}
@@ -175,6 +190,7 @@ ORDER BY layer, step`;
 
 export const layerSummarySql = (a: { run: TextArg }): string => `
 SELECT layer, max(step) AS last_step,
+  argMax(learned_fraction, step) AS learned,
   argMax(interpretable_fraction, step) AS interpretable,
   argMax(distinct_concept_share, step) AS diversity,
   argMax(label_entropy, step) AS entropy,
@@ -234,6 +250,77 @@ FROM (
 ORDER BY neuron`;
 };
 
+/**
+ * Label switches (the layer view's "switching" questions). Since migration 6 every neuron_labels row
+ * carries `previous_concept`, the neuron's concept at the run's previous checkpoint of the layer
+ * ('' at its first), recorded when the checkpoint is dissected (the engine's switch). A switch is a
+ * row with `previous_concept` not '' and unlike `concept`; the questions read only those rows, with
+ * no FINAL: a redelivered or recomputed row has the key (neuron, step) of the row it repeats, and
+ * switches are counted as distinct keys (uniqExact), concept paths made distinct (arrayDistinct), so
+ * no row counts twice. Two semantics differ from rebuilding each neuron's sequence from the stored
+ * rows (the *FromSequencesSql forms, kept for layers recorded before migration 6):
+ *  - after retention thinning (libs/store/src/retention.ts) the switches recorded at the kept
+ *    checkpoints still count, each against the checkpoint just before it at record time (thinned or
+ *    not); switches at thinned checkpoints went with their rows. A sequence of the kept rows instead
+ *    compares kept checkpoints with each other (A > B > A thinned to A > A is no switch);
+ *  - with a time filter (Grafana), a switch at the window's first checkpoint counts (its previous
+ *    checkpoint may be before the window), as the layer_metrics switch fraction does.
+ * Rows recorded before migration 6 read '' and record no switch: switchingLayerModeSql tells, per
+ * layer, which form answers it (the web view asks; Grafana's panels say so in their description).
+ */
+const SWITCH_ROW = `previous_concept != '' AND previous_concept != concept`;
+
+/**
+ * Whether the layer's switches were recorded (`recorded` 1) or must be rebuilt from its sequences
+ * (0): a layer recorded since migration 6 has rows without a previous concept at one step at most
+ * (its first; none once thinned away), one recorded before it at every step. `proven` 1 once a row
+ * with a previous concept is there (the writer records them: the answer will not change, a cache
+ * may keep it). Neuron 0's rows only (PREWHERE on the sorting key: a fraction of the layer). Needs
+ * the column (hasColumnSql).
+ */
+export const switchingLayerModeSql = (a: { run: TextArg; layer: TextArg }): string => `
+SELECT toUInt8(uniqExactIf(step, previous_concept = '') <= 1) AS recorded,
+  toUInt8(countIf(previous_concept != '') > 0) AS proven
+FROM ${T.neuronLabels}
+PREWHERE neuron = 0
+WHERE run_id = ${text(a.run)} AND layer = ${text(a.layer)}`;
+
+/**
+ * Concepts that neurons switch into most often (and out of): each recorded switch (see above) is one
+ * switch into its concept and one out of its previous concept, counted once per (neuron, step).
+ */
+export const switchingConceptsSql = (a: LayerArgs): string => `
+SELECT switch_concept AS concept, uniqExactIf(neuron, step, direction = 1) AS switches_into,
+  uniqExactIf(neuron, step, direction = 0) AS switches_out_of
+FROM (
+  SELECT neuron, step,
+    arrayJoin([(toString(concept), toUInt8(1)), (toString(previous_concept), toUInt8(0))]) AS switch,
+    switch.1 AS switch_concept, switch.2 AS direction
+  FROM ${T.neuronLabels}
+  PREWHERE ${SWITCH_ROW}
+  WHERE run_id = ${text(a.run)} AND layer = ${text(a.layer)}${andFilter(a.timeFilter)}
+)
+GROUP BY concept
+ORDER BY switches_into + switches_out_of DESC, concept
+LIMIT 20`;
+
+/**
+ * Neurons whose label changed most often, with their concept path: the first concept, then the
+ * concept of each recorded switch by step, distinct (every neuron is listed, switching or not).
+ */
+export const switchingNeuronsSql = (a: LayerArgs & { limit?: IntArg }): string => `
+SELECT neuron, uniqExactIf(step, switched) AS switches,
+  arrayStringConcat(arrayDistinct(arrayConcat([argMin(label, step)],
+    arrayMap(p -> p.2, arraySort(groupArrayIf((step, label), switched))))), ' > ') AS concepts
+FROM (
+  SELECT neuron, step, toString(concept) AS label, ${SWITCH_ROW} AS switched
+  FROM ${T.neuronLabels}
+  WHERE run_id = ${text(a.run)} AND layer = ${text(a.layer)}${andFilter(a.timeFilter)}
+)
+GROUP BY neuron
+ORDER BY switches DESC, neuron
+LIMIT ${int(a.limit ?? 20)}`;
+
 const conceptSequences = (a: LayerArgs): string => `
     SELECT neuron, arrayMap(p -> p.2, arraySort(groupArray((step, concept)))) AS seq
     FROM ${T.neuronLabels} FINAL
@@ -241,17 +328,19 @@ const conceptSequences = (a: LayerArgs): string => `
     GROUP BY neuron`;
 
 /**
- * Concepts that neurons switch into most often: each neuron's concept sequence ordered by step,
- * pairs of consecutive labels that differ, counted by the concept switched to (and from).
+ * switchingConceptsSql for layers recorded before migration 6 (switchingLayerModeSql says 0): each
+ * neuron's concept sequence ordered by step (all rows of the layer, FINAL), pairs of consecutive
+ * labels that differ, counted by the concept switched to (and from). One pass over the layer: each
+ * neuron's switches become (concept, 1, 0) for the concept switched into and (concept, 0, 1) for the
+ * one left. 2-3.5 s on a 2.56M-row layer (docs/store.md, "Long runs").
  */
-export const switchingConceptsSql = (a: LayerArgs): string => `
+export const switchingConceptsFromSequencesSql = (a: LayerArgs): string => `
 SELECT concept, sum(into) AS switches_into, sum(out_of) AS switches_out_of
 FROM (
-  SELECT arrayJoin(arrayFilter((cur, prev) -> cur != prev, arrayPopFront(seq), arrayPopBack(seq))) AS concept, 1 AS into, 0 AS out_of
-  FROM (${conceptSequences(a)}
-  )
-  UNION ALL
-  SELECT arrayJoin(arrayFilter((prev, cur) -> cur != prev, arrayPopBack(seq), arrayPopFront(seq))) AS concept, 0 AS into, 1 AS out_of
+  SELECT arrayJoin(arrayConcat(
+      arrayMap(c -> (c, 1, 0), arrayFilter((cur, prev) -> cur != prev, arrayPopFront(seq), arrayPopBack(seq))),
+      arrayMap(c -> (c, 0, 1), arrayFilter((prev, cur) -> cur != prev, arrayPopBack(seq), arrayPopFront(seq)))
+    )) AS switch, switch.1 AS concept, switch.2 AS into, switch.3 AS out_of
   FROM (${conceptSequences(a)}
   )
 )
@@ -259,15 +348,11 @@ GROUP BY concept
 ORDER BY switches_into + switches_out_of DESC, concept
 LIMIT 20`;
 
-/** Neurons whose label changed most often, with their concept sequence. */
-export const switchingNeuronsSql = (a: LayerArgs & { limit?: IntArg }): string => `
+/** switchingNeuronsSql for layers recorded before migration 6, from each neuron's sequence. */
+export const switchingNeuronsFromSequencesSql = (a: LayerArgs & { limit?: IntArg }): string => `
 SELECT neuron, length(arrayFilter((cur, prev) -> cur != prev, arrayPopFront(seq), arrayPopBack(seq))) AS switches,
   arrayStringConcat(arrayDistinct(seq), ' > ') AS concepts
-FROM (
-  SELECT neuron, arrayMap(p -> p.2, arraySort(groupArray((step, concept)))) AS seq
-  FROM ${T.neuronLabels} FINAL
-  WHERE run_id = ${text(a.run)} AND layer = ${text(a.layer)}${andFilter(a.timeFilter)}
-  GROUP BY neuron
+FROM (${conceptSequences(a)}
 )
 ORDER BY switches DESC, neuron
 LIMIT ${int(a.limit ?? 20)}`;
@@ -307,22 +392,24 @@ FROM ${T.neuronLabels} FINAL
 WHERE run_id = ${text(a.run)} AND layer = ${text(a.layer)} AND step = ${int(a.step)}
 ORDER BY neuron`;
 
-/** Paths up to the chosen step of the `trail` neurons that moved most (bounding box of their path). */
+/**
+ * Paths up to the chosen step of the `trail` neurons that moved most (bounding box of their path).
+ * One pass over the layer: each neuron's path is gathered while its bounding box is measured, the
+ * `trail` largest are kept and unrolled (filtering a second pass by `neuron IN (...)` read every
+ * granule again: neurons of a step share granules, so a neuron filter skips nothing).
+ */
 export const trajectoriesSql = (a: { run: TextArg; layer: TextArg; step: IntArg; trail: IntArg }): string => `
-SELECT concat('n', toString(neuron)) AS neuron_id, x, y
-FROM ${T.neuronLabels} FINAL
-WHERE run_id = ${text(a.run)} AND layer = ${text(a.layer)} AND step <= ${int(a.step)}
-  AND neuron IN (
-    SELECT neuron FROM (
-      SELECT neuron, (max(x) - min(x)) + (max(y) - min(y)) AS moved
-      FROM ${T.neuronLabels} FINAL
-      WHERE run_id = ${text(a.run)} AND layer = ${text(a.layer)} AND step <= ${int(a.step)}
-      GROUP BY neuron
-      ORDER BY moved DESC, neuron
-      LIMIT ${int(a.trail)}
-    )
-  )
-ORDER BY neuron, step`;
+SELECT concat('n', toString(neuron)) AS neuron_id, point.2 AS x, point.3 AS y
+FROM (
+  SELECT neuron, groupArray((step, x, y)) AS path
+  FROM ${T.neuronLabels} FINAL
+  WHERE run_id = ${text(a.run)} AND layer = ${text(a.layer)} AND step <= ${int(a.step)}
+  GROUP BY neuron
+  ORDER BY (max(x) - min(x)) + (max(y) - min(y)) DESC, neuron
+  LIMIT ${int(a.trail)}
+)
+ARRAY JOIN path AS point
+ORDER BY neuron, point.1`;
 
 /** Paths of the chosen neurons over the whole run (step, x, y, concept), by neuron then step. */
 export const neuronPathsSql = (a: { run: TextArg; layer: TextArg; neurons: readonly number[] }): string => {
@@ -390,6 +477,7 @@ ORDER BY run_id, step`;
 
 export const compareFinalSql = (a: PairArgs): string => `
 SELECT layer, run_id, max(step) AS last_step,
+  argMax(learned_fraction, step) AS learned,
   argMax(interpretable_fraction, step) AS interpretable,
   argMax(distinct_concept_share, step) AS diversity,
   argMax(label_entropy, step) AS entropy,

@@ -2,8 +2,7 @@ import { CmError, notFound } from '@cm/core';
 import { projectTo2d } from '@cm/dissect';
 import type { BundleDirectory } from '@cm/probe';
 import * as Q from '@cm/queries';
-import { sqlString, type Store } from '@cm/store';
-import { TABLES } from '@cm/contracts';
+import type { Store } from '@cm/store';
 
 /**
  * What the report's figures are drawn from: one run (and optionally a second to compare), read from
@@ -184,38 +183,8 @@ export interface LoadReportOptions {
  * either run predates the setup columns (recorded as empty).
  */
 export async function setupDifferences(store: Store, a: string, b: string): Promise<string[]> {
-  const cols = [
-    'setup_method',
-    'setup_params',
-    'setup_pooling',
-    'setup_calibration',
-    'concept_set_hash',
-    'clip_model',
-  ];
-  const present = await store.query<{ name: string }>(
-    `SELECT name FROM system.columns WHERE database = ${sqlString(store.database)} AND table = ${sqlString(TABLES.runs)} AND name = 'setup_method'`,
-  );
-  if (present.length === 0) return [];
-  const rows = await store.query<Record<string, string>>(
-    `SELECT run_id, ${cols.join(', ')} FROM ${TABLES.runs} FINAL WHERE run_id IN (${sqlString(a)}, ${sqlString(b)})`,
-  );
-  const [x, y] = [rows.find((r) => r.run_id === a), rows.find((r) => r.run_id === b)];
-  if (!x || !y || !x.setup_method || !y.setup_method) return [];
-  const names: Record<string, string> = {
-    setup_method: 'method',
-    setup_params: 'parameters',
-    setup_pooling: 'pooling',
-    setup_calibration: 'calibration',
-    concept_set_hash: 'concept set',
-    clip_model: 'CLIP model',
-  };
-  return cols
-    .filter((c) => x[c] !== y[c])
-    .map((c) =>
-      c === 'concept_set_hash' || c === 'setup_params'
-        ? names[c]
-        : `${names[c]} ${x[c] || '-'} vs ${y[c] || '-'}`,
-    );
+  // the comparison itself is @cm/queries' (the web view's compare page warns from the same one)
+  return (await Q.runSetupDifferences(store, a, b)).map((d) => d.text);
 }
 
 export async function loadReportData(opts: LoadReportOptions): Promise<ReportData> {

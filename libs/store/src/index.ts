@@ -8,3 +8,4 @@ export * from './reader-endpoint';
 export * from './cluster';
 export * from './run-lifecycle';
 export * from './export';
+export * from './retention';

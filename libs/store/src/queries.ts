@@ -50,7 +50,7 @@ ORDER BY layer, step, neuron`;
 
 /** Per-layer metrics of a run over steps (the learning curves of interpretability and diversity). */
 export function layerMetricsSql(database: string, runId: string): string {
-  return `SELECT run_id, layer, step, neurons, interpretable_fraction, mean_top_score, distinct_concept_share, label_entropy,
+  return `SELECT run_id, layer, step, neurons, learned_fraction, learned_chance, interpretable_fraction, mean_top_score, distinct_concept_share, label_entropy,
   embedding_spread, dead_fraction, switches, switch_fraction, threshold,
   category_shares.category AS categories, category_shares.share AS shares,
   top_concepts.concept AS top_concept_names, top_concepts.count AS top_concept_counts, time

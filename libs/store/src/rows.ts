@@ -85,6 +85,7 @@ export const NEURON_LABEL_COLUMNS = [
   'time',
   'time_ms',
   'top_images',
+  'previous_concept',
 ] as const;
 export const INSERT_FORMAT: Record<
   TableKey,
@@ -250,6 +251,8 @@ export function appendRows(out: TableRows, record: WireRecord): void {
           switches: uint32(record.switches, 'switches', record),
           switch_fraction: float(record.switchFraction),
           threshold: float(record.threshold),
+          learned_fraction: record.learnedFraction == null ? null : float(record.learnedFraction),
+          learned_chance: record.learnedChance == null ? null : float(record.learnedChance),
           'category_shares.category': shares.map(([k]) => k),
           'category_shares.share': shares.map(([, v]) => float(v)),
           'top_concepts.concept': top.map((c) => String(c.concept)),
@@ -313,6 +316,13 @@ function appendLabels(
   for (let i = 0; i < strings.length; i++) str(strings[i], 'concept, category and top concept', record);
   const n = c.neuron.length;
   for (let i = 0; i < n; i++) uint32(c.neuron[i], 'neuron', record);
+  if (c.previousConcept)
+    for (let i = 0; i < n; i++)
+      if (!(c.previousConcept[i] >= 0 && c.previousConcept[i] < strings.length))
+        throw invalidArgument(`previousConcept[${i}] is not an index into strings`, {
+          kind: record.kind,
+          runId: record.runId,
+        });
   if (n === 0) return;
 
   if (out.labelFormat === 'RowBinary') out.labelBytes.push(labelsRowBinary(record.runId, layer, step, t, c));
@@ -360,6 +370,7 @@ function labelsTsv(
   const field = c.strings.map(tsvString);
   const quoted: (string | undefined)[] = new Array<string | undefined>(c.strings.length);
   const { imageCount, imageList } = topImageColumns(c);
+  const previous = c.previousConcept;
   let chunk = '';
   let tc = 0;
   let ts = 0;
@@ -400,7 +411,8 @@ function labelsTsv(
       suffix +
       '\t[' +
       images +
-      ']';
+      ']\t' +
+      (previous ? field[previous[i]] : '');
   }
   return chunk;
 }
@@ -479,10 +491,12 @@ function labelsRowBinary(
   const length = (k: number): number => encoded.start[k + 1] - encoded.start[k];
   const n = c.neuron.length;
   const { imageCount, imageList } = topImageColumns(c);
-  // fixed part of a row: prefix, neuron, score, 2 flags, x, y, time, time_ms
-  let size = n * (prefix.length + 4 + 4 + 2 + 4 + 4 + 4 + 8);
+  const previous = c.previousConcept;
+  // fixed part of a row: prefix, neuron, score, 2 flags, x, y, time, time_ms (and previous_concept
+  // as '', one byte, when the record has no such column)
+  let size = n * (prefix.length + 4 + 4 + 2 + 4 + 4 + 4 + 8 + (previous ? 0 : 1));
   for (let i = 0; i < n; i++) {
-    size += length(c.concept[i]) + length(c.category[i]);
+    size += length(c.concept[i]) + length(c.category[i]) + (previous ? length(previous[i]) : 0);
     size += varintLength(c.topConceptCount[i]) + varintLength(c.topScoreCount[i]) + 4 * c.topScoreCount[i];
     const images = imageCount ? imageCount[i] : 0;
     size += varintLength(images) + 4 * images;
@@ -523,6 +537,8 @@ function labelsRowBinary(
     const images = imageCount ? imageCount[i] : 0;
     o = writeVarint(buf, o, images);
     for (const end = ti + images; ti < end; ti++, o += 4) view.setUint32(o, imageIndex(imageList, ti), true);
+    if (previous) o = copyString(buf, o, encoded, previous[i]);
+    else buf[o++] = 0;
   }
   if (o !== size) throw new Error(`RowBinary sizing error: wrote ${o} of ${size} bytes`); // a bug here, never data
   return buf;

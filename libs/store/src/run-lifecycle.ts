@@ -99,6 +99,16 @@ export async function deleteRun(
       : qualified(store.database, t);
     await store.execute(`ALTER TABLE ${table} DELETE WHERE run_id = ${sqlString(runId)}`);
   }
+  // what label retention recorded of the run goes with it (label_thinning, migration 5, when the store has it)
+  const thinning = await store.query(
+    `SELECT name FROM system.tables WHERE database = ${sqlString(store.database)} AND name = ${sqlString(TABLES.labelThinning)}`,
+  );
+  if (thinning.length > 0) {
+    const table = opts.cluster
+      ? `${qualified(store.database, `${TABLES.labelThinning}${LOCAL_SUFFIX}`)} ON CLUSTER ${sqlIdentifier(opts.cluster)}`
+      : qualified(store.database, TABLES.labelThinning);
+    await store.execute(`ALTER TABLE ${table} DELETE WHERE run_id = ${sqlString(runId)}`);
+  }
   const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
   for (;;) {
     const left = await runRowCounts(store, runId);

@@ -18,8 +18,6 @@ import type { StoreFeatures } from './version';
 export interface SchemaContext {
   database: string;
   features: StoreFeatures;
-  /** Drop time-series rows older than this many days (TTL; only where features.ttl). 0 = keep. */
-  retentionDays: number;
 }
 
 /**
@@ -54,12 +52,6 @@ function types(f: StoreFeatures) {
   };
 }
 
-function ttl(ctx: SchemaContext): string {
-  return ctx.features.ttl && ctx.retentionDays > 0
-    ? ` TTL time + toIntervalDay(${Math.floor(ctx.retentionDays)})`
-    : '';
-}
-
 export const MIGRATIONS_TABLE_DDL = (database: string): string =>
   `CREATE TABLE IF NOT EXISTS ${qualified(database, TABLES.migrations)} (version UInt32, name String, applied_at DateTime) ENGINE = ReplacingMergeTree() ORDER BY version`;
 
@@ -82,7 +74,7 @@ export const MIGRATIONS: readonly Migration[] = [
   run_id String, step UInt32,
   metrics Nested(name String, value Float64),
   time ${t.time}, time_ms ${t.timeMs}
-) ENGINE = ReplacingMergeTree(time_ms) ORDER BY (run_id, step)${ttl(ctx)}`,
+) ENGINE = ReplacingMergeTree(time_ms) ORDER BY (run_id, step)`,
         `CREATE TABLE IF NOT EXISTS ${q(TABLES.neuronLabels)} (
   run_id String, layer ${t.label}, step UInt32, neuron UInt32,
   concept ${t.label}, category ${t.label}, score ${t.f32},
@@ -90,7 +82,7 @@ export const MIGRATIONS: readonly Migration[] = [
   top_concepts ${t.labelArray}, top_scores Array(Float32),
   x ${t.f32}, y ${t.f32},
   time ${t.time}, time_ms ${t.timeMs}
-) ENGINE = ReplacingMergeTree(time_ms) ORDER BY (run_id, layer, step, neuron)${ttl(ctx)}`,
+) ENGINE = ReplacingMergeTree(time_ms) ORDER BY (run_id, layer, step, neuron)`,
         `CREATE TABLE IF NOT EXISTS ${q(TABLES.layerMetrics)} (
   run_id String, layer ${t.label}, step UInt32, neurons UInt32,
   interpretable_fraction Float64, mean_top_score Float64, distinct_concept_share Float64,
@@ -99,7 +91,7 @@ export const MIGRATIONS: readonly Migration[] = [
   category_shares Nested(category String, share Float64),
   top_concepts Nested(concept String, count UInt32),
   time ${t.time}, time_ms ${t.timeMs}
-) ENGINE = ReplacingMergeTree(time_ms) ORDER BY (run_id, layer, step)${ttl(ctx)}`,
+) ENGINE = ReplacingMergeTree(time_ms) ORDER BY (run_id, layer, step)`,
         `CREATE TABLE IF NOT EXISTS ${q(TABLES.alerts)} (
   alert_id String, run_id String, layer ${t.label}, step UInt32,
   rule ${t.label}, state ${t.label}, severity ${t.label},
@@ -136,7 +128,51 @@ export const MIGRATIONS: readonly Migration[] = [
         skipIf: `SELECT name FROM system.columns WHERE database = ${sqlString(ctx.database)} AND table = ${sqlString(TABLES.runs)} AND name = ${sqlString(column)}`,
       })),
   },
+  {
+    version: 4,
+    name: 'layer_metrics.learned_fraction, learned_chance (the learned-concept figure, docs/dissect.md)',
+    // Guarded ALTERs as in migration 2. Nullable: NULL while a run's architecture has no random-init
+    // baseline yet (and for rows written before this migration), never 0, which would read as
+    // "learned nothing".
+    statements: (ctx) =>
+      LEARNED_COLUMNS.map((column) => ({
+        sql: `ALTER TABLE ${qualified(ctx.database, TABLES.layerMetrics)} ADD COLUMN ${column} Nullable(Float64)`,
+        skipIf: `SELECT name FROM system.columns WHERE database = ${sqlString(ctx.database)} AND table = ${sqlString(TABLES.layerMetrics)} AND name = ${sqlString(column)}`,
+      })),
+  },
+  {
+    version: 5,
+    name: 'label_thinning (what the retention job thinned out of neuron_labels)',
+    // One row per pass and run: the steps after after_step up to through_step were decided, the
+    // labels of every keep_every-th checkpoint kept (libs/store/src/retention.ts). Retention is a
+    // job rather than a TTL: a TTL drops whole rows by age (it cannot keep every k-th checkpoint or
+    // the steps of alert episodes) and 18.16 has none; the job runs the same on every server.
+    statements: (ctx) => [
+      `CREATE TABLE IF NOT EXISTS ${qualified(ctx.database, TABLES.labelThinning)} (
+  run_id String, after_step Int64, through_step UInt32, keep_every UInt32,
+  full_days Float64, full_checkpoints UInt32, steps_removed UInt32, rows_removed UInt64,
+  time DateTime, time_ms UInt64
+) ENGINE = ReplacingMergeTree(time_ms) ORDER BY (run_id, through_step)`,
+    ],
+  },
+  {
+    version: 6,
+    name: "neuron_labels.previous_concept (each neuron's concept at the previous checkpoint: label switches)",
+    // A guarded ALTER as in migration 2 (cluster.ts alters the local tables and remakes the
+    // Distributed one). Rows written before it read as '' (the column's default), which the
+    // switching questions cannot tell from a first checkpoint: libs/queries' switchingLayerModeSql
+    // says per layer whether its switches were recorded (docs/store.md, "Label switches").
+    statements: (ctx) => [
+      {
+        sql: `ALTER TABLE ${qualified(ctx.database, TABLES.neuronLabels)} ADD COLUMN previous_concept ${types(ctx.features).label}`,
+        skipIf: `SELECT name FROM system.columns WHERE database = ${sqlString(ctx.database)} AND table = ${sqlString(TABLES.neuronLabels)} AND name = 'previous_concept'`,
+      },
+    ],
+  },
 ];
+
+/** layer_metrics columns of the learned-concept figure (migration 4): LayerSnapshotRecord.learnedFraction, learnedChance. */
+export const LEARNED_COLUMNS = ['learned_fraction', 'learned_chance'] as const;
 
 /** The runs table's columns of RunRecord.setup (migration 3), in RunSetup's order. */
 export const RUN_SETUP_COLUMNS = [

@@ -6,7 +6,7 @@ import { createChdbConnection } from 'chdb/connection';
 import { TABLES, type CmRecord } from '@cm/contracts';
 import { CmError, errorMessage } from '@cm/core';
 import { MIGRATIONS, MIGRATIONS_TABLE_DDL, qualified, type GuardedStatement, type Migration } from './schema';
-import { clusterStatements, clusterTableNames } from './cluster';
+import { clusterStatements, clusterTableNames, LOCAL_SUFFIX } from './cluster';
 import {
   emptyRows,
   INSERT_FORMAT,
@@ -21,6 +21,9 @@ import {
 import { notAReadStatement, sqlIdentifier, sqlString } from './sql';
 import { featuresFor, parseServerVersion, type BinaryFormat, type StoreFeatures } from './version';
 
+/** The table a schema statement creates (`CREATE TABLE IF NOT EXISTS `db`.`t``). */
+const CREATES_TABLE = /^CREATE TABLE IF NOT EXISTS `[A-Za-z0-9_]+`\.`([A-Za-z0-9_]+)`/;
+
 /** Where the store lives: a ClickHouse server over HTTP, or an embedded chDB data folder. */
 export type StoreTarget =
   | {
@@ -29,11 +32,10 @@ export type StoreTarget =
       user: string;
       password: string;
       database: string;
-      retentionDays?: number;
       /** Cluster mode (CM_CLICKHOUSE_CLUSTER): the remote_servers cluster the tables span. */
       cluster?: string;
     }
-  | { kind: 'chdb'; path: string; database: string; retentionDays?: number };
+  | { kind: 'chdb'; path: string; database: string };
 
 export interface ConceptEntry {
   concept: string;
@@ -301,15 +303,21 @@ class ClickHouseStore implements Store {
   async migrate(migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
     const recorded = new Set(await this.appliedMigrations());
     // The ledger alone can lie: a table dropped by hand (or lost with its disk) stays "migrated",
-    // and every later write fails. When a table of the schema is missing, every migration runs
-    // again: each statement is idempotent (IF NOT EXISTS, or guarded by skipIf).
-    const missing = await this.missingTables();
+    // and every later write fails. When a table that a recorded migration made is missing, every
+    // migration runs again: each statement is idempotent (IF NOT EXISTS, or guarded by skipIf). A
+    // table of a migration not applied yet (a store of an older version) is simply made by it.
+    const ctx = { database: this.database, features: this.features };
+    const made = new Set(
+      migrations
+        .filter((m) => recorded.has(m.version))
+        .flatMap((m) => m.statements(ctx))
+        .map((st) => CREATES_TABLE.exec(typeof st === 'string' ? st : st.sql)?.[1])
+        .filter((t): t is string => t !== undefined),
+    );
+    const missing = (await this.missingTables()).filter(
+      (t) => made.has(t) || made.has(t.replace(new RegExp(`${LOCAL_SUFFIX}$`), '')),
+    );
     const applied = missing.length > 0 ? new Set<number>() : recorded;
-    const ctx = {
-      database: this.database,
-      features: this.features,
-      retentionDays: this.target.retentionDays ?? 0,
-    };
     const now: number[] = [];
     for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
       if (applied.has(m.version)) continue;
@@ -513,7 +521,12 @@ class ClickHouseStore implements Store {
   }
 
   async execute(sql: string): Promise<void> {
-    await this.command(sql);
+    // on a cluster an INSERT ... VALUES (label_thinning records) returns once the shard has it
+    try {
+      await this.client.command({ query: sql, clickhouse_settings: this.insertSettings });
+    } catch (e) {
+      throw storeError(this.target, 'statement', e, sql);
+    }
   }
 
   async close(): Promise<void> {

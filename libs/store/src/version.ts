@@ -11,7 +11,7 @@ export interface ServerVersion {
 }
 
 export interface StoreFeatures {
-  /** `TTL time + INTERVAL n DAY` on the time-series tables (needs a retention setting). */
+  /** The server has table TTLs. Not used by the schema: label retention is a job on every version (retention.ts). */
   ttl: boolean;
   /** Column codecs (Delta/DoubleDelta + ZSTD) for time and float columns. */
   codecs: boolean;

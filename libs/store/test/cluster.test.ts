@@ -5,6 +5,10 @@ import { freePort } from '@cm/core';
 import { startClickHouseCluster, LOCAL_CLICKHOUSE_CLUSTER, type ClickHouseCluster } from '@cm/stack';
 import {
   clusterTableNames,
+  describeThinning,
+  MIGRATIONS,
+  thinLabels,
+  thinningRecords,
   neuronLabelsSql,
   openStore,
   runsOverviewSql,
@@ -60,6 +64,14 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 }, 60_000);
 
+/** Polls until `store` reads `expected` label rows of the run (at most 20 s; the caller asserts). */
+async function replicated(store: Store, runId: string, expected: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if ((await labelCounts(store, runId)).final === expected) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 async function labelCounts(store: Store, runId: string): Promise<{ final: number; distinct: number }> {
   const [row] = await store.query<{ final: string; distinct: string }>(
     `SELECT count() AS final, uniqExact(layer, step, neuron) AS distinct FROM neuron_labels FINAL WHERE run_id = ${sqlString(runId)}`,
@@ -69,7 +81,7 @@ async function labelCounts(store: Store, runId: string): Promise<{ final: number
 
 it('migrations make every table ON CLUSTER: replicated local tables and a Distributed table over each, on every node', async () => {
   const store = await open(0, 0);
-  expect(await store.migrate()).toEqual([1, 2, 3]);
+  expect(await store.migrate()).toEqual(MIGRATIONS.map((m) => m.version));
   expect(await store.migrate()).toEqual([]);
   for (let s = 0; s < 2; s++) {
     for (let r = 0; r < 2; r++) {
@@ -84,7 +96,7 @@ it('migrations make every table ON CLUSTER: replicated local tables and a Distri
       expect(byName.neuron_labels_local).toBe('ReplicatedReplacingMergeTree');
       expect(byName.schema_migrations).toBe('ReplicatedReplacingMergeTree');
       // the ledger is replicated to every node
-      expect(await node.appliedMigrations()).toEqual([1, 2, 3]);
+      expect(await node.appliedMigrations()).toEqual(MIGRATIONS.map((m) => m.version));
       const topImages = await node.query<{ n: string }>(
         `SELECT count() AS n FROM system.columns WHERE database = '${DB}' AND name = 'top_images'`,
       );
@@ -99,6 +111,10 @@ it('a run written on one node reads the same on every node with the shipped quer
   // a redelivered batch changes nothing (ReplacingMergeTree per shard, read with FINAL)
   await writer.insertRecords(sampleRun('run-a', 3));
   for (const reader of stores.slice(1)) {
+    // a write is acknowledged once one replica of the shard has it; the other replica fetches it
+    // asynchronously, and a Distributed read may pick either: wait for it (bounded), then compare
+    await replicated(reader, 'run-a', 21);
+    await replicated(reader, 'run-b', 14);
     expect(await labelCounts(reader, 'run-a')).toEqual({ final: 21, distinct: 21 });
     const runs = await reader.query<{ run_id: string; last_step: number | string }>(runsOverviewSql(DB));
     expect(runs.map((r) => [r.run_id, Number(r.last_step)]).sort()).toEqual([
@@ -146,4 +162,38 @@ it('one replica stopped mid-run: writes and reads go on, Distributed FINAL count
     await new Promise((r) => setTimeout(r, 200));
   }
   expect(await labelCounts(back, 'run-c')).toEqual({ final: steps * 24, distinct: steps * 24 });
+}, 120_000);
+
+it('label retention on a cluster: the mutation runs on the local replicated tables ON CLUSTER; every replica loses the same rows, metrics stay', async () => {
+  const writer = stores[0];
+  await writer.insertRecords(sampleRun('run-t', 6)); // steps 0..500, an alert at 100; rows of January 2026
+  const policy = { fullDays: 1, fullCheckpoints: 0, keepEvery: 2 };
+  const { plan, records } = await thinLabels(writer, policy, { run: 'run-t' });
+  expect(plan.map((p) => [p.runId, p.throughStep, p.removeSteps])).toEqual([['run-t', 400, [300]]]);
+  expect(records).toEqual([expect.objectContaining({ runId: 'run-t', rowsRemoved: 7, stepsRemoved: 1 })]);
+  const steps = async (s: Store, table: string): Promise<number[]> =>
+    (
+      await s.query<{ step: number | string }>(
+        `SELECT DISTINCT step FROM ${DB}.${table} WHERE run_id = 'run-t' ORDER BY step`,
+      )
+    ).map((r) => Number(r.step));
+  // both replicas of the shard that holds run-t (the one whose first replica has its metrics):
+  // the replicated mutation reached each, and replication converges on the same rows
+  const [node00, node01, node10, node11] = [stores[1], stores[2], stores[3], stores.at(-1)!];
+  const shard = (await steps(node00, 'layer_metrics_local')).length > 0 ? [node00, node01] : [node10, node11];
+  for (const s of shard) {
+    const want = JSON.stringify([0, 100, 200, 400, 500]);
+    for (let i = 0; i < 150 && JSON.stringify(await steps(s, 'neuron_labels_local')) !== want; i++)
+      await new Promise((r) => setTimeout(r, 200));
+    expect(await steps(s, 'neuron_labels_local')).toEqual([0, 100, 200, 400, 500]);
+    expect(await steps(s, 'layer_metrics_local')).toEqual([0, 100, 200, 300, 400, 500]);
+  }
+  // read through any node's Distributed tables: the record and the remaining rows
+  for (const s of [node01, node10, node11]) {
+    expect(describeThinning((await thinningRecords(s, 'run-t')).get('run-t') ?? [])).toBe(
+      'labels: every 2nd checkpoint up to step 400',
+    );
+    expect(await steps(s, 'neuron_labels')).toEqual([0, 100, 200, 400, 500]);
+  }
+  expect(await thinLabels(stores[2], policy, { run: 'run-t' })).toEqual({ plan: [], records: [] });
 }, 120_000);

@@ -95,6 +95,7 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
       'alerts',
       'checkpoints',
       'concepts',
+      'label_thinning',
       'layer_metrics',
       'neuron_labels',
       'runs',
@@ -242,6 +243,7 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
       l.category = hostile[(i + 1) % hostile.length];
       l.topConcepts = [hostile[i], hostile[(i + 2) % hostile.length]];
       l.topScores = [Number.NaN, Number.POSITIVE_INFINITY];
+      l.previousConcept = hostile[(i + 4) % hostile.length];
     });
     record.labels[0].score = Number.NaN;
     await store.insertRecords([record]);
@@ -257,6 +259,12 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
         top_concepts: [hostile[i], hostile[(i + 2) % hostile.length]],
       });
     });
+    const previous = await store.query<{ previous_concept: string }>(
+      `SELECT previous_concept FROM neuron_labels FINAL WHERE run_id = ${sqlString(runId)} ORDER BY neuron`,
+    );
+    expect(previous.map((r) => r.previous_concept)).toEqual(
+      hostile.map((_, i) => hostile[(i + 4) % hostile.length]),
+    );
     const special = await store.query<{ s: number; a: number; b: number }>(
       `SELECT isNaN(score) AS s, isNaN(top_scores[1]) AS a, isInfinite(top_scores[2]) AS b FROM neuron_labels FINAL WHERE run_id = ${sqlString(runId)} AND neuron = 0`,
     );
@@ -271,6 +279,7 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
       l.category = hostile[(i + 3) % hostile.length];
       l.topConcepts = [hostile[(i + 1) % hostile.length], 'dog', hostile[i]];
       l.topScores = i === 2 ? [] : [0.123456789, Number.NaN, -Number.POSITIVE_INFINITY];
+      l.previousConcept = hostile[(i + 5) % hostile.length];
     });
     rowsRecord.labels[3].x = Number.NaN; // JSON carries it as null in both forms: stored as 0
     const viaJson = <T>(v: T): unknown => JSON.parse(JSON.stringify(v));
@@ -289,7 +298,7 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
     }
     // floats as ClickHouse's text (nan/inf do not survive JSON output on every version)
     const columns =
-      'layer, step, neuron, concept, category, toString(score) AS score, interpretable, dead, top_concepts, arrayMap(v -> toString(v), top_scores) AS top_scores, toString(x) AS x, toString(y) AS y, time, time_ms, top_images';
+      'layer, step, neuron, concept, category, toString(score) AS score, interpretable, dead, top_concepts, arrayMap(v -> toString(v), top_scores) AS top_scores, toString(x) AS x, toString(y) AS y, time, time_ms, top_images, previous_concept';
     const read = (runId: string): Promise<Record<string, unknown>[]> =>
       store.query(
         `SELECT ${columns} FROM neuron_labels FINAL WHERE run_id = ${sqlString(runId)} ORDER BY neuron`,
@@ -303,10 +312,29 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
     });
     expect(expected[2]).toMatchObject({ top_scores: [] });
     expect(expected.map((r) => r.top_images)).toEqual(rowsRecord.labels.map((l) => l.topImages));
+    expect(expected.map((r) => r.previous_concept)).toEqual(rowsRecord.labels.map((l) => l.previousConcept));
     // through JSON (the wire) every non-finite float is null: a top score is then stored as nan
     expect(expected[0]).toMatchObject({ top_scores: ['0.12345679', 'nan', 'nan'] });
     expect(Number(expected[3].x)).toBe(0);
     for (const format of formats) expect(await read(`enc-columns-${format}`)).toEqual(expected);
+  });
+
+  it("stores '' as the previous concept of rows from producers before the field, in every label format", async () => {
+    const formats: LabelFormat[] =
+      store.labelFormat === 'RowBinary' ? ['RowBinary', 'TabSeparated'] : ['TabSeparated'];
+    const record = labelsRecord('no-previous', 'fc', 1, 3);
+    expect(record.labels.every((l) => l.previousConcept === undefined)).toBe(true);
+    for (const format of formats) {
+      const batch = emptyRows(format);
+      appendRows(batch, { ...record, runId: `no-previous-${format}` });
+      appendRows(batch, { ...toLabelsColumnsRecord(record), runId: `no-previous-columns-${format}` });
+      await store.insertRows(batch);
+    }
+    const rows = await store.query<{ run_id: string; n: string; blank: string }>(
+      `SELECT run_id, count() AS n, countIf(previous_concept = '') AS blank FROM neuron_labels FINAL WHERE run_id LIKE 'no-previous-%' GROUP BY run_id ORDER BY run_id`,
+    );
+    expect(rows).toHaveLength(2 * formats.length);
+    for (const r of rows) expect([Number(r.n), Number(r.blank)]).toEqual([3, 3]);
   });
 
   it('refuses label rows in a format the store cannot take', async () => {
@@ -374,7 +402,7 @@ describe.each(backends)('store on %s', (_name, makeTarget) => {
         `SELECT name FROM system.columns WHERE database = 'cm_v1' AND table = 'neuron_labels' AND name = 'top_images'`,
       );
       expect(before).toEqual([]);
-      expect(await v1.migrate()).toEqual([2, 3]);
+      expect(await v1.migrate()).toEqual(MIGRATIONS.map((m) => m.version).filter((v) => v > 1));
       expect(await v1.migrate()).toEqual([]);
       // migration 3: a run's setup goes in and comes back; a run recorded before it reads as ''
       const setup = {

@@ -14,3 +14,4 @@ export * from './options';
 export * from './job';
 export * from './findings';
 export * from './splits';
+export * from './diversity';

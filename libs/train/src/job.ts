@@ -48,6 +48,7 @@ export function trainJobFromFlags(flags: TrainFlags, ctx: TrainJobContext): Trai
     attack: parsed.attack,
     finetune: parsed.finetune,
     lottery: parsed.lottery,
+    diversityReg: flags.diversityReg,
     resumeFrom: flags.resume ? resolve(flags.resume) : undefined,
     observer: ctx.observer,
     signal: ctx.signal,

@@ -1,10 +1,12 @@
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { CheckpointResult, Monitor, MonitoredLayer, RunSpec } from '@cm/contracts';
+import type { Matrix } from '@cm/dissect';
 import { CmError, invalidArgument } from '@cm/core';
 import { epsilonAt, perturb, type AttackSpec } from './adversarial';
 import { saveCheckpoint, type NamedTensor, type TrainerState } from './checkpoint';
 import { BatchSampler, type ImageDataset } from './data';
+import { DiversityRegulariser, type DiversityRegOptions } from './diversity';
 import { applyMasks } from './lottery';
 import { trainableVariables } from './models';
 import { watch, type CheckpointOutcome, type Watcher } from '@cm/watch';
@@ -38,6 +40,8 @@ export interface ProbeImages {
   bundleId: string;
   images: Uint8Array;
   imageShape: [number, number, number, number];
+  /** The bundle's concept scores P (D x S): what the diversity regulariser needs besides the images. */
+  probeScores?: Matrix;
 }
 
 export interface TrainRunOptions {
@@ -61,6 +65,12 @@ export interface TrainRunOptions {
   attack?: AttackSpec;
   /** Lottery ticket: masks enforced after every optimizer step. */
   masks?: Map<string, tf.Tensor>;
+  /**
+   * Concept-diversity regulariser (libs/train/src/diversity.ts): weight x the term on a probe batch
+   * is added to the loss at every step; weight 0 or absent trains without it. Checkpoints record
+   * the window's mean term as the metric `diversityTerm`.
+   */
+  diversity?: DiversityRegOptions;
   monitor?: Monitor;
   probe?: ProbeImages;
   /** Checkpoint interval in steps (and always step 0 and the last step). */
@@ -89,6 +99,13 @@ export interface TrainRunOptions {
   requireMonitor?: boolean;
   /** Continue the monitored run if its id is known (training resumed from a checkpoint). */
   resumeRun?: boolean;
+  /**
+   * Random initialisation k of the model's architecture, for the learned-concept baseline
+   * (WatchOptions.randomInit); default: the model rebuilt with unseeded initializers.
+   */
+  randomInit?: (index: number) => tf.LayersModel;
+  /** K of that baseline (WatchOptions.randomInits). */
+  randomInits?: number;
 }
 
 export type { CheckpointOutcome };
@@ -111,6 +128,8 @@ export interface TrainRunResult {
   bundleId?: string;
   /** Lottery ticket: the round and the share of pruned weights its mask holds. */
   lottery?: { round: number; sparsity: number };
+  /** Diversity regulariser: its weight and the mean term over the last checkpoint window. */
+  diversity?: { weight: number; finalTerm: number };
   /** Training images per second, training time only. */
   imagesPerSecond: number;
   trainSeconds: number;
@@ -198,6 +217,10 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
   // The last checkpoint window's means: what the last checkpoint stores (TrainRunResult.finalLoss).
   let windowLoss = NaN;
   let windowAcc = NaN;
+  const regulariser =
+    o.diversity && o.diversity.weight > 0 ? new DiversityRegulariser(o.model, o.diversity) : undefined;
+  let termSum = 0;
+  let windowTerm = NaN;
   let emaRate = 0;
 
   o.observer?.onStart?.({
@@ -224,6 +247,8 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
       maxInFlight: o.maxInFlight ?? 2,
       allowUnmonitored: !o.requireMonitor,
       resume: o.resumeRun,
+      randomInit: o.randomInit,
+      randomInits: o.randomInits,
       onWarning: warn,
       onCheckpoint: (step, result) => o.observer?.onCheckpoint?.(step, result),
     });
@@ -233,7 +258,10 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
     if (count > 0) {
       windowLoss = lossSum / count;
       windowAcc = accSum / count;
+      windowTerm = termSum / count;
     }
+    const termMean = count > 0 && regulariser ? termSum / count : undefined;
+    termSum = 0;
     if (!watcher) {
       lossSum = accSum = count = 0;
       return;
@@ -244,6 +272,7 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
       imagesPerSecond: trainSeconds > 0 ? trainedImages / trainSeconds : 0,
       ...(count > 0 ? { loss: lossSum / count, accuracy: accSum / count } : {}),
       ...(o.attack ? { epsilon: epsilonAt(o.attack, step) } : {}),
+      ...(termMean !== undefined ? { diversityTerm: termMean } : {}),
       ...o.extraMetrics,
     };
     lossSum = accSum = count = 0;
@@ -290,23 +319,34 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
       }
       const batch = sampler.next();
       const ts = now();
-      const [loss, acc] = tf.tidy(() => {
+      const [loss, acc, term] = tf.tidy(() => {
         const x = toInput(batch.images, [o.batchSize, h, w, c]);
         const labels = tf.tensor1d(batch.labels, 'int32');
         const y = tf.oneHot(labels, classes) as tf.Tensor2D;
         const input = o.attack ? perturb(o.model, x, y, o.attack, step) : x;
         let accT: tf.Tensor | undefined;
+        let ceT: tf.Tensor | undefined;
+        let termT: tf.Tensor | undefined;
         const cost = optimizer.minimize(
           () => {
             const logits = o.model.apply(input, { training: true }) as tf.Tensor;
             accT = tf.keep(logits.argMax(-1).equal(labels).mean());
-            return tf.losses.softmaxCrossEntropy(y, logits) as tf.Scalar;
+            const ce = tf.losses.softmaxCrossEntropy(y, logits) as tf.Scalar;
+            if (!regulariser) return ce;
+            ceT = tf.keep(ce);
+            const t = regulariser.term(true);
+            termT = tf.keep(t);
+            return ce.add(t.mul(regulariser.weight)) as tf.Scalar;
           },
           true,
           varList,
         );
         if (o.masks) applyMasks(o.model, o.masks);
-        return [cost!.dataSync()[0], accT!.dataSync()[0]];
+        // the reported loss stays the cross-entropy, so runs with and without the term compare
+        const out = [(ceT ?? cost!).dataSync()[0], accT!.dataSync()[0], termT ? termT.dataSync()[0] : 0];
+        // kept tensors outlive tidy: dispose them here
+        for (const t of [accT, ceT, termT]) t?.dispose();
+        return out;
       });
       if (!Number.isFinite(loss))
         throw new CmError('INTERNAL', `training diverged at step ${step + 1}: loss is ${loss}`, {
@@ -319,6 +359,7 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
       step++;
       lossSum += loss;
       accSum += acc;
+      termSum += term;
       count++;
       const rate = o.batchSize / dt;
       emaRate = emaRate === 0 ? rate : 0.9 * emaRate + 0.1 * rate;
@@ -340,9 +381,11 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
     savedTo = (await save(step)) ?? savedTo;
   } catch (e) {
     status = 'failed';
+    regulariser?.dispose();
     await watcher?.close('failed').catch(() => undefined);
     throw e;
   }
+  regulariser?.dispose();
   const monitorSeconds = watcher ? (await watcher.close(status)).seconds : 0;
   const testAccuracy = o.test ? evaluate(o.model, o.test) : undefined;
   const totalSeconds = now() - t0;
@@ -359,6 +402,7 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
       o.extraMetrics?.round !== undefined && o.extraMetrics.sparsity !== undefined
         ? { round: o.extraMetrics.round, sparsity: o.extraMetrics.sparsity }
         : undefined,
+    diversity: regulariser ? { weight: regulariser.weight, finalTerm: windowTerm } : undefined,
     imagesPerSecond: trainSeconds > 0 ? trainedImages / trainSeconds : 0,
     trainSeconds,
     monitorSeconds,

@@ -44,6 +44,8 @@ export interface TrainFlags {
   checkpointEvery: number;
   backend: string;
   testFraction: number;
+  /** Weight of the concept-diversity regulariser (0: off). */
+  diversityReg: number;
 }
 
 export const TRAIN_DEFAULTS = {
@@ -74,6 +76,8 @@ export const TRAIN_DEFAULTS = {
   checkpointEvery: 500,
   backend: 'auto',
   testFraction: 0.1,
+  // a number, not the literal 0: the trainer service's default comes from CM_TRAINER_DIVERSITY_REG
+  diversityReg: 0 as number,
 } as const;
 
 function num(name: string, integer: boolean, min: number, max: number): (v: string) => number {
@@ -199,6 +203,12 @@ export function addTrainOptions(cmd: Command, defaults: Partial<typeof TRAIN_DEF
       'held-out share of the data',
       num('test-fraction', false, 0.01, 0.9),
       d.testFraction,
+    )
+    .option(
+      '--diversity-reg <weight>',
+      'weight of the concept-diversity regulariser on the probe images (0: off; docs/findings.md)',
+      num('diversity-reg', false, 0, 100),
+      d.diversityReg,
     );
 }
 

@@ -6,6 +6,7 @@ import { loadCheckpoint, type NamedTensor, type SavedCheckpoint } from './checkp
 import type { ImageDataset } from './data';
 import { applyMasks, fullMasks, pruneMasks, restoreWeights, snapshotWeights, sparsity } from './lottery';
 import { blockNamesOf, buildModel, LOGITS, selectLayers, type BuiltModel, type ModelSpec } from './models';
+import { diversityLayers, type DiversityRegOptions } from './diversity';
 import { trainRun, type ProbeImages, type TrainObserver, type TrainRunResult } from './loop';
 
 export const PARADIGMS = ['standard', 'finetune', 'adversarial', 'lottery'] as const;
@@ -58,6 +59,13 @@ export interface TrainJob {
   attack?: AttackSpec;
   finetune?: FinetuneSpec;
   lottery?: LotterySpec;
+  /**
+   * Weight of the concept-diversity regulariser (libs/train/src/diversity.ts; 0 or absent: off). It
+   * covers the monitored layers but the logits, on batches of the probe images (`probe`, which must
+   * carry the bundle's probeScores); `diversityBatch` probe images per step (default 32).
+   */
+  diversityReg?: number;
+  diversityBatch?: number;
   /** Checkpoint folder to resume from (same paradigm and run id). */
   resumeFrom?: string;
   observer?: TrainObserver;
@@ -136,6 +144,26 @@ function modelFor(job: TrainJob, resumed?: SavedCheckpoint): Promise<BuiltModel>
   return buildModel(job.model, [h, w, 3], classes, job.seed);
 }
 
+/** Seeds of the learned-concept baseline's random initialisations: fixed, so every run of an architecture makes the same one. */
+export const RANDOM_INIT_SEED = 1_000_001;
+
+/**
+ * Random initialisation k of a job's architecture (the learned-concept baseline): the built-in
+ * models rebuilt from their spec with seed RANDOM_INIT_SEED + 1000 k; fine-tuning (a source
+ * model with a new head) leaves it to watch()'s default, the model rebuilt with unseeded initializers.
+ */
+function randomInitOf(
+  job: TrainJob,
+  built: { model: tf.LayersModel },
+): ((index: number) => tf.LayersModel) | undefined {
+  if (job.paradigm === 'finetune') return undefined;
+  const [, h, w] = job.train.shape;
+  const classes = job.train.classNames.length;
+  const inputShape = built.model.inputs[0].shape;
+  if (inputShape[1] !== h || inputShape[2] !== w) return undefined;
+  return (index) => buildModel(job.model, [h, w, 3], classes, RANDOM_INIT_SEED + 1000 * index).model;
+}
+
 /** Run one job under its paradigm; lottery runs 1 + rounds monitored runs. */
 export async function runTrainJob(job: TrainJob): Promise<TrainJobResult> {
   if (job.paradigm === 'adversarial') {
@@ -175,7 +203,27 @@ export async function runTrainJob(job: TrainJob): Promise<TrainJobResult> {
     if (saved?.length) await opt.setWeights(saved);
     return opt;
   };
+  let diversity: DiversityRegOptions | undefined;
+  if (job.diversityReg !== undefined && job.diversityReg > 0) {
+    if (!job.probe?.probeScores)
+      throw invalidArgument(
+        'the diversity regulariser needs probe images with their concept scores',
+        {},
+        'pass a probe bundle (the default synthetic one has them)',
+      );
+    diversity = {
+      weight: job.diversityReg,
+      images: job.probe.images,
+      imageShape: job.probe.imageShape,
+      scores: job.probe.probeScores,
+      layers: diversityLayers(layers.map((l) => l.name)),
+      batch: job.diversityBatch,
+      seed: job.seed,
+    };
+    tags.diversityReg = String(job.diversityReg);
+  }
   const common = {
+    diversity,
     paradigm: job.paradigm,
     model: built.model,
     modelName: built.name,
@@ -198,6 +246,7 @@ export async function runTrainJob(job: TrainJob): Promise<TrainJobResult> {
     requireMonitor: job.requireMonitor,
     // training resumed from a disk checkpoint continues its monitored run under the same id
     resumeRun: Boolean(job.resumeFrom),
+    randomInit: randomInitOf(job, built),
   };
 
   if (job.paradigm !== 'lottery') {

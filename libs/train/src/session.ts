@@ -51,7 +51,12 @@ export function openProbeBundle(pathOrId: string, root: string): ProbeBundle {
 }
 
 export function probeImagesOf(bundle: ProbeBundle): ProbeImages {
-  return { bundleId: bundle.id, images: bundle.images, imageShape: bundle.imageShape };
+  return {
+    bundleId: bundle.id,
+    images: bundle.images,
+    imageShape: bundle.imageShape,
+    probeScores: bundle.space.probeScores,
+  };
 }
 
 /**

@@ -3,7 +3,15 @@ import type { CheckpointResult, MonitoredLayer } from '@cm/contracts';
 import { setSink } from '@cm/core';
 import type { StepStats, TrainObserver, TrainRunResult } from './loop';
 
-/** One line per monitored layer: interpretable share, diversity and the most common concepts. */
+/** A learned-concept share as a percentage, or 'n/a' while the run has no random-init baseline. */
+export function learnedPercent(f: number | null | undefined, pad = 3): string {
+  return typeof f === 'number' ? `${(100 * f).toFixed(0).padStart(pad)}%` : 'n/a'.padStart(pad + 1);
+}
+
+/**
+ * One line per monitored layer: the learned-concept share (beyond random init, docs/dissect.md),
+ * the association share (interpretable under the shuffle null), diversity and the most common concepts.
+ */
 export function formatCheckpoint(step: number, result: CheckpointResult): string[] {
   const lines = [`checkpoint ${step}:`];
   for (const l of result.layers) {
@@ -12,7 +20,7 @@ export function formatCheckpoint(step: number, result: CheckpointResult): string
       .map((c) => `${c.concept} x${c.count}`)
       .join(', ');
     lines.push(
-      `  ${l.layer.padEnd(16)} interpretable ${(100 * l.interpretableFraction).toFixed(0).padStart(3)}%  diversity ${(100 * l.distinctConceptShare).toFixed(0).padStart(3)}%  top: ${top}`,
+      `  ${l.layer.padEnd(16)} learned ${learnedPercent(l.learnedFraction)}  association ${(100 * l.interpretableFraction).toFixed(0).padStart(3)}%  diversity ${(100 * l.distinctConceptShare).toFixed(0).padStart(3)}%  top: ${top}`,
     );
   }
   for (const a of result.alerts) lines.push(`  ALERT ${a.state} ${a.rule} on ${a.layer}: ${a.message}`);
@@ -26,6 +34,29 @@ export function formatCheckpoint(step: number, result: CheckpointResult): string
 export function chanceLevel(classes: number): number {
   const chance = 1 / Math.max(1, classes);
   return chance + Math.min(0.1, chance);
+}
+
+/**
+ * Per layer at the run's first and last acknowledged checkpoint: the learned-concept share (beyond
+ * random init, docs/dissect.md; n/a without a random-init baseline) first, the association share
+ * (shuffle null) beside it. Empty when no checkpoint came back with a result.
+ */
+export function formatLearnedSummary(r: TrainRunResult): string[] {
+  const acked = r.checkpoints.filter((c) => c.result);
+  if (acked.length === 0) return [];
+  const first = acked[0];
+  const last = acked[acked.length - 1];
+  const lines = [
+    `  learned concepts (association with P, shuffle null), step ${first.step} -> ${last.step}:`,
+  ];
+  for (const l of last.result!.layers) {
+    const f = first.result!.layers.find((x) => x.layer === l.layer);
+    const assoc = (v: number | undefined) => (v === undefined ? 'n/a' : `${(100 * v).toFixed(0)}%`);
+    lines.push(
+      `    ${l.layer.padEnd(16)} ${learnedPercent(f?.learnedFraction)} -> ${learnedPercent(l.learnedFraction)}   (${assoc(f?.interpretableFraction)} -> ${assoc(l.interpretableFraction)})`,
+    );
+  }
+  return lines;
 }
 
 export function formatRunSummary(r: TrainRunResult): string {
@@ -47,8 +78,11 @@ export function formatRunSummary(r: TrainRunResult): string {
     ? `, lottery round ${r.lottery.round} at sparsity ${pct(r.lottery.sparsity)}`
     : '';
   const bundle = r.bundleId ? `, probe bundle ${r.bundleId}` : '';
+  const diversity = r.diversity
+    ? `, diversity regulariser weight ${r.diversity.weight} (term ${r.diversity.finalTerm.toFixed(3)} over the last window)`
+    : '';
   return (
-    `run ${r.runId} (${r.paradigm}) ${r.status}: ${r.steps} steps in ${r.totalSeconds.toFixed(0)} s${lottery}, ` +
+    `run ${r.runId} (${r.paradigm}) ${r.status}: ${r.steps} steps in ${r.totalSeconds.toFixed(0)} s${lottery}${diversity}, ` +
     `loss ${r.finalLoss.toFixed(3)} (mean of the last checkpoint window, as stored)${test}, ${r.imagesPerSecond.toFixed(0)} images/s, ` +
     `monitoring ${(100 * r.monitorOverhead).toFixed(1)}% of the time, ${sent} checkpoints monitored${delivery}${bundle}`
   );
@@ -130,10 +164,10 @@ export class TerminalView implements TrainObserver {
       const layers = result.layers
         .map(
           (l) =>
-            `${l.layer} ${(100 * l.interpretableFraction).toFixed(0)}%/${(100 * l.distinctConceptShare).toFixed(0)}%`,
+            `${l.layer} ${learnedPercent(l.learnedFraction, 0)}/${(100 * l.interpretableFraction).toFixed(0)}%/${(100 * l.distinctConceptShare).toFixed(0)}%`,
         )
         .join(' ');
-      this.print(`checkpoint ${step}: interpretable/diversity ${layers}${now}`);
+      this.print(`checkpoint ${step}: learned/association/diversity ${layers}${now}`);
       for (const a of result.alerts) this.print(`ALERT ${a.state} ${a.rule} on ${a.layer}: ${a.message}`);
     }
   }

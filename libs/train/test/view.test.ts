@@ -1,12 +1,19 @@
 import { PassThrough } from 'node:stream';
 import type { TrainRunResult } from '../src/loop';
-import { chanceLevel, formatCheckpoint, formatRunSummary, TerminalView } from '../src/view';
+import {
+  chanceLevel,
+  formatCheckpoint,
+  formatLearnedSummary,
+  formatRunSummary,
+  TerminalView,
+} from '../src/view';
 
 const result = {
   step: 100,
   layers: [
     {
       layer: 'conv3',
+      learnedFraction: 0.125,
       interpretableFraction: 0.25,
       distinctConceptShare: 0.5,
       labelEntropy: 0.9,
@@ -20,10 +27,13 @@ const result = {
 };
 
 describe('terminal view', () => {
-  it('formats a checkpoint: interpretable share, diversity, top concepts, alerts', () => {
+  it('formats a checkpoint: learned share first, then association, diversity, top concepts, alerts', () => {
     const lines = formatCheckpoint(100, result);
-    expect(lines[1]).toMatch(/conv3 +interpretable +25% +diversity +50% +top: red x4, circle x2/);
+    expect(lines[1]).toMatch(/conv3 +learned +13% +association +25% +diversity +50% +top: red x4, circle x2/);
     expect(lines[2]).toBe('  ALERT firing concept_dominance on conv3: red holds 70%');
+    // no random-init baseline yet: the learned share says so rather than reading 0
+    const none = { ...result, layers: [{ ...result.layers[0], learnedFraction: null }] };
+    expect(formatCheckpoint(100, none)[1]).toMatch(/conv3 +learned +n\/a +association +25%/);
   });
 
   it('is quiet when not on a terminal: one line per checkpoint, no progress bar', () => {
@@ -45,7 +55,7 @@ describe('terminal view', () => {
     const lines = text.trim().split('\n');
     expect(lines).toHaveLength(3);
     expect(lines[1]).toMatch(
-      /^checkpoint 100: interpretable\/diversity conv3 25%\/50% \(training at step 100\/200/,
+      /^checkpoint 100: learned\/association\/diversity conv3 13%\/25%\/50% \(training at step 100\/200/,
     );
     expect(lines[2]).toMatch(/^ALERT firing/);
   });
@@ -77,6 +87,28 @@ describe('end-of-run summary', () => {
     expect(line).toContain('test accuracy 20.0% (at chance level: 8 classes, chance 12.5%');
     expect(formatRunSummary({ ...run, testAccuracy: 0.9 })).not.toContain('chance');
     expect(formatRunSummary({ ...run, testAccuracy: undefined })).not.toContain('chance');
+  });
+
+  it('ends with the learned-concept share per layer, first -> last checkpoint, the association beside it', () => {
+    const at = (step: number, learned: number | null, association: number) => ({
+      step,
+      status: 'ok' as const,
+      result: {
+        ...result,
+        step,
+        layers: [{ ...result.layers[0], learnedFraction: learned, interpretableFraction: association }],
+      },
+    });
+    const lines = formatLearnedSummary({
+      ...run,
+      checkpoints: [at(0, 0, 0.9), { step: 1, status: 'dropped' }, at(300, 0.25, 0.75)],
+    });
+    expect(lines[0]).toBe('  learned concepts (association with P, shuffle null), step 0 -> 300:');
+    expect(lines[1]).toMatch(/^ +conv3 +0% -> +25% +\(90% -> 75%\)$/);
+    expect(formatLearnedSummary({ ...run, checkpoints: [at(0, null, 0.9)] })[1]).toMatch(
+      /conv3 +n\/a -> +n\/a +\(90% -> 90%\)/,
+    );
+    expect(formatLearnedSummary(run)).toEqual([]);
   });
 
   it('shows a lottery round and its sparsity', () => {

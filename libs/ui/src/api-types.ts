@@ -16,6 +16,11 @@ export interface RunRow {
   health: 'ok' | 'alerting';
   firingAlerts: number;
   firingRules: string[];
+  /**
+   * What label retention thinned of the run, in words ("labels: every 10th checkpoint up to step
+   * 5000"; libs/store describeThinning); '' when nothing was. Layer metrics are never thinned.
+   */
+  thinned: string;
 }
 
 export interface RunsAnswer {
@@ -46,6 +51,9 @@ export interface LayerCurvePoint {
   step: number;
   layer: string;
   neurons: number;
+  /** Learned-concept share (beyond random init, docs/dissect.md); null while the run has no baseline. */
+  learned: number | null;
+  /** Association share: interpretable under the shuffle null (random filters pass it too). */
   interpretable: number;
   distinctShare: number;
   entropy: number;
@@ -88,6 +96,11 @@ export interface LayerAnswer {
  */
 export interface SwitchingAnswer {
   switching: { neuron: number; switches: number; concepts: string }[];
+  /**
+   * Where the switches came from: 'recorded' (each row's previous concept, migration 6) or
+   * 'sequences' (each neuron's labels rebuilt by step: layers recorded before it; slower).
+   */
+  from: 'recorded' | 'sequences';
 }
 
 export interface MapPoint {
@@ -153,6 +166,22 @@ export interface CompareAnswer {
   loss: { step: number; runId: string; value: number }[];
   /** Category shares at each run's last checkpoint of `layer`. */
   shares: { runId: string; step: number; category: string; share: number }[];
+  /**
+   * Where the two runs' setups (method, parameters, pooling, calibration, concept set, CLIP model;
+   * runs.setup_*) differ; empty when they agree or a run predates the setup columns. The page
+   * warns: scores of different setups do not compare directly.
+   */
+  setupDifferences: SetupDifferenceRow[];
+}
+
+export interface SetupDifferenceRow {
+  /** The runs table's column (setup_method, concept_set_hash, ...). */
+  column: string;
+  label: string;
+  a: string;
+  b: string;
+  /** In words, as `cm report --compare` says it ("method soft_wpmi vs wpmi", "concept set"). */
+  text: string;
 }
 
 export interface ApiError {

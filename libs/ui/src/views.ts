@@ -3,7 +3,7 @@ import { TABLES } from '@cm/contracts';
 import { projectTo2d } from '@cm/dissect';
 import type { BundleDirectory } from '@cm/probe';
 import * as Q from '@cm/queries';
-import type { Store } from '@cm/store';
+import { describeThinning, thinningRecords, type Store } from '@cm/store';
 import {
   HEAT_STRIP_MAX_STEPS,
   type AlertEpisode,
@@ -54,6 +54,7 @@ function runRow(r: Row): RunRow {
     health: num(r.firing_alerts ?? 0) > 0 ? 'alerting' : 'ok',
     firingAlerts: num(r.firing_alerts ?? 0),
     firingRules: str(r.firing_rules).split(',').filter(Boolean),
+    thinned: '',
   };
 }
 
@@ -64,13 +65,19 @@ export async function runsView(ctx: ViewContext, storeName: string): Promise<Run
   );
   if (num(present?.n ?? 0) < 3) return { store: storeName, runs: [] };
   const rows = await ctx.store.query(Q.runsOverviewSql());
-  return { store: storeName, runs: rows.map(runRow) };
+  const thinned = await thinningRecords(ctx.store);
+  return {
+    store: storeName,
+    runs: rows.map((r) => ({ ...runRow(r), thinned: describeThinning(thinned.get(str(r.run_id)) ?? []) })),
+  };
 }
 
 async function findRun(ctx: ViewContext, runId: string): Promise<RunRow> {
   const [row] = await ctx.store.query(Q.runsOverviewSql({ run: runId }));
   if (!row) throw missing('run', runId, 'the runs view lists the runs this store holds');
-  return runRow(row);
+  // label retention (label_thinning): the views say when the steps they show lost labels
+  const thinned = (await thinningRecords(ctx.store, runId)).get(runId) ?? [];
+  return { ...runRow(row), thinned: describeThinning(thinned) };
 }
 
 async function runLayers(ctx: ViewContext, runId: string): Promise<LayerInfo[]> {
@@ -112,6 +119,7 @@ function curves(rows: Row[]): LayerCurvePoint[] {
     step: num(r.step),
     layer: str(r.layer),
     neurons: num(r.neurons),
+    learned: r.learned_fraction === null || r.learned_fraction === undefined ? null : num(r.learned_fraction),
     interpretable: num(r.interpretable_fraction),
     distinctShare: num(r.distinct_concept_share),
     entropy: num(r.label_entropy),
@@ -215,14 +223,42 @@ export async function switchingView(
 ): Promise<SwitchingAnswer> {
   await findRun(ctx, runId);
   await findLayer(ctx, runId, layerName);
-  const rows = await ctx.store.query(Q.switchingNeuronsSql({ run: runId, layer: layerName, limit: 15 }));
+  const recorded = await switchesRecorded(ctx.store, runId, layerName);
+  const args = { run: runId, layer: layerName, limit: 15 };
+  const rows = await ctx.store.query(
+    recorded ? Q.switchingNeuronsSql(args) : Q.switchingNeuronsFromSequencesSql(args),
+  );
   return {
     switching: rows.map((r) => ({
       neuron: num(r.neuron),
       switches: num(r.switches),
       concepts: str(r.concepts),
     })),
+    from: recorded ? 'recorded' : 'sequences',
   };
+}
+
+/** Layers (run, layer) whose switches are recorded, per store, once a row proves it (it stays so). */
+const switchLayersSeen = new WeakMap<Store, Set<string>>();
+
+/**
+ * Whether a layer's switches can be read from the rows' previous concept (libs/queries,
+ * switchingLayerModeSql): not in a store without the column (a reader never migrates) nor for a
+ * layer recorded before migration 6, which gets the sequence form (same answers, slower).
+ */
+async function switchesRecorded(store: Store, runId: string, layer: string): Promise<boolean> {
+  const key = JSON.stringify([runId, layer]);
+  let seen = switchLayersSeen.get(store);
+  if (seen?.has(key)) return true;
+  const [c] = await store.query(Q.hasColumnSql({ table: TABLES.neuronLabels, column: 'previous_concept' }));
+  if (num(c?.n ?? 0) === 0) return false;
+  const [r] = await store.query(Q.switchingLayerModeSql({ run: runId, layer }));
+  const recorded = num(r?.recorded ?? 0) === 1;
+  if (recorded && num(r?.proven ?? 0) === 1) {
+    if (!seen) switchLayersSeen.set(store, (seen = new Set()));
+    seen.add(key);
+  }
+  return recorded;
 }
 
 function mapPoints(rows: Row[]): MapPoint[] {
@@ -408,11 +444,12 @@ export async function compareView(
       `runs ${runA} and ${runB} have layers ${layers.join(', ') || '(none yet)'}`,
     );
   const layer = layerWanted ?? layers[0] ?? '';
-  const [curveA, curveB, loss, shares] = await Promise.all([
+  const [curveA, curveB, loss, shares, setupDifferences] = await Promise.all([
     layer ? ctx.store.query(Q.layerCurvesSql({ run: runA, layer })) : [],
     layer ? ctx.store.query(Q.layerCurvesSql({ run: runB, layer })) : [],
     ctx.store.query(Q.compareLossSql({ runA, runB })),
     layer ? ctx.store.query(Q.lastCategorySharesSql({ runs: [runA, runB], layer })) : [],
+    Q.runSetupDifferences(ctx.store, runA, runB),
   ]);
   const tag = (rows: Row[], runId: string) => curves(rows).map((c) => ({ ...c, runId }));
   return {
@@ -427,6 +464,7 @@ export async function compareView(
       category: str(r.category),
       share: num(r.share),
     })),
+    setupDifferences: setupDifferences.map((d) => ({ ...d })),
   };
 }
 

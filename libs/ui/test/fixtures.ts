@@ -5,7 +5,7 @@ import { loadConfig } from '@cm/config';
 import { rulesFromConfig } from '@cm/alerts';
 import type { CheckpointData, CmRecord, LayerActivations } from '@cm/contracts';
 import { freePort } from '@cm/core';
-import type { ConceptSpace } from '@cm/dissect';
+import { nullActivations, type ConceptSpace } from '@cm/dissect';
 import { createLocalMonitor, inlineDissector, type LocalMonitor } from '@cm/engine';
 import {
   makeTestBundles,
@@ -21,8 +21,9 @@ import { openStore, type Store } from '@cm/store';
 /**
  * Stores filled by real runs of the concept engine (all-in-one monitor, real CLIP-Dissect on the
  * small synthetic bundle, real collapse detector): embedded chDB or clickhouse-server 18.16.
- *   HEALTHY   12 checkpoints, labels drift with the step
- *   COLLAPSE  12 checkpoints, conv2 collapses at steps 5..8 (alert episodes) and recovers
+ *   HEALTHY   12 checkpoints, labels drift with the step (no random-init baseline: learned figure NULL)
+ *   COLLAPSE  12 checkpoints, conv2 collapses at steps 5..8 (alert episodes) and recovers; a
+ *             random-init baseline of 2 initialisations is sent first (learned figure on every row)
  *   HOSTILE   a run id with quotes, backslashes and a `'; DROP` (4 checkpoints)
  *   LIVE      started, 3 checkpoints, left running: tests add checkpoints while a page is open
  */
@@ -49,6 +50,16 @@ function collapseCheckpoint(space: ConceptSpace, step: number): CheckpointData {
     return { layer: l.name, shape: [d, l.width], data };
   });
   return { step, layers, metrics: { loss: 2 / (step + 1), accuracy: 0.3 + step / 20 } };
+}
+
+/** An "untrained" network's layers: unrelated to the images (seeded normal activations). */
+function randomInitLayers(space: ConceptSpace, index: number): LayerActivations[] {
+  const d = space.probeScores.rows;
+  return TEST_LAYERS.map((l) => ({
+    layer: l.name,
+    shape: [d, l.width],
+    data: nullActivations(d, l.width, 900 + 10 * index + l.width).data,
+  }));
 }
 
 export interface FilledStore {
@@ -108,6 +119,9 @@ export async function fillStore(
     for (const [runId, steps, checkpoint, paradigm] of plan) {
       const monitor = monitorFor();
       await monitor.startRun({ ...testRunSpec(runId, bundles.bundleId), paradigm });
+      if (runId === RUNS.collapse)
+        for (let index = 0; index < 2; index++)
+          await monitor.sendBaseline({ index, inits: 2, layers: randomInitLayers(bundles.space, index) });
       for (let step = 0; step < steps; step++) await monitor.sendCheckpoint(checkpoint(step));
       await monitor.endRun('completed');
       await monitor.close();

@@ -1,6 +1,7 @@
 import { PNG } from 'pngjs';
-import { sqlString } from '@cm/store';
-import { startUiServer, type UiServer } from '../src';
+import { sqlString, thinLabels } from '@cm/store';
+import * as Q from '@cm/queries';
+import { startUiServer, type SwitchingAnswer, type UiServer } from '../src';
 import { drawn, launchBrowser, seriesOf, type TestBrowser } from '../src/chromium';
 import { fillStore, RUNS, STEPS, type FilledStore } from './fixtures';
 
@@ -67,7 +68,7 @@ export function uiSuite(kind: 'chdb' | 'clickhouse-server'): void {
     await p.page.close();
   });
 
-  it('run overview: loss/accuracy and six layer metrics hold one point per stored row; episodes marked', async () => {
+  it('run overview: loss/accuracy and seven layer metrics (learned concepts first) hold one point per stored row; episodes marked', async () => {
     const p = await browser.open(at(`/runs/${seg(RUNS.collapse)}`));
     expect(p.status).toBe(200);
     await drawn(p.page);
@@ -80,12 +81,40 @@ export function uiSuite(kind: 'chdb' | 'clickhouse-server'): void {
     const perLayer = await filled.store.query<{ layer: string; n: string }>(
       `SELECT layer, count() AS n FROM layer_metrics FINAL WHERE run_id = ${sqlString(RUNS.collapse)} GROUP BY layer`,
     );
-    for (const chart of ['interpretable', 'distinctShare', 'entropy', 'spread', 'dead', 'switchRate']) {
+    for (const chart of [
+      'learned',
+      'interpretable',
+      'distinctShare',
+      'entropy',
+      'spread',
+      'dead',
+      'switchRate',
+    ]) {
       const series = await seriesOf(p.page, chart);
       expect(Object.fromEntries(series.map((s) => [s.id.split(':')[1], s.n]))).toEqual(
         Object.fromEntries(perLayer.map((r) => [r.layer, Number(r.n)])),
       );
     }
+    // the learned-concept chart comes first, then the association one under its own name
+    const titles = await p.page.$$eval('.chart-card h2', (hs) => hs.map((h) => h.textContent?.trim()));
+    expect(titles.slice(1, 3)).toEqual(['Learned concepts', 'Association with P (shuffle null)']);
+    const learned = await p.page.evaluate(
+      `window.cm.charts.learned.getOption().series.map((s) => s.data.map((d) => d[1]))`,
+    );
+    const stored = await filled.store.query<{ layer: string; f: number }>(
+      `SELECT layer, learned_fraction AS f FROM layer_metrics FINAL WHERE run_id = ${sqlString(RUNS.collapse)} ORDER BY layer, step`,
+    );
+    expect((learned as number[][]).flat().sort()).toEqual(stored.map((r) => Number(r.f)).sort());
+    // a run without a baseline: the learned chart holds no points (NULL is not 0)
+    const healthy = await browser.open(at(`/runs/${seg(RUNS.healthy)}`));
+    await drawn(healthy.page);
+    const nulls = await healthy.page.evaluate(
+      `window.cm.charts.learned.getOption().series.flatMap((s) => s.data.map((d) => d[1]))`,
+    );
+    expect((nulls as unknown[]).length).toBeGreaterThan(0);
+    expect((nulls as unknown[]).every((v) => v === null)).toBe(true);
+    expect((await seriesOf(healthy.page, 'interpretable')).every((s) => s.n > 0)).toBe(true);
+    await healthy.page.close();
     const episodes = await count(
       `SELECT uniqExact(alert_id) AS n FROM alerts FINAL WHERE run_id = ${sqlString(RUNS.collapse)}`,
     );
@@ -124,6 +153,20 @@ export function uiSuite(kind: 'chdb' | 'clickhouse-server'): void {
     expect(shares).toHaveLength(categories);
     for (const s of shares) expect(s.n).toBe(shareSteps);
     expect(await p.page.$$eval('#switching tbody tr', (r) => r.length)).toBeGreaterThan(0);
+    // the engine records each row's previous concept: the table reads the switches (no fallback
+    // note), and says what each neuron's sequence of stored labels says
+    expect(await p.page.$('#switching-from')).toBeNull();
+    const switching = (await (
+      await fetch(at(`/api/runs/${seg(RUNS.collapse)}/layers/conv2/switching`))
+    ).json()) as SwitchingAnswer;
+    expect(switching.from).toBe('recorded');
+    const rebuilt = await filled.store.query<{ neuron: number; switches: string; concepts: string }>(
+      Q.switchingNeuronsFromSequencesSql({ run: RUNS.collapse, layer: 'conv2', limit: 15 }),
+    );
+    expect(switching.switching).toEqual(
+      rebuilt.map((r) => ({ neuron: Number(r.neuron), switches: Number(r.switches), concepts: r.concepts })),
+    );
+    expect(switching.switching.some((r) => r.switches > 0)).toBe(true);
     // a neuron link opens the neuron view
     await p.page.click('#switching tbody tr a');
     await p.page.waitForURL(/\/neurons\/\d+$/);
@@ -288,6 +331,48 @@ export function uiSuite(kind: 'chdb' | 'clickhouse-server'): void {
     }
     expect(await count('SELECT count() AS n FROM runs FINAL')).toBe(runsBefore);
     expect(await count('SELECT count() AS n FROM neuron_labels FINAL')).toBeGreaterThan(0);
+  });
+
+  it('retention: a thinned run says so on its overview, layer and neuron pages; the charts hold what remains', async () => {
+    // a month from now every label row of the hostile run is old: every 2nd checkpoint stays
+    const later = new Date(Date.now() + 30 * 24 * 3600_000);
+    const policy = { fullDays: 1, fullCheckpoints: 0, keepEvery: 2 };
+    const { plan, records } = await thinLabels(filled.store, policy, { now: later, run: RUNS.hostile });
+    expect(plan).toHaveLength(1);
+    expect(plan[0].throughStep).toBe(2); // step 3 is the run's last
+    expect(plan[0].removeSteps.length).toBeGreaterThan(0);
+    expect(records).toHaveLength(1);
+    const note = 'Thinned by label retention (labels: every 2nd checkpoint up to step 2)';
+    const run = `/runs/${seg(RUNS.hostile)}`;
+    const overview = await browser.open(at(run));
+    await drawn(overview.page);
+    expect(await overview.page.isVisible('#thinned')).toBe(true);
+    expect(await overview.page.textContent('#thinned')).toContain(note);
+    // layer metrics are never thinned: the overview still has a point per checkpoint
+    expect((await seriesOf(overview.page, 'interpretable')).find((x) => x.id.endsWith(':conv1'))!.n).toBe(4);
+    expectClean(overview);
+    await overview.page.close();
+    const layerPage = await browser.open(at(`${run}/layers/conv1`));
+    await drawn(layerPage.page);
+    expect(await layerPage.page.textContent('#thinned')).toContain(note);
+    const remaining = await count(
+      `SELECT count() AS n FROM neuron_labels FINAL WHERE run_id = ${sqlString(RUNS.hostile)} AND layer = 'conv1'`,
+    );
+    expect(remaining).toBe(8 * (4 - plan[0].removeSteps.length));
+    expect((await seriesOf(layerPage.page, 'heat'))[0].n).toBe(remaining);
+    expectClean(layerPage);
+    await layerPage.page.close();
+    const neuronPage = await browser.open(at(`${run}/layers/conv1/neurons/2`));
+    await drawn(neuronPage.page);
+    expect(await neuronPage.page.textContent('#thinned')).toContain(note);
+    expect((await seriesOf(neuronPage.page, 'score'))[0].n).toBe(4 - plan[0].removeSteps.length);
+    expectClean(neuronPage);
+    await neuronPage.page.close();
+    // a run that was not thinned shows no note
+    const healthy = await browser.open(at(`/runs/${seg(RUNS.healthy)}/layers/conv2`));
+    await drawn(healthy.page);
+    expect(await healthy.page.isVisible('#thinned')).toBe(false);
+    await healthy.page.close();
   });
 
   it('probe images: a PNG thumbnail by bundle id and index; unknown bundle or index is 404', async () => {

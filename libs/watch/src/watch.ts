@@ -23,6 +23,7 @@ import { BundleDirectory, loadBundle, type ProbeBundle } from '@cm/probe';
 import { openStore, startReaderEndpoint, type Store } from '@cm/store';
 import { selectLayers } from './layers';
 import { Prober } from './prober';
+import { sendRandomInitBaseline } from './baseline';
 
 /** Probe images already in memory (bundleId must name a bundle the monitor knows). */
 export interface ProbeImages {
@@ -76,6 +77,17 @@ export interface WatchOptions {
   config?: CmConfig;
   onWarning?: (message: string) => void;
   onCheckpoint?: (step: number, result: CheckpointResult) => void;
+  /**
+   * Random initialisations K of the learned-concept baseline (docs/dissect.md, "Learned concepts"):
+   * sent once per architecture and probe bundle, before the first checkpoint, when the monitor
+   * takes them and has none yet. Default DEFAULT_RANDOM_INITS (8); 0: none (learned figures stay null).
+   */
+  randomInits?: number;
+  /**
+   * Build random initialisation k of the model (same architecture, new weights). Default: the model
+   * rebuilt from its topology with unseeded initializers (freshlyInitialised).
+   */
+  randomInit?: (index: number) => tf.LayersModel | Promise<tf.LayersModel>;
 }
 
 export interface CheckpointOutcome {
@@ -263,6 +275,11 @@ export async function watch(model: tf.LayersModel, options: WatchOptions): Promi
   const maxInFlight = options.maxInFlight ?? 2;
   if (!Number.isInteger(maxInFlight) || maxInFlight < 1)
     throw invalidArgument(`maxInFlight must be a positive integer, got ${maxInFlight}`);
+  if (
+    options.randomInits !== undefined &&
+    !(Number.isInteger(options.randomInits) && options.randomInits >= 0)
+  )
+    throw invalidArgument(`randomInits must be a non-negative integer, got ${options.randomInits}`);
   const cfg = options.config ?? loadConfig();
   const bundleDir = resolvePath(options.bundleDir ?? cfg.bundles.dir);
   const bundle =
@@ -349,6 +366,21 @@ export async function watch(model: tf.LayersModel, options: WatchOptions): Promi
       startSeconds: now() - startedAt,
       release: async () => undefined,
     });
+  }
+  try {
+    await sendRandomInitBaseline({
+      monitor,
+      model,
+      layers,
+      images: probe.images,
+      imageShape: probe.imageShape,
+      inits: options.randomInits,
+      randomInit: options.randomInit,
+      batchSize: options.batchSize,
+    });
+  } catch (e) {
+    // the learned figure is then null for this run; the association figure and training go on
+    options.onWarning?.(`run ${runId}: the random-init baseline was not sent: ${errorMessage(e)}`);
   }
   return new Watcher(runId, layers, every, prober, monitor, {
     maxInFlight,

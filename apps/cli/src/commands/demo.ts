@@ -6,6 +6,7 @@ import { sqlString, type Store } from '@cm/store';
 import {
   addTrainOptions,
   formatRunSummary,
+  learnedPercent,
   ownClassAccuracy,
   parseParadigm,
   selectLayers,
@@ -29,19 +30,37 @@ const PRESETS: Record<string, Partial<TrainFlags>> = {
 
 export interface RunReadout {
   runId: string;
-  layers: { layer: string; firstStep: number; lastStep: number; first: number; last: number }[];
+  /**
+   * first / last: the association share (interpretable under the shuffle null); learnedFirst /
+   * learnedLast: the learned-concept share (beyond random init, docs/dissect.md), null without a baseline.
+   */
+  layers: {
+    layer: string;
+    firstStep: number;
+    lastStep: number;
+    first: number;
+    last: number;
+    learnedFirst: number | null;
+    learnedLast: number | null;
+  }[];
   logits?: { accuracy: number; wrong: { neuron: number; className: string; label: string }[] };
 }
 
 /** What the store holds about a finished run: interpretable share per layer at its first and last checkpoint, and the logit labels. */
 export async function readRun(store: Store, run: TrainRunResult, classNames: string[]): Promise<RunReadout> {
-  const rows = await store.query<{ layer: string; step: number | string; interpretable_fraction: number }>(
-    `SELECT layer, step, interpretable_fraction FROM ${TABLES.layerMetrics} FINAL WHERE run_id = ${sqlString(run.runId)} ORDER BY layer, step`,
+  const rows = await store.query<{
+    layer: string;
+    step: number | string;
+    interpretable_fraction: number;
+    learned_fraction: number | null;
+  }>(
+    `SELECT layer, step, interpretable_fraction, learned_fraction FROM ${TABLES.layerMetrics} FINAL WHERE run_id = ${sqlString(run.runId)} ORDER BY layer, step`,
   );
-  const byLayer = new Map<string, { step: number; v: number }[]>();
+  const byLayer = new Map<string, { step: number; v: number; learned: number | null }[]>();
   for (const r of rows) {
     const list = byLayer.get(r.layer) ?? [];
-    list.push({ step: Number(r.step), v: Number(r.interpretable_fraction) });
+    const learned = r.learned_fraction === null ? null : Number(r.learned_fraction);
+    list.push({ step: Number(r.step), v: Number(r.interpretable_fraction), learned });
     byLayer.set(r.layer, list);
   }
   const layers = [...byLayer].map(([layer, list]) => ({
@@ -50,6 +69,8 @@ export async function readRun(store: Store, run: TrainRunResult, classNames: str
     lastStep: list[list.length - 1].step,
     first: list[0].v,
     last: list[list.length - 1].v,
+    learnedFirst: list[0].learned,
+    learnedLast: list[list.length - 1].learned,
   }));
   const lastStep = Math.max(...layers.map((l) => l.lastStep), 0);
   const labels = await store.query<{ neuron: number | string; concept: string }>(
@@ -65,10 +86,12 @@ export async function readRun(store: Store, run: TrainRunResult, classNames: str
 }
 
 export function formatReadout(r: RunReadout): string[] {
-  const lines = [`  ${r.runId}: interpretable neurons, first -> last checkpoint`];
+  const lines = [
+    `  ${r.runId}: learned concepts (interpretable beyond random init), first -> last checkpoint; association with P (shuffle null) beside it`,
+  ];
   for (const l of r.layers)
     lines.push(
-      `    ${l.layer.padEnd(14)} ${(100 * l.first).toFixed(0).padStart(3)}% (step ${l.firstStep}) -> ${(100 * l.last).toFixed(0).padStart(3)}% (step ${l.lastStep})`,
+      `    ${l.layer.padEnd(14)} learned ${learnedPercent(l.learnedFirst)} (step ${l.firstStep}) -> ${learnedPercent(l.learnedLast)} (step ${l.lastStep})   association ${(100 * l.first).toFixed(0).padStart(3)}% -> ${(100 * l.last).toFixed(0).padStart(3)}%`,
     );
   if (r.logits) {
     const wrong = r.logits.wrong.map((w) => `${w.className} labelled '${w.label}'`).join(', ');
@@ -171,7 +194,7 @@ export function registerDemo(program: Command): void {
         const store = handle.mode === 'stack' ? ` --store ${config.clickhouse.url}` : '';
         w(`  npx cm runs${store}                                   # every run, its paradigm and status`);
         w(
-          `  npx cm sql${store} "SELECT layer, step, interpretable_fraction, distinct_concept_share FROM layer_metrics FINAL WHERE run_id = '${runId}' ORDER BY layer, step"`,
+          `  npx cm sql${store} "SELECT layer, step, learned_fraction, interpretable_fraction, distinct_concept_share FROM layer_metrics FINAL WHERE run_id = '${runId}' ORDER BY layer, step"`,
         );
         w(
           `  npx cm sql${store} "SELECT neuron, concept, score FROM neuron_labels FINAL WHERE run_id = '${runId}' AND layer = 'logits' ORDER BY step DESC, neuron LIMIT 20"`,

@@ -76,7 +76,9 @@ export function readConcepts(file: string): string[] {
 /**
  * P for wpmi / soft_wpmi: only its header now; the workers read their rows of the file during the
  * softmax and keep only softmax(a P) (P is needed for nothing else), so P never exists whole in
- * memory and is read in parallel. float64 P is read as a matrix (converted), as for other methods.
+ * memory and is read in parallel. A float16 P stays float16 in memory (`keepFloat16`: half the
+ * bytes, the softmax rebuilt per block of concepts, the same similarity bit for bit). float64 P
+ * is read as a matrix (converted), as for other methods.
  */
 function readProbeScores(file: string, method: SimilarityMethod, slots: number): Matrix | SoftmaxInput {
   const role = 'probe scores P (images x concepts)';
@@ -84,7 +86,7 @@ function readProbeScores(file: string, method: SimilarityMethod, slots: number):
   const likelihood = method === 'soft_wpmi' || method === 'wpmi';
   if (!likelihood || h.shape.length !== 2 || (h.dtype !== 'float32' && h.dtype !== 'float16'))
     return readFloatMatrix(file, role, { shared: true });
-  return softmaxInputFromNpy(file, { slots });
+  return softmaxInputFromNpy(file, { slots, keepFloat16: h.dtype === 'float16' });
 }
 
 async function runDissect(flags: DissectFlags): Promise<void> {

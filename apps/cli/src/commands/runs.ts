@@ -2,7 +2,18 @@ import type { Command } from 'commander';
 import { TABLES } from '@cm/contracts';
 import { createInterface } from 'node:readline/promises';
 import { CmError, invalidArgument } from '@cm/core';
-import { closeRun, deleteRun, runsOverviewSql, sqlString } from '@cm/store';
+import { loadConfig } from '@cm/config';
+import {
+  closeRun,
+  deleteRun,
+  describePolicy,
+  describeThinning,
+  retentionEnabled,
+  runsOverviewSql,
+  sqlString,
+  thinLabels,
+  thinningRecords,
+} from '@cm/store';
 import { openReadStoreFromFlags, renderJson, renderTable, type StoreFlags } from './sql';
 
 const CLOSE_STATUSES = ['failed', 'completed', 'abandoned'] as const;
@@ -67,6 +78,16 @@ export function registerRuns(program: Command): void {
           result.columns.push({ name: 'method', type: 'String' });
           for (const row of result.rows) row.push(methods.get(String(row[runIdAt])) || '');
         }
+        // what the retention job thinned of each run (label_thinning, migration 5), where the store has it
+        if (result.rows.length > 0) {
+          const thinned = await thinningRecords(store);
+          if (thinned.size > 0) {
+            const runIdAt = result.columns.findIndex((c) => c.name === 'run_id');
+            result.columns.push({ name: 'thinned', type: 'String' });
+            for (const row of result.rows)
+              row.push(describeThinning(thinned.get(String(row[runIdAt])) ?? []));
+          }
+        }
         if (opts.json) process.stdout.write(renderJson(result));
         else if (result.rows.length === 0) process.stdout.write(`no runs in ${description}\n`);
         else process.stdout.write(renderTable(result));
@@ -96,6 +117,69 @@ export function registerRuns(program: Command): void {
       await store.close();
     }
   });
+
+  storeOption(
+    runs
+      .command('thin')
+      .description(
+        'thin old neuron labels to every k-th checkpoint (CM_LABELS_FULL_DAYS, CM_LABELS_FULL_CHECKPOINTS, CM_LABELS_KEEP_EVERY); runs, checkpoints, layer metrics and alerts stay whole',
+      )
+      .option('--dry-run', 'print what a pass would remove; change nothing')
+      .option('--run <id>', 'only this run')
+      .option('--keep-every <k>', 'keep the labels of every k-th checkpoint (default CM_LABELS_KEEP_EVERY)')
+      .option(
+        '--full-days <days>',
+        'labels younger than this keep every checkpoint (default CM_LABELS_FULL_DAYS)',
+      )
+      .option(
+        '--full-checkpoints <n>',
+        "each run's newest n checkpoints keep every label (default CM_LABELS_FULL_CHECKPOINTS)",
+      ),
+  ).action(
+    async (
+      opts: StoreFlags & {
+        dryRun?: boolean;
+        run?: string;
+        keepEvery?: string;
+        fullDays?: string;
+        fullCheckpoints?: string;
+      },
+    ) => {
+      const policy = loadConfig(process.env, {
+        'retention.keepEvery': opts.keepEvery,
+        'retention.fullDays': opts.fullDays,
+        'retention.fullCheckpoints': opts.fullCheckpoints,
+      }).retention;
+      if (!retentionEnabled(policy))
+        throw invalidArgument(
+          'label thinning is off',
+          { ...policy },
+          'set CM_LABELS_KEEP_EVERY (2 or more) and CM_LABELS_FULL_DAYS or CM_LABELS_FULL_CHECKPOINTS, or pass --keep-every with --full-days or --full-checkpoints',
+        );
+      const { store } = await openReadStoreFromFlags(opts);
+      try {
+        if (!opts.dryRun) await store.migrate(); // label_thinning (migration 5) records the pass
+        const { plan, records } = await thinLabels(store, policy, { dryRun: opts.dryRun, run: opts.run });
+        const verb = opts.dryRun ? 'would remove' : 'removed';
+        process.stdout.write(`policy: ${describePolicy(policy)}\n`);
+        const rowsOf = new Map(records.map((r) => [r.runId, r.rowsRemoved]));
+        for (const t of plan) {
+          const rows = rowsOf.get(t.runId) ?? t.rows;
+          process.stdout.write(
+            `${t.runId}: steps ${Math.max(0, t.afterStep + 1)}..${t.throughStep} decided, ${t.keptSteps.length} kept: ${verb} the labels of ${t.removeSteps.length} steps (${opts.dryRun ? 'about ' : ''}${rows} rows)\n`,
+          );
+        }
+        if (plan.length === 0)
+          process.stdout.write('nothing to thin: no run has label rows older than the policy keeps whole\n');
+        else
+          process.stdout.write(
+            `${opts.dryRun ? 'dry run: nothing changed' : `thinned ${records.length} run${records.length === 1 ? '' : 's'}`}\n`,
+          );
+      } finally {
+        await store.close();
+      }
+    },
+  );
 
   storeOption(
     runs

@@ -9,7 +9,14 @@ import { createLogger, invalidArgument, type Logger } from '@cm/core';
 import { loadConfig, resolvePath } from '@cm/config';
 import { startAllInOne } from '@cm/concept-server';
 import { BundleDirectory } from '@cm/probe';
-import { openStore, startReaderEndpoint } from '@cm/store';
+import {
+  describePolicy,
+  openStore,
+  retentionEnabled,
+  scheduleLabelThinning,
+  startReaderEndpoint,
+  type ThinningSchedule,
+} from '@cm/store';
 import { startUiServer } from '@cm/ui';
 
 const log = createLogger('serve');
@@ -65,8 +72,14 @@ export async function runServe(
   let stopServer: (() => Promise<void>) | undefined;
   let stopUi: (() => Promise<void>) | undefined;
   let stopReader: (() => Promise<void>) | undefined;
+  let thinning: ThinningSchedule | undefined;
   try {
     await store.migrate();
+    // label retention (CM_LABELS_*; off by default): this process writes the folder, so it thins it
+    thinning = scheduleLabelThinning(store, config.retention, {
+      intervalMs: config.retention.intervalMinutes * 60_000,
+      log: logger.child('retention'),
+    });
     // chDB lets one process open the folder: `cm sql`, `cm runs`, `cm ui` in another shell read
     // through this endpoint while the server writes (libs/store reader-endpoint).
     stopReader = (await startReaderEndpoint(store, { writer: 'cm serve' })).close;
@@ -76,6 +89,10 @@ export async function runServe(
     out(`  store:   ${storePath} (embedded chDB, database ${config.clickhouse.database})`);
     out(`  bundles: ${bundles}`);
     if (running.healthPort !== undefined) out(`  health:  http://127.0.0.1:${running.healthPort}/healthz`);
+    if (retentionEnabled(config.retention))
+      out(
+        `  retention: ${describePolicy(config.retention)} (a pass every ${config.retention.intervalMinutes} min)`,
+      );
     if (uiPort !== undefined) {
       const host = running.grpcAddress.startsWith('0.0.0.0') ? '0.0.0.0' : '127.0.0.1';
       const ui = await startUiServer({
@@ -95,6 +112,7 @@ export async function runServe(
     try {
       await stopUi?.();
       await stopServer?.();
+      await thinning?.stop();
       await stopReader?.();
     } finally {
       await store.close();

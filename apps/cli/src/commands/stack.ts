@@ -1,59 +1,18 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Command } from 'commander';
 import { CmError } from '@cm/core';
 import { loadConfig, resolvePath, type CmConfig } from '@cm/config';
 import {
+  appServices,
   LOCAL_CLICKHOUSE_CLUSTER,
-  natsClusterPorts,
   recordedClickHouseLayout,
   recordedNatsNodes,
   stackDown,
   stackRestart,
   stackStatus,
   stackUp,
-  type AppService,
   type ClickHouseLayout,
   type StackOptions,
 } from '@cm/stack';
-
-const ROOT = join(__dirname, '..', '..', '..', '..');
-
-/** The project's own services, started after nats-server and clickhouse-server, with their environment. */
-function appServices(config: CmConfig, natsNodes: number, layout: ClickHouseLayout): AppService[] {
-  const natsUrl =
-    natsNodes === 1
-      ? `nats://127.0.0.1:${config.stack.natsPort}`
-      : natsClusterPorts(natsNodes, config.stack)
-          .clientPorts.map((p) => `nats://127.0.0.1:${p}`)
-          .join(',');
-  const env = {
-    ...process.env,
-    CM_NATS_URL: natsUrl,
-    // a cluster keeps the stream (and the run-state bucket) on three nodes
-    CM_NATS_REPLICAS: String(natsNodes === 1 ? 1 : 3),
-    // one server, or node s1r1 of the cluster (it takes the first HTTP port); the store then makes
-    // and writes its tables ON CLUSTER
-    CM_CLICKHOUSE_URL: `http://127.0.0.1:${config.stack.clickhouseHttpPort}`,
-    CM_CLICKHOUSE_CLUSTER: layout.shards * layout.replicas > 1 ? LOCAL_CLICKHOUSE_CLUSTER : '',
-    CM_BUNDLE_DIR: resolvePath(config.bundles.dir),
-  };
-  const apps: AppService[] = [
-    {
-      name: 'concept-service',
-      entry: join(ROOT, 'apps/concept-service/src/main.ts'),
-      env,
-      healthPort: config.service.healthPort,
-    },
-    {
-      name: 'recorder',
-      entry: join(ROOT, 'apps/recorder/src/main.ts'),
-      env,
-      healthPort: config.recorder.healthPort,
-    },
-  ];
-  return apps.filter((a) => existsSync(a.entry));
-}
 
 /**
  * nats-server nodes: the --nats-cluster flag, else CM_STACK_NATS_NODES when set, else what this
@@ -112,7 +71,17 @@ function stackOptions(config: CmConfig, flags: UpFlags = {}): StackOptions {
     clickhouseReplicas: layout.replicas,
     clickhouseInterserverPort: config.stack.clickhouseInterserverPort,
     zookeeperPort: config.stack.zookeeperPort,
-    apps: flags.serversOnly ? [] : appServices(config, natsNodes, layout),
+    apps: flags.serversOnly
+      ? []
+      : appServices({
+          natsNodes,
+          natsPort: config.stack.natsPort,
+          clickhouseHttpPort: config.stack.clickhouseHttpPort,
+          clickhouse: layout,
+          bundleDir: resolvePath(config.bundles.dir),
+          serviceHealthPort: config.service.healthPort,
+          recorderHealthPort: config.recorder.healthPort,
+        }),
   };
 }
 

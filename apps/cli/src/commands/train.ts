@@ -11,6 +11,7 @@ import {
   addDeliveryOptions,
   addTrainOptions,
   ensureSyntheticBundle,
+  formatLearnedSummary,
   formatRunSummary,
   loadTrainTest,
   openProbeBundle,
@@ -189,7 +190,10 @@ export function registerTrain(program: Command): void {
     const handle = await openMonitor(config, flags);
     try {
       const { result } = await runTrainCommand(flags, handle, config);
-      for (const run of result.runs) process.stdout.write(formatRunSummary(run) + '\n');
+      for (const run of result.runs) {
+        process.stdout.write(formatRunSummary(run) + '\n');
+        for (const line of formatLearnedSummary(run)) process.stdout.write(line + '\n');
+      }
       const last = result.runs[result.runs.length - 1];
       if (last?.savedTo)
         process.stdout.write(

@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='conceptmonitor/v1/monitor.proto',
   package='conceptmonitor.v1',
   syntax='proto3',
-  serialized_pb=_b('\n\x1f\x63onceptmonitor/v1/monitor.proto\x12\x11\x63onceptmonitor.v1\"\xe9\x01\n\x0eTrainerMessage\x12\x30\n\trun_start\x18\x01 \x01(\x0b\x32\x1b.conceptmonitor.v1.RunStartH\x00\x12\x33\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\".conceptmonitor.v1.ActivationChunkH\x00\x12:\n\x0e\x63heckpoint_end\x18\x03 \x01(\x0b\x32 .conceptmonitor.v1.CheckpointEndH\x00\x12,\n\x07run_end\x18\x04 \x01(\x0b\x32\x19.conceptmonitor.v1.RunEndH\x00\x42\x06\n\x04\x62ody\"Y\n\x0eMonitoredLayer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\r\x12*\n\x04kind\x18\x03 \x01(\x0e\x32\x1c.conceptmonitor.v1.LayerKind\"\x88\x02\n\x08RunStart\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08paradigm\x18\x03 \x01(\t\x12\x11\n\tbundle_id\x18\x04 \x01(\t\x12\x31\n\x06layers\x18\x05 \x03(\x0b\x32!.conceptmonitor.v1.MonitoredLayer\x12\x33\n\x04tags\x18\x06 \x03(\x0b\x32%.conceptmonitor.v1.RunStart.TagsEntry\x12\x0e\n\x06resume\x18\x07 \x01(\x08\x12\x13\n\x0bstart_token\x18\x08 \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc6\x01\n\x0f\x41\x63tivationChunk\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12\r\n\x05layer\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\r\x12\'\n\x05\x64type\x18\x04 \x01(\x0e\x32\x18.conceptmonitor.v1.DType\x12+\n\x07pooling\x18\x05 \x01(\x0e\x32\x1a.conceptmonitor.v1.Pooling\x12\x0e\n\x06offset\x18\x06 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x08 \x01(\x0c\"\x8d\x01\n\rCheckpointEnd\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12>\n\x07metrics\x18\x02 \x03(\x0b\x32-.conceptmonitor.v1.CheckpointEnd.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"6\n\x06RunEnd\x12,\n\x06status\x18\x01 \x01(\x0e\x32\x1c.conceptmonitor.v1.RunStatus\"\xbe\x01\n\x0eServiceMessage\x12\x36\n\x0crun_accepted\x18\x01 \x01(\x0b\x32\x1e.conceptmonitor.v1.RunAcceptedH\x00\x12:\n\x0e\x63heckpoint_ack\x18\x02 \x01(\x0b\x32 .conceptmonitor.v1.CheckpointAckH\x00\x12\x30\n\trun_ended\x18\x03 \x01(\x0b\x32\x1b.conceptmonitor.v1.RunEndedH\x00\x42\x06\n\x04\x62ody\"N\n\x0bRunAccepted\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x14\n\x0cprobe_images\x18\x02 \x01(\r\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\r\".\n\x0c\x43onceptCount\x12\x0f\n\x07\x63oncept\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"\xab\x01\n\x0cLayerSummary\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x1e\n\x16interpretable_fraction\x18\x02 \x01(\x01\x12\x1e\n\x16\x64istinct_concept_share\x18\x03 \x01(\x01\x12\x15\n\rlabel_entropy\x18\x04 \x01(\x01\x12\x35\n\x0ctop_concepts\x18\x05 \x03(\x0b\x32\x1f.conceptmonitor.v1.ConceptCount\"K\n\x0c\x41lertSummary\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x7f\n\rCheckpointAck\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12/\n\x06layers\x18\x02 \x03(\x0b\x32\x1f.conceptmonitor.v1.LayerSummary\x12/\n\x06\x61lerts\x18\x03 \x03(\x0b\x32\x1f.conceptmonitor.v1.AlertSummary\"\x1a\n\x08RunEnded\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x0f\n\rHealthRequest\"\xb5\x01\n\x0eHealthResponse\x12?\n\x06status\x18\x01 \x01(\x0e\x32/.conceptmonitor.v1.HealthResponse.ServingStatus\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x63tive_streams\x18\x03 \x01(\r\":\n\rServingStatus\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02*R\n\tLayerKind\x12\x1a\n\x16LAYER_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fLAYER_KIND_CONV\x10\x01\x12\x14\n\x10LAYER_KIND_DENSE\x10\x02*D\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rDTYPE_FLOAT32\x10\x01\x12\x11\n\rDTYPE_FLOAT16\x10\x02*D\n\x07Pooling\x12\x17\n\x13POOLING_UNSPECIFIED\x10\x00\x12\x0f\n\x0bPOOLING_AVG\x10\x01\x12\x0f\n\x0bPOOLING_MAX\x10\x02*X\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x01\x12\x15\n\x11RUN_STATUS_FAILED\x10\x02\x32\xb4\x01\n\x0e\x43onceptMonitor\x12S\n\x07Monitor\x12!.conceptmonitor.v1.TrainerMessage\x1a!.conceptmonitor.v1.ServiceMessage(\x01\x30\x01\x12M\n\x06Health\x12 .conceptmonitor.v1.HealthRequest\x1a!.conceptmonitor.v1.HealthResponseb\x06proto3')
+  serialized_pb=_b('\n\x1f\x63onceptmonitor/v1/monitor.proto\x12\x11\x63onceptmonitor.v1\"\xa6\x02\n\x0eTrainerMessage\x12\x30\n\trun_start\x18\x01 \x01(\x0b\x32\x1b.conceptmonitor.v1.RunStartH\x00\x12\x33\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\".conceptmonitor.v1.ActivationChunkH\x00\x12:\n\x0e\x63heckpoint_end\x18\x03 \x01(\x0b\x32 .conceptmonitor.v1.CheckpointEndH\x00\x12,\n\x07run_end\x18\x04 \x01(\x0b\x32\x19.conceptmonitor.v1.RunEndH\x00\x12;\n\x0frandom_init_end\x18\x05 \x01(\x0b\x32 .conceptmonitor.v1.RandomInitEndH\x00\x42\x06\n\x04\x62ody\"Y\n\x0eMonitoredLayer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\r\x12*\n\x04kind\x18\x03 \x01(\x0e\x32\x1c.conceptmonitor.v1.LayerKind\"\x88\x02\n\x08RunStart\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08paradigm\x18\x03 \x01(\t\x12\x11\n\tbundle_id\x18\x04 \x01(\t\x12\x31\n\x06layers\x18\x05 \x03(\x0b\x32!.conceptmonitor.v1.MonitoredLayer\x12\x33\n\x04tags\x18\x06 \x03(\x0b\x32%.conceptmonitor.v1.RunStart.TagsEntry\x12\x0e\n\x06resume\x18\x07 \x01(\x08\x12\x13\n\x0bstart_token\x18\x08 \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc6\x01\n\x0f\x41\x63tivationChunk\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12\r\n\x05layer\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\r\x12\'\n\x05\x64type\x18\x04 \x01(\x0e\x32\x18.conceptmonitor.v1.DType\x12+\n\x07pooling\x18\x05 \x01(\x0e\x32\x1a.conceptmonitor.v1.Pooling\x12\x0e\n\x06offset\x18\x06 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x08 \x01(\x0c\"-\n\rRandomInitEnd\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05inits\x18\x02 \x01(\r\"\x8d\x01\n\rCheckpointEnd\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12>\n\x07metrics\x18\x02 \x03(\x0b\x32-.conceptmonitor.v1.CheckpointEnd.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"6\n\x06RunEnd\x12,\n\x06status\x18\x01 \x01(\x0e\x32\x1c.conceptmonitor.v1.RunStatus\"\xfb\x01\n\x0eServiceMessage\x12\x36\n\x0crun_accepted\x18\x01 \x01(\x0b\x32\x1e.conceptmonitor.v1.RunAcceptedH\x00\x12:\n\x0e\x63heckpoint_ack\x18\x02 \x01(\x0b\x32 .conceptmonitor.v1.CheckpointAckH\x00\x12\x30\n\trun_ended\x18\x03 \x01(\x0b\x32\x1b.conceptmonitor.v1.RunEndedH\x00\x12;\n\x0frandom_init_ack\x18\x04 \x01(\x0b\x32 .conceptmonitor.v1.RandomInitAckH\x00\x42\x06\n\x04\x62ody\"?\n\rRandomInitAck\x12\r\n\x05index\x18\x01 \x01(\r\x12\x10\n\x08\x63omplete\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"g\n\x0bRunAccepted\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x14\n\x0cprobe_images\x18\x02 \x01(\r\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\r\x12\x17\n\x0f\x62\x61seline_wanted\x18\x04 \x01(\x08\".\n\x0c\x43onceptCount\x12\x0f\n\x07\x63oncept\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"\xe3\x01\n\x0cLayerSummary\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x1e\n\x16interpretable_fraction\x18\x02 \x01(\x01\x12\x1e\n\x16\x64istinct_concept_share\x18\x03 \x01(\x01\x12\x15\n\rlabel_entropy\x18\x04 \x01(\x01\x12\x35\n\x0ctop_concepts\x18\x05 \x03(\x0b\x32\x1f.conceptmonitor.v1.ConceptCount\x12\x18\n\x10learned_fraction\x18\x06 \x01(\x01\x12\x1c\n\x14has_learned_fraction\x18\x07 \x01(\x08\"K\n\x0c\x41lertSummary\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x7f\n\rCheckpointAck\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12/\n\x06layers\x18\x02 \x03(\x0b\x32\x1f.conceptmonitor.v1.LayerSummary\x12/\n\x06\x61lerts\x18\x03 \x03(\x0b\x32\x1f.conceptmonitor.v1.AlertSummary\"\x1a\n\x08RunEnded\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x0f\n\rHealthRequest\"\xb5\x01\n\x0eHealthResponse\x12?\n\x06status\x18\x01 \x01(\x0e\x32/.conceptmonitor.v1.HealthResponse.ServingStatus\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x63tive_streams\x18\x03 \x01(\r\":\n\rServingStatus\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02*R\n\tLayerKind\x12\x1a\n\x16LAYER_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fLAYER_KIND_CONV\x10\x01\x12\x14\n\x10LAYER_KIND_DENSE\x10\x02*D\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rDTYPE_FLOAT32\x10\x01\x12\x11\n\rDTYPE_FLOAT16\x10\x02*D\n\x07Pooling\x12\x17\n\x13POOLING_UNSPECIFIED\x10\x00\x12\x0f\n\x0bPOOLING_AVG\x10\x01\x12\x0f\n\x0bPOOLING_MAX\x10\x02*X\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x01\x12\x15\n\x11RUN_STATUS_FAILED\x10\x02\x32\xb4\x01\n\x0e\x43onceptMonitor\x12S\n\x07Monitor\x12!.conceptmonitor.v1.TrainerMessage\x1a!.conceptmonitor.v1.ServiceMessage(\x01\x30\x01\x12M\n\x06Health\x12 .conceptmonitor.v1.HealthRequest\x1a!.conceptmonitor.v1.HealthResponseb\x06proto3')
 )
 
 _LAYERKIND = _descriptor.EnumDescriptor(
@@ -45,8 +45,8 @@ _LAYERKIND = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=1979,
-  serialized_end=2061,
+  serialized_start=2294,
+  serialized_end=2376,
 )
 _sym_db.RegisterEnumDescriptor(_LAYERKIND)
 
@@ -72,8 +72,8 @@ _DTYPE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=2063,
-  serialized_end=2131,
+  serialized_start=2378,
+  serialized_end=2446,
 )
 _sym_db.RegisterEnumDescriptor(_DTYPE)
 
@@ -99,8 +99,8 @@ _POOLING = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=2133,
-  serialized_end=2201,
+  serialized_start=2448,
+  serialized_end=2516,
 )
 _sym_db.RegisterEnumDescriptor(_POOLING)
 
@@ -126,8 +126,8 @@ _RUNSTATUS = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=2203,
-  serialized_end=2291,
+  serialized_start=2518,
+  serialized_end=2606,
 )
 _sym_db.RegisterEnumDescriptor(_RUNSTATUS)
 
@@ -167,8 +167,8 @@ _HEALTHRESPONSE_SERVINGSTATUS = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=1919,
-  serialized_end=1977,
+  serialized_start=2234,
+  serialized_end=2292,
 )
 _sym_db.RegisterEnumDescriptor(_HEALTHRESPONSE_SERVINGSTATUS)
 
@@ -208,6 +208,13 @@ _TRAINERMESSAGE = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='random_init_end', full_name='conceptmonitor.v1.TrainerMessage.random_init_end', index=4,
+      number=5, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -224,7 +231,7 @@ _TRAINERMESSAGE = _descriptor.Descriptor(
       index=0, containing_type=None, fields=[]),
   ],
   serialized_start=55,
-  serialized_end=288,
+  serialized_end=349,
 )
 
 
@@ -268,8 +275,8 @@ _MONITOREDLAYER = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=290,
-  serialized_end=379,
+  serialized_start=351,
+  serialized_end=440,
 )
 
 
@@ -306,8 +313,8 @@ _RUNSTART_TAGSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=603,
-  serialized_end=646,
+  serialized_start=664,
+  serialized_end=707,
 )
 
 _RUNSTART = _descriptor.Descriptor(
@@ -385,8 +392,8 @@ _RUNSTART = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=382,
-  serialized_end=646,
+  serialized_start=443,
+  serialized_end=707,
 )
 
 
@@ -465,8 +472,46 @@ _ACTIVATIONCHUNK = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=649,
-  serialized_end=847,
+  serialized_start=710,
+  serialized_end=908,
+)
+
+
+_RANDOMINITEND = _descriptor.Descriptor(
+  name='RandomInitEnd',
+  full_name='conceptmonitor.v1.RandomInitEnd',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='index', full_name='conceptmonitor.v1.RandomInitEnd.index', index=0,
+      number=1, type=13, cpp_type=3, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='inits', full_name='conceptmonitor.v1.RandomInitEnd.inits', index=1,
+      number=2, type=13, cpp_type=3, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=910,
+  serialized_end=955,
 )
 
 
@@ -503,8 +548,8 @@ _CHECKPOINTEND_METRICSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=945,
-  serialized_end=991,
+  serialized_start=1053,
+  serialized_end=1099,
 )
 
 _CHECKPOINTEND = _descriptor.Descriptor(
@@ -540,8 +585,8 @@ _CHECKPOINTEND = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=850,
-  serialized_end=991,
+  serialized_start=958,
+  serialized_end=1099,
 )
 
 
@@ -571,8 +616,8 @@ _RUNEND = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=993,
-  serialized_end=1047,
+  serialized_start=1101,
+  serialized_end=1155,
 )
 
 
@@ -604,6 +649,13 @@ _SERVICEMESSAGE = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='random_init_ack', full_name='conceptmonitor.v1.ServiceMessage.random_init_ack', index=3,
+      number=4, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -619,8 +671,53 @@ _SERVICEMESSAGE = _descriptor.Descriptor(
       name='body', full_name='conceptmonitor.v1.ServiceMessage.body',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=1050,
-  serialized_end=1240,
+  serialized_start=1158,
+  serialized_end=1409,
+)
+
+
+_RANDOMINITACK = _descriptor.Descriptor(
+  name='RandomInitAck',
+  full_name='conceptmonitor.v1.RandomInitAck',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='index', full_name='conceptmonitor.v1.RandomInitAck.index', index=0,
+      number=1, type=13, cpp_type=3, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='complete', full_name='conceptmonitor.v1.RandomInitAck.complete', index=1,
+      number=2, type=8, cpp_type=7, label=1,
+      has_default_value=False, default_value=False,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='error', full_name='conceptmonitor.v1.RandomInitAck.error', index=2,
+      number=3, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=1411,
+  serialized_end=1474,
 )
 
 
@@ -652,6 +749,13 @@ _RUNACCEPTED = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='baseline_wanted', full_name='conceptmonitor.v1.RunAccepted.baseline_wanted', index=3,
+      number=4, type=8, cpp_type=7, label=1,
+      has_default_value=False, default_value=False,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -664,8 +768,8 @@ _RUNACCEPTED = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1242,
-  serialized_end=1320,
+  serialized_start=1476,
+  serialized_end=1579,
 )
 
 
@@ -702,8 +806,8 @@ _CONCEPTCOUNT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1322,
-  serialized_end=1368,
+  serialized_start=1581,
+  serialized_end=1627,
 )
 
 
@@ -749,6 +853,20 @@ _LAYERSUMMARY = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='learned_fraction', full_name='conceptmonitor.v1.LayerSummary.learned_fraction', index=5,
+      number=6, type=1, cpp_type=5, label=1,
+      has_default_value=False, default_value=float(0),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='has_learned_fraction', full_name='conceptmonitor.v1.LayerSummary.has_learned_fraction', index=6,
+      number=7, type=8, cpp_type=7, label=1,
+      has_default_value=False, default_value=False,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -761,8 +879,8 @@ _LAYERSUMMARY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1371,
-  serialized_end=1542,
+  serialized_start=1630,
+  serialized_end=1857,
 )
 
 
@@ -813,8 +931,8 @@ _ALERTSUMMARY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1544,
-  serialized_end=1619,
+  serialized_start=1859,
+  serialized_end=1934,
 )
 
 
@@ -858,8 +976,8 @@ _CHECKPOINTACK = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1621,
-  serialized_end=1748,
+  serialized_start=1936,
+  serialized_end=2063,
 )
 
 
@@ -889,8 +1007,8 @@ _RUNENDED = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1750,
-  serialized_end=1776,
+  serialized_start=2065,
+  serialized_end=2091,
 )
 
 
@@ -913,8 +1031,8 @@ _HEALTHREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1778,
-  serialized_end=1793,
+  serialized_start=2093,
+  serialized_end=2108,
 )
 
 
@@ -959,14 +1077,15 @@ _HEALTHRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1796,
-  serialized_end=1977,
+  serialized_start=2111,
+  serialized_end=2292,
 )
 
 _TRAINERMESSAGE.fields_by_name['run_start'].message_type = _RUNSTART
 _TRAINERMESSAGE.fields_by_name['chunk'].message_type = _ACTIVATIONCHUNK
 _TRAINERMESSAGE.fields_by_name['checkpoint_end'].message_type = _CHECKPOINTEND
 _TRAINERMESSAGE.fields_by_name['run_end'].message_type = _RUNEND
+_TRAINERMESSAGE.fields_by_name['random_init_end'].message_type = _RANDOMINITEND
 _TRAINERMESSAGE.oneofs_by_name['body'].fields.append(
   _TRAINERMESSAGE.fields_by_name['run_start'])
 _TRAINERMESSAGE.fields_by_name['run_start'].containing_oneof = _TRAINERMESSAGE.oneofs_by_name['body']
@@ -979,6 +1098,9 @@ _TRAINERMESSAGE.fields_by_name['checkpoint_end'].containing_oneof = _TRAINERMESS
 _TRAINERMESSAGE.oneofs_by_name['body'].fields.append(
   _TRAINERMESSAGE.fields_by_name['run_end'])
 _TRAINERMESSAGE.fields_by_name['run_end'].containing_oneof = _TRAINERMESSAGE.oneofs_by_name['body']
+_TRAINERMESSAGE.oneofs_by_name['body'].fields.append(
+  _TRAINERMESSAGE.fields_by_name['random_init_end'])
+_TRAINERMESSAGE.fields_by_name['random_init_end'].containing_oneof = _TRAINERMESSAGE.oneofs_by_name['body']
 _MONITOREDLAYER.fields_by_name['kind'].enum_type = _LAYERKIND
 _RUNSTART_TAGSENTRY.containing_type = _RUNSTART
 _RUNSTART.fields_by_name['layers'].message_type = _MONITOREDLAYER
@@ -991,6 +1113,7 @@ _RUNEND.fields_by_name['status'].enum_type = _RUNSTATUS
 _SERVICEMESSAGE.fields_by_name['run_accepted'].message_type = _RUNACCEPTED
 _SERVICEMESSAGE.fields_by_name['checkpoint_ack'].message_type = _CHECKPOINTACK
 _SERVICEMESSAGE.fields_by_name['run_ended'].message_type = _RUNENDED
+_SERVICEMESSAGE.fields_by_name['random_init_ack'].message_type = _RANDOMINITACK
 _SERVICEMESSAGE.oneofs_by_name['body'].fields.append(
   _SERVICEMESSAGE.fields_by_name['run_accepted'])
 _SERVICEMESSAGE.fields_by_name['run_accepted'].containing_oneof = _SERVICEMESSAGE.oneofs_by_name['body']
@@ -1000,6 +1123,9 @@ _SERVICEMESSAGE.fields_by_name['checkpoint_ack'].containing_oneof = _SERVICEMESS
 _SERVICEMESSAGE.oneofs_by_name['body'].fields.append(
   _SERVICEMESSAGE.fields_by_name['run_ended'])
 _SERVICEMESSAGE.fields_by_name['run_ended'].containing_oneof = _SERVICEMESSAGE.oneofs_by_name['body']
+_SERVICEMESSAGE.oneofs_by_name['body'].fields.append(
+  _SERVICEMESSAGE.fields_by_name['random_init_ack'])
+_SERVICEMESSAGE.fields_by_name['random_init_ack'].containing_oneof = _SERVICEMESSAGE.oneofs_by_name['body']
 _LAYERSUMMARY.fields_by_name['top_concepts'].message_type = _CONCEPTCOUNT
 _CHECKPOINTACK.fields_by_name['layers'].message_type = _LAYERSUMMARY
 _CHECKPOINTACK.fields_by_name['alerts'].message_type = _ALERTSUMMARY
@@ -1009,9 +1135,11 @@ DESCRIPTOR.message_types_by_name['TrainerMessage'] = _TRAINERMESSAGE
 DESCRIPTOR.message_types_by_name['MonitoredLayer'] = _MONITOREDLAYER
 DESCRIPTOR.message_types_by_name['RunStart'] = _RUNSTART
 DESCRIPTOR.message_types_by_name['ActivationChunk'] = _ACTIVATIONCHUNK
+DESCRIPTOR.message_types_by_name['RandomInitEnd'] = _RANDOMINITEND
 DESCRIPTOR.message_types_by_name['CheckpointEnd'] = _CHECKPOINTEND
 DESCRIPTOR.message_types_by_name['RunEnd'] = _RUNEND
 DESCRIPTOR.message_types_by_name['ServiceMessage'] = _SERVICEMESSAGE
+DESCRIPTOR.message_types_by_name['RandomInitAck'] = _RANDOMINITACK
 DESCRIPTOR.message_types_by_name['RunAccepted'] = _RUNACCEPTED
 DESCRIPTOR.message_types_by_name['ConceptCount'] = _CONCEPTCOUNT
 DESCRIPTOR.message_types_by_name['LayerSummary'] = _LAYERSUMMARY
@@ -1062,6 +1190,13 @@ ActivationChunk = _reflection.GeneratedProtocolMessageType('ActivationChunk', (_
   ))
 _sym_db.RegisterMessage(ActivationChunk)
 
+RandomInitEnd = _reflection.GeneratedProtocolMessageType('RandomInitEnd', (_message.Message,), dict(
+  DESCRIPTOR = _RANDOMINITEND,
+  __module__ = 'conceptmonitor.v1.monitor_pb2'
+  # @@protoc_insertion_point(class_scope:conceptmonitor.v1.RandomInitEnd)
+  ))
+_sym_db.RegisterMessage(RandomInitEnd)
+
 CheckpointEnd = _reflection.GeneratedProtocolMessageType('CheckpointEnd', (_message.Message,), dict(
 
   MetricsEntry = _reflection.GeneratedProtocolMessageType('MetricsEntry', (_message.Message,), dict(
@@ -1090,6 +1225,13 @@ ServiceMessage = _reflection.GeneratedProtocolMessageType('ServiceMessage', (_me
   # @@protoc_insertion_point(class_scope:conceptmonitor.v1.ServiceMessage)
   ))
 _sym_db.RegisterMessage(ServiceMessage)
+
+RandomInitAck = _reflection.GeneratedProtocolMessageType('RandomInitAck', (_message.Message,), dict(
+  DESCRIPTOR = _RANDOMINITACK,
+  __module__ = 'conceptmonitor.v1.monitor_pb2'
+  # @@protoc_insertion_point(class_scope:conceptmonitor.v1.RandomInitAck)
+  ))
+_sym_db.RegisterMessage(RandomInitAck)
 
 RunAccepted = _reflection.GeneratedProtocolMessageType('RunAccepted', (_message.Message,), dict(
   DESCRIPTOR = _RUNACCEPTED,
@@ -1159,8 +1301,8 @@ _CONCEPTMONITOR = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=2294,
-  serialized_end=2474,
+  serialized_start=2609,
+  serialized_end=2789,
   methods=[
   _descriptor.MethodDescriptor(
     name='Monitor',

@@ -10,6 +10,7 @@ const RUN_COLOURS = ['#3b6fd8', '#e4572e'];
 export function compareView(root: HTMLElement, a: string, b: string): View {
   root.innerHTML = `<div class="page-head"><div><h1>Compare runs</h1><p class="sub" id="sub"></p></div>
 <div class="actions"><label>layer <select id="layer"></select></label></div></div>
+<div class="setup-warning" id="setup-warning" role="alert" hidden></div>
 <div class="charts" id="charts"></div>`;
   const charts = root.querySelector<HTMLElement>('#charts')!;
   const select = root.querySelector<HTMLSelectElement>('#layer')!;
@@ -40,6 +41,7 @@ export function compareView(root: HTMLElement, a: string, b: string): View {
             `<span class="run-key" style="--c:${RUN_COLOURS[i]}"></span><a href="${path('runs', r.runId)}" data-link>${escapeHtml(r.runId)}</a> (${escapeHtml(r.paradigm)}, last step ${r.lastStep ?? '–'})`,
         )
         .join(' &nbsp;vs&nbsp; ');
+      showSetupWarning(root.querySelector<HTMLElement>('#setup-warning')!, d);
       select.innerHTML = d.layers.map((l) => `<option>${escapeHtml(l)}</option>`).join('');
       select.value = d.layer;
       LAYER_METRICS.forEach((m, k) => {
@@ -110,4 +112,26 @@ export function compareView(root: HTMLElement, a: string, b: string): View {
     },
   };
   return view;
+}
+
+/**
+ * The warning `cm report --compare` also gives: runs scored with different setups (method,
+ * parameters, calibration, concept set...) have scores and interpretable shares that do not compare
+ * directly. Names each field that differs, with both values where they are readable.
+ */
+function showSetupWarning(el: HTMLElement, d: CompareAnswer): void {
+  const diffs = d.setupDifferences;
+  el.hidden = diffs.length === 0;
+  el.dataset.fields = diffs.map((x) => x.column).join(',');
+  el.innerHTML = diffs.length
+    ? `<strong>Different setups:</strong> ${escapeHtml(d.runs[0].runId)} and ${escapeHtml(d.runs[1].runId)} were scored with different ${diffs
+        .map((x) => escapeHtml(x.label))
+        .join(', ')}; their scores and interpretable shares do not compare directly.
+<ul>${diffs
+        .map(
+          (x) =>
+            `<li data-field="${escapeHtml(x.column)}"><b>${escapeHtml(x.label)}</b>: ${escapeHtml(x.a || '–')} <span class="vs">vs</span> ${escapeHtml(x.b || '–')}</li>`,
+        )
+        .join('')}</ul>`
+    : '';
 }

@@ -2,11 +2,11 @@ import type { LayerAnswer, SwitchingAnswer } from '../../src/api-types';
 import { escapeHtml, getJson, path } from '../api';
 import { axisStyle, baseGrid, categoryColour, chartIn, episodeBands, type Option, stepAxis } from '../charts';
 import { navigate } from '../router';
-import { card, chartBox, type View } from './view';
+import { card, chartBox, showThinned, THINNED_NOTE, type View } from './view';
 
 export function layerView(root: HTMLElement, runId: string, layer: string): View {
   root.innerHTML = `<div class="page-head"><div><h1 id="title"></h1><p class="sub" id="sub"></p></div>
-<div class="actions"><a class="button" href="${path('runs', runId, 'layers', layer, 'map')}" data-link>Concept map</a></div></div>
+<div class="actions"><a class="button" href="${path('runs', runId, 'layers', layer, 'map')}" data-link>Concept map</a></div></div>${THINNED_NOTE}
 <div id="layer-body"></div>`;
   const body = root.querySelector<HTMLElement>('#layer-body')!;
   const heatEl = chartBox(
@@ -49,6 +49,11 @@ export function layerView(root: HTMLElement, runId: string, layer: string): View
       );
       const d = await getJson<LayerAnswer>(`/api${path('runs', runId, 'layers', layer)}`);
       heatData = d;
+      showThinned(
+        root,
+        d.run.thinned,
+        'in that range the heat strip is blank at the checkpoints whose labels were removed.',
+      );
       root.querySelector('#title')!.textContent = `${d.layer.name}`;
       root.querySelector('#sub')!.innerHTML =
         `layer of <a href="${path('runs', runId)}" data-link>${escapeHtml(runId)}</a> · ${d.layer.width || d.heat.length} neurons · ${d.steps.length} checkpoints${
@@ -138,7 +143,11 @@ export function layerView(root: HTMLElement, runId: string, layer: string): View
               `<tr><td><a href="${path('runs', runId, 'layers', layer, 'neurons', s.neuron)}" data-link>n${s.neuron}</a></td><td class="num">${s.switches}</td><td class="concepts">${escapeHtml(s.concepts)}</td></tr>`,
           )
           .join('') || '<tr><td colspan="3" class="muted">No labels yet.</td></tr>'
-      }</tbody></table>`;
+      }</tbody></table>${
+        sw.from === 'sequences'
+          ? '<p class="muted" id="switching-from">Rebuilt from the label sequences: this layer was recorded before the store kept switches (migration 6).</p>'
+          : ''
+      }`;
     },
   };
 }

@@ -2,7 +2,7 @@ import type { MapAnswer, MapPoint, RunsAnswer } from '../../src/api-types';
 import { escapeHtml, getJson, path } from '../api';
 import { axisStyle, categoryColour, chartIn, SERIES_COLOURS, type Option } from '../charts';
 import { queryParam, replaceQuery } from '../router';
-import type { View } from './view';
+import { showThinned, THINNED_NOTE, type View } from './view';
 
 declare global {
   interface Window {
@@ -22,7 +22,7 @@ const byCategory = (points: MapPoint[]): Map<string, MapPoint[]> => {
 
 export function mapView(root: HTMLElement, runId: string, layer: string): View {
   root.innerHTML = `<div class="page-head"><div><h1 id="title">Concept map</h1><p class="sub" id="sub"></p></div>
-<div class="actions"><a class="button" href="${path('runs', runId, 'layers', layer)}" data-link>Layer view</a></div></div>
+<div class="actions"><a class="button" href="${path('runs', runId, 'layers', layer)}" data-link>Layer view</a></div></div>${THINNED_NOTE}
 <section class="card map-card">
   <div class="controls">
     <button id="play" class="primary" title="play the steps">▶ Play</button>
@@ -67,6 +67,11 @@ export function mapView(root: HTMLElement, runId: string, layer: string): View {
     if (trail.length) q.set('trail', trail.join(','));
     if (overlay) q.set('overlay', overlay);
     const d = await getJson<MapAnswer>(`/api${path('runs', runId, 'layers', layer, 'map')}?${q}`);
+    showThinned(
+      root,
+      d.run.thinned,
+      'in that range the map is empty at the checkpoints whose labels were removed.',
+    );
     draw(d);
   };
 

@@ -10,12 +10,12 @@ import {
   stepAxis,
 } from '../charts';
 import { queryParam, replaceQuery } from '../router';
-import { card, chartBox, type View } from './view';
+import { card, chartBox, showThinned, THINNED_NOTE, type View } from './view';
 
 export function neuronView(root: HTMLElement, runId: string, layer: string, neuron: string): View {
   root.innerHTML = `<div class="page-head"><div><h1 id="title"></h1><p class="sub" id="sub"></p></div>
 <div class="actions"><label class="slider">step <b id="step-label"></b><input type="range" id="step" min="0" max="0" value="0"></label></div></div>
-<div class="neuron-top" id="top"></div><div class="charts" id="charts"></div>`;
+${THINNED_NOTE}<div class="neuron-top" id="top"></div><div class="charts" id="charts"></div>`;
   const top = root.querySelector<HTMLElement>('#top')!;
   const now = card(top, 'At this step', { cls: 'now' });
   const images = card(top, 'Top-activating probe images', {
@@ -85,6 +85,11 @@ export function neuronView(root: HTMLElement, runId: string, layer: string, neur
     async refresh() {
       const d = await getJson<NeuronAnswer>(`/api${path('runs', runId, 'layers', layer, 'neurons', neuron)}`);
       data = d;
+      showThinned(
+        root,
+        d.run.thinned,
+        'in that range the history below has labels at the kept checkpoints only.',
+      );
       root.querySelector('#title')!.textContent = `Neuron ${d.neuron} · ${d.layer.name}`;
       root.querySelector('#sub')!.innerHTML =
         `<a href="${path('runs', runId)}" data-link>${escapeHtml(runId)}</a> · <a href="${path(

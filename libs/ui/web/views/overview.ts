@@ -1,14 +1,20 @@
 import type { LayerCurvePoint, OverviewAnswer } from '../../src/api-types';
 import { escapeHtml, fmt, getJson, path, pct } from '../api';
 import { axisStyle, baseGrid, chartIn, episodeBands, SERIES_COLOURS, type Option, stepAxis } from '../charts';
-import { chartBox, type View } from './view';
+import { chartBox, showThinned, THINNED_NOTE, type View } from './view';
 
 type Metric = { key: keyof LayerCurvePoint; title: string; note: string; share: boolean };
 export const LAYER_METRICS: Metric[] = [
   {
+    key: 'learned',
+    title: 'Learned concepts',
+    note: 'neurons interpretable beyond the same layer at random initialisation (empty until the architecture has a baseline)',
+    share: true,
+  },
+  {
     key: 'interpretable',
-    title: 'Interpretable share',
-    note: 'neurons whose top concept clears the threshold',
+    title: 'Association with P (shuffle null)',
+    note: 'neurons whose top concept beats activations shuffled across images; random filters pass this too',
     share: true,
   },
   {
@@ -40,7 +46,7 @@ export const LAYER_METRICS: Metric[] = [
 
 export function overviewView(root: HTMLElement, runId: string): View {
   root.innerHTML = `<div class="page-head"><div><h1 id="title"></h1><p class="sub" id="sub"></p></div>
-<div class="actions" id="layer-links"></div></div>
+<div class="actions" id="layer-links"></div></div>${THINNED_NOTE}
 <div class="stats" id="stats"></div><div class="charts" id="charts"></div>
 <section class="card"><h2>Alert episodes</h2><div class="body"><table class="grid" id="episodes"></table></div></section>`;
   const charts = root.querySelector<HTMLElement>('#charts')!;
@@ -56,6 +62,11 @@ export function overviewView(root: HTMLElement, runId: string): View {
     async refresh() {
       const d = await getJson<OverviewAnswer>(`/api${path('runs', runId)}`);
       const r = d.run;
+      showThinned(
+        root,
+        r.thinned,
+        'in that range the layer and neuron views have labels at the kept checkpoints only.',
+      );
       root.querySelector('#title')!.textContent = r.runId;
       root.querySelector('#sub')!.innerHTML =
         `${escapeHtml(r.paradigm)} · ${escapeHtml(r.model)} · bundle <code>${escapeHtml(r.bundleId)}</code> · <span class="pill status-${escapeHtml(r.status)}">${escapeHtml(r.status)}</span>`;
@@ -107,7 +118,11 @@ export function overviewView(root: HTMLElement, runId: string): View {
         const option: Option = {
           animation: false,
           color: SERIES_COLOURS,
-          tooltip: { trigger: 'axis', valueFormatter: (v) => (m.share ? pct(Number(v)) : fmt(Number(v))) },
+          tooltip: {
+            trigger: 'axis',
+            valueFormatter: (v) =>
+              v === null || v === undefined ? 'n/a' : m.share ? pct(Number(v)) : fmt(Number(v)),
+          },
           legend: { top: 4, right: 8, type: 'scroll' },
           grid: baseGrid,
           xAxis: stepAxis(),

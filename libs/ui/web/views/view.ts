@@ -21,6 +21,20 @@ export function card(
   return body;
 }
 
+/**
+ * The retention note of a run's pages: where label retention thinned the run, the page says so
+ * (the element `#thinned` of the view's layout, hidden when nothing was thinned).
+ */
+export const THINNED_NOTE = '<p class="thinned-note" id="thinned" hidden></p>';
+export function showThinned(root: HTMLElement, thinned: string, what: string): void {
+  const el = root.querySelector<HTMLElement>('#thinned');
+  if (!el) return;
+  el.hidden = thinned === '';
+  el.textContent = thinned
+    ? `Thinned by label retention (${thinned}): ${what} Layer metrics and checkpoints are kept at every step.`
+    : '';
+}
+
 export function chartBox(
   parent: HTMLElement,
   title: string,

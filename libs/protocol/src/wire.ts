@@ -1,117 +1,22 @@
 /**
- * The TypeScript side of protos/conceptmonitor/v1/monitor.proto: loading the service definition,
- * typed message shapes (as @grpc/proto-loader decodes them with the options below), and the pure
- * conversions between contract objects (@cm/contracts) and wire messages. The client and the
- * concept service both use this module, so the two ends cannot drift apart.
+ * The pure conversions between contract objects (@cm/contracts) and wire messages, and the chunk
+ * encoder: how a checkpoint becomes the messages that carry it. The client and the concept server
+ * both use this module, so the two ends cannot drift apart.
  */
-import { resolve } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { CmError, invalidArgument } from '@cm/core';
-import type { CheckpointData, CheckpointResult, LayerActivations, RunSpec } from '@cm/contracts';
+import { invalidArgument } from '@cm/core';
+import type { CheckpointData, CheckpointResult, RunSpec } from '@cm/contracts';
 import { float16ToFloat32, float32ToFloat16 } from './float16';
-
-export const PROTO_FILE = resolve(__dirname, '../../../protos/conceptmonitor/v1/monitor.proto');
-export const SERVICE_NAME = 'conceptmonitor.v1.ConceptMonitor';
-
-/** Options shared by both ends: camelCase fields, enums as names, 64-bit ints as JS numbers. */
-export const LOADER_OPTIONS: protoLoader.Options = {
-  keepCase: false,
-  longs: Number,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-};
+import type {
+  TrainerMessage,
+  WireActivationChunk,
+  WireCheckpointAck,
+  WireDType,
+  WirePooling,
+  WireRunStart,
+} from './types';
 
 /** Default chunk payload: a quarter of gRPC's 4 MiB default message limit. */
 export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
-
-export type WireDType = 'DTYPE_UNSPECIFIED' | 'DTYPE_FLOAT32' | 'DTYPE_FLOAT16';
-export type WirePooling = 'POOLING_UNSPECIFIED' | 'POOLING_AVG' | 'POOLING_MAX';
-export type WireLayerKind = 'LAYER_KIND_UNSPECIFIED' | 'LAYER_KIND_CONV' | 'LAYER_KIND_DENSE';
-export type WireRunStatus = 'RUN_STATUS_UNSPECIFIED' | 'RUN_STATUS_COMPLETED' | 'RUN_STATUS_FAILED';
-
-export interface WireRunStart {
-  runId: string;
-  model: string;
-  paradigm: string;
-  bundleId: string;
-  layers: { name: string; width: number; kind: WireLayerKind }[];
-  tags: Record<string, string>;
-  resume: boolean;
-  /** Empty from clients that predate it (proto3 default). */
-  startToken: string;
-}
-export interface WireActivationChunk {
-  step: number;
-  layer: string;
-  shape: number[];
-  dtype: WireDType;
-  pooling: WirePooling;
-  offset: number;
-  totalBytes: number;
-  data: Buffer;
-}
-export interface WireCheckpointEnd {
-  step: number;
-  metrics: Record<string, number>;
-}
-export interface WireRunEnd {
-  status: WireRunStatus;
-}
-export type TrainerMessage =
-  | { body?: 'runStart'; runStart: WireRunStart }
-  | { body?: 'chunk'; chunk: WireActivationChunk }
-  | { body?: 'checkpointEnd'; checkpointEnd: WireCheckpointEnd }
-  | { body?: 'runEnd'; runEnd: WireRunEnd };
-
-export interface WireRunAccepted {
-  runId: string;
-  probeImages: number;
-  maxMessageBytes: number;
-}
-export interface WireCheckpointAck {
-  step: number;
-  layers: {
-    layer: string;
-    interpretableFraction: number;
-    distinctConceptShare: number;
-    labelEntropy: number;
-    topConcepts: { concept: string; count: number }[];
-  }[];
-  alerts: { layer: string; rule: string; state: string; message: string }[];
-}
-export type ServiceMessage =
-  | { body?: 'runAccepted'; runAccepted: WireRunAccepted }
-  | { body?: 'checkpointAck'; checkpointAck: WireCheckpointAck }
-  | { body?: 'runEnded'; runEnded: { runId: string } };
-
-export interface WireHealthResponse {
-  status: 'UNKNOWN' | 'SERVING' | 'NOT_SERVING';
-  detail: string;
-  activeStreams: number;
-}
-
-let cached: grpc.ServiceDefinition | undefined;
-
-/** The ConceptMonitor service definition (loaded once per process). */
-export function serviceDefinition(): grpc.ServiceDefinition {
-  if (!cached) {
-    const pkg = protoLoader.loadSync(PROTO_FILE, LOADER_OPTIONS);
-    const def = pkg[SERVICE_NAME];
-    if (!def || !('Monitor' in def))
-      throw new CmError('INTERNAL', `${PROTO_FILE} lacks service ${SERVICE_NAME}`);
-    cached = def as grpc.ServiceDefinition;
-  }
-  return cached;
-}
-
-/** A generic client constructor for the service (the client library wraps it). */
-export function clientConstructor(): grpc.ServiceClientConstructor {
-  return grpc.makeGenericClientConstructor(serviceDefinition(), 'ConceptMonitor');
-}
-
-// ---- contract <-> wire --------------------------------------------------------------------
 
 export function runStartToWire(spec: RunSpec, resume: boolean, startToken = ''): TrainerMessage {
   return {
@@ -179,18 +84,17 @@ export function checkpointToWire(
     let offset = 0;
     do {
       const data = bytes.subarray(offset, Math.min(offset + step, bytes.length));
-      out.push({
-        chunk: {
-          step: cp.step,
-          layer: layer.layer,
-          shape: [...layer.shape],
-          dtype: wireDType,
-          pooling,
-          offset,
-          totalBytes: bytes.length,
-          data,
-        },
-      });
+      const chunk: WireActivationChunk = {
+        step: cp.step,
+        layer: layer.layer,
+        shape: [...layer.shape],
+        dtype: wireDType,
+        pooling,
+        offset,
+        totalBytes: bytes.length,
+        data,
+      };
+      out.push({ chunk });
       offset += data.length;
     } while (offset < bytes.length);
   }
@@ -226,7 +130,13 @@ export function bytesPerValue(dtype: WireDType): number {
 export function resultToWire(r: CheckpointResult): WireCheckpointAck {
   return {
     step: r.step,
-    layers: r.layers.map((l) => ({ ...l, topConcepts: l.topConcepts.map((c) => ({ ...c })) })),
+    layers: r.layers.map(({ learnedFraction, ...l }) => ({
+      ...l,
+      // proto3 doubles have no "absent": the flag says whether the figure is known
+      learnedFraction: typeof learnedFraction === 'number' ? learnedFraction : 0,
+      hasLearnedFraction: typeof learnedFraction === 'number',
+      topConcepts: l.topConcepts.map((c) => ({ ...c })),
+    })),
     alerts: r.alerts.map((a) => ({ ...a })),
   };
 }
@@ -236,6 +146,7 @@ export function resultFromWire(a: WireCheckpointAck): CheckpointResult {
     step: a.step,
     layers: a.layers.map((l) => ({
       layer: l.layer,
+      learnedFraction: l.hasLearnedFraction ? l.learnedFraction : null,
       interpretableFraction: l.interpretableFraction,
       distinctConceptShare: l.distinctConceptShare,
       labelEntropy: l.labelEntropy,
@@ -256,5 +167,3 @@ export function payloadBytes(messages: readonly TrainerMessage[]): number {
   for (const m of messages) if ('chunk' in m && m.chunk) n += m.chunk.data.length + 64;
   return n + 256;
 }
-
-export type { LayerActivations };
