@@ -73,7 +73,7 @@ export async function launchBrowser(
 }
 
 /** Waits until the view has drawn its data (window.cm.ready). */
-export async function drawn(page: Page, timeout = 15_000): Promise<void> {
+export async function drawn(page: Page, timeout = 30_000): Promise<void> {
   await page.waitForFunction('window.cm?.ready === true', undefined, { timeout });
 }
 

@@ -11,7 +11,7 @@ import { fillStore, RUNS, STEPS, type FilledStore } from './fixtures';
  * browser per file). Chart sizes are read from ECharts' getOption() and compared with COUNT queries.
  */
 export function uiSuite(kind: 'chdb' | 'clickhouse-server'): void {
-  jest.setTimeout(30_000);
+  jest.setTimeout(90_000);
   let filled: FilledStore;
   let ui: UiServer;
   let browser: TestBrowser;
