@@ -4,36 +4,11 @@
  * then gets the columns (guarded ALTER: 18.16 has no ADD COLUMN IF NOT EXISTS), the old row reads
  * NULL ("no baseline"), and new rows keep a figure, an explicit null and 0 apart.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { freePort } from '@cm/core';
-import { startClickHouse, type ManagedServer } from '@cm/stack';
-import { layerMetricsSql, LEARNED_COLUMNS, MIGRATIONS, openStore, type StoreTarget } from '../src';
+import { layerMetricsSql, LEARNED_COLUMNS, MIGRATIONS, openStore } from '../src';
 import { snapshotRecord } from './fixtures';
+import { realBackends } from './backends';
 
-const dir = mkdtempSync(join(tmpdir(), 'cm-store-learned-'));
-let server: ManagedServer | undefined;
-
-afterAll(async () => {
-  await server?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-const backends: [string, () => Promise<StoreTarget>][] = [
-  [
-    'clickhouse-server 18.16',
-    async () => {
-      server = await startClickHouse({
-        dir: join(dir, 'server'),
-        httpPort: await freePort(),
-        tcpPort: await freePort(),
-      });
-      return { kind: 'server', url: server.url, user: 'default', password: '', database: 'cm_learned' };
-    },
-  ],
-  ['chDB', async () => ({ kind: 'chdb', path: join(dir, 'chdb'), database: 'cm_learned' })],
-];
+const { backends } = realBackends('cm-store-learned-', 'cm_learned');
 
 describe.each(backends)('migration 4 on %s', (_name, makeTarget) => {
   it('adds the learned-concept columns; rows written before read NULL; a figure, null and 0 stay apart', async () => {

@@ -1,8 +1,3 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { freePort } from '@cm/core';
-import { startClickHouse, type ManagedServer } from '@cm/stack';
 import type { CmRecord } from '@cm/contracts';
 import {
   deleteRun,
@@ -14,7 +9,6 @@ import {
   thinningRecords,
   type RetentionPolicy,
   type Store,
-  type StoreTarget,
 } from '../src';
 import {
   alertRecord,
@@ -25,6 +19,7 @@ import {
   runRecord,
   snapshotRecord,
 } from './fixtures';
+import { realBackends } from './backends';
 
 /**
  * The retention job on real engines: clickhouse-server 18.16 (apt, ALTER ... DELETE mutations) and
@@ -32,13 +27,7 @@ import {
  * label rows remain, every checkpoint's checkpoints and layer_metrics rows remain, the pass is
  * recorded, and a rerun is a no-op.
  */
-const dir = mkdtempSync(join(tmpdir(), 'cm-retention-'));
-let server: ManagedServer | undefined;
-
-afterAll(async () => {
-  await server?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+const { backends, server: runningServer } = realBackends('cm-retention-', 'cm_retention');
 
 const DAY = 24 * 60 * 60 * 1000;
 const NOW = new Date('2026-06-01T00:00:00Z');
@@ -63,21 +52,6 @@ function longRun(runId: string, labelTime: (step: number) => string): CmRecord[]
   out.push(alertRecord(runId, 'firing', 300), alertRecord(runId, 'resolved', 400));
   return out;
 }
-
-const backends: [string, () => Promise<StoreTarget>][] = [
-  [
-    'clickhouse-server 18.16',
-    async () => {
-      server = await startClickHouse({
-        dir: join(dir, 'server'),
-        httpPort: await freePort(),
-        tcpPort: await freePort(),
-      });
-      return { kind: 'server', url: server.url, user: 'default', password: '', database: 'cm_retention' };
-    },
-  ],
-  ['chDB', async () => ({ kind: 'chdb', path: join(dir, 'chdb'), database: 'cm_retention' })],
-];
 
 describe.each(backends)('label retention on %s', (_name, makeTarget) => {
   let store: Store;
@@ -214,6 +188,7 @@ describe.each(backends)('label retention on %s', (_name, makeTarget) => {
 
 describe('scheduled thinning (what the recorder and cm serve run)', () => {
   it('passes run on the interval until stopped; a pass finds nothing new after the first', async () => {
+    const server = runningServer();
     if (!server) throw new Error('the clickhouse-server of the first suite is not running');
     const store = await openStore({
       kind: 'server',

@@ -1,8 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '@cm/core';
-import { startClickHouse, type ManagedServer } from '@cm/stack';
 import { toLabelsColumnsRecord, validateWireRecord, type LabelsColumnsRecord } from '@cm/contracts';
 import {
   alertsSql,
@@ -21,7 +18,6 @@ import {
   type LabelFormat,
   type Migration,
   type Store,
-  type StoreTarget,
 } from '../src';
 import {
   alertRecord,
@@ -32,33 +28,13 @@ import {
   runRecord,
   sampleRun,
 } from './fixtures';
+import { realBackends } from './backends';
 
 /**
  * The same suite on clickhouse-server 18.16 (apt, real process) and on embedded chDB (ClickHouse 26):
  * migrations, every record kind in and out, de-duplication, escaping.
  */
-const dir = mkdtempSync(join(tmpdir(), 'cm-store-'));
-let server: ManagedServer | undefined;
-
-afterAll(async () => {
-  await server?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-const backends: [string, () => Promise<StoreTarget>][] = [
-  [
-    'clickhouse-server 18.16',
-    async () => {
-      server = await startClickHouse({
-        dir: join(dir, 'server'),
-        httpPort: await freePort(),
-        tcpPort: await freePort(),
-      });
-      return { kind: 'server', url: server.url, user: 'default', password: '', database: 'cm_test' };
-    },
-  ],
-  ['chDB', async () => ({ kind: 'chdb', path: join(dir, 'chdb'), database: 'cm_test' })],
-];
+const { dir, backends } = realBackends('cm-store-', 'cm_test');
 
 describe.each(backends)('store on %s', (_name, makeTarget) => {
   let store: Store;
