@@ -695,6 +695,15 @@ async function main(): Promise<void> {
     diversityReg: REG_WEIGHT,
     adversarial: { eps: ADV_EPS, warmup: ADV_WARMUP },
   };
+  // a `--redo` part may start while the seed's own run (side by side, another process) is still
+  // going: wait for its file (at most an hour), then read it
+  const savedSeedWhenWritten = async (seed: number): Promise<SeedResult & { settings: typeof settings }> => {
+    for (let waited = 0; !existsSync(seedFile(seed)); waited++) {
+      if (waited > 3600) throw new Error(`${seedFile(seed)} did not appear within an hour`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    return JSON.parse(readFileSync(seedFile(seed), 'utf8')) as SeedResult & { settings: typeof settings };
+  };
   if (MERGE) {
     for (const s of MERGE) {
       const saved = JSON.parse(readFileSync(seedFile(s), 'utf8')) as SeedResult & {
@@ -711,14 +720,7 @@ async function main(): Promise<void> {
     const baseline = await randomInitBaseline(probe, 8, INITS);
     if (REDO === 'adversarial' && ONLY_SEED !== undefined) {
       const { adversarial, accuracy, standardTerms } = await adversarialPart(ONLY_SEED, probe, baseline);
-      // the seed's own run may still be going (run side by side): wait for its file
-      for (let waited = 0; !existsSync(seedFile(ONLY_SEED)); waited++) {
-        if (waited > 3600) throw new Error(`${seedFile(ONLY_SEED)} did not appear within an hour`);
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-      const saved = JSON.parse(readFileSync(seedFile(ONLY_SEED), 'utf8')) as SeedResult & {
-        settings: typeof settings;
-      };
+      const saved = await savedSeedWhenWritten(ONLY_SEED);
       saved.adversarial = adversarial;
       saved.terms = { ...saved.terms, standard: standardTerms };
       saved.accuracy.adversarial = accuracy;
@@ -735,13 +737,7 @@ async function main(): Promise<void> {
         regProbe,
         baseline,
       );
-      for (let waited = 0; !existsSync(seedFile(ONLY_SEED)); waited++) {
-        if (waited > 3600) throw new Error(`${seedFile(ONLY_SEED)} did not appear within an hour`);
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-      const saved = JSON.parse(readFileSync(seedFile(ONLY_SEED), 'utf8')) as SeedResult & {
-        settings: typeof settings;
-      };
+      const saved = await savedSeedWhenWritten(ONLY_SEED);
       saved.regularised = regularised;
       saved.terms = { ...saved.terms, regularised: regularisedTerms };
       saved.accuracy.regularised = accuracy;
