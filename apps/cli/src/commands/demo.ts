@@ -9,9 +9,7 @@ import {
   learnedPercent,
   ownClassAccuracy,
   parseParadigm,
-  selectLayers,
   TRAIN_DEFAULTS,
-  untrainedNullShares,
   type TrainFlags,
   type TrainRunResult,
 } from '@cm/train';
@@ -102,22 +100,6 @@ export function formatReadout(r: RunReadout): string[] {
   return lines;
 }
 
-/**
- * The demo's last readout: interpretable share per layer at step 0 and at the end against the
- * untrained-network null (docs/dissect.md), where the paper's "interpretability develops over
- * training" can be seen in this world; the monitor's own figures (above it) use the i.i.d. null.
- */
-export function formatUntrainedNull(shares: Awaited<ReturnType<typeof untrainedNullShares>>): string[] {
-  const lines = [
-    '  interpretable beyond an untrained network of the same architecture (8 fresh initialisations):',
-  ];
-  for (const [layer, { first, last }] of Object.entries(shares))
-    lines.push(
-      `    ${layer.padEnd(14)} ${(100 * first.interpretable).toFixed(0).padStart(3)}% (step 0) -> ${(100 * last.interpretable).toFixed(0).padStart(3)}% (end)`,
-    );
-  return lines;
-}
-
 export function registerDemo(program: Command): void {
   const cmd = program
     .command('demo')
@@ -164,18 +146,6 @@ export function registerDemo(program: Command): void {
         }
         const out = await runTrainCommand({ ...merged, runId: base } as TrainFlags, handle, config);
         out.result.runs.forEach((run) => runs.push({ run, classNames: out.classNames }));
-        // Standard and adversarial runs start from the seeded initialisation, so step 0 can be rebuilt.
-        const fromInit = (paradigm === 'standard' || paradigm === 'adversarial') && !merged.resume;
-        const untrained = fromInit
-          ? await untrainedNullShares(
-              out.probe,
-              out.job.model,
-              out.classNames.length,
-              out.job.seed,
-              out.result.model,
-              selectLayers(out.result.model, out.job.layers),
-            )
-          : undefined;
 
         const w = (s: string) => process.stdout.write(s + '\n');
         w('');
@@ -186,7 +156,6 @@ export function registerDemo(program: Command): void {
           for (const { run, classNames } of runs)
             formatReadout(await readRun(handle.store, run, classNames)).forEach(w);
         }
-        if (untrained) formatUntrainedNull(untrained).forEach(w);
         const runId = runs[runs.length - 1].run.runId;
         w('');
         w('Look further:');
