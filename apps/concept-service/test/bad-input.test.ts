@@ -13,6 +13,7 @@ import {
 import {
   makeTestBundles,
   plantedActivations,
+  rawConvActivations,
   testCheckpoint,
   testRunSpec,
   type TestBundles,
@@ -100,6 +101,29 @@ describe('through the client', () => {
       const e = await rejection(client.sendCheckpoint(cp));
       expect(e.code).toBe('INVALID_ARGUMENT');
       expect(e.message).toMatch(/layer conv1: value NaN at index 43 \(\[5, 3\]\) is not finite/);
+    } finally {
+      await client.close();
+    }
+    await serviceStillServes();
+  });
+
+  it('NaN in a later chunk of a raw layer (pooled as it streams in) -> the same message, naming the raw index', async () => {
+    const client = createMonitorClient({ target: svc.target, ...fast });
+    try {
+      await client.startRun(testRunSpec(`nan-raw-${runSeq++}`, bundles.bundleId));
+      const cp = testCheckpoint(bundles.space, 0);
+      // [120, 8, 8, 12] float32: 368,640 bytes, the third of three 128 KiB chunks holds the NaN
+      cp.layers[1] = rawConvActivations(bundles.space, 'conv2', 12, 0, 8);
+      cp.layers[1].data[((100 * 8 + 3) * 8 + 5) * 12 + 7] = NaN;
+      const e = await rejection(client.sendCheckpoint(cp));
+      expect(e.code).toBe('INVALID_ARGUMENT');
+      expect(e.message).toMatch(
+        /run nan-raw-\d+ step 0 layer conv2: value NaN at index 77155 \(\[100, 3, 5, 7\]\) is not finite/,
+      );
+      // the same run goes on: a good raw checkpoint, streamed, is acked
+      const next = testCheckpoint(bundles.space, 1);
+      next.layers[1] = rawConvActivations(bundles.space, 'conv2', 12, 1, 8);
+      expect((await client.sendCheckpoint(next))?.step).toBe(1);
     } finally {
       await client.close();
     }

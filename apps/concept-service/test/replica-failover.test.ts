@@ -157,12 +157,13 @@ it('replica SIGKILLed mid-run with checkpoints in flight: the run finishes on th
   expect(c.stats()).toMatchObject({ acknowledgedCheckpoints: PLAN.length, droppedCheckpoints: 0 });
   expect(c.stats().reconnects).toBeGreaterThanOrEqual(1);
   expect(c.stats().resentCheckpoints).toBeGreaterThanOrEqual(1);
-  // B acknowledged the rest of the run. Not always all of steps 5 to 9: acks A had already written
-  // to its socket when the signal landed still reach the client (seen under load: A's acks of 5
-  // and 6 arrived, B acked 7 to 9). At least one, at most the five unacknowledged at the kill;
-  // the store checks below prove each step was stored once whichever replica acked it.
+  // B dissected what A had not finished: at most the five steps unacknowledged at the kill, and
+  // possibly none. Acks A had already written to its socket when the signal landed still reach the
+  // client (seen under load: A's acks of 5 and 6 arrived, B dissected 7 to 9), and steps A processed
+  // and recorded in the run state before dying are answered by B from that state when resent. The
+  // run's end went through B (A is dead), and the store checks below prove each step was stored
+  // once, whichever replica did the work.
   const ackedByB = (await ackedBy(metricsB)) - PLAN.length;
-  expect(ackedByB).toBeGreaterThanOrEqual(1);
   expect(ackedByB).toBeLessThanOrEqual(PLAN.length - KILL_AFTER_STEP - 1);
 
   // the same alert episodes as without the kill: fired once, resolved once

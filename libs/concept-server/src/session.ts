@@ -18,6 +18,7 @@ import type { CheckpointData, LayerActivations } from '@cm/contracts';
 import {
   validateLayerHeader,
   type ConceptEngine,
+  type ReceivedLayerStream,
   type ReceivingCheckpoint,
   type RecordSink,
 } from '@cm/engine';
@@ -105,6 +106,11 @@ export class StreamSession {
   private parked: (TrainerMessage | MalformedMessage)[] = [];
   private waitingForBudget = false;
   private readonly assembling = new Map<string, LayerAssembly>();
+  /**
+   * Of the layers being assembled, the raw [D, H, W, C] float32 ones the engine pools as their
+   * chunks arrive (engine.poolingStream): their raw tensor is never held (issue 15).
+   */
+  private readonly poolingAsReceived = new Map<string, ReceivedLayerStream>();
   private readonly complete = new Map<string, LayerActivations>();
   /**
    * The checkpoint being received: its complete layers are dissected while the rest arrives. Kept
@@ -250,15 +256,29 @@ export class StreamSession {
       }
       if (!this.takeBudget(c, layerHeldBytes(expected, c.dtype), where)) return;
       this.checkpointBytes += expected;
-      a = new LayerAssembly(c);
+      const streamed =
+        c.dtype === 'DTYPE_FLOAT16'
+          ? undefined
+          : this.opts.engine.poolingStream(runId, c.step, {
+              layer: c.layer,
+              shape: c.shape,
+              pooling: c.pooling === 'POOLING_MAX' ? 'max' : 'avg',
+            });
+      if (streamed) this.poolingAsReceived.set(c.layer, streamed);
+      a = new LayerAssembly(c, streamed && ((bytes) => streamed.write(bytes)));
       this.assembling.set(c.layer, a);
     }
     // header consistency, offset order and total_bytes are checked by the assembly (@cm/protocol)
     if (a.append(c, where)) {
       this.assembling.delete(c.layer);
+      const streamed = this.poolingAsReceived.get(c.layer);
+      this.poolingAsReceived.delete(c.layer);
       // pooled (and checked) at once: the raw tensor, often several times its pooled size, goes
-      // now instead of after the whole checkpoint is dissected (issue 15, docs/dissect.md "Memory")
-      const layer = this.opts.engine.poolReceivedLayer(runId, c.step, a.toActivations());
+      // now instead of after the whole checkpoint is dissected (issue 15, docs/dissect.md "Memory");
+      // a streamed layer was pooled chunk by chunk and was never held raw
+      const layer = streamed
+        ? streamed.finish()
+        : this.opts.engine.poolReceivedLayer(runId, c.step, a.toActivations());
       this.complete.set(c.layer, layer);
       // its dissection starts now, overlapping the receive of the later layers (issue 15)
       this.current?.addLayer(layer);
@@ -560,6 +580,7 @@ export class StreamSession {
   private releaseBudget(): void {
     this.parked = [];
     this.assembling.clear();
+    this.poolingAsReceived.clear();
     this.complete.clear();
     this.current = undefined;
     const aborted = [...this.receiving].map((r) => r.abort());

@@ -77,4 +77,4 @@ export {
   type LearnedConceptShare,
 } from './learned';
 export { fitProjection, projectTo2d, type Projection } from './projection';
-export { poolLayer } from './pooling';
+export { poolLayer, PoolingStream, type NonFiniteValue } from './pooling';

@@ -97,3 +97,176 @@ function isWholeShared(data: Float32Array): boolean {
     data.byteLength === data.buffer.byteLength
   );
 }
+
+/** The first NaN / +-Inf a PoolingStream met: its flat index in the raw tensor and its value. */
+export interface NonFiniteValue {
+  index: number;
+  value: number;
+}
+
+/**
+ * poolLayer for a raw [D, H, W, C] float32 tensor that arrives as little-endian bytes in order
+ * (offset order = row-major order), pooled as it comes without the raw tensor ever being held:
+ * each value is added to (or compared with) its image's accumulator in the order poolLayer's loops
+ * take it (for each (d, c): s = 0, 1, ...), so the result has the same float32 bits. The bytes may
+ * be split anywhere, inside a value too (the partial bytes are carried to the next write). The
+ * first NaN / +-Inf is noted (`nonFinite`), for the caller to refuse the layer as it would the raw one.
+ */
+export class PoolingStream {
+  readonly rows: number;
+  readonly cols: number;
+  private readonly hw: number;
+  private readonly mode: PoolingMode;
+  private readonly out: Float32Array;
+  private readonly sum: Float64Array;
+  private readonly max: Float32Array;
+  /** Values taken so far (the flat index of the next one). */
+  private taken = 0;
+  private d = 0;
+  private s = 0;
+  private c = 0;
+  /** Bytes of a value split by a write boundary (carry.length of them held in `carry`). */
+  private readonly carry = new Uint8Array(4);
+  private readonly carryValue = new Float32Array(this.carry.buffer);
+  private carried = 0;
+  private scratch = new Float32Array(0);
+  private firstNonFinite?: NonFiniteValue;
+
+  constructor(shape: readonly number[], mode: PoolingMode = 'avg', opts: PoolOptions = {}) {
+    if (shape.length !== 4 || shape.some((n) => !Number.isInteger(n) || n < 1)) {
+      throw new CmError(
+        'INVALID_ARGUMENT',
+        `a pooling stream takes a [D, H, W, C] tensor, got [${shape.join(', ')}]`,
+        {
+          context: { shape },
+        },
+      );
+    }
+    if (mode !== 'avg' && mode !== 'max')
+      throw new CmError('INVALID_ARGUMENT', `unknown pooling mode ${String(mode)} (avg or max)`, {
+        context: { mode },
+      });
+    const [D, H, W, C] = shape;
+    this.rows = D;
+    this.cols = C;
+    this.hw = H * W;
+    this.mode = mode;
+    this.out = opts.shared ? new Float32Array(new SharedArrayBuffer(D * C * 4)) : new Float32Array(D * C);
+    this.sum = new Float64Array(mode === 'avg' ? C : 0);
+    this.max = new Float32Array(mode === 'max' ? C : 0).fill(-Infinity);
+  }
+
+  /** The first NaN / +-Inf taken so far, if any. */
+  get nonFinite(): NonFiniteValue | undefined {
+    return this.firstNonFinite;
+  }
+
+  /** Whether every value of the tensor was taken. */
+  get complete(): boolean {
+    return this.d === this.rows && this.carried === 0;
+  }
+
+  /** Take the next bytes of the tensor. */
+  write(bytes: Uint8Array): void {
+    let at = 0;
+    if (this.carried > 0) {
+      const n = Math.min(4 - this.carried, bytes.length);
+      this.carry.set(bytes.subarray(0, n), this.carried);
+      this.carried += n;
+      at = n;
+      if (this.carried < 4) return;
+      this.carried = 0;
+      this.take(this.carryValue, 1);
+    }
+    const whole = (bytes.length - at) >> 2;
+    if (whole > 0) {
+      const start = bytes.byteOffset + at;
+      if (start % 4 === 0) this.take(new Float32Array(bytes.buffer, start, whole), whole);
+      else {
+        // copied to an aligned Float32Array (a chunk's bytes may sit anywhere in the message buffer)
+        if (this.scratch.length < whole) this.scratch = new Float32Array(whole);
+        new Uint8Array(this.scratch.buffer, 0, whole * 4).set(bytes.subarray(at, at + whole * 4));
+        this.take(this.scratch, whole);
+      }
+      at += whole * 4;
+    }
+    if (at < bytes.length) {
+      if (this.d >= this.rows) this.overrun();
+      this.carry.set(bytes.subarray(at), 0);
+      this.carried = bytes.length - at;
+    }
+  }
+
+  /** The pooled D x C matrix, once the whole tensor was taken. */
+  finish(): Matrix {
+    if (!this.complete)
+      throw new CmError(
+        'INVALID_ARGUMENT',
+        `pooling stream ended after ${this.taken} of ${this.rows * this.hw * this.cols} values`,
+        { context: { taken: this.taken } },
+      );
+    return { rows: this.rows, cols: this.cols, data: this.out };
+  }
+
+  /** x[0..n) as the next values: poolLayer's loop bodies, resumable at any value. */
+  private take(x: Float32Array, n: number): void {
+    const C = this.cols;
+    const hw = this.hw;
+    const avg = this.mode === 'avg';
+    const sum = this.sum;
+    const max = this.max;
+    let { d, s, c } = this;
+    let i = 0;
+    while (i < n) {
+      if (d >= this.rows) this.overrun();
+      // the values of row (d, s) from c on that this write holds
+      const m = Math.min(C - c, n - i);
+      if (this.firstNonFinite === undefined) {
+        for (let k = 0; k < m; k++) {
+          const v = x[i + k];
+          if (v - v !== 0) {
+            this.firstNonFinite = { index: this.taken + k, value: v };
+            break;
+          }
+        }
+      }
+      if (avg) for (let k = 0; k < m; k++) sum[c + k] += x[i + k];
+      else
+        for (let k = 0; k < m; k++) {
+          const v = x[i + k];
+          if (v > max[c + k]) max[c + k] = v;
+        }
+      i += m;
+      c += m;
+      this.taken += m;
+      if (c === C) {
+        c = 0;
+        if (++s === hw) {
+          const o = d * C;
+          if (avg) {
+            for (let k = 0; k < C; k++) this.out[o + k] = sum[k] / hw;
+            sum.fill(0);
+          } else {
+            this.out.set(max, o);
+            max.fill(-Infinity);
+          }
+          s = 0;
+          d++;
+        }
+      }
+    }
+    this.d = d;
+    this.s = s;
+    this.c = c;
+  }
+
+  private overrun(): never {
+    throw new CmError(
+      'INVALID_ARGUMENT',
+      `pooling stream got more than ${this.rows * this.hw * this.cols} values`,
+      {
+        context: { rows: this.rows, hw: this.hw, cols: this.cols },
+      },
+    );
+  }
+}

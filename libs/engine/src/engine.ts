@@ -41,6 +41,7 @@ import {
   learnedConceptShare,
   neuronEvidence,
   poolLayer,
+  PoolingStream,
   randomInitLayer,
   type ConceptSpace,
   type DissectOptions,
@@ -56,6 +57,7 @@ import {
   hasNonFinite,
   sameRunSpec,
   validateCheckpoint,
+  validateLayerHeader,
   validateLayerShape,
   validateRunSpec,
 } from './validate';
@@ -238,6 +240,14 @@ interface RunState {
   /** Random initialisations received so far, by index, until all K are in. */
   pendingBaseline: Map<number, Record<string, RandomInitLayer>>;
   pendingInits?: number;
+}
+
+/** A raw layer pooled while its bytes arrive (ConceptEngine.poolingStream). */
+export interface ReceivedLayerStream {
+  /** The layer's next bytes, in offset order (split anywhere). */
+  write(bytes: Uint8Array): void;
+  /** Once every byte was written: the layer as poolReceivedLayer would return it. */
+  finish(): LayerActivations;
 }
 
 /** A layer as the dissection reads it: D x N, on shared memory; `shape` and `pooling` as sent. */
@@ -521,6 +531,48 @@ export class ConceptEngine {
     if (finiteAfterPooling(layer) && hasNonFinite(q.data)) return layer;
     this.pooledOnArrival.add(q.data);
     return { layer: layer.layer, shape: [q.rows, q.cols], data: q.data };
+  }
+
+  /**
+   * poolReceivedLayer for a raw [D, H, W, C] float32 layer whose bytes are still arriving: the
+   * bytes, given in order to `write`, are pooled as they come (dissect's PoolingStream, the same
+   * float32 bits as poolLayer), so the raw tensor is never held; `finish` then returns what
+   * poolReceivedLayer would have. Undefined for a layer this cannot take so (not declared, not
+   * [D, H, W, C] of the declared width, not avg / max): the receiver assembles it and calls
+   * poolReceivedLayer. A layer with a NaN / Inf comes back from `finish` as a stand-in for the
+   * raw tensor, its first non-finite value at its place and zeros elsewhere, so that the checks
+   * that refuse it (which name the first non-finite value) refuse it where and as before.
+   */
+  poolingStream(
+    runId: string,
+    step: number,
+    header: Pick<LayerActivations, 'layer' | 'shape' | 'pooling'>,
+  ): ReceivedLayerStream | undefined {
+    const run = this.state(runId);
+    const decl = run.declared.get(header.layer);
+    const mode = header.pooling ?? 'avg';
+    if (!decl || header.shape.length !== 4 || (mode !== 'avg' && mode !== 'max')) return undefined;
+    try {
+      validateLayerHeader(runId, step, decl, run.space.probeScores.rows, header.layer, header.shape);
+    } catch {
+      return undefined;
+    }
+    const shape = [...header.shape];
+    const pooling = new PoolingStream(shape, mode, { shared: true });
+    return {
+      write: (bytes) => pooling.write(bytes),
+      finish: () => {
+        const bad = pooling.nonFinite;
+        if (bad) {
+          const data = new Float32Array(shape.reduce((a, n) => a * n, 1));
+          data[bad.index] = bad.value;
+          return { layer: header.layer, shape, data, pooling: header.pooling };
+        }
+        const q = pooling.finish();
+        this.pooledOnArrival.add(q.data);
+        return { layer: header.layer, shape: [q.rows, q.cols], data: q.data };
+      },
+    };
   }
 
   /**

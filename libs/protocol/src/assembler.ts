@@ -34,16 +34,28 @@ export function validateChunkHeader(c: WireActivationChunk, where: string): numb
   return expected;
 }
 
-/** One layer being reassembled from its chunks. */
+/**
+ * Where a layer's bytes go instead of one buffer: told each chunk's payload, in offset order, once
+ * the chunk passed the checks (a receiver that pools the layer as it arrives never holds it whole).
+ */
+export type LayerByteSink = (bytes: Uint8Array) => void;
+
+/** One layer being reassembled from its chunks (or, with a sink, checked and passed on chunk by chunk). */
 export class LayerAssembly {
   readonly header: WireActivationChunk;
-  private readonly buffer: Buffer;
+  private readonly buffer?: Buffer;
+  private readonly sink?: LayerByteSink;
   private filled = 0;
 
-  /** `header` is the layer's first chunk, already checked by validateChunkHeader (not yet appended). */
-  constructor(header: WireActivationChunk) {
+  /**
+   * `header` is the layer's first chunk, already checked by validateChunkHeader (not yet appended).
+   * With `sink`, no buffer is allocated: each chunk's payload goes to the sink (toActivations then
+   * has nothing to give).
+   */
+  constructor(header: WireActivationChunk, sink?: LayerByteSink) {
     this.header = header;
-    this.buffer = Buffer.allocUnsafe(header.totalBytes);
+    if (sink) this.sink = sink;
+    else this.buffer = Buffer.allocUnsafe(header.totalBytes);
   }
 
   /** Bytes copied in so far. */
@@ -80,7 +92,8 @@ export class LayerAssembly {
       );
     if (this.filled + c.data.length > h.totalBytes)
       throw invalidArgument(`${where}: chunks exceed total_bytes ${h.totalBytes}`);
-    this.buffer.set(c.data, this.filled);
+    if (this.sink) this.sink(c.data);
+    else this.buffer!.set(c.data, this.filled);
     this.filled += c.data.length;
     return this.complete;
   }
@@ -91,6 +104,8 @@ export class LayerAssembly {
       throw invalidArgument(
         `layer ${this.header.layer}: ${this.filled} of ${this.header.totalBytes} bytes received`,
       );
+    if (!this.buffer)
+      throw invalidArgument(`layer ${this.header.layer}: its bytes went to a sink, not assembled here`);
     return {
       layer: this.header.layer,
       shape: [...this.header.shape],

@@ -108,6 +108,28 @@ describe('LayerAssembly', () => {
     expect(a.complete).toBe(false);
     expectInvalid(() => a.toActivations(), /layer fc: 1024 of 4800 bytes received/);
   });
+
+  it('with a sink: passes each checked payload on in order, holds no buffer, keeps every check', () => {
+    // split anywhere, inside a float too (this encoder splits at whole values, other senders may not)
+    const [header] = chunksOf(data, [12, 100], 'float32');
+    const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const cuts = [0, 7, 1001, 1002, 2999, 4800];
+    const chunks = cuts
+      .slice(1)
+      .map((end, i) => ({ ...header, offset: cuts[i], data: bytes.subarray(cuts[i], end) }));
+    const seen: Uint8Array[] = [];
+    const a = new LayerAssembly(chunks[0], (b) => seen.push(Uint8Array.from(b)));
+    expectInvalid(() => a.append(chunks[1], 'L'), /chunk offset 7, expected 0/);
+    expect(seen).toHaveLength(0);
+    chunks.forEach((c, i) => expect(a.append(c, 'L')).toBe(i === chunks.length - 1));
+    expectInvalid(
+      () => a.append({ ...chunks[0], offset: a.received }, 'L'),
+      /^L: chunks exceed total_bytes 4800$/,
+    );
+    expect(seen).toHaveLength(chunks.length);
+    expect(Buffer.compare(Buffer.concat(seen), bytes)).toBe(0);
+    expectInvalid(() => a.toActivations(), /layer fc: its bytes went to a sink, not assembled here/);
+  });
 });
 
 describe('validateChunkHeader', () => {
