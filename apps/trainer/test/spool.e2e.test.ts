@@ -1,10 +1,10 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { CheckpointData, CmRecord, Monitor } from '@cm/contracts';
+import type { CheckpointData, Monitor } from '@cm/contracts';
 import { createLogger, freePort } from '@cm/core';
 import { createConceptServer, type ConceptServer } from '@cm/concept-server';
-import { ConceptEngine, inlineDissector, type RecordSink } from '@cm/engine';
+import { ConceptEngine, inlineDissector, MemorySink } from '@cm/engine';
 import { createMonitorClient } from '@cm/monitor-client';
 import { BundleDirectory } from '@cm/probe';
 import {
@@ -28,13 +28,6 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'cm-trainer-spool-'));
 }, 120_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-class MemorySink implements RecordSink {
-  readonly records: CmRecord[] = [];
-  async write(records: CmRecord[]): Promise<void> {
-    this.records.push(...records);
-  }
-}
 
 /** A 4-step run (5 checkpoints), monitored every step, whose concept service comes up after step 2 was handed over. */
 async function runWithLateService(runId: string, probeImages: number) {

@@ -5,9 +5,9 @@
  * checkpoint as before with the early work awaited and the memory budget given back.
  */
 import { createLogger, setLogLevel } from '@cm/core';
-import type { CmRecord, MonitoredLayer } from '@cm/contracts';
+import type { MonitoredLayer } from '@cm/contracts';
 import type { ConceptSpace, DissectOptions, Matrix } from '@cm/dissect';
-import { ConceptEngine, type LayerDissector, type LayerResult, type RecordSink } from '@cm/engine';
+import { ConceptEngine, MemorySink, type LayerDissector, type LayerResult } from '@cm/engine';
 import {
   argmaxDissector,
   makeTestBundles,
@@ -19,13 +19,6 @@ import { createMonitorClient } from '@cm/monitor-client';
 import { createConceptServer } from '../src';
 
 setLogLevel('warn');
-
-class MemorySink implements RecordSink {
-  readonly records: CmRecord[] = [];
-  async write(records: CmRecord[]): Promise<void> {
-    this.records.push(...records);
-  }
-}
 
 let bundles: TestBundles;
 beforeAll(async () => {

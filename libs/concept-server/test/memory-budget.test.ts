@@ -4,8 +4,8 @@
  * come, first served, and never deadlocks. Real gRPC over loopback against the real server.
  */
 import { createLogger, setLogLevel } from '@cm/core';
-import type { CmRecord, MonitoredLayer } from '@cm/contracts';
-import { ConceptEngine, type RecordSink } from '@cm/engine';
+import type { MonitoredLayer } from '@cm/contracts';
+import { ConceptEngine, MemorySink } from '@cm/engine';
 import {
   argmaxDissector,
   makeTestBundles,
@@ -17,13 +17,6 @@ import { createMonitorClient } from '@cm/monitor-client';
 import { createConceptServer, MemoryBudget } from '../src';
 
 setLogLevel('warn');
-
-class MemorySink implements RecordSink {
-  readonly records: CmRecord[] = [];
-  async write(records: CmRecord[]): Promise<void> {
-    this.records.push(...records);
-  }
-}
 
 let bundles: TestBundles;
 beforeAll(async () => {
