@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { CmError, errorMessage } from '@cm/core';
+import { CmError, errorMessage, waitFor } from '@cm/core';
 import {
   clickHouseClusterNodeXml,
   clickHouseClusterPorts,
@@ -238,6 +238,26 @@ async function unitStatus(dir: string, name: string, health: string): Promise<Se
 }
 
 /**
+ * The status to report for a unit `up` has just handled. A node that was just started can answer
+ * its first health checks late or with a 503 while it catches up (a NATS node with the JetStream
+ * meta leader a moment after the election, under load), so one started now is asked again for up
+ * to 30 s before it is reported unhealthy; a kept unit is reported as it answers.
+ */
+async function settledStatus(dir: string, unit: StackUnit, action: StackAction): Promise<ServiceStatus> {
+  let status = await unitStatus(dir, unit.name, unit.health);
+  if (action === 'kept' || status.healthy) return status;
+  await waitFor(
+    async () => {
+      status = await unitStatus(dir, unit.name, unit.health);
+      return status.healthy || !status.running;
+    },
+    30_000,
+    200,
+  );
+  return status;
+}
+
+/**
  * Bring the stack up, idempotently: a service that runs and answers its health check is kept as it
  * is (same pid), one that is recorded but dead is started, one that runs but does not answer is
  * stopped and started again. So `cm stack up` after one service died mends that service alone.
@@ -303,7 +323,7 @@ export async function stackUp(
       }
       state.services.push({ name: unit.name, health: unit.health });
       save();
-      out.push({ ...(await unitStatus(dir, unit.name, unit.health)), action });
+      out.push({ ...(await settledStatus(dir, unit, action)), action });
     }
   } catch (e) {
     log(
