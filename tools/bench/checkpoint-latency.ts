@@ -10,18 +10,16 @@
  *
  * Target (issue 5): <= 2 s.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { connectBus } from '@cm/bus';
-import { createLogger, freePort, setLogLevel, waitFor } from '@cm/core';
+import { createLogger, setLogLevel } from '@cm/core';
 import { DissectPool } from '@cm/dissect';
 import { ConceptEngine } from '@cm/engine';
 import { createMonitorClient } from '@cm/monitor-client';
-import { startClickHouse, startNats } from '@cm/stack';
-import { openStore, sqlString } from '@cm/store';
 import { busSink, createConceptServer, type CheckpointInfo } from '@cm/concept-server';
+import { startBenchPipeline } from './pipeline';
 import { randomSpace } from './random-space';
 
 const DB = 'cm_bench_latency';
@@ -31,36 +29,8 @@ async function main(): Promise<void> {
   setLogLevel('warn');
   const [checkpoints = 5, workers = 2] = process.argv.slice(2).map(Number);
   const dir = mkdtempSync(join(tmpdir(), 'cm-bench-latency-'));
-  const nats = await startNats({
-    dir: join(dir, 'nats'),
-    port: await freePort(),
-    monitorPort: await freePort(),
-  });
-  const ch = await startClickHouse({
-    dir: join(dir, 'ch'),
-    httpPort: await freePort(),
-    tcpPort: await freePort(),
-  });
-  const store = await openStore({ kind: 'server', url: ch.url, user: 'default', password: '', database: DB });
-  await store.migrate();
-  const recorderHealth = await freePort();
-  const recorder = spawn(
-    process.execPath,
-    ['--import', 'tsx', resolve(__dirname, '../../apps/recorder/src/main.ts')],
-    {
-      cwd: resolve(__dirname, '../..'),
-      env: {
-        ...process.env,
-        CM_NATS_URL: nats.url,
-        CM_CLICKHOUSE_URL: ch.url,
-        CM_CLICKHOUSE_DATABASE: DB,
-        CM_RECORDER_HEALTH_PORT: String(recorderHealth),
-        CM_LOG_LEVEL: 'warn',
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    },
-  );
-  const bus = await connectBus({ url: nats.url, name: 'bench-service' });
+  const pipeline = await startBenchPipeline({ dir, database: DB });
+  const bus = await connectBus({ url: pipeline.nats.url, name: 'bench-service' });
   await bus.ensureStream();
   const space = randomSpace(2000, 1000, 64, 3);
   const pool = new DissectPool({ workers });
@@ -76,7 +46,6 @@ async function main(): Promise<void> {
   const client = createMonitorClient({ target: `127.0.0.1:${port}` });
   const results: { step: number; ackMs: number; queryableMs: number }[] = [];
   try {
-    await waitFor(async () => (await fetch(`http://127.0.0.1:${recorderHealth}/healthz`)).ok, 60_000, 200);
     const runId = `latency-${Date.now()}`;
     await client.startRun({
       runId,
@@ -98,16 +67,7 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       await client.sendCheckpoint({ step, layers, metrics: { loss: 1 / (step + 1) } });
       const ackMs = performance.now() - t0;
-      await waitFor(
-        async () => {
-          const [row] = await store.query<{ n: string | number }>(
-            `SELECT count() AS n FROM neuron_labels WHERE run_id = ${sqlString(runId)} AND step = ${step}`,
-          );
-          return Number(row.n) >= neurons;
-        },
-        30_000,
-        20,
-      );
+      await pipeline.rowsQueryable(runId, step, neurons, 30_000, 20);
       results.push({ step, ackMs, queryableMs: performance.now() - t0 });
     }
     console.log(
@@ -128,11 +88,7 @@ async function main(): Promise<void> {
     await server.stop(1000);
     await pool.close();
     await bus.close();
-    recorder.kill('SIGTERM');
-    await new Promise((r) => recorder.once('exit', r));
-    await store.close();
-    await nats.stop();
-    await ch.stop();
+    await pipeline.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }

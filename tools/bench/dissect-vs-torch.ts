@@ -19,11 +19,8 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { encodeNpy, float32ToFloat16, readFloatMatrix, writeNpy } from '@cm/core';
+import { arg, median } from './args';
 
-const arg = (name: string, fallback: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-};
 const D = arg('D', 5000);
 const S = arg('S', 20000);
 const N = arg('N', 512);
@@ -111,8 +108,6 @@ function timed(cmd: string, args: string[]): Run {
     throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}):\n${r.stderr.slice(-2000)}`);
   return { seconds: Number(m[1]), maxRssMiB: Number(m[2]) / 1024, stdout: r.stdout };
 }
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function argmaxRows(file: string): Int32Array {
   const m = readFloatMatrix(file, 'similarity');

@@ -19,11 +19,7 @@ import {
   topActivatingImages,
   type Matrix,
 } from '@cm/dissect';
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-}
+import { arg } from './args';
 
 /** Fast deterministic fill (xorshift32); the numbers only need CLIP-like ranges, not quality. */
 function fill(m: Matrix, seed: number, scale: number, offset: number): void {

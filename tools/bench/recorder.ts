@@ -18,7 +18,7 @@
  * load average is printed with the figures: on a shared machine they mean little without it.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectBus, type LabelEncoding } from '@cm/bus';
 import type { CmRecord } from '@cm/contracts';
@@ -27,18 +27,9 @@ import { startClickHouse, startNats } from '@cm/stack';
 import { openStore, sqlString, type Store } from '@cm/store';
 import { RecorderConsumer } from '@cm/recorder-consumer';
 import { labelsRecord, runRecord } from '../../libs/store/test/fixtures';
+import { arg, argText, loadText as load, median } from './args';
 
 const WIDTHS = [64, 128, 256, 512];
-const argText = (name: string, fallback: string): string => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-};
-const arg = (name: string, fallback: number): number => Number(argText(name, String(fallback)));
-const load = (): string =>
-  loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function checkpointRecords(runId: string, step: number): CmRecord[] {
   return WIDTHS.map((w, i) => labelsRecord(runId, `layer${i}_${w}`, step, w));

@@ -11,7 +11,7 @@
  * -> clickhouse-server. t0 = sendCheckpoint called; t1 = all 3,904 label rows of the step counted
  * in ClickHouse (polled every 50 ms). The service's peak RSS is its VmHWM (/proc/<pid>/status).
  *
- *   npm run bench:reference-scale -- [--D 10000] [--S 20000] [--checkpoints 2] [--workers 2] [--hw 2]
+ *   npm run bench:reference-scale -- [--D 10000] [--S 20000] [--checkpoints 2] [--workers 2] [--hw 2] [--memory-trace]
  *
  * Goals (issue 15), each printed with PASS / FAIL: at most 8 s end to end; service peak RSS at
  * most 4 GiB, and at most its inputs + 1 GiB (inputs = P as stored + the raw checkpoint). The
@@ -22,17 +22,17 @@
  * meanwhile); the bench waits until the service's CPU time stops growing before the first
  * checkpoint, and prints how long that warm-up took.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { freePort, setLogLevel, waitFor } from '@cm/core';
+import { join } from 'node:path';
+import { freePort, setLogLevel } from '@cm/core';
 import { fitProjection } from '@cm/dissect';
 import { createMonitorClient } from '@cm/monitor-client';
 import { mulberry32, normaliseRows, writeBundleInto } from '@cm/probe';
-import { startClickHouse, startNats } from '@cm/stack';
-import { openStore, sqlString } from '@cm/store';
+import { sqlString } from '@cm/store';
+import { startBenchPipeline, startNodeApp, stopChild, waitHealthy } from './pipeline';
 
 const arg = (name: string, fallback: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -43,10 +43,11 @@ const S = arg('S', 20_000);
 const CHECKPOINTS = arg('checkpoints', 2);
 const WORKERS = arg('workers', 2);
 const HW = arg('hw', 2);
+/** --memory-trace: the service logs at debug level and its memory at each stage of a checkpoint is printed (session.ts logMemory). */
+const MEMORY_TRACE = process.argv.includes('--memory-trace');
 const EMBED_DIM = 64;
 const WIDTHS = [64, 256, 512, 1024, 2048];
 const DB = 'cm_bench_reference_scale';
-const ROOT = resolve(__dirname, '../..');
 
 /** The bundle: CLIP-like P with each neuron's planted concept, tiny images (the service only needs P). */
 async function writeReferenceBundle(
@@ -98,14 +99,6 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks
 }
 
-function startNode(script: string, env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', resolve(ROOT, script)], {
-    cwd: ROOT,
-    env: { ...process.env, CM_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'ignore', env.CM_LOG_FORMAT === 'json' ? 'pipe' : 'inherit'],
-  });
-}
-
 /** What the service logs per acked checkpoint (session.ts CheckpointInfo). */
 interface ServiceCheckpointLog {
   step: number;
@@ -127,7 +120,12 @@ function followServiceLog(child: ChildProcess): Map<number, ServiceCheckpointLog
         entry.receiveMs !== undefined
       )
         acked.set(entry.step, entry as ServiceCheckpointLog);
-      else if (entry.level === 'warn' || entry.level === 'error') console.error(`[service] ${line}`);
+      else if (MEMORY_TRACE && entry.msg?.startsWith('memory ')) {
+        const m = entry as Record<string, unknown>;
+        console.log(
+          `    [service ${entry.msg}${m.layer ? ` ${String(m.layer)}` : ''}] rss ${String(m.rssMiB)} MiB, array buffers ${String(m.arrayBuffersMiB)} MiB, heap ${String(m.heapUsedMiB)} MiB`,
+        );
+      } else if (entry.level === 'warn' || entry.level === 'error') console.error(`[service] ${line}`);
     } catch {
       console.error(`[service] ${line}`);
     }
@@ -151,12 +149,6 @@ function sampleRss(pid: number): () => { peakMiB: number; atMs: number } {
 
 const verdict = (ok: boolean): string => (ok ? 'PASS' : 'FAIL');
 
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  child.kill('SIGTERM');
-  await new Promise((r) => child.once('exit', r));
-}
-
 async function main(): Promise<void> {
   setLogLevel('warn');
   const neurons = WIDTHS.reduce((a, w) => a + w, 0);
@@ -179,49 +171,24 @@ async function main(): Promise<void> {
     `bundle ${bundleId} written in ${((performance.now() - tBundle) / 1000).toFixed(1)} s (P ${((D * S * 4) / 2 ** 20).toFixed(0)} MiB)`,
   );
 
-  const nats = await startNats({
-    dir: join(dir, 'nats'),
-    port: await freePort(),
-    monitorPort: await freePort(),
-  });
-  const ch = await startClickHouse({
-    dir: join(dir, 'ch'),
-    httpPort: await freePort(),
-    tcpPort: await freePort(),
-  });
-  const store = await openStore({ kind: 'server', url: ch.url, user: 'default', password: '', database: DB });
-  await store.migrate();
-  const recorderHealth = await freePort();
-  const recorder = startNode('apps/recorder/src/main.ts', {
-    CM_NATS_URL: nats.url,
-    CM_CLICKHOUSE_URL: ch.url,
-    CM_CLICKHOUSE_DATABASE: DB,
-    CM_RECORDER_HEALTH_PORT: String(recorderHealth),
-  });
+  const pipeline = await startBenchPipeline({ dir, database: DB });
+  const { store } = pipeline;
   const grpcPort = await freePort();
   const serviceHealth = await freePort();
-  const service = startNode('apps/concept-service/src/main.ts', {
+  const service = startNodeApp('apps/concept-service/src/main.ts', {
     CM_GRPC_LISTEN: `127.0.0.1:${grpcPort}`,
-    CM_NATS_URL: nats.url,
+    CM_NATS_URL: pipeline.nats.url,
     CM_BUNDLE_DIR: bundleRoot,
     CM_DISSECT_WORKERS: String(WORKERS),
     CM_SERVICE_HEALTH_PORT: String(serviceHealth),
-    CM_LOG_LEVEL: 'info',
+    CM_LOG_LEVEL: MEMORY_TRACE ? 'debug' : 'info',
     CM_LOG_FORMAT: 'json',
   });
   const serviceLog = followServiceLog(service);
   // the raw checkpoint (625 MB at D = 10,000) is buffered until acknowledged
   const client = createMonitorClient({ target: `127.0.0.1:${grpcPort}`, maxBufferedBytes: 2 ** 31 });
   try {
-    const healthy = (port: number) => async () => {
-      try {
-        return (await fetch(`http://127.0.0.1:${port}/healthz`)).ok;
-      } catch {
-        return false;
-      }
-    };
-    await waitFor(healthy(recorderHealth), 60_000, 200);
-    await waitFor(healthy(serviceHealth), 60_000, 200);
+    await waitHealthy('concept service', serviceHealth);
     const pid = service.pid as number;
     const rssBefore = procStatus(pid, 'VmRSS');
     const runId = `refscale-${Date.now()}`;
@@ -270,16 +237,7 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       await client.sendCheckpoint({ step, layers, metrics: { loss: 1 / (step + 1) } });
       const ackMs = performance.now() - t0;
-      await waitFor(
-        async () => {
-          const [row] = await store.query<{ n: string | number }>(
-            `SELECT count() AS n FROM neuron_labels WHERE run_id = ${sqlString(runId)} AND step = ${step}`,
-          );
-          return Number(row.n) >= neurons;
-        },
-        120_000,
-        50,
-      );
+      await pipeline.rowsQueryable(runId, step, neurons, 120_000, 50);
       const queryableS = (performance.now() - t0) / 1000;
       const sampled = stopSampling();
       // CPU seconds of the service (all its threads): less sensitive to other load than wall time
@@ -306,10 +264,7 @@ async function main(): Promise<void> {
   } finally {
     await client.close();
     await stopChild(service);
-    await stopChild(recorder);
-    await store.close();
-    await nats.stop();
-    await ch.stop();
+    await pipeline.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }

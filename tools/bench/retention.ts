@@ -17,22 +17,14 @@
  * The load average is printed: on the shared 2-core machine figures mean little without it.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as Q from '@cm/queries';
 import { freePort, setLogLevel } from '@cm/core';
 import { startClickHouse, type ManagedServer } from '@cm/stack';
 import { openStore, thinLabels, type RetentionPolicy, type Store } from '@cm/store';
+import { arg, argText, loadText as load } from './args';
 
-const argText = (name: string, fallback: string): string => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-};
-const arg = (name: string, fallback: number): number => Number(argText(name, String(fallback)));
-const load = (): string =>
-  loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
 const seconds = async <T>(f: () => Promise<T>): Promise<[T, number]> => {
   const t0 = performance.now();
   const out = await f();

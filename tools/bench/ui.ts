@@ -12,7 +12,7 @@
  * little without it.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CmRecord, NeuronLabelRow } from '@cm/contracts';
 import { freePort, mulberry32, setLogLevel } from '@cm/core';
@@ -21,12 +21,8 @@ import { startClickHouse, type ManagedServer } from '@cm/stack';
 import { openStore, type Store } from '@cm/store';
 import { startUiServer } from '@cm/ui';
 import { launchBrowser } from '@cm/ui/src/chromium';
+import { arg, argText, loadText as load } from './args';
 
-const argText = (name: string, fallback: string): string => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-};
-const arg = (name: string, fallback: number): number => Number(argText(name, String(fallback)));
 const STEPS = arg('steps', 1000);
 const WIDTH = arg('width', 512);
 const REPEAT = arg('repeat', 5);
@@ -35,10 +31,6 @@ const RUN = 'bench-run';
 const OTHER = 'bench-other';
 const CATEGORIES = ['colour', 'shape', 'texture', 'size', 'position', 'background'];
 const CONCEPTS = Array.from({ length: 96 }, (_, i) => `${CATEGORIES[i % CATEGORIES.length]}-${i}`);
-const load = (): string =>
-  loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
 const iso = (step: number): string => new Date(Date.UTC(2026, 0, 1) + step * 1000).toISOString();
 
 function labels(layer: number, step: number, width: number, rnd: () => number): NeuronLabelRow[] {

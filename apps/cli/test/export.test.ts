@@ -5,11 +5,14 @@ import { freePort } from '@cm/core';
 import { startClickHouse, type ManagedServer } from '@cm/stack';
 import {
   assertExportFormatSupported,
+  exportRun,
   openStore,
   RUN_TABLES,
   runTableSql,
   startReaderEndpoint,
+  thinLabels,
   type ReaderEndpoint,
+  type ThinningRecord,
   type Store,
 } from '@cm/store';
 import { alertRecord, sampleRun } from '../../../libs/store/test/fixtures';
@@ -21,15 +24,24 @@ const DB = 'cm_export';
 const cm = cmWith({ CM_CHDB_PATH: join(dir, 'store'), CM_CLICKHOUSE_DATABASE: DB });
 /** rows per table of run-a, counted in the store itself (FINAL), before any export */
 const expected: Record<string, number> = {};
+/** run-a is thinned once recorded (label_thinning gets its record): steps 0-300 keep every 3rd. */
+const RETENTION = { fullDays: 0, fullCheckpoints: 1, keepEvery: 3 };
+const RUN_A = (): ReturnType<typeof sampleRun> => [
+  ...sampleRun('run-a', 5),
+  alertRecord('run-a', 'resolved', 300),
+];
+let thinning: ThinningRecord;
 
 beforeAll(async () => {
   const store = await openStore({ kind: 'chdb', path: join(dir, 'store'), database: DB });
   await store.migrate();
   await store.insertRecords([
-    ...sampleRun('run-a', 3),
-    alertRecord('run-a', 'resolved', 300),
+    ...RUN_A(),
     ...sampleRun('run-b', 2), // another run: must not leak into run-a's files
   ]);
+  const { records } = await thinLabels(store, RETENTION, { run: 'run-a' });
+  thinning = records[0];
+  await thinLabels(store, RETENTION, { run: 'run-b' }); // must not leak either
   for (const table of RUN_TABLES) {
     const [row] = await store.query<{ n: string }>(
       `SELECT count() AS n FROM (${runTableSql(DB, table, 'run-a')})`,
@@ -64,6 +76,33 @@ describe('cm export', () => {
       expect(lines.slice(1).every((l) => l.includes('"run-a"'))).toBe(true);
       expect(r.stdout).toContain(`${table}: ${expected[table]} row`);
     }
+  }, 60_000);
+
+  it("label_thinning.csv says which steps' labels retention removed", async () => {
+    expect(thinning).toMatchObject({ afterStep: -1, throughStep: 300, keepEvery: 3, stepsRemoved: 1 });
+    const out = join(dir, 'csv');
+    const [header, ...rows] = readFileSync(join(out, 'label_thinning.csv'), 'utf8').trimEnd().split('\n');
+    const cols = header.split(',').map((c) => JSON.parse(c) as string);
+    expect(rows).toHaveLength(1);
+    const row = Object.fromEntries(rows[0].split(',').map((v, i) => [cols[i], v.replace(/^"|"$/g, '')]));
+    expect(row).toMatchObject({
+      run_id: 'run-a',
+      after_step: '-1',
+      through_step: '300',
+      keep_every: '3',
+      steps_removed: '1',
+      rows_removed: String(thinning.rowsRemoved),
+    });
+    // the removed step (200) is absent from neuron_labels.csv, every step is in layer_metrics.csv
+    const steps = (table: string): Set<string> => {
+      const [h, ...lines] = readFileSync(join(out, `${table}.csv`), 'utf8')
+        .trimEnd()
+        .split('\n');
+      const at = h.split(',').indexOf('"step"');
+      return new Set(lines.map((l) => l.split(',')[at]));
+    };
+    expect([...steps('neuron_labels')].sort()).toEqual(['0', '100', '300', '400']);
+    expect([...steps('layer_metrics')].sort()).toEqual(['0', '100', '200', '300', '400']);
   }, 60_000);
 
   it('writes Parquet files that read back with the same row counts', async () => {
@@ -138,7 +177,8 @@ describe('cm export from clickhouse-server 18.16', () => {
       database: DB,
     });
     await store.migrate();
-    await store.insertRecords(sampleRun('run-a', 3));
+    await store.insertRecords(RUN_A());
+    await thinLabels(store, RETENTION, { run: 'run-a' });
     expect(store.serverVersion).toMatch(/^18\.16\./);
     await store.close();
   }, 120_000);
@@ -155,6 +195,9 @@ describe('cm export from clickhouse-server 18.16', () => {
     expect(runs).toHaveLength(2);
     const labels = readFileSync(join(out, 'neuron_labels.csv'), 'utf8').trimEnd().split('\n');
     expect(labels.length - 1).toBe(expected.neuron_labels); // same fixture, same rows as on chDB
+    const thinned = readFileSync(join(out, 'label_thinning.csv'), 'utf8').trimEnd().split('\n');
+    expect(thinned).toHaveLength(2);
+    expect(thinned[1]).toMatch(/^"run-a",-1,300,3,/);
   }, 60_000);
 
   it('refuses Parquet with the version and the csv hint, writing nothing', async () => {
@@ -195,5 +238,21 @@ describe('cm export while another process writes the chDB folder', () => {
     const direct = await store.queryBinary(runTableSql(DB, 'layer_metrics', 'held-run'), 'Parquet');
     expect(direct.subarray(0, 4).toString('latin1')).toBe('PAR1');
     expect(readFileSync(join(out, 'layer_metrics.parquet')).equals(direct)).toBe(true);
+  }, 60_000);
+});
+
+describe('cm export of a store made before label_thinning (migration 5)', () => {
+  it('exports the other tables and no label_thinning file', async () => {
+    const store = await openStore({ kind: 'chdb', path: join(dir, 'old'), database: DB });
+    try {
+      await store.migrate();
+      await store.insertRecords(sampleRun('old-run', 2));
+      await store.execute(`DROP TABLE ${DB}.label_thinning`);
+      const tables = await exportRun(store, 'old-run', 'csv');
+      expect(tables.map((t) => t.table)).toEqual(RUN_TABLES.filter((t) => t !== 'label_thinning'));
+      expect(tables.every((t) => t.rows > 0 || t.table === 'alerts')).toBe(true);
+    } finally {
+      await store.close();
+    }
   }, 60_000);
 });

@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -29,3 +31,26 @@ export function cmWith(base: NodeJS.ProcessEnv = {}, timeoutMs = 120_000) {
     }
   };
 }
+
+/** A fresh folder for the test file (its CM_HOME, or one above it), removed after its tests. */
+export function testFolder(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** `cm train` flags of a tiny run: 240 images, widths 4,8, batch 16, 120 probe images. */
+export const tinyTrainFlags = (steps: number, every: number): string[] => [
+  '--steps',
+  String(steps),
+  '--every',
+  String(every),
+  '--count',
+  '240',
+  '--widths',
+  '4,8',
+  '--batch',
+  '16',
+  '--probe-images',
+  '120',
+];

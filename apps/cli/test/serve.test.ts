@@ -6,12 +6,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { CmError, waitFor } from '@cm/core';
+import { waitFor } from '@cm/core';
 import { createMonitorClient, serviceDefinition, type TrainerMessage } from '@cm/monitor-client';
 import { BundleDirectory, makeSyntheticBundle, writeBundleInto } from '@cm/probe';
 import { openStore, sqlString } from '@cm/store';
 import { TABLES } from '@cm/contracts';
 import { testCheckpoint, testRunSpec, TEST_LAYERS } from '@cm/engine/src/testing';
+import { rejection } from '@cm/core/src/testing';
+import { testChunk } from '@cm/protocol/src/testing';
 import type { ConceptSpace } from '@cm/dissect';
 import { cmWith } from './run-cm';
 import { startServe, type ServeProcess } from './serve-process';
@@ -34,16 +36,6 @@ afterAll(async () => {
 
 const fast = { reconnect: { initialDelayMs: 50, maxDelayMs: 500 } };
 
-async function rejection(p: Promise<unknown>): Promise<CmError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(CmError);
-    return e as CmError;
-  }
-  throw new Error('expected a rejection');
-}
-
 /** A stream that sends activations before RunStart: the server must end it with a status. */
 function rawStatusOfChunkWithoutRun(target: string): Promise<grpc.StatusObject> {
   const Client = grpc.makeGenericClientConstructor(serviceDefinition(), 'Monitor');
@@ -58,18 +50,7 @@ function rawStatusOfChunkWithoutRun(target: string): Promise<grpc.StatusObject> 
       client.close();
       resolve(s);
     });
-    call.write({
-      chunk: {
-        step: 0,
-        layer: 'conv1',
-        shape: [120, 8],
-        dtype: 'DTYPE_FLOAT32',
-        pooling: 'POOLING_AVG',
-        offset: 0,
-        totalBytes: 120 * 8 * 4,
-        data: Buffer.alloc(120 * 8 * 4),
-      },
-    } as TrainerMessage);
+    call.write({ chunk: testChunk({ layer: 'conv1', shape: [120, 8] }) });
   });
 }
 
@@ -159,8 +140,10 @@ describe('cm serve (subprocess, fresh CM_HOME)', () => {
     const trainer = createMonitorClient({ target: serve.target, ...fast });
     await trainer.startRun(testRunSpec('left-behind', bundleId));
     expect((await trainer.sendCheckpoint(testCheckpoint(space, 0)))?.step).toBe(0);
-    await trainer.close(); // the trainer dies: no RunEnd
+    // asked while its trainer is connected: a connected run is never evicted, however long
+    // `cm runs` takes to start under load (after the close, 1 s idle is enough to evict it)
     expect(await statusOf('left-behind')).toBe('running');
+    await trainer.close(); // the trainer dies: no RunEnd
     let seen: string | undefined;
     for (let i = 0; i < 50 && seen !== 'abandoned'; i++) {
       await new Promise((r) => setTimeout(r, 200));

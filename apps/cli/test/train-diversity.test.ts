@@ -2,29 +2,13 @@
  * `cm train --diversity-reg` (subprocess, fresh CM_HOME, unmonitored): the regulariser trains and
  * the summary names its weight and term; a bad weight is refused before anything is trained.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cmWith } from './run-cm';
+import { cmWith, testFolder, tinyTrainFlags } from './run-cm';
 
-const home = mkdtempSync(join(tmpdir(), 'cm-divreg-'));
+const home = testFolder('cm-divreg-');
 const cm = cmWith({ CM_HOME: join(home, 'home'), CM_LOG_LEVEL: 'warn', CM_DISSECT_WORKERS: '1' }, 180_000);
-afterAll(() => rmSync(home, { recursive: true, force: true }));
 
-const tiny = [
-  '--steps',
-  '4',
-  '--every',
-  '2',
-  '--count',
-  '240',
-  '--widths',
-  '4,8',
-  '--batch',
-  '16',
-  '--probe-images',
-  '120',
-];
+const tiny = tinyTrainFlags(4, 2);
 
 describe('cm train --diversity-reg', () => {
   it('trains with the regulariser and reports it in the summary', async () => {

@@ -8,6 +8,9 @@
  * Per-run state (previous top-1 per layer, collapse-detector history and open episodes) is saved to
  * the JetStream KV bucket CM_RUN_STATE_V1 after every checkpoint, before its ack: a restarted
  * service, or another replica behind the same load balancer, carries a reconnecting run on.
+ * Random-init baselines of the learned-concept figure live in the KV bucket CM_BASELINES_V1, shared
+ * the same way: each initialisation is kept there as it is dissected, so a run has one baseline
+ * whichever replica dissects it, and a replica that dies mid-baseline leaves what it did.
  */
 import {
   createLogger,
@@ -19,7 +22,7 @@ import {
   type HealthServer,
 } from '@cm/core';
 import { loadConfig, type CmConfig } from '@cm/config';
-import { connectBus, openRunStateKv } from '@cm/bus';
+import { connectBus, openBaselineKv, openRunStateKv } from '@cm/bus';
 import { engineFromConfig, type ConceptEngine } from '@cm/engine';
 import { busSink, createConceptServer, instrumentService, type ConceptServer } from '@cm/concept-server';
 import { metricsResponse } from '@cm/metrics';
@@ -52,11 +55,13 @@ export async function startConceptService(cfg: CmConfig): Promise<RunningService
     replicas: cfg.nats.replicas,
     ttlMs: cfg.service.runStateTtlHours * 3600 * 1000,
   });
+  const baselines = await openBaselineKv(bus, { replicas: cfg.nats.replicas });
   // a run id is used while its state is saved, and after that while its run record is in the stream
   let streams = (): number => 0;
   const instruments = instrumentService('concept-service', () => streams());
   const built = engineFromConfig(cfg, {
     stateStore,
+    baselines,
     runExists: (runId) => bus.runRecordPublished(runId),
     onLayerDissected: instruments.onLayerDissected,
     // a run with no stream for CM_SERVICE_RUN_IDLE_MS is recorded as abandoned (a resume revives it)

@@ -3,7 +3,6 @@
  * service keeps serving other runs (checked after every case).
  */
 import * as grpc from '@grpc/grpc-js';
-import { CmError } from '@cm/core';
 import {
   createMonitorClient,
   serviceDefinition,
@@ -18,6 +17,9 @@ import {
   testRunSpec,
   type TestBundles,
 } from '@cm/engine/src/testing';
+import type { WirePooling } from '@cm/protocol';
+import { rejection } from '@cm/core/src/testing';
+import { testChunk } from '@cm/protocol/src/testing';
 import { startTestService, type TestService } from './helpers';
 
 let bundles: TestBundles;
@@ -43,16 +45,6 @@ async function serviceStillServes(): Promise<void> {
   } finally {
     await client.close();
   }
-}
-
-async function rejection(p: Promise<unknown>): Promise<CmError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(CmError);
-    return e as CmError;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('through the client', () => {
@@ -266,20 +258,7 @@ describe('raw streams', () => {
     const call = rawCall();
     const status = statusOf(call);
     call.write(encode(runStartToWire(testRunSpec(`big-${runSeq++}`, bundles.bundleId), false)));
-    call.write(
-      encode({
-        chunk: {
-          step: 0,
-          layer: 'fc',
-          shape: [120, 6],
-          dtype: 'DTYPE_FLOAT32',
-          pooling: 'POOLING_AVG',
-          offset: 0,
-          totalBytes: 120 * 6 * 4,
-          data: Buffer.alloc(300 * 1024),
-        },
-      }),
-    );
+    call.write(encode({ chunk: testChunk({ data: Buffer.alloc(300 * 1024) }) }));
     const s = await status;
     expect(grpc.status[s.code]).toBe('RESOURCE_EXHAUSTED');
     await serviceStillServes();
@@ -288,20 +267,7 @@ describe('raw streams', () => {
   it('activations before RunStart -> NOT_FOUND (unknown run)', async () => {
     const call = rawCall();
     const status = statusOf(call);
-    call.write(
-      encode({
-        chunk: {
-          step: 0,
-          layer: 'fc',
-          shape: [120, 6],
-          dtype: 'DTYPE_FLOAT32',
-          pooling: 'POOLING_AVG',
-          offset: 0,
-          totalBytes: 2880,
-          data: Buffer.alloc(2880),
-        },
-      }),
-    );
+    call.write(encode({ chunk: testChunk() }));
     const s = await status;
     expect(grpc.status[s.code]).toBe('NOT_FOUND');
     expect(s.details).toMatch(/before RunStart/);
@@ -311,20 +277,7 @@ describe('raw streams', () => {
     const call = rawCall();
     const status = statusOf(call);
     call.write(encode(runStartToWire(testRunSpec(`pool-${runSeq++}`, bundles.bundleId), false)));
-    call.write(
-      encode({
-        chunk: {
-          step: 0,
-          layer: 'fc',
-          shape: [120, 6],
-          dtype: 'DTYPE_FLOAT32',
-          pooling: 7 as unknown as 'POOLING_AVG',
-          offset: 0,
-          totalBytes: 2880,
-          data: Buffer.alloc(2880),
-        },
-      }),
-    );
+    call.write(encode({ chunk: testChunk({ pooling: 7 as unknown as WirePooling }) }));
     const s = await status;
     expect(grpc.status[s.code]).toBe('INVALID_ARGUMENT');
     expect(s.details).toMatch(/layer fc: pooling 7 is not avg or max/);
@@ -334,20 +287,7 @@ describe('raw streams', () => {
     const call = rawCall();
     const status = statusOf(call);
     call.write(encode(runStartToWire(testRunSpec(`order-${runSeq++}`, bundles.bundleId), false)));
-    call.write(
-      encode({
-        chunk: {
-          step: 0,
-          layer: 'fc',
-          shape: [120, 6],
-          dtype: 'DTYPE_FLOAT32',
-          pooling: 'POOLING_AVG',
-          offset: 1024,
-          totalBytes: 2880,
-          data: Buffer.alloc(1024),
-        },
-      }),
-    );
+    call.write(encode({ chunk: testChunk({ offset: 1024, data: Buffer.alloc(1024) }) }));
     const s = await status;
     expect(grpc.status[s.code]).toBe('INVALID_ARGUMENT');
     expect(s.details).toMatch(/chunk offset 1024, expected 0/);
@@ -357,20 +297,7 @@ describe('raw streams', () => {
     const call = rawCall();
     const status = statusOf(call);
     call.write(encode(runStartToWire(testRunSpec(`short-${runSeq++}`, bundles.bundleId), false)));
-    call.write(
-      encode({
-        chunk: {
-          step: 0,
-          layer: 'fc',
-          shape: [120, 6],
-          dtype: 'DTYPE_FLOAT32',
-          pooling: 'POOLING_AVG',
-          offset: 0,
-          totalBytes: 2880,
-          data: Buffer.alloc(1000),
-        },
-      }),
-    );
+    call.write(encode({ chunk: testChunk({ data: Buffer.alloc(1000) }) }));
     call.write(encode({ checkpointEnd: { step: 0, metrics: {} } }));
     const s = await status;
     expect(grpc.status[s.code]).toBe('INVALID_ARGUMENT');

@@ -132,6 +132,20 @@ async function expectLabelsMatchDirect(runId: string, steps: number[]): Promise<
 }
 
 /**
+ * After a kill: every (layer, step, neuron) of `steps` is stored once (raw rows may repeat, FINAL
+ * folds them), with the labels dissectLayer gives.
+ */
+async function expectEveryLabelOnce(runId: string, steps: number[]): Promise<void> {
+  await waitForRows(runId, steps.length * NEURONS);
+  const counts = await labelCounts(runId);
+  expect({ final: counts.final, distinct: counts.distinct }).toEqual({
+    final: steps.length * NEURONS,
+    distinct: steps.length * NEURONS,
+  });
+  await expectLabelsMatchDirect(runId, steps);
+}
+
+/**
  * Label switches stored for a run equal libs/dissect's, chained step to step: the first checkpoint
  * after a service restart (and a resent one recomputed there) reports the true switches, not 0.
  */
@@ -240,13 +254,7 @@ it('recorder killed and restarted mid-run: no label row lost or duplicated', asy
   } finally {
     await client.close();
   }
-  await waitForRows(runId, steps.length * NEURONS);
-  const counts = await labelCounts(runId);
-  expect({ final: counts.final, distinct: counts.distinct }).toEqual({
-    final: steps.length * NEURONS,
-    distinct: steps.length * NEURONS,
-  });
-  await expectLabelsMatchDirect(runId, steps);
+  await expectEveryLabelOnce(runId, steps);
 }, 180_000);
 
 it('concept service killed mid-stream and restarted: the client resends, no label row lost or duplicated', async () => {
@@ -283,13 +291,7 @@ it('concept service killed mid-stream and restarted: the client resends, no labe
   } finally {
     await client.close();
   }
-  await waitForRows(runId, steps.length * NEURONS);
-  const counts = await labelCounts(runId);
-  expect({ final: counts.final, distinct: counts.distinct }).toEqual({
-    final: steps.length * NEURONS,
-    distinct: steps.length * NEURONS,
-  });
-  await expectLabelsMatchDirect(runId, steps);
+  await expectEveryLabelOnce(runId, steps);
   // the run state came back from the KV bucket: switches across the kill are the true ones
   await waitFor(
     async () =>

@@ -5,15 +5,16 @@
  * checkpoints are on its stream, unacknowledged; the run finishes on the other replica with the
  * alert episodes an uninterrupted run has, and ClickHouse holds every checkpoint exactly once.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, waitFor } from '@cm/core';
+import { waitFor } from '@cm/core';
 import type { CheckpointData, CheckpointResult } from '@cm/contracts';
 import { createMonitorClient, type MonitorClient } from '@cm/monitor-client';
-import { appServices, isAlive, readPid, stackDown, stackUp, type AppService } from '@cm/stack';
-import { openStore, sqlString, type Store } from '@cm/store';
+import { isAlive, readPid, stackUp } from '@cm/stack';
+import { sqlString, type Store } from '@cm/store';
 import { makeTestBundles, plantedActivations, testRunSpec, type TestBundles } from '@cm/engine/src/testing';
+import { openReplicaStore, planTwoReplicas, tearDownReplicas } from './replicas';
 
 const DB = 'cm_replica_failover';
 const dir = mkdtempSync(join(tmpdir(), 'cm-failover-'));
@@ -48,62 +49,33 @@ function client(target: string): MonitorClient {
 
 beforeAll(async () => {
   bundles = await makeTestBundles();
-  const ports = {
-    natsPort: await freePort(),
-    natsMonitorPort: await freePort(),
-    clickhouseHttpPort: await freePort(),
-    clickhouseTcpPort: await freePort(),
-  };
-  const grpc = { a: await freePort(), b: await freePort() };
-  const health = { a: await freePort(), b: await freePort(), recorder: await freePort() };
-  // the services as `cm stack up` starts them (libs/stack appServices), replica B beside A
-  const replica = (which: 'a' | 'b'): AppService[] =>
-    appServices({
-      natsNodes: 1,
-      natsPort: ports.natsPort,
-      clickhouseHttpPort: ports.clickhouseHttpPort,
-      clickhouse: { shards: 1, replicas: 1 },
-      bundleDir: bundles.root,
-      serviceHealthPort: health[which],
-      recorderHealthPort: health.recorder,
-      extraEnv: {
-        CM_LOG_LEVEL: 'warn',
-        CM_CLICKHOUSE_DATABASE: DB,
-        CM_GRPC_LISTEN: `127.0.0.1:${grpc[which]}`,
-        CM_DISSECT_WORKERS: '1',
-        CM_RECORDER_BATCH_MESSAGES: '5',
-      },
-    });
-  const [serviceA, recorder] = replica('a');
-  const [serviceB] = replica('b');
+  const {
+    ports,
+    targets: grpc,
+    health,
+    serviceA,
+    recorder,
+    serviceB,
+    apps,
+  } = await planTwoReplicas({
+    bundleRoot: bundles.root,
+    database: DB,
+  });
   expect([serviceA.name, recorder.name, serviceB.name]).toEqual([
     'concept-service',
     'recorder',
     'concept-service',
   ]);
-  await stackUp({
-    dir: stackDir,
-    ...ports,
-    apps: [recorder, serviceA, { ...serviceB, name: 'concept-service-b' }],
-  });
-  targets.a = `127.0.0.1:${grpc.a}`;
-  targets.b = `127.0.0.1:${grpc.b}`;
+  await stackUp({ dir: stackDir, ...ports, apps });
+  targets.a = grpc.a;
+  targets.b = grpc.b;
   metricsB = `http://127.0.0.1:${health.b}/metrics`;
-  store = await openStore({
-    kind: 'server',
-    url: `http://127.0.0.1:${ports.clickhouseHttpPort}`,
-    user: 'default',
-    password: '',
-    database: DB,
-  });
+  store = await openReplicaStore(ports, DB);
 }, 180_000);
 
 afterAll(async () => {
   for (const c of clients) await c.close().catch(() => undefined);
-  await store?.close();
-  await stackDown(stackDir);
-  bundles?.cleanup();
-  rmSync(dir, { recursive: true, force: true });
+  await tearDownReplicas({ store, stackDir, bundles, dir });
 }, 60_000);
 
 /** Checkpoints a replica acknowledged, from its /metrics. */

@@ -5,16 +5,9 @@ import type { CheckpointData, Monitor } from '@cm/contracts';
 import { createLogger, freePort } from '@cm/core';
 import { createConceptServer, type ConceptServer } from '@cm/concept-server';
 import { ConceptEngine, inlineDissector, MemorySink } from '@cm/engine';
-import { createMonitorClient } from '@cm/monitor-client';
 import { BundleDirectory } from '@cm/probe';
-import {
-  ensureSyntheticBundle,
-  formatRunSummary,
-  probeImagesOf,
-  runTrainJob,
-  selectBackend,
-  worldDataset,
-} from '@cm/train';
+import { ensureSyntheticBundle, formatRunSummary, probeImagesOf, selectBackend } from '@cm/train';
+import { forwardRunCalls, spoolingClient, trainFourSteps } from './late-service';
 
 /**
  * Policy spool through the training loop: the concept service is down when the run starts and
@@ -36,21 +29,12 @@ async function runWithLateService(runId: string, probeImages: number) {
   const port = await freePort();
   const sink = new MemorySink();
   const spoolDir = join(dir, 'spool');
-  const client = createMonitorClient({
-    target: `127.0.0.1:${port}`,
-    policy: 'spool',
-    maxBlockMs: 300,
-    spoolDir,
-    reconnect: { initialDelayMs: 20, maxDelayMs: 100 },
-  });
+  const client = spoolingClient(port, spoolDir);
   let server: ConceptServer | undefined;
   let filesSeen = 0;
   // The service comes up once step 2 has been handed over (and sat on disk).
   const monitor: Monitor = {
-    startRun: (spec, o) => client.startRun(spec, o),
-    endRun: (s) => client.endRun(s),
-    close: () => client.close(),
-    undeliveredSteps: () => client.undeliveredSteps(),
+    ...forwardRunCalls(client),
     sendCheckpoint: async (cp: CheckpointData) => {
       const answer = await client.sendCheckpoint(cp);
       if (cp.step === 2 && !server) {
@@ -66,19 +50,7 @@ async function runWithLateService(runId: string, probeImages: number) {
     },
   };
   try {
-    const { runs } = await runTrainJob({
-      paradigm: 'standard',
-      runId,
-      train: worldDataset({ task: 'shape', count: 32, seed: 1 }),
-      model: { arch: 'small-cnn', widths: [4, 8] },
-      steps: 4,
-      batchSize: 8,
-      learningRate: 0.01,
-      seed: 1,
-      monitorEvery: 1,
-      monitor,
-      probe: probeImagesOf(bundle),
-    });
+    const { runs } = await trainFourSteps(runId, monitor, probeImagesOf(bundle));
     return { run: runs[0], filesSeen, sink, stats: client.stats() };
   } finally {
     await client.close();

@@ -8,11 +8,12 @@
  * Values are JSON (inspectable with `nats kv get`), with every top-1 array as base64 of its
  * little-endian Int32 bytes: a 4096-neuron layer is 22 KB instead of ~40 KB of JSON numbers.
  */
-import { nanos, StorageType, type KV } from 'nats';
+import { nanos, type KV } from 'nats';
 import { z } from 'zod';
 import { RUN_STATE_BUCKET, runStateKey, type PersistedRunState, type RunCarry } from '@cm/contracts';
 import { CmError, createLogger, errorMessage } from '@cm/core';
 import type { Bus } from './bus';
+import { bucketReplicas, bucketValueLimit, openBucket } from './kv-bucket';
 
 const log = createLogger('bus');
 
@@ -191,43 +192,26 @@ export async function openRunStateKv(
   bus: Pick<Bus, 'js' | 'jsm' | 'nc'>,
   opts: RunStateKvOptions = {},
 ): Promise<RunStateKv> {
-  const replicas = opts.replicas ?? 1;
+  const replicas = bucketReplicas('run-state', opts.replicas);
   const ttlMs = opts.ttlMs ?? 0;
-  if (!Number.isInteger(replicas) || replicas < 1)
-    throw new CmError(
-      'INVALID_ARGUMENT',
-      `run-state bucket replicas must be a positive integer, got ${replicas}`,
-    );
   if (!(ttlMs >= 0) || !Number.isFinite(ttlMs))
     throw new CmError('INVALID_ARGUMENT', `run-state TTL must be >= 0 ms, got ${ttlMs}`);
-  let kv: KV;
-  try {
-    kv = await bus.js.views.kv(RUN_STATE_BUCKET.name, {
-      history: RUN_STATE_BUCKET.history,
-      replicas,
-      storage: StorageType.File,
-      ...(ttlMs > 0 ? { ttl: ttlMs } : {}),
-    });
-    // An existing bucket keeps its configuration: bring its TTL to the configured one.
-    const streamName = `KV_${RUN_STATE_BUCKET.name}`;
-    const info = await bus.jsm.streams.info(streamName);
-    if (info.config.max_age !== nanos(ttlMs)) {
-      await bus.jsm.streams.update(streamName, { ...info.config, max_age: nanos(ttlMs) });
-      log.info('run-state bucket TTL updated', { bucket: RUN_STATE_BUCKET.name, ttlMs });
-    }
-  } catch (e) {
-    throw new CmError(
-      'UNAVAILABLE',
-      `cannot open the run-state bucket ${RUN_STATE_BUCKET.name}: ${errorMessage(e)}`,
-      {
-        cause: e,
-        hint: 'is JetStream enabled on the NATS server (nats-server -js)?',
-      },
-    );
-  }
-  // Room for the message headers and subject around the value.
-  const maxValueBytes =
-    opts.maxValueBytes ?? Math.max(1024, (bus.nc.info?.max_payload ?? 1024 * 1024) - 4096);
+  const kv = await openBucket(
+    bus,
+    'run-state',
+    RUN_STATE_BUCKET,
+    { replicas, ...(ttlMs > 0 ? { ttl: ttlMs } : {}) },
+    async () => {
+      // An existing bucket keeps its configuration: bring its TTL to the configured one.
+      const streamName = `KV_${RUN_STATE_BUCKET.name}`;
+      const info = await bus.jsm.streams.info(streamName);
+      if (info.config.max_age !== nanos(ttlMs)) {
+        await bus.jsm.streams.update(streamName, { ...info.config, max_age: nanos(ttlMs) });
+        log.info('run-state bucket TTL updated', { bucket: RUN_STATE_BUCKET.name, ttlMs });
+      }
+    },
+  );
+  const maxValueBytes = bucketValueLimit(bus, opts.maxValueBytes);
 
   return {
     kv,

@@ -1,17 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { RUN_STATE_BUCKET, runStateKey, type PersistedRunState } from '@cm/contracts';
-import { CmError, freePort } from '@cm/core';
-import { startNats, type ManagedServer } from '@cm/stack';
-import {
-  connectBus,
-  decodeRunState,
-  encodeRunState,
-  encodeRunStateWithin,
-  openRunStateKv,
-  type Bus,
-} from '../src';
+import { CmError } from '@cm/core';
+import { decodeRunState, encodeRunState, encodeRunStateWithin, openRunStateKv } from '../src';
+import { useNatsBus } from './nats';
 
 function state(runId: string, width = 5, recentSteps = [2, 3]): PersistedRunState {
   const top1 = (seed: number): Int32Array =>
@@ -107,21 +97,10 @@ describe('run-state codec (pure)', () => {
 });
 
 describe('openRunStateKv on nats-server', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'cm-kv-'));
-  let nats: ManagedServer;
-  let bus: Bus;
-  beforeAll(async () => {
-    nats = await startNats({ dir, port: await freePort(), monitorPort: await freePort() });
-    bus = await connectBus({ url: nats.url });
-  }, 60_000);
-  afterAll(async () => {
-    await bus?.close();
-    await nats?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const nats = useNatsBus('cm-kv-');
 
   it('saves, loads, replaces and deletes run states in one bucket with history 1', async () => {
-    const store = await openRunStateKv(bus);
+    const store = await openRunStateKv(nats.bus);
     const runId = 'run.with dots*>';
     expect(await store.load(runId)).toBeUndefined();
     await store.save(runId, state(runId));
@@ -130,7 +109,7 @@ describe('openRunStateKv on nats-server', () => {
     await store.save(runId, later);
     expect((await store.load(runId))?.lastStep).toBe(4);
     // a second handle (another replica) sees the same
-    const other = await openRunStateKv(bus);
+    const other = await openRunStateKv(nats.bus);
     expect((await other.load(runId))?.lastStep).toBe(4);
     const status = await store.kv.status();
     expect(status.history).toBe(RUN_STATE_BUCKET.history);
@@ -143,11 +122,11 @@ describe('openRunStateKv on nats-server', () => {
   });
 
   it('applies the configured TTL, also to an existing bucket', async () => {
-    await openRunStateKv(bus, { ttlMs: 2 * 3600_000 });
-    expect((await bus.jsm.streams.info(`KV_${RUN_STATE_BUCKET.name}`)).config.max_age).toBe(
+    await openRunStateKv(nats.bus, { ttlMs: 2 * 3600_000 });
+    expect((await nats.bus.jsm.streams.info(`KV_${RUN_STATE_BUCKET.name}`)).config.max_age).toBe(
       2 * 3600_000 * 1e6,
     );
-    await openRunStateKv(bus, { ttlMs: 0 });
-    expect((await bus.jsm.streams.info(`KV_${RUN_STATE_BUCKET.name}`)).config.max_age).toBe(0);
+    await openRunStateKv(nats.bus, { ttlMs: 0 });
+    expect((await nats.bus.jsm.streams.info(`KV_${RUN_STATE_BUCKET.name}`)).config.max_age).toBe(0);
   });
 });

@@ -13,7 +13,7 @@
  * ones behind it).
  */
 import * as grpc from '@grpc/grpc-js';
-import { CmError, invalidArgument, notFound, type Logger } from '@cm/core';
+import { CmError, invalidArgument, logLevelEnabled, notFound, type Logger } from '@cm/core';
 import type { CheckpointData, LayerActivations } from '@cm/contracts';
 import {
   validateLayerHeader,
@@ -84,6 +84,24 @@ export interface CheckpointInfo {
   replayed: boolean;
 }
 
+/**
+ * At debug level (CM_LOG_LEVEL=debug): the process's memory at each stage of a checkpoint (first
+ * chunk, each layer received, end, dissected, published + acked), in MiB: what issue 15's buffer
+ * measurements were taken from (`bench:reference-scale -- --memory-trace` prints them).
+ */
+function logMemory(log: Logger, stage: string, ctx: Record<string, unknown>): void {
+  if (!logLevelEnabled('debug')) return; // memoryUsage() reads /proc: not paid at info level
+  const m = process.memoryUsage();
+  const mib = (v: number): number => Math.round(v / 2 ** 20);
+  log.debug(`memory ${stage}`, {
+    ...ctx,
+    rssMiB: mib(m.rss),
+    heapUsedMiB: mib(m.heapUsed),
+    externalMiB: mib(m.external),
+    arrayBuffersMiB: mib(m.arrayBuffers),
+  });
+}
+
 type Call = grpc.ServerDuplexStream<TrainerMessage | MalformedMessage, ServiceMessage>;
 
 export class StreamSession {
@@ -107,7 +125,7 @@ export class StreamSession {
   private waitingForBudget = false;
   private readonly assembling = new Map<string, LayerAssembly>();
   /**
-   * Of the layers being assembled, the raw [D, H, W, C] float32 ones the engine pools as their
+   * Of the layers being assembled, the raw [D, H, W, C] ones (float32 or float16) the engine pools as their
    * chunks arrive (engine.poolingStream): their raw tensor is never held (issue 15).
    */
   private readonly poolingAsReceived = new Map<string, ReceivedLayerStream>();
@@ -223,6 +241,7 @@ export class StreamSession {
     if (this.step === undefined) {
       this.step = c.step;
       this.firstChunkAt = performance.now();
+      logMemory(this.opts.log, 'first chunk', { runId, step: c.step });
       if (c.step !== 0 || !this.sentRandomInit) {
         // after this stream's earlier work: a layer's dissection starts from the state it leaves
         this.current = this.opts.engine.beginCheckpoint(runId, c.step, { after: this.tail });
@@ -256,14 +275,14 @@ export class StreamSession {
       }
       if (!this.takeBudget(c, layerHeldBytes(expected, c.dtype), where)) return;
       this.checkpointBytes += expected;
-      const streamed =
-        c.dtype === 'DTYPE_FLOAT16'
-          ? undefined
-          : this.opts.engine.poolingStream(runId, c.step, {
-              layer: c.layer,
-              shape: c.shape,
-              pooling: c.pooling === 'POOLING_MAX' ? 'max' : 'avg',
-            });
+      // float16 too: widened value by value as it arrives, so neither the wire bytes nor the
+      // float32 copy of a raw layer is ever allocated (3x its wire size before)
+      const streamed = this.opts.engine.poolingStream(runId, c.step, {
+        layer: c.layer,
+        shape: c.shape,
+        pooling: c.pooling === 'POOLING_MAX' ? 'max' : 'avg',
+        dtype: c.dtype === 'DTYPE_FLOAT16' ? 'float16' : 'float32',
+      });
       if (streamed) this.poolingAsReceived.set(c.layer, streamed);
       a = new LayerAssembly(c, streamed && ((bytes) => streamed.write(bytes)));
       this.assembling.set(c.layer, a);
@@ -280,6 +299,7 @@ export class StreamSession {
         ? streamed.finish()
         : this.opts.engine.poolReceivedLayer(runId, c.step, a.toActivations());
       this.complete.set(c.layer, layer);
+      logMemory(this.opts.log, 'layer received', { runId, step: c.step, layer: c.layer });
       // its dissection starts now, overlapping the receive of the later layers (issue 15)
       this.current?.addLayer(layer);
     }
@@ -326,6 +346,7 @@ export class StreamSession {
     const receiving = this.current;
     this.current = undefined;
     this.opts.observer?.checkpointReceived(bytes);
+    logMemory(this.opts.log, 'checkpoint end', { runId, step: m.step });
     this.enqueue(async () => {
       const t0 = performance.now();
       if (receiving) this.receiving.delete(receiving);
@@ -337,8 +358,13 @@ export class StreamSession {
           : this.opts.engine.processCheckpoint(runId, cp, { release: true })
       ).finally(() => this.opts.budget?.release(this, held));
       const t1 = performance.now();
+      logMemory(this.opts.log, 'dissected', { runId, step: cp.step });
       await this.writeToSink(processed.records);
       this.send({ checkpointAck: resultToWire(processed.result) });
+      // dissected and published: its pooled layers' buffers serve the next checkpoint (engine
+      // releaseLayers; a new buffer per checkpoint stayed resident, dissect's buffer-pool.ts)
+      this.opts.engine.releaseLayers(cp.layers);
+      logMemory(this.opts.log, 'published and acked', { runId, step: cp.step });
       const info: CheckpointInfo = {
         runId,
         step: cp.step,
@@ -390,6 +416,8 @@ export class StreamSession {
       try {
         await discarded;
         const r = await this.opts.engine.processBaseline(runId, { index: m.index, inits: m.inits, layers });
+        // dissected: the buffers of the layers pooled on arrival can be reused (not after a refusal)
+        this.opts.engine.releaseLayers(layers);
         answer = { index: m.index, complete: r.complete, error: '' };
       } catch (e) {
         answer = { index: m.index, complete: false, error: e instanceof Error ? e.message : String(e) };

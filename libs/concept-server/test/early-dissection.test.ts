@@ -4,27 +4,15 @@
  * end is received, the ack still waits for every layer, and a later bad layer refuses the
  * checkpoint as before with the early work awaited and the memory budget given back.
  */
-import { createLogger, setLogLevel } from '@cm/core';
+import { setLogLevel } from '@cm/core';
 import type { MonitoredLayer } from '@cm/contracts';
 import type { ConceptSpace, DissectOptions, Matrix } from '@cm/dissect';
 import { ConceptEngine, MemorySink, type LayerDissector, type LayerResult } from '@cm/engine';
-import {
-  argmaxDissector,
-  makeTestBundles,
-  plantedActivations,
-  testRunSpec,
-  type TestBundles,
-} from '@cm/engine/src/testing';
-import { createMonitorClient } from '@cm/monitor-client';
-import { createConceptServer } from '../src';
+import { argmaxDissector, plantedActivations, testRunSpec, useTestBundles } from '@cm/engine/src/testing';
+import { startTestService } from './service';
 
 setLogLevel('warn');
-
-let bundles: TestBundles;
-beforeAll(async () => {
-  bundles = await makeTestBundles(120);
-});
-afterAll(() => bundles.cleanup());
+const bundles = useTestBundles();
 
 // 120 x 4096 x 4 bytes = 1.9 MiB a layer: each arrives as several chunks and reads
 const width = 4096;
@@ -54,10 +42,9 @@ function loggedDissector(events: string[]): LayerDissector & { active: () => num
 
 async function serverWith(dissector: LayerDissector, events: string[]) {
   const sink = new MemorySink();
-  const server = createConceptServer({
+  const service = await startTestService({
     engine: new ConceptEngine({ bundles: bundles.bundles, dissector }),
     sink,
-    log: createLogger('test-service'),
     maxMessageBytes: 8 * 1024 * 1024,
     observer: {
       checkpointReceived: () => events.push('end received'),
@@ -65,14 +52,13 @@ async function serverWith(dissector: LayerDissector, events: string[]) {
       streamRefused: (code) => events.push(`refused ${code}`),
     },
   });
-  const port = await server.listen('127.0.0.1:0');
-  return { server, sink, client: createMonitorClient({ target: `127.0.0.1:${port}` }) };
+  return { ...service, sink };
 }
 
 it('the first layer is dissected before the checkpoint has ended; the ack waits for both layers', async () => {
   const events: string[] = [];
   const dissector = loggedDissector(events);
-  const { server, sink, client } = await serverWith(dissector, events);
+  const { server, sink, client, close } = await serverWith(dissector, events);
   try {
     await client.startRun(testRunSpec('early', bundles.bundleId, layers));
     const cp = {
@@ -89,15 +75,14 @@ it('the first layer is dissected before the checkpoint has ended; the ack waits 
     expect(sink.records.filter((r) => r.kind === 'labels').length).toBeGreaterThan(0);
     expect(server.bufferStats()).toMatchObject({ used: 0, waiting: 0 });
   } finally {
-    await client.close();
-    await server.stop(2000);
+    await close();
   }
 }, 30_000);
 
 it('a NaN in the later layer refuses the checkpoint as before; the early dissection is over and the budget back', async () => {
   const events: string[] = [];
   const dissector = loggedDissector(events);
-  const { server, sink, client } = await serverWith(dissector, events);
+  const { server, sink, client, close } = await serverWith(dissector, events);
   try {
     await client.startRun(testRunSpec('late-nan', bundles.bundleId, layers));
     const cp = {
@@ -117,7 +102,6 @@ it('a NaN in the later layer refuses the checkpoint as before; the early dissect
       await new Promise((r) => setTimeout(r, 10));
     expect(server.bufferStats()).toMatchObject({ used: 0, waiting: 0 });
   } finally {
-    await client.close();
-    await server.stop(2000);
+    await close();
   }
 }, 30_000);

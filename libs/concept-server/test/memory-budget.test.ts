@@ -3,26 +3,16 @@
  * stay under it (the server's own accounting, not RSS) and all complete; the bound's queue is first
  * come, first served, and never deadlocks. Real gRPC over loopback against the real server.
  */
-import { createLogger, setLogLevel } from '@cm/core';
+import { setLogLevel } from '@cm/core';
 import type { MonitoredLayer } from '@cm/contracts';
 import { ConceptEngine, MemorySink } from '@cm/engine';
-import {
-  argmaxDissector,
-  makeTestBundles,
-  testCheckpoint,
-  testRunSpec,
-  type TestBundles,
-} from '@cm/engine/src/testing';
+import { argmaxDissector, testCheckpoint, testRunSpec, useTestBundles } from '@cm/engine/src/testing';
 import { createMonitorClient } from '@cm/monitor-client';
-import { createConceptServer, MemoryBudget } from '../src';
+import { MemoryBudget } from '../src';
+import { listenForTest, startTestService } from './service';
 
 setLogLevel('warn');
-
-let bundles: TestBundles;
-beforeAll(async () => {
-  bundles = await makeTestBundles(120);
-});
-afterAll(() => bundles.cleanup());
+const bundles = useTestBundles();
 
 describe('MemoryBudget', () => {
   it('grants in arrival order as memory is released', async () => {
@@ -70,14 +60,12 @@ it('4 concurrent streams of large layers stay under the server-wide bound and al
   // two checkpoints (2 layers each) fit at once; 4 streams would hold up to 4 x 3 checkpoints unbounded
   const bound = Math.floor(layerBytes * 4.5);
   const sink = new MemorySink();
-  const server = createConceptServer({
+  const { server, port } = await listenForTest({
     engine: new ConceptEngine({ bundles: bundles.bundles, dissector: argmaxDissector(30) }),
     sink,
-    log: createLogger('test-service'),
     maxBufferedBytes: bound,
     maxMessageBytes: 8 * 1024 * 1024,
   });
-  const port = await server.listen('127.0.0.1:0');
   let maxUsed = 0;
   let maxWaiting = 0;
   const sampler = setInterval(() => {
@@ -120,14 +108,11 @@ it('4 concurrent streams of large layers stay under the server-wide bound and al
 
 it('a layer larger than the whole bound is refused with RESOURCE_EXHAUSTED, naming the setting', async () => {
   const layers: MonitoredLayer[] = [{ name: 'huge', width: 1024, kind: 'dense' }];
-  const server = createConceptServer({
+  const { server, client, close } = await startTestService({
     engine: new ConceptEngine({ bundles: bundles.bundles, dissector: argmaxDissector() }),
     sink: new MemorySink(),
-    log: createLogger('test-service'),
     maxBufferedBytes: 100_000, // a layer is 120 x 1024 x 4 = 491520 bytes
   });
-  const port = await server.listen('127.0.0.1:0');
-  const client = createMonitorClient({ target: `127.0.0.1:${port}` });
   try {
     await client.startRun(testRunSpec('too-big', bundles.bundleId, layers));
     await expect(client.sendCheckpoint(testCheckpoint(bundles.space, 0, layers))).rejects.toThrow(
@@ -135,7 +120,6 @@ it('a layer larger than the whole bound is refused with RESOURCE_EXHAUSTED, nami
     );
     expect(server.bufferStats().used).toBe(0);
   } finally {
-    await client.close();
-    await server.stop(2000);
+    await close();
   }
 }, 30_000);

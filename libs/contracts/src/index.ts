@@ -5,3 +5,4 @@ export * from './monitor';
 export * from './run-state';
 export * from './label-columns';
 export * from './limits';
+export * from './baselines';

@@ -23,6 +23,10 @@ let jsonFormat = process.env.CM_LOG_FORMAT === 'json';
 export function setLogLevel(level: LogLevel): void {
   globalLevel = level;
 }
+/** Whether lines of `level` are written now: for a caller whose context is costly to gather. */
+export function logLevelEnabled(level: Exclude<LogLevel, 'silent'>): boolean {
+  return ORDER[level] >= ORDER[globalLevel];
+}
 export function setLogFormat(format: 'text' | 'json'): void {
   jsonFormat = format === 'json';
 }

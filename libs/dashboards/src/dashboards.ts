@@ -29,11 +29,12 @@ export const DASHBOARD_UIDS = {
 
 const TAGS = ['concept-monitor'];
 /**
- * The switching panels read the switches recorded on each label row (libs/queries, "Label
- * switches"); Grafana cannot choose the slower sequence form per layer as the web view does.
+ * The switching panels answer each layer in its own form (libs/queries, "Label switches",
+ * switching*EitherSql): the switches recorded on its rows, or, for a layer recorded before
+ * migration 6, its label sequences, as the web view does.
  */
 const SWITCHES_NOTE =
-  "Switches recorded on each label row (its previous checkpoint's concept, store migration 6). Layers recorded before that migration show none here; the web view (cm ui) rebuilds theirs from the label sequences. After retention thinning, the switches recorded at the kept checkpoints count.";
+  "Switches recorded on each label row (its previous checkpoint's concept, store migration 6); for a layer recorded before that migration, rebuilt from each neuron's label sequence (slower), as the web view (cm ui) does. After retention thinning, the switches recorded at the kept checkpoints count (the panel 'Label retention' says which steps were thinned).";
 
 const runVariable = (name = 'run', label = 'Run'): dashboard.QueryVariableBuilder =>
   new dashboard.QueryVariableBuilder(name)
@@ -51,6 +52,21 @@ const layerVariable = (sql = SQL.LAYERS_VARIABLE_SQL): dashboard.QueryVariableBu
     .definition(sql)
     .refresh(dashboard.VariableRefresh.OnDashboardLoad)
     .sort(dashboard.VariableSort.AlphabeticalAsc);
+
+/**
+ * Hidden: 1 when the layer's switches were recorded on its rows, 0 for a layer recorded before
+ * migration 6 (libs/queries switchesRecordedSql). Grafana asks it again when $run or $layer
+ * changes; the switching panels read the recorded switches or rebuild them from the sequences by it.
+ */
+const switchesRecordedVariable = (): dashboard.QueryVariableBuilder =>
+  new dashboard.QueryVariableBuilder('switches_recorded')
+    .label('Switches recorded')
+    .description("1: the layer's switches are recorded on its rows; 0: rebuilt from its label sequences")
+    .datasource(DATASOURCE)
+    .query(SQL.SWITCHES_RECORDED_VARIABLE_SQL)
+    .definition(SQL.SWITCHES_RECORDED_VARIABLE_SQL)
+    .refresh(dashboard.VariableRefresh.OnDashboardLoad)
+    .hide(dashboard.VariableHide.HideVariable);
 
 const customVariable = (
   name: string,
@@ -71,6 +87,26 @@ const alertAnnotations = (): dashboard.AnnotationQueryBuilder =>
     .enable(true)
     .iconColor('red')
     .target(sqlTable(SQL.ALERT_ANNOTATIONS_SQL));
+
+/** The steps whose labels retention thinned, as regions over training time (label_thinning). */
+const thinningAnnotations = (): dashboard.AnnotationQueryBuilder =>
+  new dashboard.AnnotationQueryBuilder()
+    .name('Label retention (thinned steps)')
+    .datasource(DATASOURCE)
+    .enable(true)
+    .iconColor('purple')
+    .target(sqlTable(SQL.LABEL_THINNING_ANNOTATIONS_SQL));
+
+/** One row per retention pass over the run: which steps were decided and the k of their kept checkpoints. */
+const thinningPanel = (gridPos: dashboard.GridPos): table.PanelBuilder =>
+  new table.PanelBuilder()
+    .title('Label retention: thinned steps of this run (no data: nothing thinned)')
+    .description(
+      'Label retention (CM_LABELS_*, docs/store.md "Retention") keeps the neuron labels of an old step only at every k-th checkpoint (by ordinal, the run\'s first is 0) and at alert steps; every step keeps its layer metrics. Panels over labels (neuron concepts, concept map, switches) have gaps at the removed steps; steps after the last through_step are whole.',
+    )
+    .datasource(DATASOURCE)
+    .withTarget(sqlTable(SQL.LABEL_THINNING_SQL))
+    .gridPos(gridPos);
 
 const partitionBy = (field: string): dashboard.DataTransformerConfig => ({
   id: 'partitionByValues',
@@ -110,6 +146,7 @@ function runOverview(): dashboard.DashboardBuilder {
     .link(links())
     .withVariable(runVariable())
     .annotation(alertAnnotations())
+    .annotation(thinningAnnotations())
     .withPanel(
       new table.PanelBuilder()
         .title('Runs (click a run to open it over its own time range)')
@@ -171,7 +208,8 @@ function runOverview(): dashboard.DashboardBuilder {
         .datasource(DATASOURCE)
         .withTarget(sqlTable(SQL.ALERT_EPISODES_SQL))
         .gridPos({ x: 0, y: 33, w: 24, h: 8 }),
-    );
+    )
+    .withPanel(thinningPanel({ x: 0, y: 41, w: 24, h: 6 }));
 }
 
 function layerView(): dashboard.DashboardBuilder {
@@ -187,7 +225,9 @@ function layerView(): dashboard.DashboardBuilder {
     .withVariable(runVariable())
     .withVariable(layerVariable())
     .withVariable(customVariable('neurons', 'Neurons shown', ['16', '32', '64', '128'], '32'))
+    .withVariable(switchesRecordedVariable())
     .annotation(alertAnnotations())
+    .annotation(thinningAnnotations())
     .withPanel(
       new statetimeline.PanelBuilder()
         .title("Each neuron's concept over the run (first $neurons neurons)")
@@ -239,51 +279,57 @@ function layerView(): dashboard.DashboardBuilder {
         .pointSize(4)
         .min(0)
         .gridPos({ x: 12, y: 24, w: 12, h: 9 }),
-    );
+    )
+    .withPanel(thinningPanel({ x: 0, y: 33, w: 24, h: 6 }));
 }
 
 function conceptMap(): dashboard.DashboardBuilder {
-  return new dashboard.DashboardBuilder('Concept-Monitor: concept map')
-    .uid(DASHBOARD_UIDS.conceptMap)
-    .description(
-      'Neurons placed in one 2D concept space at a chosen step, and the paths of the neurons that moved most.',
-    )
-    .tags(TAGS)
-    .time({ from: 'now-30d', to: 'now' })
-    .link(links())
-    .withVariable(runVariable())
-    .withVariable(layerVariable())
-    .withVariable(
-      new dashboard.QueryVariableBuilder('step')
-        .label('Step')
-        .datasource(DATASOURCE)
-        .query(SQL.STEPS_VARIABLE_SQL)
-        .definition(SQL.STEPS_VARIABLE_SQL)
-        .refresh(dashboard.VariableRefresh.OnDashboardLoad),
-    )
-    .withVariable(customVariable('trail', 'Trajectories', ['5', '10', '20', '50'], '10'))
-    .withPanel(
-      new xychart.PanelBuilder()
-        .title('Concept map at step $step')
-        .datasource(DATASOURCE)
-        .withTarget(sqlTable(SQL.CONCEPT_MAP_SQL))
-        .mapping(xychart.SeriesMapping.Auto)
-        .show(xychart.XYShowMode.Points)
-        .pointSize({ fixed: 7 })
-        .gridPos({ x: 0, y: 0, w: 12, h: 16 }),
-    )
-    .withPanel(
-      new xychart.PanelBuilder()
-        .title('Trajectories up to step $step ($trail neurons that moved most)')
-        .datasource(DATASOURCE)
-        .withTarget(sqlTable(SQL.TRAJECTORIES_SQL))
-        .withTransformation(partitionBy('neuron_id'))
-        .mapping(xychart.SeriesMapping.Auto)
-        .show(xychart.XYShowMode.PointsAndLines)
-        .pointSize({ fixed: 4 })
-        .lineWidth(1)
-        .gridPos({ x: 12, y: 0, w: 12, h: 16 }),
-    );
+  return (
+    new dashboard.DashboardBuilder('Concept-Monitor: concept map')
+      .uid(DASHBOARD_UIDS.conceptMap)
+      .description(
+        'Neurons placed in one 2D concept space at a chosen step, and the paths of the neurons that moved most.',
+      )
+      .tags(TAGS)
+      .time({ from: 'now-30d', to: 'now' })
+      .link(links())
+      .withVariable(runVariable())
+      .withVariable(layerVariable())
+      .withVariable(
+        new dashboard.QueryVariableBuilder('step')
+          .label('Step')
+          .description('Steps that hold neuron labels (a step thinned by label retention is not listed)')
+          .datasource(DATASOURCE)
+          .query(SQL.STEPS_VARIABLE_SQL)
+          .definition(SQL.STEPS_VARIABLE_SQL)
+          .refresh(dashboard.VariableRefresh.OnDashboardLoad),
+      )
+      .withVariable(customVariable('trail', 'Trajectories', ['5', '10', '20', '50'], '10'))
+      .withPanel(
+        new xychart.PanelBuilder()
+          .title('Concept map at step $step')
+          .datasource(DATASOURCE)
+          .withTarget(sqlTable(SQL.CONCEPT_MAP_SQL))
+          .mapping(xychart.SeriesMapping.Auto)
+          .show(xychart.XYShowMode.Points)
+          .pointSize({ fixed: 7 })
+          .gridPos({ x: 0, y: 0, w: 12, h: 16 }),
+      )
+      .withPanel(
+        new xychart.PanelBuilder()
+          .title('Trajectories up to step $step ($trail neurons that moved most)')
+          .datasource(DATASOURCE)
+          .withTarget(sqlTable(SQL.TRAJECTORIES_SQL))
+          .withTransformation(partitionBy('neuron_id'))
+          .mapping(xychart.SeriesMapping.Auto)
+          .show(xychart.XYShowMode.PointsAndLines)
+          .pointSize({ fixed: 4 })
+          .lineWidth(1)
+          .gridPos({ x: 12, y: 0, w: 12, h: 16 }),
+      )
+      // the step variable lists only steps that hold labels: a thinned step is not offered
+      .withPanel(thinningPanel({ x: 0, y: 16, w: 24, h: 6 }))
+  );
 }
 
 /** Layer metrics the comparison can show; the learned-concept share first (the default). */

@@ -15,6 +15,8 @@ const v = {
   neurons: raw('${neurons}'),
   step: raw('${step}'),
   trail: raw('${trail}'),
+  /** Hidden: 1 when the layer's switches were recorded, 0 when recorded before migration 6. */
+  switchesRecorded: raw('${switches_recorded}'),
   /** A custom variable whose values are layer_metrics column names (not free text). */
   metric: raw('${metric}'),
   timeFilter: raw('$__timeFilter(time)'),
@@ -38,11 +40,18 @@ export const DIVERSITY_SQL = Q.diversitySql(run);
 export const LAYER_SUMMARY_SQL = Q.layerSummarySql({ run: v.run });
 export const ALERT_EPISODES_SQL = Q.alertEpisodesSql({ run: v.run });
 export const ALERT_ANNOTATIONS_SQL = Q.alertAnnotationsSql(run);
+export const LABEL_THINNING_SQL = Q.labelThinningSql({ run: v.run });
+export const LABEL_THINNING_ANNOTATIONS_SQL = Q.labelThinningAnnotationsSql(run);
 
 // ---- layer view ----
 export const NEURON_CONCEPTS_SQL = Q.neuronConceptsSql({ ...layer, neurons: v.neurons });
-export const SWITCHING_CONCEPTS_SQL = Q.switchingConceptsSql(layer);
-export const SWITCHING_NEURONS_SQL = Q.switchingNeuronsSql(layer);
+// each layer in its form: recorded switches, or its label sequences when recorded before migration 6
+export const SWITCHES_RECORDED_VARIABLE_SQL = Q.switchesRecordedSql({ run: v.run, layer: v.layer });
+export const SWITCHING_CONCEPTS_SQL = Q.switchingConceptsEitherSql({
+  ...layer,
+  recorded: v.switchesRecorded,
+});
+export const SWITCHING_NEURONS_SQL = Q.switchingNeuronsEitherSql({ ...layer, recorded: v.switchesRecorded });
 export const CATEGORY_SHARES_SQL = Q.categorySharesSql(layer);
 export const LAYER_HEALTH_SQL = Q.layerHealthSql(layer);
 

@@ -122,7 +122,8 @@ describe('committed Grafana provisioning (deploy/grafana)', () => {
     expect(types('dashboards/layer-view.json')).toEqual(
       expect.arrayContaining(['state-timeline', 'barchart', 'timeseries']),
     );
-    expect(types('dashboards/concept-map.json')).toEqual(['xychart', 'xychart']);
+    // the map and the trajectories, and what label retention thinned of the run
+    expect(types('dashboards/concept-map.json')).toEqual(['xychart', 'xychart', 'table']);
     expect(types('dashboards/run-comparison.json')).toContain('trend');
     const stacked = JSON.parse(read('dashboards/layer-view.json')).panels.find((p: { title: string }) =>
       p.title.startsWith('Category shares'),

@@ -16,6 +16,8 @@ import {
   type TestBundles,
 } from '@cm/engine/src/testing';
 import { nullActivations, type ConceptSpace } from '@cm/dissect';
+import * as Q from '@cm/queries';
+import { thinLabels, type Store, type ThinResult } from '@cm/store';
 import {
   expandPanelSql,
   generateFiles,
@@ -37,7 +39,11 @@ const HEALTHY = 'healthy-run';
 const COLLAPSE = 'collapse-run';
 /** Collapses at COLLAPSE_FROM and never recovers: its episodes stay open (what Grafana's rule watches). */
 const OPEN = 'still-collapsed-run';
+/** HEALTHY's label rows as a writer before migration 6 left them: no previous concept on any row. */
+const LEGACY = 'legacy-run';
 const STEPS = 14;
+/** COLLAPSE is thinned once recorded: steps outside its newest 4 checkpoints keep every 3rd. */
+const THINNING = { fullDays: 0, fullCheckpoints: 4, keepEvery: 3 };
 /** Checkpoints [from, to) during which every conv2 neuron follows one concept. */
 const COLLAPSE_FROM = 6;
 const COLLAPSE_TO = 10;
@@ -97,6 +103,22 @@ let stores: TestStores;
 let webhook: Webhook;
 let started: Date;
 let lastStep: number;
+/** The retention pass over COLLAPSE, per store (stores.stores order). */
+let thinned: ThinResult[];
+
+/** Copies a run's label rows to another run id with previous_concept '' (rows written before migration 6). */
+async function copyAsLegacy(store: Store, from: string, to: string): Promise<void> {
+  const columns = (
+    await store.query<{ name: string }>(
+      `SELECT name FROM system.columns WHERE database = '${store.database}' AND table = 'neuron_labels'`,
+    )
+  ).map((c) => c.name);
+  expect(columns).toContain('previous_concept');
+  const value = (c: string): string => (c === 'run_id' ? `'${to}'` : c === 'previous_concept' ? `''` : c);
+  await store.execute(
+    `INSERT INTO ${store.database}.neuron_labels (${columns.join(', ')}) SELECT ${columns.map(value).join(', ')} FROM ${store.database}.neuron_labels FINAL WHERE run_id = '${from}'`,
+  );
+}
 
 beforeAll(async () => {
   started = new Date(Date.now() - 60_000);
@@ -143,6 +165,11 @@ beforeAll(async () => {
     await monitor.close();
   }
   lastStep = STEPS - 1;
+  thinned = [];
+  for (const store of all) {
+    thinned.push(await thinLabels(store, THINNING, { run: COLLAPSE }));
+    await copyAsLegacy(store, HEALTHY, LEGACY);
+  }
 }, 240_000);
 
 afterAll(async () => {
@@ -239,12 +266,163 @@ describe('every panel, variable, annotation and alert-rule query returns rows', 
         step: String(lastStep),
         trail: '5',
         metric: 'distinct_concept_share',
+        switches_recorded: '1', // conv2 of COLLAPSE: recorded since migration 6 (tested below)
       },
     });
     const rows = await store.query(sql);
     expect(rows.length).toBeGreaterThan(0);
   });
 });
+
+/** The one shipped query of `file` whose `where` contains `part`, expanded for the given variables. */
+function shipped(file: string, part: string, variables: Record<string, string>): string {
+  const found = shippedQueries().filter(
+    (q) => q.where.startsWith(`dashboards/${file} `) && q.where.includes(part),
+  );
+  expect(found.map((q) => q.where)).toHaveLength(1);
+  return expandPanelSql(found[0].sql, {
+    from: started,
+    to: new Date(Date.now() + 60_000),
+    intervalMs: 30_000,
+    variables,
+  });
+}
+
+type Row = Record<string, unknown>;
+/** Rows with every value as a string (18.16 sends 64-bit integers as strings, chDB as numbers). */
+const plain = (rows: Row[]): Record<string, string>[] =>
+  rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, String(v)])));
+
+describe.each(['chdb', 'clickhouse-server'])(
+  '%s: Grafana switching panels on a layer recorded before migration 6',
+  (storeName) => {
+    const store = (): Store => stores.stores.find((s) => s.name === storeName)!.store;
+    /** The variables as Grafana fills them: the hidden $switches_recorded by its own query first. */
+    const vars = async (run: string): Promise<Record<string, string>> => {
+      const [v] = await store().query<{ recorded: number | string }>(
+        shipped('layer-view.json', 'variable $switches_recorded', { run, layer: 'conv2' }),
+      );
+      return { run, layer: 'conv2', switches_recorded: String(v.recorded) };
+    };
+
+    it('the hidden variable says which layers had their switches recorded', async () => {
+      expect((await vars(LEGACY)).switches_recorded).toBe('0');
+      expect((await vars(HEALTHY)).switches_recorded).toBe('1');
+      // thinned: its first step's rows (no previous concept) may be kept, still one step at most
+      expect((await vars(COLLAPSE)).switches_recorded).toBe('1');
+    });
+
+    it('the concepts panel answers the legacy layer from its sequences, as the web view does', async () => {
+      const legacy = plain(
+        await store().query(shipped('layer-view.json', 'switch into', await vars(LEGACY))),
+      );
+      // the same labels recorded with their previous concepts (HEALTHY) give the same answer
+      const recorded = plain(
+        await store().query(shipped('layer-view.json', 'switch into', await vars(HEALTHY))),
+      );
+      expect(legacy.length).toBeGreaterThan(0);
+      expect(legacy.reduce((n, r) => n + Number(r.switches_into), 0)).toBeGreaterThan(0);
+      expect(legacy).toEqual(recorded);
+      expect(legacy).toEqual(
+        plain(await store().query(Q.switchingConceptsFromSequencesSql({ run: LEGACY, layer: 'conv2' }))),
+      );
+      expect(recorded).toEqual(
+        plain(await store().query(Q.switchingConceptsSql({ run: HEALTHY, layer: 'conv2' }))),
+      );
+      // what the panel showed before it chose per layer: no switch at all
+      expect(await store().query(Q.switchingConceptsSql({ run: LEGACY, layer: 'conv2' }))).toEqual([]);
+    });
+
+    it('the neurons panel: the switches and concept paths the web view shows', async () => {
+      const legacy = plain(
+        await store().query(shipped('layer-view.json', 'switch concept most', await vars(LEGACY))),
+      );
+      const recorded = plain(
+        await store().query(shipped('layer-view.json', 'switch concept most', await vars(HEALTHY))),
+      );
+      expect(legacy.some((r) => Number(r.switches) > 0)).toBe(true);
+      expect(legacy).toEqual(recorded);
+      // the web view's form for such a layer (libs/ui views.ts switchingView), at the panel's limit
+      expect(legacy).toEqual(
+        plain(
+          await store().query(
+            Q.switchingNeuronsFromSequencesSql({ run: LEGACY, layer: 'conv2', limit: legacy.length }),
+          ),
+        ),
+      );
+      const before = plain(await store().query(Q.switchingNeuronsSql({ run: LEGACY, layer: 'conv2' })));
+      expect(before.every((r) => r.switches === '0')).toBe(true);
+    });
+  },
+);
+
+describe.each(['chdb', 'clickhouse-server'])(
+  '%s: Grafana says which steps label retention thinned',
+  (storeName) => {
+    const index = (): number => stores.stores.findIndex((s) => s.name === storeName);
+    const store = (): Store => stores.stores[index()].store;
+
+    it('the retention panel lists the pass: steps decided, k, what was removed', async () => {
+      const { records, plan } = thinned[index()];
+      expect(records).toHaveLength(1);
+      expect(plan[0].removeSteps.length).toBeGreaterThan(0);
+      const r = records[0];
+      for (const dash of ['run-overview.json', 'layer-view.json', 'concept-map.json']) {
+        const rows = plain(
+          await store().query(shipped(dash, "panel 'Label retention", { run: COLLAPSE, layer: 'conv2' })),
+        );
+        expect(rows.map(({ thinned_at: _at, ...rest }) => rest)).toEqual([
+          {
+            from_step: '0',
+            through_step: String(r.throughStep),
+            keep_every: '3',
+            steps_removed: String(r.stepsRemoved),
+            rows_removed: String(r.rowsRemoved),
+            note: `steps 0-${r.throughStep}: labels of every 3rd checkpoint kept, and of alert steps (${r.stepsRemoved} steps' labels removed, ${r.rowsRemoved} rows); layer metrics of every step kept`,
+          },
+        ]);
+        expect(
+          await store().query(shipped(dash, "panel 'Label retention", { run: HEALTHY, layer: 'conv2' })),
+        ).toEqual([]);
+      }
+    });
+
+    it('the annotation spans the thinned steps over training time, on both time dashboards', async () => {
+      const r = thinned[index()].records[0];
+      const [span] = plain(
+        await store().query(
+          `SELECT min(time) AS first, max(time) AS last FROM checkpoints FINAL WHERE run_id = '${COLLAPSE}' AND step <= ${r.throughStep}`,
+        ),
+      );
+      for (const dash of ['run-overview.json', 'layer-view.json']) {
+        const rows = plain(
+          await store().query(shipped(dash, "annotation 'Label retention", { run: COLLAPSE })),
+        );
+        expect(rows.map((a) => [a.time, a.timeEnd])).toEqual([[span.first, span.last]]);
+        expect(rows[0].text).toMatch(
+          new RegExp(
+            `^Labels thinned by retention, steps 0-${r.throughStep}: labels of every 3rd checkpoint kept`,
+          ),
+        );
+        expect(await store().query(shipped(dash, "annotation 'Label retention", { run: HEALTHY }))).toEqual(
+          [],
+        );
+      }
+    });
+
+    it("the concept map's step variable offers only steps that hold labels", async () => {
+      const { plan } = thinned[index()];
+      const offered = (
+        await store().query<{ step: number | string }>(
+          shipped('concept-map.json', 'variable $step', { run: COLLAPSE, layer: 'conv2' }),
+        )
+      ).map((x) => Number(x.step));
+      expect(offered.length).toBe(STEPS - plan[0].removeSteps.length);
+      for (const step of plan[0].removeSteps) expect(offered).not.toContain(step);
+      for (const step of plan[0].keptSteps) expect(offered).toContain(step);
+    });
+  },
+);
 
 /** The ```sql blocks of docs/sql-recipes.md, with the heading each belongs to. */
 function recipes(): { heading: string; sql: string }[] {

@@ -21,6 +21,15 @@ import { calibrateOn, likelihoodNullOn, usesLikelihoodNull } from './calibrate';
 import { conceptSwitches, layerMetrics, topLayerConcepts } from './metrics';
 import { projectTo2d } from './projection';
 import { layerEvidence } from './learned';
+import { SharedBufferPool } from './buffer-pool';
+
+/**
+ * The N x S similarity matrices of dissectOn, reused across calls (buffer-pool.ts says why: a
+ * matrix the workers wrote stays resident until they garbage-collect, so a new one per layer and
+ * checkpoint piled up ~300 MiB per reference-scale checkpoint). A matrix goes back once its
+ * labels and evidence are read; at most LAYERS_IN_FLIGHT (engine) are out at once per checkpoint.
+ */
+export const similarityBuffers = new SharedBufferPool();
 
 export interface DissectOptions {
   method?: SimilarityMethod;
@@ -354,8 +363,11 @@ export async function dissectOn(
     );
   }
   const calibration = { seed: opts.calibrationSeed, nullActivations: opts.nullActivations };
+  // given back below once read; a failed call leaves it to the garbage collector (a worker task may
+  // still be writing it when a sibling task's error rejects the call)
+  const output = similarityBuffers.take(Q.cols * space.probeScores.cols * 4);
   const [result, threshold, nullL] = await Promise.all([
-    similarityDetailedOn(exec, r, space.probeScores, Q),
+    similarityDetailedOn(exec, r, space.probeScores, Q, output),
     opts.threshold ?? calibrateOn(exec, space, Q.cols, method, opts.params, calibration),
     opts.threshold === undefined && usesLikelihoodNull(r.method)
       ? likelihoodNullOn(exec, space, r.method, opts.params, calibration)
@@ -379,6 +391,8 @@ export async function dissectOn(
     previousTop1: opts.previousTop1,
   });
   const own = layerEvidence(result.sim, top1, dead, result.likelihood, opts.conceptCeiling);
+  // nothing returned refers to the matrix (labels, metrics and evidence are copies)
+  similarityBuffers.give(output);
   return {
     labels,
     metrics,

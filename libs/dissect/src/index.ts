@@ -77,4 +77,6 @@ export {
   type LearnedConceptShare,
 } from './learned';
 export { fitProjection, projectTo2d, type Projection } from './projection';
-export { poolLayer, PoolingStream, type NonFiniteValue } from './pooling';
+export { poolLayer, PoolingStream, type NonFiniteValue, type PoolingStreamOptions } from './pooling';
+export { SharedBufferPool, type SharedBufferPoolOptions } from './buffer-pool';
+export { similarityBuffers } from './dissect';

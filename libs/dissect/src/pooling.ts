@@ -1,5 +1,6 @@
-import { CmError } from '@cm/core';
+import { CmError, float16Table } from '@cm/core';
 import type { LayerTensor, Matrix, PoolingMode } from './types';
+import type { SharedBufferPool } from './buffer-pool';
 
 export interface PoolOptions {
   /**
@@ -9,6 +10,17 @@ export interface PoolOptions {
    * the layer is pooled.
    */
   shared?: boolean;
+  /**
+   * With `shared`: the result's SharedArrayBuffer is taken from this pool (every value of it is
+   * written), for the caller to give back once nothing reads the layer (the concept engine does,
+   * after the checkpoint's ack: buffer-pool.ts says why).
+   */
+  buffers?: SharedBufferPool;
+}
+
+/** A Float32Array of n values on a SharedArrayBuffer of its own: from `opts.buffers` when given. */
+function sharedFloats(n: number, opts: PoolOptions): Float32Array {
+  return new Float32Array(opts.buffers ? opts.buffers.take(n * 4) : new SharedArrayBuffer(n * 4));
 }
 
 /**
@@ -36,8 +48,7 @@ export function poolLayer(t: LayerTensor, mode: PoolingMode = 'avg', opts: PoolO
     throw new CmError('INVALID_ARGUMENT', `unknown pooling mode ${String(mode)} (avg or max)`, {
       context: { mode },
     });
-  const alloc = (n: number): Float32Array =>
-    opts.shared ? new Float32Array(new SharedArrayBuffer(n * 4)) : new Float32Array(n);
+  const alloc = (n: number): Float32Array => (opts.shared ? sharedFloats(n, opts) : new Float32Array(n));
   if (shape.length === 2) {
     if (!opts.shared || isWholeShared(t.data)) return { rows: shape[0], cols: shape[1], data: t.data };
     const data = alloc(count);
@@ -104,8 +115,17 @@ export interface NonFiniteValue {
   value: number;
 }
 
+/** What a PoolingStream is told about its bytes, beyond PoolOptions. */
+export interface PoolingStreamOptions extends PoolOptions {
+  /**
+   * How the values are stored (default float32). float16 values are widened to float32 as they
+   * arrive (exactly, as the wire decoder does), so the result is poolLayer's on the widened tensor.
+   */
+  dtype?: 'float32' | 'float16';
+}
+
 /**
- * poolLayer for a raw [D, H, W, C] float32 tensor that arrives as little-endian bytes in order
+ * poolLayer for a raw [D, H, W, C] float32 (or float16) tensor that arrives as little-endian bytes in order
  * (offset order = row-major order), pooled as it comes without the raw tensor ever being held:
  * each value is added to (or compared with) its image's accumulator in the order poolLayer's loops
  * take it (for each (d, c): s = 0, 1, ...), so the result has the same float32 bits. The bytes may
@@ -125,14 +145,19 @@ export class PoolingStream {
   private d = 0;
   private s = 0;
   private c = 0;
-  /** Bytes of a value split by a write boundary (carry.length of them held in `carry`). */
+  /** Bytes of one value: 4 (float32) or 2 (float16). */
+  private readonly valueBytes: number;
+  /** float16 bits -> float32 (float16 only). */
+  private readonly half?: Float32Array;
+  /** Bytes of a value split by a write boundary (`carried` of them held in `carry`). */
   private readonly carry = new Uint8Array(4);
   private readonly carryValue = new Float32Array(this.carry.buffer);
+  private readonly carryWidened = new Float32Array(1);
   private carried = 0;
   private scratch = new Float32Array(0);
   private firstNonFinite?: NonFiniteValue;
 
-  constructor(shape: readonly number[], mode: PoolingMode = 'avg', opts: PoolOptions = {}) {
+  constructor(shape: readonly number[], mode: PoolingMode = 'avg', opts: PoolingStreamOptions = {}) {
     if (shape.length !== 4 || shape.some((n) => !Number.isInteger(n) || n < 1)) {
       throw new CmError(
         'INVALID_ARGUMENT',
@@ -146,12 +171,23 @@ export class PoolingStream {
       throw new CmError('INVALID_ARGUMENT', `unknown pooling mode ${String(mode)} (avg or max)`, {
         context: { mode },
       });
+    const dtype = opts.dtype ?? 'float32';
+    if (dtype !== 'float32' && dtype !== 'float16')
+      throw new CmError(
+        'INVALID_ARGUMENT',
+        `a pooling stream takes float32 or float16, got ${String(dtype)}`,
+        {
+          context: { dtype },
+        },
+      );
+    this.valueBytes = dtype === 'float16' ? 2 : 4;
+    if (dtype === 'float16') this.half = float16Table();
     const [D, H, W, C] = shape;
     this.rows = D;
     this.cols = C;
     this.hw = H * W;
     this.mode = mode;
-    this.out = opts.shared ? new Float32Array(new SharedArrayBuffer(D * C * 4)) : new Float32Array(D * C);
+    this.out = opts.shared ? sharedFloats(D * C, opts) : new Float32Array(D * C);
     this.sum = new Float64Array(mode === 'avg' ? C : 0);
     this.max = new Float32Array(mode === 'max' ? C : 0).fill(-Infinity);
   }
@@ -168,18 +204,34 @@ export class PoolingStream {
 
   /** Take the next bytes of the tensor. */
   write(bytes: Uint8Array): void {
+    const size = this.valueBytes;
+    const half = this.half;
     let at = 0;
     if (this.carried > 0) {
-      const n = Math.min(4 - this.carried, bytes.length);
+      const n = Math.min(size - this.carried, bytes.length);
       this.carry.set(bytes.subarray(0, n), this.carried);
       this.carried += n;
       at = n;
-      if (this.carried < 4) return;
+      if (this.carried < size) return;
       this.carried = 0;
-      this.take(this.carryValue, 1);
+      if (half) {
+        this.carryWidened[0] = half[this.carry[0] | (this.carry[1] << 8)];
+        this.take(this.carryWidened, 1);
+      } else this.take(this.carryValue, 1);
     }
-    const whole = (bytes.length - at) >> 2;
-    if (whole > 0) {
+    const whole = Math.floor((bytes.length - at) / size);
+    if (whole > 0 && half) {
+      // float16: widened through the table into an aligned Float32Array, value by value
+      if (this.scratch.length < whole) this.scratch = new Float32Array(whole);
+      const out = this.scratch;
+      const start = bytes.byteOffset + at;
+      if (start % 2 === 0) {
+        const h = new Uint16Array(bytes.buffer, start, whole);
+        for (let i = 0; i < whole; i++) out[i] = half[h[i]];
+      } else for (let i = 0; i < whole; i++) out[i] = half[bytes[at + 2 * i] | (bytes[at + 2 * i + 1] << 8)];
+      this.take(out, whole);
+      at += whole * 2;
+    } else if (whole > 0) {
       const start = bytes.byteOffset + at;
       if (start % 4 === 0) this.take(new Float32Array(bytes.buffer, start, whole), whole);
       else {

@@ -204,12 +204,17 @@ export async function similarityOn(
   return (await similarityDetailedOn(exec, r, P, Q)).sim;
 }
 
-/** Same, with the (soft_)wpmi normaliser logp (see SimilarityResult). */
+/**
+ * Same, with the (soft_)wpmi normaliser logp (see SimilarityResult). `output`, when given, is where
+ * the N x S result is written (exactly N * S * 4 bytes, every value overwritten): dissectOn passes
+ * a buffer of its SharedBufferPool so that a checkpoint's matrices are not new allocations.
+ */
 export async function similarityDetailedOn(
   exec: Executor,
   r: ResolvedParams,
   P: Matrix | SoftmaxInput,
   Q: Matrix,
+  output?: SharedArrayBuffer,
 ): Promise<SimilarityResult> {
   const t0 = performance.now();
   const since = (): number => (performance.now() - t0) / 1000;
@@ -217,7 +222,12 @@ export async function similarityDetailedOn(
   const q = toShared(Q);
   const N = Q.cols;
   const S = P.cols;
-  const out = new SharedArrayBuffer(N * S * 4);
+  if (output && output.byteLength !== N * S * 4)
+    throw new CmError(
+      'INTERNAL',
+      `similarity output buffer has ${output.byteLength} bytes, ${N} x ${S} needs ${N * S * 4}`,
+    );
+  const out = output ?? new SharedArrayBuffer(N * S * 4);
   let likelihood: SimilarityResult['likelihood'];
   let ranked: SimilarityResult['topImages'];
   switch (r.method) {

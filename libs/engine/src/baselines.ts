@@ -6,15 +6,19 @@
  * BaselineStore, so that every later run of the same architecture on the same bundle has its learned
  * figure from its first checkpoint without sending the baseline again.
  *
- * The cache is a file per key under <CM_HOME>/baselines (FileBaselineStore) in both modes: the
- * concept service does not read the ClickHouse store, and a baseline is a few S-float vectors per
- * layer, not rows anyone queries. Replicas each keep their own (each computes it once).
+ * A store keeps each initialisation as it is dissected (saveInit), then the complete baseline
+ * (save); both are written once and the first value written stays. So a concept-service replica
+ * that dies after some of a run's initialisations leaves them to the replica the trainer fails over
+ * to, which needs only the rest; and two replicas (or two runs of an architecture) that complete a
+ * baseline at once end up with one: every replica computes a run's learned figure against the same
+ * baseline. The concept service keeps them in the JetStream KV bucket its replicas share (@cm/bus
+ * openBaselineKv); all-in-one mode in files under <CM_HOME>/baselines (FileBaselineStore).
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CmError } from '@cm/core';
-import type { RunSpec } from '@cm/contracts';
+import { baselineLayerFromJson, baselineLayerToJson, type RunSpec } from '@cm/contracts';
 import type { DissectOptions, RandomInitLayer } from '@cm/dissect';
 
 /** One architecture's baseline: per monitored layer, its K random initialisations. */
@@ -26,9 +30,22 @@ export interface StoredBaseline {
   layers: Record<string, RandomInitLayer[]>;
 }
 
+/** One random initialisation: its dissected layers by name. */
+export type BaselineInit = Record<string, RandomInitLayer>;
+
 export interface BaselineStore {
+  /** The complete baseline of an architecture key, or undefined while there is none. */
   load(key: string): Promise<StoredBaseline | undefined>;
-  save(baseline: StoredBaseline): Promise<void>;
+  /** Keep random initialisation `index` of `key` unless one is kept (the first stays); resolves once durable. */
+  saveInit(key: string, index: number, init: BaselineInit): Promise<void>;
+  /** The initialisations kept under `key` among `indices` that hold every one of `layers`. */
+  loadInits(
+    key: string,
+    indices: readonly number[],
+    layers: readonly string[],
+  ): Promise<Map<number, BaselineInit>>;
+  /** Save the complete baseline unless one is saved; resolves to the one kept (this one or the earlier one). */
+  save(baseline: StoredBaseline): Promise<StoredBaseline>;
 }
 
 /**
@@ -50,85 +67,151 @@ export function baselineKey(spec: RunSpec, dissect: Omit<DissectOptions, 'previo
 /** In this process only (tests, and monitors without a home folder). */
 export class MemoryBaselineStore implements BaselineStore {
   private readonly baselines = new Map<string, StoredBaseline>();
+  private readonly inits = new Map<string, Map<number, BaselineInit>>();
+
   load(key: string): Promise<StoredBaseline | undefined> {
     return Promise.resolve(this.baselines.get(key));
   }
-  save(baseline: StoredBaseline): Promise<void> {
-    this.baselines.set(baseline.key, baseline);
+
+  saveInit(key: string, index: number, init: BaselineInit): Promise<void> {
+    const kept = this.inits.get(key) ?? new Map<number, BaselineInit>();
+    this.inits.set(key, kept);
+    if (!kept.has(index)) kept.set(index, init);
     return Promise.resolve();
+  }
+
+  loadInits(
+    key: string,
+    indices: readonly number[],
+    layers: readonly string[],
+  ): Promise<Map<number, BaselineInit>> {
+    const out = new Map<number, BaselineInit>();
+    for (const index of indices) {
+      const init = this.inits.get(key)?.get(index);
+      if (init && layers.every((l) => init[l])) out.set(index, init);
+    }
+    return Promise.resolve(out);
+  }
+
+  save(baseline: StoredBaseline): Promise<StoredBaseline> {
+    const kept = this.baselines.get(baseline.key) ?? baseline;
+    this.baselines.set(baseline.key, kept);
+    return Promise.resolve(kept);
+  }
+
+  /** Keys of the complete baselines (tests). */
+  keys(): Promise<string[]> {
+    return Promise.resolve([...this.baselines.keys()]);
   }
 }
 
-const b64 = (a: ArrayBufferView): string =>
-  Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
-function fromB64<T>(s: unknown, make: (b: ArrayBuffer) => T, what: string): T {
-  if (typeof s !== 'string') throw new Error(`${what} is not a base64 string`);
-  const buf = Buffer.from(s, 'base64');
-  return make(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+/** Write `text` to `file` unless it exists (a temporary file hard-linked into place); false when it existed. */
+async function createFile(file: string, text: string): Promise<boolean> {
+  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  await writeFile(tmp, text);
+  try {
+    await link(tmp, file);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  } finally {
+    await unlink(tmp).catch(() => undefined);
+  }
 }
 
-/** One JSON file per key in `dir` (written to a temporary name, then renamed: never half a file). */
+async function readIfThere(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+/**
+ * One JSON file per key in `dir` (`<key>.json`) and one per kept initialisation
+ * (`<key>.init-<index>.json`), each written under a temporary name and linked into place: never
+ * half a file, and the first one written stays.
+ */
 export class FileBaselineStore implements BaselineStore {
   constructor(private readonly dir: string) {}
 
-  private file(key: string): string {
+  private file(key: string, suffix = ''): string {
     if (!/^[0-9a-f]{40}$/.test(key)) throw new CmError('INVALID_ARGUMENT', `bad baseline key ${key}`);
-    return join(this.dir, `${key}.json`);
+    return join(this.dir, `${key}${suffix}.json`);
+  }
+
+  private corrupt(file: string, key: string, e: unknown): CmError {
+    return new CmError('CORRUPT', `random-init baseline ${file}: ${(e as Error).message}`, {
+      context: { key },
+      cause: e,
+      hint: 'delete the file: the next run of that architecture computes the baseline again',
+    });
   }
 
   async load(key: string): Promise<StoredBaseline | undefined> {
-    let text: string;
-    try {
-      text = await readFile(this.file(key), 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw e;
-    }
+    const file = this.file(key);
+    const text = await readIfThere(file);
+    if (text === undefined) return undefined;
     try {
       const raw = JSON.parse(text) as {
         key: string;
         bundleId: string;
         model: string;
         inits: number;
-        layers: Record<string, Record<string, unknown>[]>;
+        layers: Record<string, unknown[]>;
       };
       if (raw.key !== key) throw new Error(`it holds key ${raw.key}`);
       const layers: Record<string, RandomInitLayer[]> = {};
-      for (const [name, inits] of Object.entries(raw.layers)) {
-        layers[name] = inits.map((i) => ({
-          conceptIndex: fromB64(i.conceptIndex, (b) => new Int32Array(b), 'conceptIndex'),
-          evidence: fromB64(i.evidence, (b) => new Float32Array(b), 'evidence'),
-          interpretable: Array.from(
-            fromB64(i.interpretable, (b) => new Uint8Array(b), 'interpretable'),
-            Boolean,
-          ),
-          conceptCeiling: fromB64(i.conceptCeiling, (b) => new Float32Array(b), 'conceptCeiling'),
-        }));
-      }
+      for (const [name, inits] of Object.entries(raw.layers))
+        layers[name] = inits.map((i, k) => baselineLayerFromJson(i, `layer ${name} init ${k}`));
       return { key, bundleId: raw.bundleId, model: raw.model, inits: raw.inits, layers };
     } catch (e) {
-      throw new CmError('CORRUPT', `random-init baseline ${this.file(key)}: ${(e as Error).message}`, {
-        context: { key },
-        cause: e,
-        hint: 'delete the file: the next run of that architecture computes the baseline again',
-      });
+      throw this.corrupt(file, key, e);
     }
   }
 
-  async save(baseline: StoredBaseline): Promise<void> {
+  async saveInit(key: string, index: number, init: BaselineInit): Promise<void> {
     await mkdir(this.dir, { recursive: true });
-    const layers: Record<string, Record<string, string>[]> = {};
-    for (const [name, inits] of Object.entries(baseline.layers)) {
-      layers[name] = inits.map((i) => ({
-        conceptIndex: b64(Int32Array.from(i.conceptIndex)),
-        evidence: b64(Float32Array.from(i.evidence)),
-        interpretable: b64(Uint8Array.from(Array.from(i.interpretable), (v) => (v ? 1 : 0))),
-        conceptCeiling: b64(Float32Array.from(i.conceptCeiling)),
-      }));
+    const layers = Object.fromEntries(
+      Object.entries(init).map(([name, l]) => [name, baselineLayerToJson(l)]),
+    );
+    await createFile(this.file(key, `.init-${index}`), JSON.stringify({ key, index, layers }));
+  }
+
+  async loadInits(
+    key: string,
+    indices: readonly number[],
+    layers: readonly string[],
+  ): Promise<Map<number, BaselineInit>> {
+    const out = new Map<number, BaselineInit>();
+    for (const index of indices) {
+      const file = this.file(key, `.init-${index}`);
+      const text = await readIfThere(file);
+      if (text === undefined) continue;
+      try {
+        const raw = JSON.parse(text) as { key: string; index: number; layers: Record<string, unknown> };
+        if (raw.key !== key || raw.index !== index)
+          throw new Error(`it holds init ${raw.index} of key ${raw.key}`);
+        if (!layers.every((l) => raw.layers[l])) continue;
+        out.set(
+          index,
+          Object.fromEntries(layers.map((l) => [l, baselineLayerFromJson(raw.layers[l], `layer ${l}`)])),
+        );
+      } catch (e) {
+        throw this.corrupt(file, key, e);
+      }
     }
-    const file = this.file(baseline.key);
-    const tmp = `${file}.${process.pid}.tmp`;
-    await writeFile(tmp, JSON.stringify({ ...baseline, layers }));
-    await rename(tmp, file);
+    return out;
+  }
+
+  async save(baseline: StoredBaseline): Promise<StoredBaseline> {
+    await mkdir(this.dir, { recursive: true });
+    const layers: Record<string, unknown[]> = {};
+    for (const [name, inits] of Object.entries(baseline.layers))
+      layers[name] = inits.map(baselineLayerToJson);
+    if (await createFile(this.file(baseline.key), JSON.stringify({ ...baseline, layers }))) return baseline;
+    return (await this.load(baseline.key)) ?? baseline;
   }
 }

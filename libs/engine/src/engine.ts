@@ -43,6 +43,7 @@ import {
   poolLayer,
   PoolingStream,
   randomInitLayer,
+  SharedBufferPool,
   type ConceptSpace,
   type DissectOptions,
   type LayerDissection,
@@ -235,9 +236,7 @@ interface RunState {
   baselineKey: string;
   /** The baseline, once complete (loaded from the BaselineStore or made from the run's own sendBaseline). */
   baseline?: StoredBaseline;
-  /** The store was asked already (a miss is not asked again for every checkpoint). */
-  baselineLooked: boolean;
-  /** Random initialisations received so far, by index, until all K are in. */
+  /** Random initialisations received so far (or kept in the BaselineStore by another replica), by index, until all K are in. */
   pendingBaseline: Map<number, Record<string, RandomInitLayer>>;
   pendingInits?: number;
 }
@@ -319,6 +318,20 @@ export class ConceptEngine {
   private readonly evictionTimer?: NodeJS.Timeout;
   /** Pooled data poolReceivedLayer made (validated, finite): what a ReceivingCheckpoint may dissect early. */
   private readonly pooledOnArrival = new WeakSet<Float32Array>();
+  /**
+   * Where pooled layers live (D x N float32 on shared memory): reused across checkpoints instead of
+   * allocated per layer and checkpoint, because a buffer the dissection workers read stays resident
+   * until those idle threads garbage-collect (dissect's buffer-pool.ts; at reference scale 149 MiB
+   * per checkpoint piled up). Given back by releaseLayers (the concept service: after the ack) or
+   * by process() itself for layers only it refers to.
+   */
+  private readonly layerBuffers = new SharedBufferPool();
+  /**
+   * The views over layerBuffers handed out and not released, each with its buffer: a release goes
+   * by the view, so that a stale view (released once, its buffer since taken by a later layer)
+   * can never give back a buffer another checkpoint now holds.
+   */
+  private readonly layerViews = new WeakMap<Float32Array, SharedArrayBuffer>();
 
   constructor(private readonly opts: ConceptEngineOptions) {
     this.now = opts.now ?? (() => new Date());
@@ -527,14 +540,21 @@ export class ConceptEngine {
       return layer;
     }
     if (!finiteAfterPooling(layer) && hasNonFinite(layer.data)) return layer;
-    const q = poolLayer({ shape: layer.shape, data: layer.data }, layer.pooling ?? 'avg', { shared: true });
-    if (finiteAfterPooling(layer) && hasNonFinite(q.data)) return layer;
+    const q = poolLayer({ shape: layer.shape, data: layer.data }, layer.pooling ?? 'avg', {
+      shared: true,
+      buffers: this.layerBuffers,
+    });
+    if (q.data !== layer.data) this.outOfPool(q.data);
+    if (finiteAfterPooling(layer) && hasNonFinite(q.data)) {
+      this.giveBack(q.data);
+      return layer;
+    }
     this.pooledOnArrival.add(q.data);
     return { layer: layer.layer, shape: [q.rows, q.cols], data: q.data };
   }
 
   /**
-   * poolReceivedLayer for a raw [D, H, W, C] float32 layer whose bytes are still arriving: the
+   * poolReceivedLayer for a raw [D, H, W, C] float32 or float16 layer whose bytes are still arriving: the
    * bytes, given in order to `write`, are pooled as they come (dissect's PoolingStream, the same
    * float32 bits as poolLayer), so the raw tensor is never held; `finish` then returns what
    * poolReceivedLayer would have. Undefined for a layer this cannot take so (not declared, not
@@ -546,7 +566,10 @@ export class ConceptEngine {
   poolingStream(
     runId: string,
     step: number,
-    header: Pick<LayerActivations, 'layer' | 'shape' | 'pooling'>,
+    header: Pick<LayerActivations, 'layer' | 'shape' | 'pooling'> & {
+      /** How the bytes hold the values (default float32; float16 is widened as it arrives). */
+      dtype?: 'float32' | 'float16';
+    },
   ): ReceivedLayerStream | undefined {
     const run = this.state(runId);
     const decl = run.declared.get(header.layer);
@@ -558,7 +581,11 @@ export class ConceptEngine {
       return undefined;
     }
     const shape = [...header.shape];
-    const pooling = new PoolingStream(shape, mode, { shared: true });
+    const pooling = new PoolingStream(shape, mode, {
+      shared: true,
+      buffers: this.layerBuffers,
+      dtype: header.dtype ?? 'float32',
+    });
     return {
       write: (bytes) => pooling.write(bytes),
       finish: () => {
@@ -569,10 +596,38 @@ export class ConceptEngine {
           return { layer: header.layer, shape, data, pooling: header.pooling };
         }
         const q = pooling.finish();
+        this.outOfPool(q.data);
         this.pooledOnArrival.add(q.data);
         return { layer: header.layer, shape: [q.rows, q.cols], data: q.data };
       },
     };
+  }
+
+  /**
+   * The layers of a processed checkpoint (`cp.layers` after processCheckpoint with `release`, or
+   * the layers a receiver got from poolReceivedLayer / poolingStream) are no longer read by anyone:
+   * their buffers may be reused for a later checkpoint. Call it only once the checkpoint is over
+   * (its dissections done and its records published); a layer whose buffer is not this engine's
+   * is ignored, and so is a second release.
+   */
+  releaseLayers(layers: readonly Pick<LayerActivations, 'data'>[]): void {
+    for (const l of layers) this.giveBack(l.data);
+  }
+
+  /** A pooled layer's data, on a buffer of layerBuffers: noted so that releaseLayers can give it back once. */
+  private outOfPool(data: Float32Array): Float32Array {
+    if (data.buffer instanceof SharedArrayBuffer && this.layerBuffers.isTaken(data.buffer))
+      this.layerViews.set(data, data.buffer);
+    return data;
+  }
+
+  private giveBack(data: Float32Array): void {
+    const buffer = this.layerViews.get(data);
+    if (!buffer) return;
+    this.layerViews.delete(data);
+    // the view goes too: a reused buffer gets a new view, never an old one marked as checked
+    this.pooledOnArrival.delete(data);
+    this.layerBuffers.give(buffer);
   }
 
   /**
@@ -630,10 +685,24 @@ export class ConceptEngine {
     release: boolean,
     early: ReceivingCheckpoint | undefined,
   ): Promise<ProcessedCheckpoint> {
-    const runId = run.spec.runId;
     const layers = this.pooled(run, cp);
+    // without `release` the caller never sees the buffers pooled here: they go back once the
+    // checkpoint is processed (not after a failure: a worker task may still be reading one)
+    const internal = release ? [] : layers.filter((l) => !cp.layers.some((x) => x.data === l.q.data));
     if (release)
       cp.layers = layers.map((l) => ({ layer: l.layer, shape: [l.q.rows, l.q.cols], data: l.q.data }));
+    const processed = await this.processPooled(run, cp, layers, early);
+    this.releaseLayers(internal.map((l) => l.q));
+    return processed;
+  }
+
+  private async processPooled(
+    run: RunState,
+    cp: CheckpointData,
+    layers: PooledLayer[],
+    early: ReceivingCheckpoint | undefined,
+  ): Promise<ProcessedCheckpoint> {
+    const runId = run.spec.runId;
     const digest = activationsDigest(layers);
     // a run adopted after a restart (or from another replica) finds its baseline in the store here
     await this.lookUpBaseline(run);
@@ -701,7 +770,11 @@ export class ConceptEngine {
     validateCheckpoint(runId, run.declared, run.space.probeScores.rows, cp, { finiteAfterPooling: true });
     return run.spec.layers.map((decl) => {
       const layer = cp.layers.find((l) => l.layer === decl.name)!;
-      const q = poolLayer({ shape: layer.shape, data: layer.data }, layer.pooling ?? 'avg', { shared: true });
+      const q = poolLayer({ shape: layer.shape, data: layer.data }, layer.pooling ?? 'avg', {
+        shared: true,
+        buffers: this.layerBuffers,
+      });
+      if (q.data !== layer.data) this.outOfPool(q.data);
       // NaN / Inf left to this check by validateCheckpoint: the raw tensor is read only to name the value
       if (finiteAfterPooling(layer) && hasNonFinite(q.data)) assertFinite(runId, cp.step, layer);
       return { layer: layer.layer, shape: [...layer.shape], pooling: layer.pooling, q };
@@ -779,11 +852,13 @@ export class ConceptEngine {
     return { learnedFraction: r.learnedFraction, learnedChance: r.chanceFraction };
   }
 
-  /** Look the run's baseline up in the BaselineStore once. */
+  /**
+   * Look the run's baseline up in the BaselineStore while it has none: another replica (or another
+   * run of the architecture) may have completed it since the last look.
+   */
   private async lookUpBaseline(run: RunState): Promise<void> {
-    if (run.baseline || run.baselineLooked) return;
+    if (run.baseline) return;
     run.baseline = await this.baselines.load(run.baselineKey);
-    run.baselineLooked = true;
   }
 
   /**
@@ -875,33 +950,45 @@ export class ConceptEngine {
     }
     run.pendingInits = inits;
     run.pendingBaseline.set(b.index, layers);
-    if (run.pendingBaseline.size < inits) return { complete: false };
-    const stored: StoredBaseline = {
-      key: run.baselineKey,
-      bundleId: run.spec.bundleId,
-      model: run.spec.model,
-      inits,
-      layers: Object.fromEntries(
-        run.spec.layers.map((decl) => [
-          decl.name,
-          [...run.pendingBaseline.entries()].sort(([a], [c]) => a - c).map(([, l]) => l[decl.name]),
-        ]),
-      ),
-    };
+    const key = run.baselineKey;
     try {
-      await this.baselines.save(stored);
+      // durable before the ack: a replica the trainer fails over to needs only the inits after it
+      await this.baselines.saveInit(key, b.index, layers);
+      const missing = Array.from({ length: inits }, (_, i) => i).filter((i) => !run.pendingBaseline.has(i));
+      if (missing.length > 0) {
+        const kept = await this.baselines.loadInits(
+          key,
+          missing,
+          run.spec.layers.map((decl) => decl.name),
+        );
+        for (const [index, init] of kept) run.pendingBaseline.set(index, init);
+      }
+      if (run.pendingBaseline.size < inits) return { complete: false };
+      const stored: StoredBaseline = {
+        key,
+        bundleId: run.spec.bundleId,
+        model: run.spec.model,
+        inits,
+        layers: Object.fromEntries(
+          run.spec.layers.map((decl) => [
+            decl.name,
+            [...run.pendingBaseline.entries()].sort(([a], [c]) => a - c).map(([, l]) => l[decl.name]),
+          ]),
+        ),
+      };
+      // the first complete baseline saved stays: every replica's learned figures use that one
+      run.baseline = await this.baselines.save(stored);
     } catch (e) {
       throw new CmError(
         'UNAVAILABLE',
-        `run ${runId}: could not save the random-init baseline: ${e instanceof Error ? e.message : String(e)}`,
+        `run ${runId}: could not keep the random-init baseline: ${e instanceof Error ? e.message : String(e)}`,
         {
           context: { runId },
           cause: e,
-          hint: 'check that the baseline folder (<CM_HOME>/baselines) is writable',
+          hint: 'check the baseline store: the JetStream bucket (concept service) or <CM_HOME>/baselines (all-in-one)',
         },
       );
     }
-    run.baseline = stored;
     run.pendingBaseline.clear();
     return { complete: true };
   }
@@ -951,7 +1038,6 @@ export class ConceptEngine {
       streams: 0,
       startToken: saved.startToken,
       baselineKey: baselineKey(saved.spec, this.opts.dissectOptions),
-      baselineLooked: false,
       pendingBaseline: new Map(),
     };
   }

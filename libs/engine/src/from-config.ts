@@ -28,6 +28,11 @@ export interface EngineOverrides {
   workers?: number;
   /** Default: in this process (MemoryRunStateStore); the concept service passes the JetStream KV bucket. */
   stateStore?: RunStateStore;
+  /**
+   * Default: files under <CM_HOME>/baselines; the concept service passes the JetStream KV bucket its
+   * replicas share (@cm/bus openBaselineKv), so a run has one baseline whichever replica serves it.
+   */
+  baselines?: BaselineStore;
   /** Default: CM_SERVICE_RUN_IDLE_MS. */
   runIdleMs?: number;
   /** Whether a run id was used before (ConceptEngineOptions.runExists); the service asks JetStream. */
@@ -84,6 +89,7 @@ export function engineFromConfig(cfg: CmConfig, overrides: EngineOverrides = {})
       ),
     dissector: overrides.dissector ?? (pool as DissectPool),
     ...engineSettingsFromConfig(cfg),
+    ...(overrides.baselines ? { baselines: overrides.baselines } : {}),
     stateStore: overrides.stateStore,
     runIdleMs: overrides.runIdleMs ?? cfg.service.runIdleMs,
     runExists: overrides.runExists,

@@ -16,6 +16,7 @@ import {
   testRunSpec,
   type TestBundles,
 } from '../src/testing';
+import { rejection as rejected } from '@cm/core/src/testing';
 
 let tb: TestBundles;
 beforeAll(async () => {
@@ -76,16 +77,6 @@ function feed(
     progress.addLayer(layer);
   }
   return { progress, arrived: { ...cp, layers } };
-}
-
-async function rejected(p: Promise<unknown>): Promise<CmError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(CmError);
-    return e as CmError;
-  }
-  throw new Error('expected an error');
 }
 
 const until = async (cond: () => boolean): Promise<void> => {

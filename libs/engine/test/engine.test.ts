@@ -1,4 +1,3 @@
-import { CmError } from '@cm/core';
 import {
   MAX_MESSAGE_BYTES,
   type CmRecord,
@@ -17,6 +16,7 @@ import {
   TEST_LAYERS,
   type TestBundles,
 } from '../src/testing';
+import { rejection as rejected } from '@cm/core/src/testing';
 
 let tb: TestBundles;
 beforeAll(async () => {
@@ -27,16 +27,6 @@ afterAll(() => tb.cleanup());
 const fixedNow = (): Date => new Date('2025-01-02T03:04:05.000Z');
 const newEngine = (): ConceptEngine =>
   new ConceptEngine({ bundles: tb.bundles, dissector: inlineDissector(), now: fixedNow });
-
-async function rejected(p: Promise<unknown> | (() => unknown)): Promise<CmError> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    expect(e).toBeInstanceOf(CmError);
-    return e as CmError;
-  }
-  throw new Error('expected an error');
-}
 
 const labelsOf = (records: CmRecord[], layer: string): NeuronLabelRow[] =>
   records.filter((r): r is LabelsRecord => r.kind === 'labels' && r.layer === layer).flatMap((r) => r.labels);

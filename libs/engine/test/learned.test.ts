@@ -3,43 +3,14 @@
  * on every snapshot and checkpoint result once they are, null before; cached per (bundle,
  * architecture, method) in a BaselineStore, so a later run of the architecture has it at once.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CmError } from '@cm/core';
-import type { CmRecord, LayerActivations, LayerSnapshotRecord } from '@cm/contracts';
-import { nullActivations } from '@cm/dissect';
-import {
-  baselineKey,
-  ConceptEngine,
-  FileBaselineStore,
-  inlineDissector,
-  MemoryBaselineStore,
-  type BaselineStore,
-} from '../src';
-import { makeTestBundles, testCheckpoint, testRunSpec, TEST_LAYERS, type TestBundles } from '../src/testing';
+import type { CmRecord, LayerSnapshotRecord } from '@cm/contracts';
+import { baselineKey, FileBaselineStore, MemoryBaselineStore } from '../src';
+import { randomInitActivations, testCheckpoint, testRunSpec, TEST_LAYERS } from '../src/testing';
+import { useBaselineTests } from './baseline-engines';
 
-let tb: TestBundles;
-const dir = mkdtempSync(join(tmpdir(), 'cm-baselines-'));
-beforeAll(async () => {
-  tb = await makeTestBundles();
-});
-afterAll(() => {
-  tb.cleanup();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-const engineWith = (baselines: BaselineStore): ConceptEngine =>
-  new ConceptEngine({ bundles: tb.bundles, dissector: inlineDissector(), baselines });
-
-/** An "untrained" network's layers: unrelated to the images (seeded normal activations). */
-function randomInitLayers(seed: number, layers = TEST_LAYERS): LayerActivations[] {
-  const D = tb.space.probeScores.rows;
-  return layers.map((l, i) => {
-    const q = nullActivations(D, l.width, seed * 100 + i);
-    return { layer: l.name, shape: [D, l.width], data: q.data };
-  });
-}
+const { tb, dir, engineWith } = useBaselineTests('cm-baselines-');
 
 const snapshots = (records: CmRecord[]): LayerSnapshotRecord[] =>
   records.filter((r): r is LayerSnapshotRecord => r.kind === 'snapshot');
@@ -54,15 +25,23 @@ describe('learned-concept figure in the engine', () => {
     expect(before.result.layers.map((l) => l.learnedFraction)).toEqual([null, null, null]);
 
     for (let k = 0; k < 3; k++) {
-      expect(await engine.processBaseline('r1', { index: k, inits: 3, layers: randomInitLayers(k) })).toEqual(
-        {
-          complete: k === 2,
-        },
-      );
+      expect(
+        await engine.processBaseline('r1', {
+          index: k,
+          inits: 3,
+          layers: randomInitActivations(tb.space, k),
+        }),
+      ).toEqual({
+        complete: k === 2,
+      });
     }
     expect(await engine.baselineWanted('r1')).toBe(false);
 
-    const copy = await engine.processCheckpoint('r1', { step: 1, layers: randomInitLayers(1), metrics: {} });
+    const copy = await engine.processCheckpoint('r1', {
+      step: 1,
+      layers: randomInitActivations(tb.space, 1),
+      metrics: {},
+    });
     for (const s of snapshots(copy.records)) {
       expect(s.learnedFraction).toBe(0);
       expect(s.learnedChance).not.toBeNull();
@@ -84,17 +63,23 @@ describe('learned-concept figure in the engine', () => {
     const first = engineWith(store);
     await first.startRun(testRunSpec('a1', tb.bundleId));
     for (let k = 0; k < 2; k++)
-      await first.processBaseline('a1', { index: k, inits: 2, layers: randomInitLayers(k) });
+      await first.processBaseline('a1', { index: k, inits: 2, layers: randomInitActivations(tb.space, k) });
     first.close();
 
     const second = engineWith(new FileBaselineStore(join(dir, 'baselines')));
     await second.startRun(testRunSpec('a2', tb.bundleId));
     // without asking first (a run adopted after a restart): its first checkpoint finds the baseline
-    const at0 = await second.processCheckpoint('a2', { step: 0, layers: randomInitLayers(0), metrics: {} });
+    const at0 = await second.processCheckpoint('a2', {
+      step: 0,
+      layers: randomInitActivations(tb.space, 0),
+      metrics: {},
+    });
     expect(snapshots(at0.records).map((s) => s.learnedFraction)).toEqual([0, 0, 0]);
     expect(await second.baselineWanted('a2')).toBe(false);
     // another baseline for it is ignored (not recomputed)
-    expect(await second.processBaseline('a2', { index: 0, inits: 2, layers: randomInitLayers(9) })).toEqual({
+    expect(
+      await second.processBaseline('a2', { index: 0, inits: 2, layers: randomInitActivations(tb.space, 9) }),
+    ).toEqual({
       complete: true,
     });
     const cp = await second.processCheckpoint('a2', testCheckpoint(tb.space, 1));
@@ -122,27 +107,40 @@ describe('learned-concept figure in the engine', () => {
       throw new Error('expected an error');
     };
     expect(
-      (await fail(engine.processBaseline('bad', { index: 3, inits: 3, layers: randomInitLayers(0) })))
-        .message,
+      (
+        await fail(
+          engine.processBaseline('bad', { index: 3, inits: 3, layers: randomInitActivations(tb.space, 0) }),
+        )
+      ).message,
     ).toMatch(/random init index must be 0..2, got 3/);
     expect(
-      (await fail(engine.processBaseline('bad', { index: 0, inits: 0, layers: randomInitLayers(0) })))
-        .message,
+      (
+        await fail(
+          engine.processBaseline('bad', { index: 0, inits: 0, layers: randomInitActivations(tb.space, 0) }),
+        )
+      ).message,
     ).toMatch(/1 to 32 initialisations/);
     expect(
       (
         await fail(
-          engine.processBaseline('bad', { index: 0, inits: 2, layers: randomInitLayers(0).slice(1) }),
+          engine.processBaseline('bad', {
+            index: 0,
+            inits: 2,
+            layers: randomInitActivations(tb.space, 0).slice(1),
+          }),
         )
       ).message,
     ).toMatch(/random init 0 lacks layer\(s\) conv1/);
-    await engine.processBaseline('bad', { index: 0, inits: 2, layers: randomInitLayers(0) });
+    await engine.processBaseline('bad', { index: 0, inits: 2, layers: randomInitActivations(tb.space, 0) });
     expect(
-      (await fail(engine.processBaseline('bad', { index: 1, inits: 3, layers: randomInitLayers(1) })))
-        .message,
+      (
+        await fail(
+          engine.processBaseline('bad', { index: 1, inits: 3, layers: randomInitActivations(tb.space, 1) }),
+        )
+      ).message,
     ).toMatch(/got 3 after 2/);
     const D = tb.space.probeScores.rows;
-    const wrong = randomInitLayers(1).map((l) =>
+    const wrong = randomInitActivations(tb.space, 1).map((l) =>
       l.layer === 'fc' ? { ...l, shape: [D, 5], data: l.data.subarray(0, D * 5) } : l,
     );
     const e = await fail(engine.processBaseline('bad', { index: 1, inits: 2, layers: wrong }));
@@ -151,7 +149,9 @@ describe('learned-concept figure in the engine', () => {
       /^run bad random init 1 layer fc: last dimension 5 does not match the declared width 6/,
     );
     expect(await engine.baselineWanted('bad')).toBe(true);
-    expect(await engine.processBaseline('bad', { index: 1, inits: 2, layers: randomInitLayers(1) })).toEqual({
+    expect(
+      await engine.processBaseline('bad', { index: 1, inits: 2, layers: randomInitActivations(tb.space, 1) }),
+    ).toEqual({
       complete: true,
     });
     engine.close();

@@ -7,6 +7,7 @@
 import { CmError } from '@cm/core';
 import type { CheckpointData, LayerActivations } from '@cm/contracts';
 import { poolLayer, PoolingStream, type PoolingMode } from '@cm/dissect';
+import { decodeFloats, float32ToFloat16 } from '@cm/protocol';
 import { ConceptEngine, inlineDissector } from '../src';
 import {
   makeTestBundles,
@@ -39,7 +40,7 @@ function randomTensor(count: number, rand: () => number): Float32Array {
 }
 
 /** The tensor's little-endian bytes, cut at random places (inside floats too), every other piece at an odd byteOffset. */
-function randomPieces(data: Float32Array, rand: () => number, maxPiece: number): Uint8Array[] {
+function randomPieces(data: Float32Array | Uint16Array, rand: () => number, maxPiece: number): Uint8Array[] {
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const pieces: Uint8Array[] = [];
   for (let at = 0; at < bytes.length;) {
@@ -86,6 +87,52 @@ describe('PoolingStream', () => {
     });
   }
 
+  for (const mode of ['avg', 'max'] as PoolingMode[]) {
+    it(`${mode}, float16 bytes: random splits give poolLayer's bits on the tensor the wire decoder widens`, () => {
+      const rand = seeded(mode === 'avg' ? 21 : 22);
+      for (const shape of shapes) {
+        const half = float32ToFloat16(
+          randomTensor(
+            shape.reduce((a, n) => a * n, 1),
+            rand,
+          ),
+        );
+        const widened = decodeFloats(new Uint8Array(half.buffer), 'DTYPE_FLOAT16');
+        const batch = poolLayer({ shape, data: widened }, mode);
+        for (const maxPiece of [1, 2, 3, 7, 64, half.byteLength]) {
+          const stream = new PoolingStream(shape, mode, { shared: true, dtype: 'float16' });
+          for (const piece of randomPieces(half, rand, maxPiece)) stream.write(piece);
+          expect(stream.complete).toBe(true);
+          const q = stream.finish();
+          expect([q.rows, q.cols]).toEqual([batch.rows, batch.cols]);
+          expect(bits(q.data)).toEqual(bits(batch.data));
+        }
+      }
+      // the float32 stream of the same bytes read as float32 would differ: the dtype is used
+      const shape = [2, 2, 2, 4];
+      const half = float32ToFloat16(randomTensor(32, rand));
+      const asFloat32 = new PoolingStream([2, 2, 1, 4], mode);
+      asFloat32.write(new Uint8Array(half.buffer));
+      const asHalf = new PoolingStream(shape, mode, { dtype: 'float16' });
+      asHalf.write(new Uint8Array(half.buffer));
+      expect(bits(asHalf.finish().data)).not.toEqual(bits(asFloat32.finish().data));
+    });
+  }
+
+  it('float16: notes the first NaN / Inf by its flat index, across a split inside it', () => {
+    const values = randomTensor(96, seeded(4));
+    values[61] = Number.NaN;
+    values[70] = Number.NEGATIVE_INFINITY;
+    const half = float32ToFloat16(values);
+    const bytes = new Uint8Array(half.buffer);
+    const stream = new PoolingStream([4, 2, 2, 6], 'avg', { dtype: 'float16' });
+    stream.write(bytes.subarray(0, 61 * 2 + 1)); // the NaN's first byte
+    expect(stream.nonFinite).toBeUndefined();
+    stream.write(bytes.subarray(61 * 2 + 1));
+    expect(stream.nonFinite?.index).toBe(61);
+    expect(stream.nonFinite?.value).toBeNaN();
+  });
+
   it('notes the first NaN / Inf by its flat index, across a split inside it', () => {
     const shape = [4, 2, 2, 6];
     const data = randomTensor(96, seeded(3));
@@ -119,6 +166,13 @@ describe('PoolingStream', () => {
     expect(code(() => new PoolingStream([1, 1, 1, 2], 'sum' as PoolingMode))).toMatch(
       /unknown pooling mode sum/,
     );
+    expect(code(() => new PoolingStream([1, 1, 1, 2], 'avg', { dtype: 'float64' as 'float32' }))).toMatch(
+      /takes float32 or float16, got float64/,
+    );
+    const h = new PoolingStream([1, 1, 1, 2], 'avg', { dtype: 'float16' });
+    h.write(new Uint8Array(3));
+    expect(code(() => h.finish())).toMatch(/pooling stream ended after 1 of 2 values/);
+    expect(code(() => h.write(new Uint8Array(3)))).toMatch(/more than 2 values/);
     const s = new PoolingStream([1, 1, 1, 2]);
     s.write(new Uint8Array(6));
     expect(code(() => s.finish())).toMatch(/pooling stream ended after 1 of 2 values/);
@@ -150,18 +204,38 @@ describe('ConceptEngine.poolingStream', () => {
     ],
   });
 
-  /** What the session does with a layer's chunks: streamed when the engine takes it so, else poolReceivedLayer. */
+  /**
+   * What the session does with a layer's chunks: streamed when the engine takes it so, else
+   * poolReceivedLayer; `half`: the layer came as these float16 values (`layer` holds them widened).
+   */
   function receive(
     engine: ConceptEngine,
     runId: string,
     step: number,
     layer: LayerActivations,
     seed: number,
+    half?: Uint16Array,
   ) {
-    const stream = engine.poolingStream(runId, step, layer);
+    const stream = engine.poolingStream(runId, step, half ? { ...layer, dtype: 'float16' } : layer);
     if (!stream) return { streamed: false, layer: engine.poolReceivedLayer(runId, step, layer) };
-    for (const piece of randomPieces(layer.data, seeded(seed), 97)) stream.write(piece);
+    for (const piece of randomPieces(half ?? layer.data, seeded(seed), 97)) stream.write(piece);
     return { streamed: true, layer: stream.finish() };
+  }
+
+  /** Checkpoint `cp` with the layers pooled whole on one engine, as streamed on the other: the same records. */
+  async function expectSameRecords(
+    [whole, streaming]: ConceptEngine[],
+    cp: CheckpointData,
+    byWhole: LayerActivations[],
+    got: { layer: LayerActivations }[],
+  ): Promise<void> {
+    const a = await whole.processCheckpoint('ps', { ...cp, layers: byWhole }, { release: true });
+    const b = await streaming.processCheckpoint(
+      'ps',
+      { ...cp, layers: got.map((g) => g.layer) },
+      { release: true },
+    );
+    expect(b.records).toEqual(a.records);
   }
 
   async function message(p: Promise<unknown>): Promise<string> {
@@ -186,18 +260,24 @@ describe('ConceptEngine.poolingStream', () => {
         expect(g.layer.shape).toEqual(byWhole[i].shape);
         expect(bits(g.layer.data)).toEqual(bits(byWhole[i].data));
       });
-      const a = await whole.processCheckpoint('ps', { ...cp, layers: byWhole }, { release: true });
-      const b = await streaming.processCheckpoint(
-        'ps',
-        { ...cp, layers: got.map((g) => g.layer) },
-        { release: true },
-      );
-      expect(b.records).toEqual(a.records);
+      await expectSameRecords([whole, streaming], cp, byWhole, got);
     }
+    // float16 on the wire: streamed, the records of poolReceivedLayer on the decoded layer
+    const cp = rawCheckpoint(2);
+    const halves = cp.layers.map((l) => float32ToFloat16(l.data));
+    const decoded = cp.layers.map((l, i) => ({
+      ...l,
+      data: decodeFloats(new Uint8Array(halves[i].buffer), 'DTYPE_FLOAT16'),
+    }));
+    const byWhole = decoded.map((l) => whole.poolReceivedLayer('ps', 2, l));
+    const got = decoded.map((l, i) => receive(streaming, 'ps', 2, l, 300 + i, halves[i]));
+    expect(got.map((g) => g.streamed)).toEqual([true, true, false]);
+    got.forEach((g, i) => expect(bits(g.layer.data)).toEqual(bits(byWhole[i].data)));
+    await expectSameRecords([whole, streaming], cp, byWhole, got);
     // undeclared, or not of the declared width: assembled and refused as before
-    const conv1 = rawCheckpoint(2).layers[0];
-    expect(streaming.poolingStream('ps', 2, { ...conv1, layer: 'nope' })).toBeUndefined();
-    expect(streaming.poolingStream('ps', 2, { ...conv1, shape: [conv1.shape[0], 2, 2, 9] })).toBeUndefined();
+    const conv1 = rawCheckpoint(3).layers[0];
+    expect(streaming.poolingStream('ps', 3, { ...conv1, layer: 'nope' })).toBeUndefined();
+    expect(streaming.poolingStream('ps', 3, { ...conv1, shape: [conv1.shape[0], 2, 2, 9] })).toBeUndefined();
   });
 
   for (const [which, value] of [

@@ -4,7 +4,6 @@
  * on through the state store exactly like an uninterrupted engine: same records (with a fixed
  * clock, byte for byte), same label switches, same alert episodes.
  */
-import { CmError } from '@cm/core';
 import type {
   AlertRecord,
   CheckpointData,
@@ -19,19 +18,10 @@ import {
   type ConceptEngineOptions,
   type RunStateStore,
 } from '../src';
-import {
-  makeTestBundles,
-  plantedActivations,
-  testCheckpoint,
-  testRunSpec,
-  type TestBundles,
-} from '../src/testing';
+import { plantedActivations, testCheckpoint, testRunSpec, useTestBundles } from '../src/testing';
+import { rejection as rejected } from '@cm/core/src/testing';
 
-let tb: TestBundles;
-beforeAll(async () => {
-  tb = await makeTestBundles();
-});
-afterAll(() => tb.cleanup());
+const tb = useTestBundles();
 
 const fixedNow = (): Date => new Date('2025-01-02T03:04:05.000Z');
 const engines: ConceptEngine[] = [];
@@ -47,16 +37,6 @@ function newEngine(store: RunStateStore, more: Partial<ConceptEngineOptions> = {
   });
   engines.push(engine);
   return engine;
-}
-
-async function rejected(p: () => Promise<unknown>): Promise<CmError> {
-  try {
-    await p();
-  } catch (e) {
-    expect(e).toBeInstanceOf(CmError);
-    return e as CmError;
-  }
-  throw new Error('expected an error');
 }
 
 const snapshots = (records: CmRecord[]): LayerSnapshotRecord[] =>

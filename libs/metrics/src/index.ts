@@ -17,6 +17,16 @@ export function serviceRegistry(service: string): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ service });
   collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
+  // not among prom-client's defaults, and where a dissecting service's memory mostly is: the
+  // SharedArrayBuffers of pooled layers and similarity matrices (docs/dissect.md, "Memory")
+  new Gauge({
+    name: `${METRIC_PREFIX}nodejs_array_buffers_bytes`,
+    help: 'Bytes of ArrayBuffers and SharedArrayBuffers (Node Buffers included) alive in the process (process.memoryUsage().arrayBuffers)',
+    registers: [registry],
+    collect() {
+      this.set(process.memoryUsage().arrayBuffers);
+    },
+  });
   return registry;
 }
 

@@ -31,6 +31,11 @@ Bounds and policies (the buffer holds at most `max_buffered_bytes` of encoded ch
          bounded folder on disk (`spool_dir`, `spool_max_bytes`) and go out in order when it is
          back; only when the folder is full too does a checkpoint wait `max_block_s` (default 30 s)
          and then get dropped (counted).
+         The random-init baseline (send_baseline) is spooled the same way: with the service
+         unreachable when the run starts, baseline_wanted() answers True (the service cannot say
+         yet), the initialisations wait on disk ahead of the checkpoints and go out first when it
+         is back, so the run has its learned figure from its first checkpoint; a service that has
+         the architecture's baseline by then (RunAccepted.baseline_wanted false) is not sent them.
 """
 
 from __future__ import annotations
@@ -129,6 +134,8 @@ class _Item:
     written_on: int = 0
     #: While disconnected (policy drop): when it is given up.
     deadline: Optional[float] = None
+    #: Read back from the spool: its sender was answered already (a refusal is only logged).
+    spooled: bool = False
 
 
 @dataclass
@@ -148,6 +155,9 @@ class ClientStats:
     rejected_checkpoints: int = 0
     resent_checkpoints: int = 0
     spooled_checkpoints: int = 0
+    #: Random initialisations written to the spool, and those not sent: the service had the baseline by then.
+    spooled_baselines: int = 0
+    skipped_baselines: int = 0
     reconnects: int = 0
     pending_checkpoints: int = 0
     buffered_bytes: int = 0
@@ -343,16 +353,24 @@ class MonitorClient:
     def baseline_wanted(self) -> bool:
         """Whether the service has no random-init baseline of this run's architecture on its bundle
         yet (RunAccepted.baseline_wanted): then send_baseline() the model's random initialisations
-        before the first checkpoint (docs/dissect.md, "Learned concepts")."""
+        before the first checkpoint (docs/dissect.md, "Learned concepts"). Before any service
+        accepted the run: True under policy spool (they are spooled and offered first when the
+        service is back), False otherwise."""
         with self._cv:
-            return self._spec is not None and bool(self._conn and self._conn.ready) and self._baseline_wanted
+            if self._spec is None or self._fatal is not None:
+                return False
+            if self._accepted:
+                return self._baseline_wanted
+            return self._spool is not None
 
     def send_baseline(
         self, index: int, inits: int, layers: Sequence[LayerActivations], timeout_s: Optional[float] = 300.0
     ) -> None:
         """Send random initialisation `index` of `inits` (the monitored layers of a freshly
         initialised copy of the model) and wait up to `timeout_s` for the service to dissect it.
-        Raises with the service's reason when it refused it."""
+        Raises with the service's reason when it refused it. Policy spool: while the service is
+        unreachable (or checkpoints are spooled before it) it goes to the spool and returns at once;
+        if the connection is lost while it waits, it returns and the initialisation is resent."""
         self._assert_usable()
         if self._spec is None:
             raise CmError("NOT_FOUND", "no run started on this client", hint="call start_run first")
@@ -362,10 +380,28 @@ class MonitorClient:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._cv:
             self._baseline_acks.pop(index, None)
+            sp = self._spool
+            connected = bool(self._conn and self._conn.ready)
+            if sp is not None and not (
+                connected and len(sp) == 0 and self._buffered + nbytes <= self.max_buffered_bytes
+            ):
+                if not sp.fits(sum(4 + len(m) for m in messages)):
+                    log.warning(
+                        "random init %d not spooled: spool %s full; the learned figure waits for a complete baseline",
+                        index,
+                        sp.dir,
+                    )
+                    return
+                sp.put(-2 - index, messages)
+                self._stats.spooled_baselines += 1
+                self._cv.notify_all()
+                return
             self._push(_Item("baseline", -2 - index, messages, nbytes))
             while index not in self._baseline_acks:
                 if self._closed or self._fatal is not None:
                     raise self._fatal or CmError("UNAVAILABLE", "monitor client is closed")
+                if sp is not None and not (self._conn and self._conn.ready):
+                    return  # policy spool: training goes on, the initialisation is resent on reconnect
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise CmError("TIMEOUT", f"random init {index}: no answer from the service in {timeout_s} s")
@@ -449,8 +485,12 @@ class MonitorClient:
             not self._items or self._buffered + sp.peek_bytes() <= self.max_buffered_bytes
         ):
             step, messages = sp.pop()
-            kind = "end" if step < 0 else "checkpoint"
-            self._items.append(_Item(kind, step, messages, payload_bytes(messages)))
+            if step <= -2 and not self._baseline_wanted:
+                # the service has the architecture's baseline (another run made it meanwhile)
+                self._stats.skipped_baselines += 1
+                continue
+            kind = "baseline" if step <= -2 else "end" if step < 0 else "checkpoint"
+            self._items.append(_Item(kind, step, messages, payload_bytes(messages), spooled=True))
             self._buffered += self._items[-1].nbytes
 
     def _release(self, item: _Item) -> None:
@@ -547,8 +587,13 @@ class MonitorClient:
                     (k for k, i in enumerate(self._items) if i.kind == "baseline" and i.step == -2 - int(ack.index)), -1
                 )
                 if idx >= 0:
-                    self._release(self._items.pop(idx))
-                    self._baseline_acks[int(ack.index)] = ack.error
+                    item = self._items.pop(idx)
+                    self._release(item)
+                    if item.spooled:
+                        if ack.error:
+                            log.warning("spooled random init %d refused: %s", int(ack.index), ack.error)
+                    else:
+                        self._baseline_acks[int(ack.index)] = ack.error
             elif body == "run_ended":
                 idx = next((k for k, i in enumerate(self._items) if i.kind == "end"), -1)
                 if idx >= 0:

@@ -3,7 +3,9 @@
 Each checkpoint is one file `<seq>-<step>.ckpt` holding its serialized TrainerMessages, each as a
 4-byte little-endian length and the bytes. Files are written to a temporary name and renamed, so a
 reader never sees half a checkpoint; they are read back oldest first (by sequence number), which
-keeps the steps in order.
+keeps the steps in order. Besides checkpoints (step >= 0) it holds the run's RunEnd (step -1) and
+the random initialisations of the learned-concept baseline (step -2 - index), written before the
+first checkpoint, so they go out first.
 """
 
 from __future__ import annotations

@@ -130,6 +130,8 @@ class Watcher:
         self.paradigm = paradigm
         self.resume = resume
         self.random_inits = random_inits
+        #: Parameters the random-init baseline could not re-initialise (see random_init.fresh_copy).
+        self.baseline_not_reset: List[str] = []
         self.tags = dict(tags)
         self.transform = transform
         self.pool_on = pool_on
@@ -311,21 +313,30 @@ class Watcher:
 
     def _send_random_inits(self) -> None:
         """The learned-concept baseline (docs/dissect.md, "Learned concepts"): when the service has
-        none for this architecture and bundle, `random_inits` freshly initialised copies of the model
-        (copy.deepcopy, then reset_parameters() on every module that has one) are probed like a
-        checkpoint and sent once, before the first checkpoint."""
+        none for this architecture and bundle (or, policy spool, cannot say yet: the service is
+        down, and they are spooled and sent first when it is back), `random_inits` freshly
+        initialised copies of the model (random_init.fresh_copy: reset_parameters(), torch's
+        default init for parameters of modules without it) are probed like a checkpoint and sent
+        once, before the first checkpoint. Parameters that could not be re-initialised are named
+        in a warning (RandomInitEnd has no field for them)."""
         if self.random_inits <= 0 or not self.client.baseline_wanted():
             return
-        import copy
+        from .random_init import fresh_copy
 
         own_module, own_layers = self.module, self._layers
         try:
             for index in range(self.random_inits):
-                fresh = copy.deepcopy(own_module)
-                for m in fresh.modules():
-                    reset = getattr(m, "reset_parameters", None)
-                    if callable(reset):
-                        reset()
+                fresh, not_reset = fresh_copy(own_module)
+                if not_reset and index == 0:
+                    log.warning(
+                        "run %s: random-init baseline: %d parameter(s) keep their trained values (no default "
+                        "initialisation for their shape): %s; the learned-concept figure is measured against a "
+                        "partly trained network",
+                        self.run_id,
+                        len(not_reset),
+                        ", ".join(not_reset),
+                    )
+                    self.baseline_not_reset = list(not_reset)
                 self.module = fresh
                 self._layers = _resolve_layers(fresh, [name for name, _ in own_layers])
                 activations = self.probe()

@@ -20,6 +20,11 @@
  * first and sent in order, behind whatever was in memory. A full spool drops (counted in
  * `droppedCheckpoints`), like 'drop'. `endRun` waits for the spool to drain; when the service stays
  * unreachable `maxBlockMs` at that point, what is left is dropped and counted.
+ * The random-init baseline of the learned-concept figure (sendBaseline) is spooled the same way:
+ * with the service unreachable when the run starts, baselineWanted() answers true (the service
+ * cannot say yet), the K initialisations wait on disk ahead of the checkpoints and go out first when
+ * it is back, so the run gets its learned figure from its first checkpoint on; a service that has the
+ * architecture's baseline by then (RunAccepted.baseline_wanted false) is not sent them.
  * Backpressure: a write() that returns false suspends sending until 'drain'.
  */
 import { randomUUID } from 'node:crypto';
@@ -92,6 +97,10 @@ export interface MonitorClientStats {
   reconnects: number;
   /** Checkpoints written to the spool folder (policy 'spool'), delivered or not. */
   spooledCheckpoints: number;
+  /** Random initialisations written to the spool folder (policy 'spool'), delivered or not. */
+  spooledBaselines: number;
+  /** Spooled random initialisations not sent: the service had the architecture's baseline by then. */
+  skippedBaselines: number;
   /** Checkpoints in the spool folder now, and their bytes on disk. */
   spoolPendingCheckpoints: number;
   spoolBytes: number;
@@ -190,6 +199,8 @@ class GrpcMonitorClient implements MonitorClient {
     reconnects: 0,
     sentBytes: 0,
     spooled: 0,
+    spooledBaselines: 0,
+    skippedBaselines: 0,
   };
   private spool?: Spool;
   /** Steps of the current (or last) run dropped: see Monitor.droppedSteps. */
@@ -250,6 +261,8 @@ class GrpcMonitorClient implements MonitorClient {
       resentCheckpoints: this.counters.resent,
       reconnects: this.counters.reconnects,
       spooledCheckpoints: this.counters.spooled,
+      spooledBaselines: this.counters.spooledBaselines,
+      skippedBaselines: this.counters.skippedBaselines,
       spoolPendingCheckpoints: this.spool?.checkpoints() ?? 0,
       spoolBytes: this.spool?.bytes ?? 0,
       pendingCheckpoints: this.items.filter((i) => i.kind === 'checkpoint').length,
@@ -329,7 +342,7 @@ class GrpcMonitorClient implements MonitorClient {
         },
       );
     }
-    if (this.spool) return this.sendSpooled(this.spool, cp.step, messages, bytes);
+    if (this.spool) return this.sendSpooled(this.spool, 'checkpoint', cp.step, messages, bytes);
     // Reserve buffer room first, in call order (steps must reach the service in order).
     const granted = this.reserve(bytes);
     if (!(granted === true || (await granted))) {
@@ -351,15 +364,23 @@ class GrpcMonitorClient implements MonitorClient {
     return this.enqueue('checkpoint', cp.step, messages, bytes);
   }
 
-  /** Monitor.baselineWanted: what the service said when it accepted the run (false while not connected). */
+  /**
+   * Monitor.baselineWanted: what the service said when it accepted the run. Before any service
+   * accepted it: true under policy 'spool' (the baseline is spooled and offered first when the
+   * service is back), false otherwise (nothing would carry it).
+   */
   async baselineWanted(): Promise<boolean> {
-    return Boolean(this.spec) && this.accepted && this.baselineWantedByService;
+    if (!this.spec || this.fatal) return false;
+    if (this.accepted) return this.baselineWantedByService;
+    return this.spool !== undefined;
   }
 
   /**
    * Monitor.sendBaseline: one random initialisation, as chunks (step 0) ended by RandomInitEnd.
    * Resolves once the service dissected it (RandomInitAck); rejects with the service's reason when
-   * it was refused. Not spooled: a baseline is worth sending only while the service is there.
+   * it was refused. Policy 'spool': while the service is unreachable (or checkpoints are spooled
+   * before it) it is written to the spool and resolves at once, like a checkpoint; a spooled one the
+   * service then refuses is logged.
    */
   async sendBaseline(b: RandomInitBaseline): Promise<void> {
     this.assertOpen();
@@ -372,7 +393,9 @@ class GrpcMonitorClient implements MonitorClient {
       this.chunkBytes,
     );
     messages[messages.length - 1] = { randomInitEnd: { index: b.index, inits: b.inits } };
-    await this.enqueue('baseline', -2 - b.index, messages, payloadBytes(messages));
+    if (this.spool)
+      await this.sendSpooled(this.spool, 'baseline', -2 - b.index, messages, payloadBytes(messages));
+    else await this.enqueue('baseline', -2 - b.index, messages, payloadBytes(messages));
   }
 
   async endRun(status: 'completed' | 'failed'): Promise<void> {
@@ -389,9 +412,10 @@ class GrpcMonitorClient implements MonitorClient {
     const spool = this.spool;
     if (spool && !(await this.waitReady(this.maxBlockMs))) {
       const inMemory = this.items.filter((i) => i.kind === 'checkpoint');
+      const baselines = this.items.filter((i) => i.kind === 'baseline');
       this.items = [];
       this.buffered = 0;
-      for (const i of inMemory) i.resolve(undefined);
+      for (const i of [...inMemory, ...baselines]) i.resolve(undefined);
       const left = spool.checkpoints() + inMemory.length;
       this.noteDropped([...spool.steps(), ...inMemory.map((i) => i.step)]);
       this.log.warn(
@@ -611,8 +635,10 @@ class GrpcMonitorClient implements MonitorClient {
 
   // ---- spool (policy 'spool') -------------------------------------------------------------
 
+  /** A checkpoint, or a random initialisation (step -2 - index), under policy 'spool'. */
   private sendSpooled(
     spool: Spool,
+    kind: 'checkpoint' | 'baseline',
     step: number,
     messages: TrainerMessage[],
     bytes: number,
@@ -624,10 +650,22 @@ class GrpcMonitorClient implements MonitorClient {
       this.roomQueue.length === 0 &&
       this.buffered + bytes <= this.maxBufferedBytes
     ) {
-      this.buffered += bytes;
-      return this.enqueue('checkpoint', step, messages, bytes);
+      if (kind === 'checkpoint') this.buffered += bytes; // enqueue() counts the other kinds
+      return this.enqueue(kind, step, messages, bytes);
     }
     const data = spool.encode(messages);
+    if (kind === 'baseline') {
+      if (!spool.fits(data.length)) {
+        this.log.warn(
+          `random init ${-2 - step} not spooled: spool ${spool.dir} full (${spool.bytes} + ${data.length} > ${spool.maxBytes} bytes); the run's learned figure waits for a complete baseline`,
+        );
+        return Promise.resolve(undefined);
+      }
+      spool.put(step, data, bytes);
+      this.counters.spooledBaselines++;
+      this.drainSpool();
+      return Promise.resolve(undefined);
+    }
     if (!spool.fits(data.length)) {
       this.noteDropped([step]);
       this.log.warn(
@@ -650,8 +688,23 @@ class GrpcMonitorClient implements MonitorClient {
       // an empty buffer always takes one (a checkpoint never exceeds the bound: sendCheckpoint checks)
       if (this.buffered > 0 && this.buffered + next.payload > this.maxBufferedBytes) return;
       const { step, payload, messages } = spool.pop();
+      if (step <= -2 && !this.baselineWantedByService) {
+        // the service has the architecture's baseline (another run made it meanwhile): not needed
+        this.counters.skippedBaselines++;
+        continue;
+      }
       this.buffered += payload;
-      if (step < 0) {
+      if (step <= -2) {
+        this.items.push({
+          kind: 'baseline',
+          step,
+          messages,
+          bytes: payload,
+          writtenOn: 0,
+          resolve: () => undefined,
+          reject: (e) => this.baselineFailedLate(step, e),
+        });
+      } else if (step < 0) {
         const end = this.spooledEnd;
         this.spooledEnd = undefined;
         this.items.push({
@@ -677,6 +730,13 @@ class GrpcMonitorClient implements MonitorClient {
       }
       this.conn.wake?.();
     }
+  }
+
+  /** A random initialisation whose caller was answered at once (spool) was refused by the service. */
+  private baselineFailedLate(step: number, e: Error): void {
+    this.log.warn(
+      `spooled random init ${-2 - step} failed: ${e.message}; the learned figure waits for a complete baseline`,
+    );
   }
 
   /** A checkpoint whose caller was answered `undefined` (spool) was refused by the service. */
@@ -773,7 +833,7 @@ class GrpcMonitorClient implements MonitorClient {
   private armDeadlines(): void {
     // spool: checkpoints in memory are kept for the service, their callers let go after maxBlockMs
     const waiting =
-      this.policy === 'spool' ? this.items.filter((i) => i.kind === 'checkpoint' && !i.released) : this.items;
+      this.policy === 'spool' ? this.items.filter((i) => i.kind !== 'end' && !i.released) : this.items;
     if (this.conn?.ready || !Number.isFinite(this.maxBlockMs) || waiting.length === 0) return;
     const now = Date.now();
     for (const i of waiting) i.deadline ??= now + this.maxBlockMs;
@@ -792,7 +852,8 @@ class GrpcMonitorClient implements MonitorClient {
         item.deadline = undefined;
         item.resolve(undefined);
         item.resolve = () => undefined;
-        item.reject = (e) => this.failLate(item.step, e);
+        item.reject = (e) =>
+          item.kind === 'baseline' ? this.baselineFailedLate(item.step, e) : this.failLate(item.step, e);
       }
       this.armDeadlines();
       return;

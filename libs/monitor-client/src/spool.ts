@@ -6,6 +6,9 @@
  * protobuf, each as a 4-byte little-endian length and the bytes. A file is written under a
  * temporary name and renamed, so a reader never sees half a checkpoint; files are read back oldest
  * first (by sequence number), which keeps the steps in order. The bound counts file bytes.
+ * Besides checkpoints (step >= 0) it holds the run's RunEnd (step -1) and the random
+ * initialisations of the learned-concept baseline (step -2 - index), which the client writes before
+ * the first checkpoint, so they go out first.
  */
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -86,7 +89,7 @@ export class Spool {
     return this.used + bytes <= this.maxBytes;
   }
 
-  /** Write one checkpoint (or the RunEnd, step -1) behind the others. */
+  /** Write one checkpoint (or the RunEnd, step -1, or a random initialisation, step -2 - index) behind the others. */
   put(step: number, data: Buffer, payload: number): void {
     this.seq++;
     const path = join(this.dir, `${String(this.seq).padStart(12, '0')}-${step}.ckpt`);

@@ -222,6 +222,53 @@ FROM ${T.alerts} FINAL
 WHERE run_id = ${text(a.run)}${andFilter(a.timeFilter)}
 ORDER BY time`;
 
+// ---- label retention ----
+
+/**
+ * A pass in words: "steps 0-5000: labels of every 10th checkpoint kept, and of alert steps (450
+ * steps' labels removed, 115200 rows); layer metrics of every step kept".
+ */
+const THINNING_TEXT = `concat('steps ', toString(after_step + 1), '-', toString(through_step), ': labels of every ',
+    toString(keep_every), multiIf(keep_every % 100 IN (11, 12, 13), 'th', keep_every % 10 = 1, 'st', keep_every % 10 = 2, 'nd', keep_every % 10 = 3, 'rd', 'th'),
+    ' checkpoint kept, and of alert steps (', toString(steps_removed), ' steps'' labels removed, ',
+    toString(rows_removed), ' rows); layer metrics of every step kept')`;
+
+/**
+ * What label retention thinned of a run (label_thinning, migration 5; libs/store/src/retention.ts):
+ * one row per pass, the steps it decided (from_step through through_step), the k whose every k-th
+ * checkpoint (by ordinal among the run's checkpoints, the first is 0) kept its labels, and what went.
+ * Steps after the last through_step are not thinned. Empty for a run never thinned.
+ */
+export const labelThinningSql = (a: { run: TextArg }): string => `
+SELECT toInt64(after_step + 1) AS from_step, through_step, keep_every, steps_removed, rows_removed,
+  time AS thinned_at, ${THINNING_TEXT} AS note
+FROM ${T.labelThinning} FINAL
+WHERE run_id = ${text(a.run)}
+ORDER BY through_step`;
+
+/**
+ * The thinned ranges as Grafana annotation regions over training time: from the time of the first
+ * checkpoint a pass decided to its last (time, timeEnd), the pass in words (text). `timeFilter`
+ * applies to checkpoint times (`time`): a range that overlaps the window is drawn clipped to it.
+ */
+export const labelThinningAnnotationsSql = (a: RunArgs): string => `
+SELECT first_time AS time, last_time AS timeEnd, concat('Labels thinned by retention, ', note) AS text,
+  ['label retention', concat('every ', toString(keep_every))] AS tags
+FROM (
+  SELECT through_step, any(note) AS note, any(keep_every) AS keep_every, min(time) AS first_time, max(time) AS last_time
+  FROM (
+    SELECT run_id, after_step, through_step, keep_every, ${THINNING_TEXT} AS note
+    FROM ${T.labelThinning} FINAL
+    WHERE run_id = ${text(a.run)}
+  ) AS t
+  ALL INNER JOIN (
+    SELECT run_id, step, time FROM ${T.checkpoints} FINAL WHERE run_id = ${text(a.run)}${andFilter(a.timeFilter)}
+  ) AS c USING run_id
+  WHERE step > after_step AND step <= through_step
+  GROUP BY through_step
+)
+ORDER BY time`;
+
 // ---- layer view ----
 
 /** Each neuron's top-1 concept per checkpoint, for the first `neurons` neurons of the layer. */
@@ -266,9 +313,12 @@ ORDER BY neuron`;
  *  - with a time filter (Grafana), a switch at the window's first checkpoint counts (its previous
  *    checkpoint may be before the window), as the layer_metrics switch fraction does.
  * Rows recorded before migration 6 read '' and record no switch: switchingLayerModeSql tells, per
- * layer, which form answers it (the web view asks; Grafana's panels say so in their description).
+ * layer, which form answers it (the web view asks, then runs that form; Grafana asks
+ * switchesRecordedSql into a hidden variable and runs the *EitherSql statements with it).
  */
 const SWITCH_ROW = `previous_concept != '' AND previous_concept != concept`;
+/** 1 when at most one step of the rows read has no previous concept (see switchingLayerModeSql). */
+const RECORDED = `toUInt8(uniqExactIf(step, previous_concept = '') <= 1)`;
 
 /**
  * Whether the layer's switches were recorded (`recorded` 1) or must be rebuilt from its sequences
@@ -279,17 +329,37 @@ const SWITCH_ROW = `previous_concept != '' AND previous_concept != concept`;
  * the column (hasColumnSql).
  */
 export const switchingLayerModeSql = (a: { run: TextArg; layer: TextArg }): string => `
-SELECT toUInt8(uniqExactIf(step, previous_concept = '') <= 1) AS recorded,
+SELECT ${RECORDED} AS recorded,
   toUInt8(countIf(previous_concept != '') > 0) AS proven
 FROM ${T.neuronLabels}
 PREWHERE neuron = 0
 WHERE run_id = ${text(a.run)} AND layer = ${text(a.layer)}`;
 
 /**
+ * The layer's `recorded` of switchingLayerModeSql alone: Grafana's hidden `$switches_recorded`
+ * variable, which the switching panels pass to the *EitherSql questions (Grafana asks it again
+ * whenever the run or the layer changes).
+ */
+export const switchesRecordedSql = (a: { run: TextArg; layer: TextArg }): string =>
+  `SELECT ${RECORDED} AS recorded FROM ${T.neuronLabels} PREWHERE neuron = 0 WHERE run_id = ${text(a.run)} AND layer = ${text(a.layer)}`;
+
+/**
+ * A branch of an *EitherSql question: it reads rows only when `recorded` (switchesRecordedSql's
+ * answer, a literal by the time the query runs) is `is`. A literal `0 = 1` lets the server select
+ * no granule (12-27 ms on a 2.56M-row layer on 18.16); the same condition on a scalar subquery, or
+ * a run_id IN (subquery) set, made 18.16 read the whole layer (1.5 s instead of 0.3 s).
+ */
+export interface SwitchBranch {
+  recorded: IntArg;
+  is: 0 | 1;
+}
+const inBranch = (b: SwitchBranch | undefined): string => (b ? ` AND ${int(b.recorded)} = ${b.is}` : '');
+
+/**
  * Concepts that neurons switch into most often (and out of): each recorded switch (see above) is one
  * switch into its concept and one out of its previous concept, counted once per (neuron, step).
  */
-export const switchingConceptsSql = (a: LayerArgs): string => `
+export const switchingConceptsSql = (a: LayerArgs & { branch?: SwitchBranch }): string => `
 SELECT switch_concept AS concept, uniqExactIf(neuron, step, direction = 1) AS switches_into,
   uniqExactIf(neuron, step, direction = 0) AS switches_out_of
 FROM (
@@ -298,7 +368,7 @@ FROM (
     switch.1 AS switch_concept, switch.2 AS direction
   FROM ${T.neuronLabels}
   PREWHERE ${SWITCH_ROW}
-  WHERE run_id = ${text(a.run)} AND layer = ${text(a.layer)}${andFilter(a.timeFilter)}
+  WHERE run_id = ${text(a.run)} AND layer = ${text(a.layer)}${andFilter(a.timeFilter)}${inBranch(a.branch)}
 )
 GROUP BY concept
 ORDER BY switches_into + switches_out_of DESC, concept
@@ -308,23 +378,23 @@ LIMIT 20`;
  * Neurons whose label changed most often, with their concept path: the first concept, then the
  * concept of each recorded switch by step, distinct (every neuron is listed, switching or not).
  */
-export const switchingNeuronsSql = (a: LayerArgs & { limit?: IntArg }): string => `
+export const switchingNeuronsSql = (a: LayerArgs & { limit?: IntArg; branch?: SwitchBranch }): string => `
 SELECT neuron, uniqExactIf(step, switched) AS switches,
   arrayStringConcat(arrayDistinct(arrayConcat([argMin(label, step)],
     arrayMap(p -> p.2, arraySort(groupArrayIf((step, label), switched))))), ' > ') AS concepts
 FROM (
   SELECT neuron, step, toString(concept) AS label, ${SWITCH_ROW} AS switched
   FROM ${T.neuronLabels}
-  WHERE run_id = ${text(a.run)} AND layer = ${text(a.layer)}${andFilter(a.timeFilter)}
+  WHERE run_id = ${text(a.run)} AND layer = ${text(a.layer)}${andFilter(a.timeFilter)}${inBranch(a.branch)}
 )
 GROUP BY neuron
 ORDER BY switches DESC, neuron
 LIMIT ${int(a.limit ?? 20)}`;
 
-const conceptSequences = (a: LayerArgs): string => `
+const conceptSequences = (a: LayerArgs & { branch?: SwitchBranch }): string => `
     SELECT neuron, arrayMap(p -> p.2, arraySort(groupArray((step, concept)))) AS seq
     FROM ${T.neuronLabels} FINAL
-    WHERE run_id = ${text(a.run)} AND layer = ${text(a.layer)}${andFilter(a.timeFilter)}
+    WHERE run_id = ${text(a.run)} AND layer = ${text(a.layer)}${andFilter(a.timeFilter)}${inBranch(a.branch)}
     GROUP BY neuron`;
 
 /**
@@ -334,7 +404,7 @@ const conceptSequences = (a: LayerArgs): string => `
  * neuron's switches become (concept, 1, 0) for the concept switched into and (concept, 0, 1) for the
  * one left. 2-3.5 s on a 2.56M-row layer (docs/store.md, "Long runs").
  */
-export const switchingConceptsFromSequencesSql = (a: LayerArgs): string => `
+export const switchingConceptsFromSequencesSql = (a: LayerArgs & { branch?: SwitchBranch }): string => `
 SELECT concept, sum(into) AS switches_into, sum(out_of) AS switches_out_of
 FROM (
   SELECT arrayJoin(arrayConcat(
@@ -349,13 +419,72 @@ ORDER BY switches_into + switches_out_of DESC, concept
 LIMIT 20`;
 
 /** switchingNeuronsSql for layers recorded before migration 6, from each neuron's sequence. */
-export const switchingNeuronsFromSequencesSql = (a: LayerArgs & { limit?: IntArg }): string => `
+export const switchingNeuronsFromSequencesSql = (
+  a: LayerArgs & { limit?: IntArg; branch?: SwitchBranch },
+): string => `
 SELECT neuron, length(arrayFilter((cur, prev) -> cur != prev, arrayPopFront(seq), arrayPopBack(seq))) AS switches,
   arrayStringConcat(arrayDistinct(seq), ' > ') AS concepts
 FROM (${conceptSequences(a)}
 )
 ORDER BY switches DESC, neuron
 LIMIT ${int(a.limit ?? 20)}`;
+
+/**
+ * The switching questions in one statement that answers a layer in its own form (Grafana's layer
+ * view): `recorded` is the layer's switchesRecordedSql answer (Grafana's `$switches_recorded`
+ * variable); 1 reads the recorded switches, 0 (a layer recorded before migration 6) rebuilds them
+ * from the label sequences, as the web view does. Both forms are the builders above; the branch not
+ * taken selects nothing (inBranch). Columns are cast to one type each (a UNION ALL of 18.16 does
+ * not look for a common type).
+ */
+export const switchingConceptsEitherSql = (a: LayerArgs & { recorded: IntArg }): string =>
+  eitherForm(
+    a.recorded,
+    { concept: 'toString', switches_into: 'toUInt64', switches_out_of: 'toUInt64' },
+    (branch) => switchingConceptsSql({ ...a, branch }),
+    (branch) => switchingConceptsFromSequencesSql({ ...a, branch }),
+    `ORDER BY switches_into + switches_out_of DESC, concept
+LIMIT 20`,
+  );
+
+/** switchingNeuronsSql or switchingNeuronsFromSequencesSql, as `recorded` says (above). */
+export const switchingNeuronsEitherSql = (a: LayerArgs & { recorded: IntArg; limit?: IntArg }): string =>
+  eitherForm(
+    a.recorded,
+    { neuron: 'toUInt32', switches: 'toUInt64', concepts: 'toString' },
+    (branch) => switchingNeuronsSql({ ...a, branch }),
+    (branch) => switchingNeuronsFromSequencesSql({ ...a, branch }),
+    `ORDER BY switches DESC, neuron
+LIMIT ${int(a.limit ?? 20)}`,
+  );
+
+/**
+ * The recorded form's rows (`recorded` 1) or the label-sequence form's (0) of one question: both
+ * forms in a UNION ALL, each branch selecting nothing unless `recorded` picks it, each column cast
+ * with its function; `tail` orders and limits the union.
+ */
+function eitherForm(
+  recorded: IntArg,
+  casts: Record<string, string>,
+  recordedForm: (branch: SwitchBranch) => string,
+  sequencesForm: (branch: SwitchBranch) => string,
+  tail: string,
+): string {
+  const columns = Object.keys(casts);
+  const cast = Object.entries(casts)
+    .map(([column, to]) => `${to}(${column}) AS ${column}`)
+    .join(', ');
+  return `
+SELECT ${columns.join(', ')}
+FROM (
+  SELECT ${cast}
+  FROM (${recordedForm({ recorded, is: 1 })})
+  UNION ALL
+  SELECT ${cast}
+  FROM (${sequencesForm({ recorded, is: 0 })})
+)
+${tail}`;
+}
 
 /** Share of the layer's interpretable neurons per concept category, per checkpoint (stacked). */
 export const categorySharesSql = (a: LayerArgs & { by?: Axis }): string => {

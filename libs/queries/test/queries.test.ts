@@ -269,6 +269,48 @@ describe('switching concepts and trajectories: one pass, same answers', () => {
     );
   });
 
+  it("the *Either forms answer each layer in its own form, as switchesRecorded says (Grafana's panels)", async () => {
+    const recordedOf = async (run: string): Promise<number> =>
+      Number(
+        (await store.query<{ recorded: string }>(Q.switchesRecordedSql({ run, layer: LAYER })))[0].recorded,
+      );
+    expect(await recordedOf(RUN)).toBe(1);
+    expect(await recordedOf(LEGACY_RUN)).toBe(0);
+    const expected = switchesAlong(allIndices, consecutive(allIndices));
+    for (const run of [RUN, LEGACY_RUN]) {
+      const a = { run, layer: LAYER, recorded: await recordedOf(run) };
+      expect(await conceptsOf(Q.switchingConceptsEitherSql(a))).toEqual(expectedConcepts(expected));
+      expect(await neuronsOf(Q.switchingNeuronsEitherSql(a))).toEqual(expectedNeurons(expected, 0));
+    }
+    // the branch not chosen answers nothing: a wrong `recorded` reads the other form
+    expect(
+      await conceptsOf(Q.switchingConceptsEitherSql({ run: LEGACY_RUN, layer: LAYER, recorded: 1 })),
+    ).toEqual([]);
+    expect(() => Q.switchingConceptsEitherSql({ run: RUN, layer: LAYER, recorded: 0.5 })).toThrow(/integer/);
+  });
+
+  it('label thinning in words and as time regions (the Grafana retention panel and annotation)', async () => {
+    const [pass] = await store.query<{
+      from_step: string;
+      through_step: string;
+      keep_every: string;
+      note: string;
+    }>(Q.labelThinningSql({ run: THIN_RUN }));
+    expect(pass).toMatchObject({ from_step: 0, through_step: STEPS[STEPS.length - 3], keep_every: 2 });
+    expect(pass.note).toBe(
+      `steps 0-${STEPS[STEPS.length - 3]}: labels of every 2nd checkpoint kept, and of alert steps (${thinnedSteps.length} steps' labels removed, ${thinnedSteps.length * WIDTH} rows); layer metrics of every step kept`,
+    );
+    const [region] = await store.query<{ time: string; timeEnd: string; text: string; tags: string[] }>(
+      Q.labelThinningAnnotationsSql({ run: THIN_RUN }),
+    );
+    const second = (i: number): string =>
+      new Date(1_700_000_000_000 + i * 1000).toISOString().replace('T', ' ').slice(0, 19);
+    expect(region).toMatchObject({ time: second(0), timeEnd: second(STEPS.length - 3) });
+    expect(region.text).toBe(`Labels thinned by retention, ${pass.note}`);
+    expect(region.tags).toEqual(['label retention', 'every 2']);
+    expect(await store.query(Q.labelThinningSql({ run: RUN }))).toEqual([]);
+  });
+
   it('after retention thinning the switches recorded at the kept checkpoints still count', async () => {
     expect(thinnedSteps.length).toBeGreaterThan(0);
     const kept = allIndices.filter((i) => !thinnedSteps.includes(STEPS[i]));

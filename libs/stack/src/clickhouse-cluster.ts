@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join, resolve } from 'node:path';
-import { CmError } from '@cm/core';
+import { CmError, freePort } from '@cm/core';
 import { startService, stopService } from './process';
 import { startClickHouse, type ManagedServer } from './servers';
 
@@ -192,4 +192,19 @@ export function clickHouseClusterPorts(
       };
     }),
   );
+}
+
+/** The ports of an S x R cluster, each a free 127.0.0.1 port of its own (tests: no run of ports needed). */
+export async function freeClickHouseClusterPorts(
+  shards: number,
+  replicas: number,
+): Promise<ClickHouseNodePorts[][]> {
+  const nodes: ClickHouseNodePorts[][] = [];
+  for (let s = 0; s < shards; s++) {
+    const row: ClickHouseNodePorts[] = [];
+    for (let r = 0; r < replicas; r++)
+      row.push({ httpPort: await freePort(), tcpPort: await freePort(), interserverPort: await freePort() });
+    nodes.push(row);
+  }
+  return nodes;
 }

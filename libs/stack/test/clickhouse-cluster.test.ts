@@ -2,12 +2,18 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '@cm/core';
-import { isAlive, startClickHouseCluster, type ClickHouseCluster } from '../src';
+import {
+  freeClickHouseClusterPorts,
+  isAlive,
+  startClickHouseCluster,
+  type ClickHouseCluster,
+  type ClickHouseNodePorts,
+} from '../src';
 
 /** A 2-shard x 2-replica clickhouse-server 18.16 cluster with ZooKeeper, started by the stack code. */
 const dir = mkdtempSync(join(tmpdir(), 'cm-ch-cluster-'));
 let cluster: ClickHouseCluster;
-let nodes: { httpPort: number; tcpPort: number; interserverPort: number }[][];
+let nodes: ClickHouseNodePorts[][];
 
 async function sql(port: number, query: string): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${port}/`, { method: 'POST', body: query });
@@ -17,17 +23,7 @@ async function sql(port: number, query: string): Promise<string> {
 }
 
 beforeAll(async () => {
-  nodes = [];
-  for (let s = 0; s < 2; s++) {
-    const replicas = [];
-    for (let r = 0; r < 2; r++)
-      replicas.push({
-        httpPort: await freePort(),
-        tcpPort: await freePort(),
-        interserverPort: await freePort(),
-      });
-    nodes.push(replicas);
-  }
+  nodes = await freeClickHouseClusterPorts(2, 2);
   cluster = await startClickHouseCluster({ dir, zookeeperPort: await freePort(), nodes });
 }, 120_000);
 

@@ -13,14 +13,22 @@ import { binaryFormatsFor, parseServerVersion } from './version';
 export const EXPORT_FORMATS = ['csv', 'parquet'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 
-/** The tables a run has rows in (the concept dictionary belongs to a probe bundle, not a run). */
+/**
+ * The tables a run has rows in (the concept dictionary belongs to a probe bundle, not a run).
+ * label_thinning says which steps' labels retention removed (migration 5): without it an analyst
+ * would read a thinned run's gaps in neuron_labels as checkpoints that were never labelled.
+ */
 export const RUN_TABLES: readonly TableName[] = [
   TABLES.runs,
   TABLES.checkpoints,
   TABLES.neuronLabels,
   TABLES.layerMetrics,
   TABLES.alerts,
+  TABLES.labelThinning,
 ];
+
+/** Tables a store may lack (made by a migration a reader does not run): exported when present. */
+const OPTIONAL_TABLES: readonly TableName[] = [TABLES.labelThinning];
 
 const ORDER: Record<string, string> = {
   [TABLES.runs]: 'run_id',
@@ -28,6 +36,7 @@ const ORDER: Record<string, string> = {
   [TABLES.neuronLabels]: 'run_id, layer, step, neuron',
   [TABLES.layerMetrics]: 'run_id, layer, step',
   [TABLES.alerts]: 'run_id, alert_id, state',
+  [TABLES.labelThinning]: 'run_id, through_step',
 };
 
 export interface ExportedTable {
@@ -75,8 +84,17 @@ export async function exportRun(store: Store, runId: string, format: ExportForma
       context: { runId, database: store.database },
       hint: 'list the runs with `cm runs`',
     });
+  const present = new Set(
+    (
+      await store.query<{ name: string }>(
+        `SELECT name FROM system.tables WHERE database = ${sqlString(store.database)}`,
+      )
+    ).map((t) => t.name),
+  );
   const out: ExportedTable[] = [];
   for (const table of RUN_TABLES) {
+    // a store never migrated to label_thinning was never thinned: there is nothing to export
+    if (OPTIONAL_TABLES.includes(table) && !present.has(table)) continue;
     const sql = runTableSql(store.database, table, runId);
     const count = await store.query<{ n: string | number }>(`SELECT count() AS n FROM (${sql})`);
     const content =

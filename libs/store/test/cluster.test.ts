@@ -2,7 +2,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '@cm/core';
-import { startClickHouseCluster, LOCAL_CLICKHOUSE_CLUSTER, type ClickHouseCluster } from '@cm/stack';
+import {
+  freeClickHouseClusterPorts,
+  startClickHouseCluster,
+  LOCAL_CLICKHOUSE_CLUSTER,
+  type ClickHouseCluster,
+  type ClickHouseNodePorts,
+} from '@cm/stack';
 import {
   clusterTableNames,
   describeThinning,
@@ -26,7 +32,7 @@ import { labelsRecord, sampleRun } from './fixtures';
 const DB = 'cm_cluster_test';
 const dir = mkdtempSync(join(tmpdir(), 'cm-store-cluster-'));
 let cluster: ClickHouseCluster;
-let nodes: { httpPort: number; tcpPort: number; interserverPort: number }[][];
+let nodes: ClickHouseNodePorts[][];
 const stores: Store[] = [];
 
 const target = (s: number, r: number) => ({
@@ -44,17 +50,7 @@ async function open(s: number, r: number): Promise<Store> {
 }
 
 beforeAll(async () => {
-  nodes = [];
-  for (let s = 0; s < 2; s++) {
-    const replicas = [];
-    for (let r = 0; r < 2; r++)
-      replicas.push({
-        httpPort: await freePort(),
-        tcpPort: await freePort(),
-        interserverPort: await freePort(),
-      });
-    nodes.push(replicas);
-  }
+  nodes = await freeClickHouseClusterPorts(2, 2);
   cluster = await startClickHouseCluster({ dir, zookeeperPort: await freePort(), nodes });
 }, 120_000);
 

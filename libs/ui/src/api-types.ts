@@ -122,6 +122,7 @@ export interface ConceptPlace {
 export interface MapAnswer {
   run: RunRow;
   layer: LayerInfo;
+  /** Steps with labels, oldest first (the slider's): a step whose labels retention removed is not one. */
   steps: number[];
   step: number;
   /** The bundle's concepts on its fixed map; empty with `conceptsNote` when the bundle is not at hand. */

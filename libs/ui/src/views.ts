@@ -160,6 +160,15 @@ async function stepsOf(ctx: ViewContext, runId: string, layer: string): Promise<
   return rows.map((r) => num(r.step));
 }
 
+/**
+ * Steps of the layer that hold neuron labels, oldest first: every checkpoint's, less those whose
+ * labels label retention removed (their layer metrics stay, so stepsOf still lists them).
+ */
+async function labelStepsOf(ctx: ViewContext, runId: string, layer: string): Promise<number[]> {
+  const rows = await ctx.store.query(Q.labelStepsSql({ run: runId, layer }));
+  return rows.map((r) => num(r.step)).reverse();
+}
+
 export async function layerView(ctx: ViewContext, runId: string, layerName: string): Promise<LayerAnswer> {
   const run = await findRun(ctx, runId);
   const layer = await findLayer(ctx, runId, layerName);
@@ -326,13 +335,18 @@ export async function mapView(
 ): Promise<MapAnswer> {
   const run = await findRun(ctx, runId);
   const layer = await findLayer(ctx, runId, layerName);
-  const steps = await stepsOf(ctx, runId, layerName);
-  if (q.step !== undefined && !steps.includes(q.step))
+  // the slider offers the steps that have labels to place: a thinned step would be an empty map
+  const steps = await labelStepsOf(ctx, runId, layerName);
+  if (q.step !== undefined && !steps.includes(q.step)) {
+    const thinned = run.thinned !== '' && (await stepsOf(ctx, runId, layerName)).includes(q.step);
     throw missing(
       'step',
       String(q.step),
-      `layer ${layerName} has steps ${steps[0] ?? '-'}..${steps.at(-1) ?? '-'}`,
+      thinned
+        ? `the labels of step ${q.step} were removed by label retention (${run.thinned}); the nearest step with labels is ${nearestStep(steps, q.step) ?? '-'}`
+        : `layer ${layerName} has steps ${steps[0] ?? '-'}..${steps.at(-1) ?? '-'}`,
     );
+  }
   const step = q.step ?? steps.at(-1) ?? 0;
   const { concepts, note } = placesOrNote(ctx, run.bundleId);
   const trail = (q.trail ?? []).slice(0, 24);
@@ -351,7 +365,7 @@ export async function mapView(
   let overlay: MapAnswer['overlay'] = null;
   if (q.overlay !== undefined) {
     const other = await findRun(ctx, q.overlay);
-    const otherSteps = await stepsOf(ctx, q.overlay, layerName);
+    const otherSteps = await labelStepsOf(ctx, q.overlay, layerName);
     const otherStep = nearestStep(otherSteps, step);
     if (otherStep === null)
       throw missing('layer', layerName, `run ${q.overlay} has no checkpoints of layer ${layerName}`);

@@ -368,6 +368,38 @@ export function uiSuite(kind: 'chdb' | 'clickhouse-server'): void {
     expect((await seriesOf(neuronPage.page, 'score'))[0].n).toBe(4 - plan[0].removeSteps.length);
     expectClean(neuronPage);
     await neuronPage.page.close();
+    // the concept map's slider offers only the steps that kept their labels, each a full map
+    const keptSteps = [0, 1, 2, 3].filter((st) => !plan[0].removeSteps.includes(st));
+    const mapPage = await browser.open(at(`${run}/layers/conv1/map`));
+    await drawn(mapPage.page);
+    expect(await mapPage.page.textContent('#thinned')).toContain('the step slider offers only');
+    expect(await mapPage.page.getAttribute('#step', 'max')).toBe(String(keptSteps.length - 1));
+    expect(await mapPage.page.textContent('#step-label')).toBe(String(keptSteps.at(-1)));
+    for (const [index, step] of keptSteps.entries()) {
+      await mapPage.page.evaluate(`(() => {
+        const s = document.querySelector('#step');
+        s.value = '${index}';
+        s.dispatchEvent(new Event('input'));
+      })()`);
+      await mapPage.page.waitForFunction(`document.querySelector('#step-label')?.textContent === '${step}'`);
+      await mapPage.page.waitForFunction(
+        `new URLSearchParams(location.search).get('step') === '${step}' && /· 8 neurons/.test(document.querySelector('#sub')?.textContent ?? '')`,
+      );
+      await drawn(mapPage.page);
+      const dots = (await seriesOf(mapPage.page, 'map'))
+        .filter((x) => x.id.startsWith('neurons:'))
+        .reduce((a, x) => a + x.n, 0);
+      expect({ step, dots }).toEqual({ step, dots: 8 });
+    }
+    expectClean(mapPage);
+    await mapPage.page.close();
+    // a thinned step asked by URL: 404 that says why and where the labels are
+    const removed = plan[0].removeSteps[0];
+    const api = await fetch(at(`/api${run}/layers/conv1/map?step=${removed}`));
+    expect(api.status).toBe(404);
+    const body = (await api.json()) as { missing: unknown; hint: string };
+    expect(body.missing).toEqual({ kind: 'step', value: String(removed) });
+    expect(body.hint).toMatch(new RegExp(`labels of step ${removed} were removed by label retention`));
     // a run that was not thinned shows no note
     const healthy = await browser.open(at(`/runs/${seg(RUNS.healthy)}/layers/conv2`));
     await drawn(healthy.page);

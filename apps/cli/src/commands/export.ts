@@ -14,7 +14,7 @@ export function registerExport(program: Command): void {
   program
     .command('export')
     .description(
-      'write every table of a run (runs, checkpoints, neuron_labels, layer_metrics, alerts) as one CSV or Parquet file each',
+      "write every table of a run (runs, checkpoints, neuron_labels, layer_metrics, alerts, label_thinning: which steps' labels retention removed) as one CSV or Parquet file each",
     )
     .requiredOption('--run <id>', 'the run to export')
     .requiredOption(

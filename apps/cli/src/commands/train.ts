@@ -1,12 +1,20 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { Monitor } from '@cm/contracts';
-import { CmError, createLogger, invalidArgument } from '@cm/core';
+import { CmError, createLogger, errorMessage, invalidArgument } from '@cm/core';
 import { loadConfig, resolvePath, type CmConfig } from '@cm/config';
 import { localMonitorFromConfig } from '@cm/engine';
 import { createMonitorClient } from '@cm/monitor-client';
 import type { ProbeBundle } from '@cm/probe';
-import { openStore, startReaderEndpoint, type Store } from '@cm/store';
+import {
+  describePolicy,
+  describeThinning,
+  openStore,
+  retentionEnabled,
+  scheduleLabelThinning,
+  startReaderEndpoint,
+  type Store,
+} from '@cm/store';
 import {
   addDeliveryOptions,
   addTrainOptions,
@@ -84,14 +92,38 @@ export async function openMonitor(
   // CM_DISSECT_METHOD, CM_ALERT_* and the webhook act here as they do in the concept service.
   const monitor = localMonitorFromConfig(config, { store, workers: 1 });
   log.info(`monitoring all-in-one: embedded store ${resolvePath(config.chdbPath)}`);
+  // Label retention (CM_LABELS_*; off by default) as in the recorder and `cm serve`: this process
+  // writes the store, so it thins it, every CM_RETENTION_INTERVAL_MINUTES and once more at the end
+  // (after the last labels are in), so a run shorter than the interval ends as a long-lived writer
+  // would leave it. A failed pass is a warning: the training and its records are done.
+  const thinning = scheduleLabelThinning(store, config.retention, {
+    intervalMs: config.retention.intervalMinutes * 60_000,
+    log: log.child('retention'),
+  });
+  if (retentionEnabled(config.retention))
+    log.info(`label retention: ${describePolicy(config.retention)}`, { ...config.retention });
   return {
     mode: 'all-in-one',
     monitor,
     store,
     close: async () => {
-      await monitor.close();
-      await reader.close();
-      await store.close();
+      try {
+        await monitor.close();
+        if (retentionEnabled(config.retention)) {
+          const { records } = await thinning.runNow().catch((e: unknown) => {
+            log.warn('label thinning at the end failed; the next writer of this store retries', {
+              error: errorMessage(e),
+            });
+            return { records: [] };
+          });
+          for (const r of records)
+            log.info(`run ${r.runId}: ${describeThinning([r])} (${r.rowsRemoved} label rows removed)`);
+        }
+      } finally {
+        await thinning.stop();
+        await reader.close();
+        await store.close();
+      }
     },
   };
 }

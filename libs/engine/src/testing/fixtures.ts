@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { mulberry32 } from '@cm/core';
 import { BundleDirectory, makeSyntheticBundle, writeBundleInto } from '@cm/probe';
 import type { CheckpointData, LayerActivations, RunSpec } from '@cm/contracts';
-import type { ConceptSpace } from '@cm/dissect';
+import { nullActivations, type ConceptSpace } from '@cm/dissect';
 
 export interface TestBundles {
   root: string;
@@ -31,6 +31,19 @@ export async function makeTestBundles(images = 120, seed = 7): Promise<TestBundl
     space: bundles.get(bundleId).space,
     cleanup: () => rmSync(root, { recursive: true, force: true }),
   };
+}
+
+/**
+ * The test file's bundles, made before its tests (beforeAll) and removed after them (afterAll):
+ * the object is filled in by then, so read its fields inside tests and hooks only.
+ */
+export function useTestBundles(images = 120): TestBundles {
+  const tb = {} as TestBundles;
+  beforeAll(async () => {
+    Object.assign(tb, await makeTestBundles(images));
+  });
+  afterAll(() => tb.cleanup());
+  return tb;
 }
 
 /** Deterministic pseudo-random numbers (mulberry32) so fixtures are reproducible. */
@@ -95,4 +108,18 @@ export function testCheckpoint(space: ConceptSpace, step: number, layers = TEST_
     layers: layers.map((l) => plantedActivations(space, l.name, l.width, step)),
     metrics: { loss: 1 / (step + 1), accuracy: 0.5 + step / 100 },
   };
+}
+
+/** An "untrained" network's layers: unrelated to the images (seeded normal activations). */
+export function randomInitActivations(
+  space: ConceptSpace,
+  seed: number,
+  layers: readonly { name: string; width: number }[] = TEST_LAYERS,
+): LayerActivations[] {
+  const D = space.probeScores.rows;
+  return layers.map((l, i) => ({
+    layer: l.name,
+    shape: [D, l.width],
+    data: nullActivations(D, l.width, seed * 100 + i).data,
+  }));
 }

@@ -67,11 +67,7 @@ export function mapView(root: HTMLElement, runId: string, layer: string): View {
     if (trail.length) q.set('trail', trail.join(','));
     if (overlay) q.set('overlay', overlay);
     const d = await getJson<MapAnswer>(`/api${path('runs', runId, 'layers', layer, 'map')}?${q}`);
-    showThinned(
-      root,
-      d.run.thinned,
-      'in that range the map is empty at the checkpoints whose labels were removed.',
-    );
+    showThinned(root, d.run.thinned, 'the step slider offers only the checkpoints that kept their labels.');
     draw(d);
   };
 
