@@ -339,10 +339,16 @@ describe('recorder process', () => {
       expect(await waitFor(async () => (await labelStats(runId)).final === expectedLabels, 30_000, 50)).toBe(
         true,
       );
+      // The rows are queryable when ClickHouse has them, a moment before the recorder has read the
+      // insert's answer and counted them (and a malformed message is counted as it is decoded,
+      // before the insert): wait for the exposition to show the whole batch, then check each figure.
       let text = '';
       const settled = await waitFor(async () => {
         text = await (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text();
-        return sample(text, 'cm_recorder_messages_terminated_total') === 1;
+        return (
+          sample(text, 'cm_recorder_messages_terminated_total') === 1 &&
+          sample(text, 'cm_recorder_messages_stored_total') === 1 + 3 * widths.length
+        );
       }, 10_000);
       expect(settled).toBe(true);
       expect(sample(text, 'cm_recorder_rows_inserted_total', 'table="neuron_labels"')).toBe(expectedLabels);

@@ -72,9 +72,21 @@ export async function launchBrowser(
   };
 }
 
-/** Waits until the view has drawn its data (window.cm.ready). */
+/**
+ * Waits until the view has drawn its data (window.cm.ready). A view that failed shows an error page
+ * and never becomes ready: the timeout then says what the page showed and what it recorded.
+ */
 export async function drawn(page: Page, timeout = 30_000): Promise<void> {
-  await page.waitForFunction('window.cm?.ready === true', undefined, { timeout });
+  try {
+    await page.waitForFunction('window.cm?.ready === true', undefined, { timeout });
+  } catch (e) {
+    const state = await page
+      .evaluate(
+        `JSON.stringify({ view: window.cm?.view, errors: window.cm?.errors, banner: document.getElementById('banner')?.textContent, page: document.getElementById('view')?.textContent?.slice(0, 300) })`,
+      )
+      .catch(() => 'unreadable');
+    throw new Error(`${e instanceof Error ? e.message : String(e)}; the page: ${String(state)}`);
+  }
 }
 
 /** Each series of a chart: id and number of data points, from ECharts' own option. */

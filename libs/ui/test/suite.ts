@@ -271,6 +271,36 @@ export function uiSuite(kind: 'chdb' | 'clickhouse-server'): void {
     await p.page.close();
   });
 
+  it('navigating while the old view is still refetching: the new view draws, the late answer is dropped', async () => {
+    const p = await browser.open(at('/'));
+    await drawn(p.page);
+    // hold the runs view's next refetch (the one a live change token starts) until after the click
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => (release = r));
+    let heldRequests = 0;
+    await p.page.route('**/api/runs', async (route) => {
+      heldRequests++;
+      await held;
+      await route.continue();
+    });
+    await filled.addLiveCheckpoint();
+    const start = Date.now();
+    while (heldRequests === 0 && Date.now() - start < 15_000) await new Promise((r) => setTimeout(r, 50));
+    expect(heldRequests).toBeGreaterThan(0);
+    await p.page.check(`input[value="${RUNS.collapse}"]`);
+    await p.page.check(`input[value="${RUNS.healthy}"]`);
+    await p.page.click('#compare');
+    await p.page.waitForURL(/\/compare\//);
+    release(); // the runs answer arrives now, for a page that shows the comparison
+    await drawn(p.page, 15_000);
+    expect(await p.page.evaluate('window.cm.view')).toBe('compare');
+    expect(await p.page.$('#runs-table')).toBeNull();
+    expect(await p.page.$('#setup-warning')).not.toBeNull();
+    expect(await p.page.$('.error-page')).toBeNull();
+    expectClean(p);
+    await p.page.close();
+  });
+
   it('404: an unknown run, layer or neuron gives a page naming it, and JSON naming it', async () => {
     const cases: [string, string, string][] = [
       [`/runs/no-such-run`, 'run', 'no-such-run'],

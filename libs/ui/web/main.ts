@@ -36,6 +36,13 @@ let current: View | undefined;
 let route: Route = parseRoute(location.pathname);
 let refreshing = false;
 let pending = false;
+/**
+ * Which mount a refresh belongs to. A refresh still in flight when the user navigates (a live
+ * change token's refetch, say) finishes against a view that is gone: its DOM lookups fail on the
+ * new page. Its result, or its error, is dropped instead of replacing the new view with an error
+ * page; the new view's own refresh runs right after it.
+ */
+let generation = 0;
 let retryTimer: number | undefined;
 
 function crumbsOf(r: Route): string {
@@ -84,17 +91,20 @@ async function refresh(): Promise<void> {
     return;
   }
   refreshing = true;
+  const mounted = generation;
   try {
     await current.refresh();
-    showBanner(null);
-    window.cm.draws++;
-    window.cm.ready = true;
+    if (mounted === generation) {
+      showBanner(null);
+      window.cm.draws++;
+      window.cm.ready = true;
+    }
   } catch (e) {
-    showProblem(e);
+    if (mounted === generation) showProblem(e);
   } finally {
     refreshing = false;
   }
-  if (pending) {
+  if (pending || mounted !== generation) {
     pending = false;
     await refresh();
   }
@@ -104,6 +114,7 @@ function mount(): void {
   current?.dispose?.();
   disposeCharts();
   route = parseRoute(location.pathname);
+  generation++;
   window.cm.ready = false;
   window.cm.draws = 0;
   window.cm.view = route.view;
