@@ -6,7 +6,7 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '@cm/core';
+import { freePort, waitFor } from '@cm/core';
 import { createMonitorClient } from '@cm/monitor-client';
 import { makeTestBundles, testCheckpoint, testRunSpec, type TestBundles } from '@cm/engine/src/testing';
 import { FlakySink, startTestService, type TestService } from './helpers';
@@ -105,6 +105,8 @@ it('a full spool drops and counts; what fitted is delivered when the service com
     });
     expect(readdirSync(join(spoolRoot, 'full-spool')).filter((f) => f.endsWith('.ckpt'))).toHaveLength(2);
     svc = await startTestService({ bundles, sink, listenAddress: `127.0.0.1:${port}` });
+    // found again before the run ends: endRun gives an unreachable service only maxBlockMs (200)
+    expect(await waitFor(async () => client.stats().connected, 30_000, 20)).toBe(true);
     await client.endRun('completed');
     expect(stepsOf(sink, 'labels', 'full-spool')).toEqual([0, 1]);
     expect(client.stats()).toMatchObject({ acknowledgedCheckpoints: 2, droppedCheckpoints: 3 });

@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CheckpointData, Monitor } from '@cm/contracts';
 import { createLogger, freePort } from '@cm/core';
-import { createConceptServer, type ConceptServer } from '@cm/concept-server';
+import type { ConceptServer } from '@cm/concept-server';
 import { ConceptEngine, inlineDissector, MemoryBaselineStore, MemorySink } from '@cm/engine';
 import { BundleDirectory } from '@cm/probe';
 import { DEFAULT_RANDOM_INITS } from '@cm/watch';
 import { ensureSyntheticBundle, probeImagesOf, selectBackend } from '@cm/train';
-import { forwardRunCalls, spoolingClient, trainFourSteps } from './late-service';
+import { bringUpService, forwardRunCalls, spoolingClient, trainFourSteps } from './late-service';
 
 /**
  * The learned-concept baseline under policy spool (real gRPC over loopback, real concept server
@@ -54,16 +54,16 @@ async function runWithLateService(runId: string) {
         spooledFiles = readdirSync(join(spoolDir, runId))
           .filter((f) => f.endsWith('.ckpt'))
           .sort();
-        server = createConceptServer({
-          log: createLogger('test-service'),
-          engine: new ConceptEngine({
+        server = await bringUpService(
+          client,
+          port,
+          new ConceptEngine({
             bundles: new BundleDirectory(bundles),
             dissector: inlineDissector(),
             baselines,
           }),
           sink,
-        });
-        await server.listen(`127.0.0.1:${port}`);
+        );
       }
       return answer;
     },

@@ -3,6 +3,9 @@
  * service that is not up yet, a Monitor that forwards to it, and the short training run they watch.
  */
 import type { Monitor } from '@cm/contracts';
+import { createLogger, waitFor } from '@cm/core';
+import { createConceptServer, type ConceptServer } from '@cm/concept-server';
+import type { ConceptEngine, MemorySink } from '@cm/engine';
 import { createMonitorClient, type MonitorClient } from '@cm/monitor-client';
 import { runTrainJob, worldDataset, type ProbeImages, type TrainJobResult } from '@cm/train';
 
@@ -42,4 +45,23 @@ export function trainFourSteps(runId: string, monitor: Monitor, probe: ProbeImag
     monitor,
     probe,
   });
+}
+
+/**
+ * The concept service comes up during the run: listen on `port`, then wait until `client` has found
+ * it, before training goes on. Without the wait, on a loaded machine the run could end within
+ * maxBlockMs of the service coming up, and the end of the run would rightly count the spool as
+ * dropped (the service still unreachable for the client).
+ */
+export async function bringUpService(
+  client: MonitorClient,
+  port: number,
+  engine: ConceptEngine,
+  sink: MemorySink,
+): Promise<ConceptServer> {
+  const server = createConceptServer({ log: createLogger('test-service'), engine, sink });
+  await server.listen(`127.0.0.1:${port}`);
+  if (!(await waitFor(async () => client.stats().connected, 30_000, 20)))
+    throw new Error(`the client did not reconnect to the service on port ${port} within 30 s`);
+  return server;
 }

@@ -3,11 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CheckpointData, Monitor } from '@cm/contracts';
 import { createLogger, freePort } from '@cm/core';
-import { createConceptServer, type ConceptServer } from '@cm/concept-server';
+import type { ConceptServer } from '@cm/concept-server';
 import { ConceptEngine, inlineDissector, MemorySink } from '@cm/engine';
 import { BundleDirectory } from '@cm/probe';
 import { ensureSyntheticBundle, formatRunSummary, probeImagesOf, selectBackend } from '@cm/train';
-import { forwardRunCalls, spoolingClient, trainFourSteps } from './late-service';
+import { bringUpService, forwardRunCalls, spoolingClient, trainFourSteps } from './late-service';
 
 /**
  * Policy spool through the training loop: the concept service is down when the run starts and
@@ -39,12 +39,12 @@ async function runWithLateService(runId: string, probeImages: number) {
       const answer = await client.sendCheckpoint(cp);
       if (cp.step === 2 && !server) {
         filesSeen = readdirSync(join(spoolDir, runId)).filter((f) => f.endsWith('.ckpt')).length;
-        server = createConceptServer({
-          log: createLogger('test-service'),
-          engine: new ConceptEngine({ bundles: new BundleDirectory(bundles), dissector: inlineDissector() }),
+        server = await bringUpService(
+          client,
+          port,
+          new ConceptEngine({ bundles: new BundleDirectory(bundles), dissector: inlineDissector() }),
           sink,
-        });
-        await server.listen(`127.0.0.1:${port}`);
+        );
       }
       return answer;
     },
