@@ -545,6 +545,24 @@ function findings(results: SeedResult[]): Finding[] {
       ...compare(results, all, pick(ka, 'interpretable'), pick(kb, 'interpretable')),
     },
   });
+  // the colour findings: the share among live neurons' top-1 labels, then among interpretable ones
+  const colourShares = (
+    name: string,
+    claim: string,
+    conditions: [string, string],
+    ka: keyof SeedResult,
+    kb: keyof SeedResult,
+  ): Finding => ({
+    name,
+    claim,
+    conditions,
+    figure: 'colour share of live top-1 labels',
+    ...compare(results, conv, pick(ka, 'colourAll'), pick(kb, 'colourAll')),
+    also: {
+      figure: 'colour share of interpretable neurons',
+      ...compare(results, conv, pick(ka, 'colourInterpretable'), pick(kb, 'colourInterpretable')),
+    },
+  });
   return [
     twoFigures(
       'interpretability-over-training',
@@ -567,38 +585,20 @@ function findings(results: SeedResult[]): Finding[] {
       'ticket',
       'randomMask',
     ),
-    {
-      name: 'colour-adversarial',
-      claim: 'adversarially trained models have more colour neurons',
-      conditions: ['trained adversarially (FGSM) from init', 'trained on clean from init (standard)'],
-      figure: 'colour share of live top-1 labels',
-      ...compare(results, conv, pick('adversarial', 'colourAll'), pick('standard', 'colourAll')),
-      also: {
-        figure: 'colour share of interpretable neurons',
-        ...compare(
-          results,
-          conv,
-          pick('adversarial', 'colourInterpretable'),
-          pick('standard', 'colourInterpretable'),
-        ),
-      },
-    },
-    {
-      name: 'colour-adversarial-finetune',
-      claim: 'adversarial fine-tuning adds colour neurons',
-      conditions: ['standard + FGSM fine-tuning', 'standard + clean fine-tuning'],
-      figure: 'colour share of live top-1 labels',
-      ...compare(results, conv, pick('adversarialFinetuned', 'colourAll'), pick('control', 'colourAll')),
-      also: {
-        figure: 'colour share of interpretable neurons',
-        ...compare(
-          results,
-          conv,
-          pick('adversarialFinetuned', 'colourInterpretable'),
-          pick('control', 'colourInterpretable'),
-        ),
-      },
-    },
+    colourShares(
+      'colour-adversarial',
+      'adversarially trained models have more colour neurons',
+      ['trained adversarially (FGSM) from init', 'trained on clean from init (standard)'],
+      'adversarial',
+      'standard',
+    ),
+    colourShares(
+      'colour-adversarial-finetune',
+      'adversarial fine-tuning adds colour neurons',
+      ['standard + FGSM fine-tuning', 'standard + clean fine-tuning'],
+      'adversarialFinetuned',
+      'control',
+    ),
     {
       name: 'finetune-switches',
       claim: 'fine-tuning to a new task switches neurons to other concepts',
